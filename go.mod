@@ -1,0 +1,3 @@
+module github.com/hershyorg/hershy
+
+go 1.25

@@ -1,0 +1,126 @@
+package hersh
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// TriggerKind says why a run happened.
+type TriggerKind int
+
+const (
+	TriggerStart    TriggerKind = iota // the first run of a session
+	TriggerMessage                     // a user message
+	TriggerVars                        // one or more watched variables changed
+	TriggerRecovery                    // the system re-runs after a failed run
+	TriggerCleanup                     // the context handed to the cleanup function
+)
+
+var triggerNames = [...]string{"start", "message", "vars", "recovery", "cleanup"}
+
+func (k TriggerKind) String() string {
+	if k >= 0 && int(k) < len(triggerNames) {
+		return triggerNames[k]
+	}
+	return "unknown"
+}
+
+// MarshalText makes trigger kinds appear as strings in JSON.
+func (k TriggerKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// Trigger describes what caused a run.
+type Trigger struct {
+	Kind    TriggerKind `json:"kind"`
+	Message *Message    `json:"message,omitempty"` // set for TriggerMessage
+	Vars    []string    `json:"vars,omitempty"`    // changed variables, in the order their signals arrived
+}
+
+// System reports whether the run was started by the engine itself.
+func (t Trigger) System() bool {
+	return t.Kind == TriggerStart || t.Kind == TriggerRecovery || t.Kind == TriggerCleanup
+}
+
+func (t Trigger) String() string {
+	switch t.Kind {
+	case TriggerMessage:
+		if t.Message != nil {
+			return "message:" + t.Message.Content
+		}
+	case TriggerVars:
+		return "vars:" + strings.Join(t.Vars, ",")
+	}
+	return t.Kind.String()
+}
+
+// Message is a user message; each one causes exactly one run, in order.
+type Message struct {
+	ID         uint64    `json:"id"`
+	Content    string    `json:"content"`
+	ReceivedAt time.Time `json:"receivedAt"`
+}
+
+// Context is handed to the managed function for one run (and to cleanup).
+// It is a context.Context that is cancelled when the run times out or the
+// watcher is killed, and it is the handle that watches, memos and context
+// state take. It is valid only during the run it was made for: hooks called
+// through it afterwards report a *HookError.
+type Context struct {
+	context.Context
+	w       *Watcher
+	s       *session
+	runID   uint64
+	trigger Trigger
+	done    atomic.Bool
+	seen    map[string]struct{} // hooks used in this run
+	errs    []error             // hook errors of this run
+}
+
+// Message returns the user message that triggered this run, or nil.
+func (c *Context) Message() *Message { return c.trigger.Message }
+
+// Trigger reports what caused this run.
+func (c *Context) Trigger() Trigger { return c.trigger }
+
+// RunID is the run's number within the watcher's life, starting at 1.
+func (c *Context) RunID() uint64 { return c.runID }
+
+// Env returns an immutable environment value from Config.Env.
+func (c *Context) Env(key string) (string, bool) {
+	v, ok := c.w.cfg.Env[key]
+	return v, ok
+}
+
+// Watcher returns the watcher this run belongs to.
+func (c *Context) Watcher() *Watcher { return c.w }
+
+// hookCheck enforces the rules of hooks shared by every watch and memo:
+// used during its own run, and at most once per run under a name.
+func (c *Context) hookCheck(kind, name string) error {
+	if name == "" {
+		return c.fail(&HookError{Name: name, Kind: kind, Reason: "empty name"})
+	}
+	if c.done.Load() || c.trigger.Kind == TriggerCleanup {
+		return c.fail(&HookError{Name: name, Kind: kind, Reason: "used outside the run it belongs to"})
+	}
+	if _, dup := c.seen[name]; dup {
+		return c.fail(&HookError{Name: name, Kind: kind, Reason: "used twice in one run"})
+	}
+	if c.seen == nil {
+		c.seen = make(map[string]struct{}, 4)
+	}
+	c.seen[name] = struct{}{}
+	return nil
+}
+
+// fail records a hook error, which the run will end with, and returns it.
+func (c *Context) fail(err error) error {
+	if c.done.Load() || c.trigger.Kind == TriggerCleanup {
+		// No run to fail: keep a trace in the watch-error log.
+		c.w.logs.watchError("", "hook", err)
+		return err
+	}
+	c.errs = append(c.errs, err)
+	return err
+}

@@ -1,0 +1,464 @@
+package hersh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A session is one Start-to-end life of a watcher. It owns the signal
+// queues, the watches and the API listener, so a restart after Stop begins
+// with none of the previous session's goroutines or queued signals.
+//
+// One goroutine (loop) takes signals in strict priority order (system, then
+// user messages, then variables) and runs the managed function inline, so
+// two runs never overlap. Producers (Send, watch goroutines) never touch
+// engine state: they only enqueue.
+type session struct {
+	w       *Watcher
+	cleanup CleanupFunc
+
+	ctx    context.Context // cancelled at teardown, or at once by Kill
+	cancel context.CancelFunc
+
+	msgs    chan Message  // user messages, FIFO, bounded
+	vars    chan *varSlot // variables with a pending value; each slot at most once
+	sysWake chan struct{} // nudges the loop after a stop or kill request
+
+	stopReq atomic.Int32 // reqNone, reqStop, reqKill
+	closing atomic.Bool  // no more messages accepted
+	st      atomic.Int32 // State
+	fails   atomic.Int32 // consecutive failures
+	started time.Time
+	updated atomic.Int64 // unix nanos of the last state change or run
+
+	runMu     sync.Mutex
+	runCancel context.CancelFunc // of the in-flight run
+
+	hooksMu sync.RWMutex
+	hooks   map[string]*hook
+	watches []*hook // registration order
+	memos   int
+
+	recover *time.Timer // backoff timer while in WaitRecover
+	batch   []*varSlot  // reused by drainVars
+
+	wg    sync.WaitGroup // watch goroutines and the persister
+	apiLn net.Listener
+	api   *http.Server
+	apiWG sync.WaitGroup
+
+	done chan struct{} // closed after teardown
+	err  error         // set before done is closed
+}
+
+const (
+	reqNone int32 = iota
+	reqStop
+	reqKill
+)
+
+func newSession(w *Watcher, cleanup CleanupFunc) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{
+		w:       w,
+		cleanup: cleanup,
+		ctx:     ctx,
+		cancel:  cancel,
+		msgs:    make(chan Message, w.cfg.SignalCapacity),
+		vars:    make(chan *varSlot, w.cfg.SignalCapacity),
+		sysWake: make(chan struct{}, 1),
+		hooks:   make(map[string]*hook),
+		started: time.Now(),
+		done:    make(chan struct{}),
+	}
+	s.st.Store(int32(StateNotRun))
+	s.touch()
+	return s
+}
+
+func (s *session) state() State { return State(s.st.Load()) }
+
+func (s *session) ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *session) touch() { s.updated.Store(time.Now().UnixNano()) }
+
+// transition records a lifecycle change in the reduce log.
+func (s *session) transition(to State, reason string) {
+	from := State(s.st.Swap(int32(to)))
+	s.touch()
+	if from == to {
+		return
+	}
+	l := s.w.logs
+	l.reduces.Push(ReduceLog{ID: l.id(), Time: time.Now(), From: from, To: to, Reason: reason})
+}
+
+// request records a stop or kill; the stronger request wins.
+func (s *session) request(kind int32) {
+	for {
+		cur := s.stopReq.Load()
+		if cur >= kind || s.stopReq.CompareAndSwap(cur, kind) {
+			break
+		}
+	}
+	s.closing.Store(true)
+	if kind == reqKill {
+		s.cancel() // cancels the in-flight run and every watch now
+	}
+	select {
+	case s.sysWake <- struct{}{}:
+	default:
+	}
+	s.w.noteSignal(SignalSystem, map[int32]string{reqStop: "stop", reqKill: "kill"}[kind], time.Now())
+}
+
+func (s *session) cancelRun() {
+	s.runMu.Lock()
+	if s.runCancel != nil {
+		s.runCancel()
+	}
+	s.runMu.Unlock()
+}
+
+// loop is the engine: it runs until a stop, a kill or a control error ends
+// the session, then tears everything down.
+func (s *session) loop() {
+	final, cause := s.serve()
+	s.teardown(final, cause)
+}
+
+func (s *session) serve() (State, error) {
+	if end, st, err := s.run(Trigger{Kind: TriggerStart}); end {
+		return st, err
+	}
+	var (
+		held    Message
+		hasHeld bool
+		heldVar []*varSlot
+	)
+	for {
+		// System signals first.
+		if req := s.stopReq.Load(); req != reqNone {
+			return s.requested(req)
+		}
+		if s.recover != nil {
+			select {
+			case <-s.sysWake:
+			case <-s.recover.C:
+				s.recover = nil
+				if end, st, err := s.run(Trigger{Kind: TriggerRecovery}); end {
+					return st, err
+				}
+			}
+			continue
+		}
+		// Then user messages, one run each, in order.
+		if hasHeld {
+			hasHeld = false
+			if end, st, err := s.runMessage(held); end {
+				return st, err
+			}
+			continue
+		}
+		select {
+		case m := <-s.msgs:
+			if end, st, err := s.runMessage(m); end {
+				return st, err
+			}
+			continue
+		default:
+		}
+		// Then variables: every pending one is applied, then one run.
+		if len(heldVar) > 0 || len(s.vars) > 0 {
+			end, st, err := s.drainVars(heldVar)
+			heldVar = heldVar[:0]
+			if end {
+				return st, err
+			}
+			continue
+		}
+		// Nothing pending: wait. What arrives is held and handled at the top
+		// of the loop, so priority holds even when several queues fill at once.
+		select {
+		case <-s.sysWake:
+		case held = <-s.msgs:
+			hasHeld = true
+		case v := <-s.vars:
+			heldVar = append(heldVar, v)
+		}
+	}
+}
+
+func (s *session) requested(req int32) (State, error) {
+	if req == reqKill {
+		return StateKilled, &KillError{Reason: "killed by request"}
+	}
+	return StateStopped, nil
+}
+
+func (s *session) runMessage(m Message) (bool, State, error) {
+	return s.run(Trigger{Kind: TriggerMessage, Message: &m})
+}
+
+func (s *session) drainVars(held []*varSlot) (bool, State, error) {
+	batch := append(s.batch[:0], held...)
+	for n := len(s.vars); n > 0; n-- {
+		batch = append(batch, <-s.vars)
+	}
+	var changed []string
+	now := time.Now()
+	for _, slot := range batch {
+		if slot.apply(now) {
+			changed = append(changed, slot.name)
+		}
+	}
+	clear(batch)
+	s.batch = batch[:0]
+	if len(changed) == 0 {
+		return false, 0, nil // only skip-signal values: stored, no run
+	}
+	return s.run(Trigger{Kind: TriggerVars, Vars: changed})
+}
+
+// run executes the managed function once and settles its result. It reports
+// whether the session must end, and how.
+func (s *session) run(t Trigger) (bool, State, error) {
+	w := s.w
+	id := w.runSeq.Add(1)
+	if t.Kind == TriggerStart {
+		s.transition(StateInitRun, "initial run")
+	} else {
+		s.st.Store(int32(StateRunning))
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, w.cfg.RunTimeout)
+	s.runMu.Lock()
+	s.runCancel = cancel
+	s.runMu.Unlock()
+
+	c := &Context{Context: ctx, w: w, s: s, runID: id, trigger: t}
+	start := time.Now()
+	w.logs.effects.Push(EffectLog{ID: w.logs.id(), Time: start, RunID: id, Effect: "run", Trigger: &t})
+	err := callManaged(w.managed, c)
+	c.done.Store(true)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && s.ctx.Err() == nil {
+		err = &TimeoutError{Timeout: w.cfg.RunTimeout.String(), Err: err}
+	}
+	s.runMu.Lock()
+	s.runCancel = nil
+	s.runMu.Unlock()
+	cancel()
+	if len(c.errs) > 0 {
+		err = errors.Join(append(c.errs, err)...)
+	}
+	end := time.Now()
+	s.touch()
+
+	res := EffectResult{ID: w.logs.id(), RunID: id, Trigger: t, StartedAt: start, Duration: end.Sub(start)}
+	if err != nil {
+		res.Error = err.Error()
+		if p, ok := asPanic(err); ok {
+			res.Stack = p.Stack
+		}
+	}
+	stop, final, cause := s.settle(err)
+	res.Success = err == nil
+	res.Failures = int(s.fails.Load())
+	res.StateAfter = s.state()
+	if stop {
+		res.StateAfter = final
+	}
+	w.logs.results.Push(res)
+	return stop, final, cause
+}
+
+// settle applies a run's result to the engine state: success resets the
+// failure count, a control error ends the session, another error schedules
+// a recovery run after backoff or, past the limit, crashes.
+func (s *session) settle(err error) (bool, State, error) {
+	var (
+		crash *CrashError
+		kill  *KillError
+		stop  *StopError
+	)
+	switch {
+	case errors.As(err, &crash):
+		return true, StateCrashed, crash
+	case errors.As(err, &kill):
+		return true, StateKilled, kill
+	case s.stopReq.Load() == reqKill:
+		return s.endRequested(reqKill)
+	case errors.As(err, &stop):
+		return true, StateStopped, nil
+	case s.stopReq.Load() == reqStop:
+		return s.endRequested(reqStop)
+	case err == nil:
+		s.fails.Store(0)
+		s.transition(StateReady, "")
+		return false, 0, nil
+	}
+	n := int(s.fails.Add(1))
+	rc := s.w.cfg.Recovery
+	if n >= rc.MaxFailures {
+		return true, StateCrashed, &CrashError{Reason: fmt.Sprintf("%d consecutive failures", n), Err: err}
+	}
+	d := backoff(rc, n, rand.Float64())
+	s.recover = time.NewTimer(d)
+	s.transition(StateWaitRecover, fmt.Sprintf("failure %d of %d, retry in %s: %v", n, rc.MaxFailures, d, err))
+	l := s.w.logs
+	l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "schedule-recovery", Detail: d.String()})
+	return false, 0, nil
+}
+
+func (s *session) endRequested(req int32) (bool, State, error) {
+	st, err := s.requested(req)
+	return true, st, err
+}
+
+// backoff is the wait after the n-th consecutive failure (n >= 1):
+// Base*2^(n-1) capped at Max, then shortened by up to Jitter of itself
+// (r in [0,1)), so the cap is never exceeded.
+func backoff(rc RecoveryConfig, n int, r float64) time.Duration {
+	d := rc.Base
+	for i := 1; i < n && d < rc.Max; i++ {
+		d *= 2
+	}
+	if d > rc.Max {
+		d = rc.Max
+	}
+	return d - time.Duration(float64(d)*rc.Jitter*r)
+}
+
+// teardown ends every goroutine the session started, runs cleanup, saves
+// context state and closes the API listener, in that order.
+func (s *session) teardown(final State, cause error) {
+	w := s.w
+	s.closing.Store(true)
+	s.cancel()
+	if s.recover != nil {
+		s.recover.Stop()
+	}
+	if dropped := len(s.msgs); dropped > 0 {
+		l := w.logs
+		l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "discard", Detail: fmt.Sprintf("%d queued messages", dropped)})
+	}
+	if !waitTimeout(&s.wg, w.cfg.CleanupTimeout) {
+		w.logs.watchError("", "teardown", errors.New("a watch function did not return after its context was cancelled; abandoned"))
+	}
+	if s.cleanup != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CleanupTimeout)
+		c := &Context{Context: ctx, w: w, s: s, runID: w.runSeq.Load(), trigger: Trigger{Kind: TriggerCleanup}}
+		l := w.logs
+		l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "cleanup", Detail: final.String()})
+		if err := callCleanup(s.cleanup, c, cause); err != nil {
+			l.watchError("", "cleanup", err)
+		}
+		c.done.Store(true)
+		cancel()
+	}
+	w.store.flush()
+	if s.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), defaultAPIShutdownGrace)
+		if s.api.Shutdown(ctx) != nil {
+			s.api.Close()
+		}
+		cancel()
+		s.apiWG.Wait()
+	}
+	reason := "stopped"
+	if cause != nil {
+		reason = cause.Error()
+	}
+	s.err = cause
+	w.mu.Lock()
+	if final.Final() {
+		w.final = final
+	}
+	w.mu.Unlock()
+	s.transition(final, reason)
+	w.cur.CompareAndSwap(s, nil)
+	close(s.done)
+}
+
+// startBackground starts the goroutines that live as long as the session
+// and are not watches: the durable-state writer.
+func (s *session) startBackground() {
+	if !s.w.store.durable() {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.w.store.persistLoop(s.ctx)
+	}()
+}
+
+func (s *session) serveAPI(ln net.Listener, h http.Handler) {
+	s.apiLn = ln
+	s.api = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	s.apiWG.Add(1)
+	go func() {
+		defer s.apiWG.Done()
+		_ = s.api.Serve(ln) // returns http.ErrServerClosed at teardown
+	}()
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// callManaged runs user code, turning a panic into a *PanicError.
+func callManaged(fn ManagedFunc, c *Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Where: "run", Value: r, Stack: string(debug.Stack())}
+		}
+	}()
+	return fn(c)
+}
+
+func callCleanup(fn CleanupFunc, c *Context, cause error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Where: "cleanup", Value: r, Stack: string(debug.Stack())}
+		}
+	}()
+	fn(c, cause)
+	return nil
+}
+
+func asPanic(err error) (*PanicError, bool) {
+	var p *PanicError
+	ok := errors.As(err, &p)
+	return p, ok
+}

@@ -1,0 +1,3 @@
+module github.com/hershyorg/hershy/hersh
+
+go 1.25

@@ -1,0 +1,161 @@
+package hersh
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/hershyorg/hershy/hersh/internal/ring"
+)
+
+// Execution logs. Each kind lives in its own bounded ring buffer
+// (Config.MaxLogEntries); ids are monotonic across all kinds, so entries of
+// different logs can be put back in order.
+
+// EffectLog records an effect the engine performed: a run started, a
+// recovery was scheduled, cleanup ran.
+type EffectLog struct {
+	ID      uint64    `json:"id"`
+	Time    time.Time `json:"time"`
+	RunID   uint64    `json:"runId,omitempty"`
+	Effect  string    `json:"effect"` // "run", "schedule-recovery", "cleanup"
+	Trigger *Trigger  `json:"trigger,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// EffectResult records how a run ended.
+type EffectResult struct {
+	ID         uint64        `json:"id"`
+	RunID      uint64        `json:"runId"`
+	Trigger    Trigger       `json:"trigger"`
+	StartedAt  time.Time     `json:"startedAt"`
+	Duration   time.Duration `json:"durationNs"`
+	Success    bool          `json:"success"`
+	Error      string        `json:"error,omitempty"`
+	Stack      string        `json:"stack,omitempty"` // set when the run panicked
+	Failures   int           `json:"consecutiveFailures"`
+	StateAfter State         `json:"stateAfter"`
+}
+
+// ReduceLog records a lifecycle state transition. The Ready/Running churn
+// of every run is not logged (it is visible in EffectResult); transitions
+// between lifecycle phases are.
+type ReduceLog struct {
+	ID     uint64    `json:"id"`
+	Time   time.Time `json:"time"`
+	From   State     `json:"from"`
+	To     State     `json:"to"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// WatchErrorLog records a failed poll, a panicking watch function, or a
+// hook misuse noticed too late to fail its run.
+type WatchErrorLog struct {
+	ID    uint64    `json:"id"`
+	Time  time.Time `json:"time"`
+	Var   string    `json:"var"`
+	Phase string    `json:"phase"` // "poll", "flow", "hook"
+	Error string    `json:"error"`
+	Stack string    `json:"stack,omitempty"`
+}
+
+// ContextLog records a change to context state.
+type ContextLog struct {
+	ID    uint64    `json:"id"`
+	Time  time.Time `json:"time"`
+	Key   string    `json:"key"`
+	Op    string    `json:"op"` // "set", "update", "delete", "restore"
+	Value string    `json:"value,omitempty"`
+}
+
+// StateFaultLog records a problem with context state: a value of the wrong
+// type, a failed write of the state file, a corrupt file set aside.
+type StateFaultLog struct {
+	ID    uint64    `json:"id"`
+	Time  time.Time `json:"time"`
+	Key   string    `json:"key,omitempty"`
+	Error string    `json:"error"`
+}
+
+type logs struct {
+	seq         atomic.Uint64
+	effects     *ring.Buffer[EffectLog]
+	results     *ring.Buffer[EffectResult]
+	reduces     *ring.Buffer[ReduceLog]
+	watchErrors *ring.Buffer[WatchErrorLog]
+	contexts    *ring.Buffer[ContextLog]
+	faults      *ring.Buffer[StateFaultLog]
+}
+
+func newLogs(n int) *logs {
+	return &logs{
+		effects:     ring.New[EffectLog](n),
+		results:     ring.New[EffectResult](n),
+		reduces:     ring.New[ReduceLog](n),
+		watchErrors: ring.New[WatchErrorLog](n),
+		contexts:    ring.New[ContextLog](n),
+		faults:      ring.New[StateFaultLog](n),
+	}
+}
+
+func (l *logs) id() uint64 { return l.seq.Add(1) }
+
+func (l *logs) watchError(name, phase string, err error) {
+	e := WatchErrorLog{ID: l.id(), Time: time.Now(), Var: name, Phase: phase, Error: err.Error()}
+	if p, ok := asPanic(err); ok {
+		e.Stack = p.Stack
+	}
+	l.watchErrors.Push(e)
+}
+
+func (l *logs) fault(key string, err error) {
+	l.faults.Push(StateFaultLog{ID: l.id(), Time: time.Now(), Key: key, Error: err.Error()})
+}
+
+func (l *logs) context(key, op, value string) {
+	l.contexts.Push(ContextLog{ID: l.id(), Time: time.Now(), Key: key, Op: op, Value: value})
+}
+
+// Logs is a copy of the newest execution-log entries, oldest first.
+type Logs struct {
+	EffectLogs     []EffectLog     `json:"effectLogs"`
+	ReduceLogs     []ReduceLog     `json:"reduceLogs"`
+	WatchErrorLogs []WatchErrorLog `json:"watchErrorLogs"`
+	ContextLogs    []ContextLog    `json:"contextLogs"`
+	StateFaultLogs []StateFaultLog `json:"stateFaultLogs"`
+	EffectResults  []EffectResult  `json:"effectResults"`
+}
+
+// LogKinds are the values accepted by Watcher.Logs and the logs route.
+var LogKinds = []string{"all", "effect", "reduce", "effect_result", "watch_error", "context", "state_fault"}
+
+// Logs returns up to limit newest entries (limit <= 0: all kept) of the
+// given kind ("all" or one of LogKinds). Kinds not asked for are empty, never
+// nil, so the JSON shape is always the same.
+func (w *Watcher) Logs(kind string, limit int) (Logs, bool) {
+	out := Logs{
+		EffectLogs: []EffectLog{}, ReduceLogs: []ReduceLog{}, WatchErrorLogs: []WatchErrorLog{},
+		ContextLogs: []ContextLog{}, StateFaultLogs: []StateFaultLog{}, EffectResults: []EffectResult{},
+	}
+	all := kind == "all"
+	known := all
+	l := w.logs
+	if all || kind == "effect" {
+		out.EffectLogs, known = l.effects.Last(limit), true
+	}
+	if all || kind == "reduce" {
+		out.ReduceLogs, known = l.reduces.Last(limit), true
+	}
+	if all || kind == "effect_result" {
+		out.EffectResults, known = l.results.Last(limit), true
+	}
+	if all || kind == "watch_error" {
+		out.WatchErrorLogs, known = l.watchErrors.Last(limit), true
+	}
+	if all || kind == "context" {
+		out.ContextLogs, known = l.contexts.Last(limit), true
+	}
+	if all || kind == "state_fault" {
+		out.StateFaultLogs, known = l.faults.Last(limit), true
+	}
+	return out, known
+}
