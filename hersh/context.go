@@ -34,7 +34,7 @@ func (k TriggerKind) MarshalText() ([]byte, error) { return []byte(k.String()), 
 type Trigger struct {
 	Kind    TriggerKind `json:"kind"`
 	Message *Message    `json:"message,omitempty"` // set for TriggerMessage
-	Vars    []string    `json:"vars,omitempty"`    // changed variables, in the order their signals arrived
+	Vars    []string    `json:"vars,omitempty"`    // names of the changed variables, sorted
 }
 
 // System reports whether the run was started by the engine itself.

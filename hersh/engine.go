@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,7 @@ type session struct {
 	stopReq atomic.Int32 // reqNone, reqStop, reqKill
 	closing atomic.Bool  // no more messages accepted
 	st      atomic.Int32 // State
+	phase   State        // last state written to the reduce log (engine goroutine)
 	fails   atomic.Int32 // consecutive failures
 	started time.Time
 	updated atomic.Int64 // unix nanos of the last state change or run
@@ -97,13 +99,16 @@ func (s *session) ended() bool {
 
 func (s *session) touch() { s.updated.Store(time.Now().UnixNano()) }
 
-// transition records a lifecycle change in the reduce log.
+// transition records a lifecycle change in the reduce log. The Ready and
+// Running churn of ordinary runs is not a phase change and is not logged.
 func (s *session) transition(to State, reason string) {
-	from := State(s.st.Swap(int32(to)))
+	s.st.Store(int32(to))
 	s.touch()
+	from := s.phase
 	if from == to {
 		return
 	}
+	s.phase = to
 	l := s.w.logs
 	l.reduces.Push(ReduceLog{ID: l.id(), Time: time.Now(), From: from, To: to, Reason: reason})
 }
@@ -232,6 +237,7 @@ func (s *session) drainVars(held []*varSlot) (bool, State, error) {
 	if len(changed) == 0 {
 		return false, 0, nil // only skip-signal values: stored, no run
 	}
+	slices.Sort(changed)
 	return s.run(Trigger{Kind: TriggerVars, Vars: changed})
 }
 
@@ -318,9 +324,10 @@ func (s *session) settle(err error) (bool, State, error) {
 	}
 	d := backoff(rc, n, rand.Float64())
 	s.recover = time.NewTimer(d)
-	s.transition(StateWaitRecover, fmt.Sprintf("failure %d of %d, retry in %s: %v", n, rc.MaxFailures, d, err))
+	detail := fmt.Sprintf("failure %d of %d, retry in %s: %v", n, rc.MaxFailures, d, err)
+	s.transition(StateWaitRecover, detail)
 	l := s.w.logs
-	l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "schedule-recovery", Detail: d.String()})
+	l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "schedule-recovery", Detail: detail})
 	return false, 0, nil
 }
 
