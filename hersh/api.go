@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strconv"
 	"time"
 )
@@ -45,7 +44,11 @@ func newAPI(w *Watcher) http.Handler {
 			return
 		}
 		if r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead) {
-			rw.Header().Set("Allow", rt.method)
+			allow := rt.method
+			if rt.method == http.MethodGet {
+				allow += ", " + http.MethodHead
+			}
+			rw.Header().Set("Allow", allow)
 			writeJSON(rw, http.StatusMethodNotAllowed, apiError(r.Method+" is not allowed here; use "+rt.method))
 			return
 		}
@@ -162,13 +165,15 @@ type SignalsInfo struct {
 }
 
 // Signals reports the pending signal counts. It reads queue lengths only;
-// it never takes anything out of a queue.
+// it never takes anything out of a queue. It reads only atomics and channel
+// lengths: the engine-owned recovery timer is not touched from here, a
+// pending recovery run shows as the WaitRecover state.
 func (w *Watcher) Signals() SignalsInfo {
 	out := SignalsInfo{RecentSignals: w.recent.Last(0), Timestamp: time.Now()}
 	if s := w.cur.Load(); s != nil {
 		out.VarSigCount = len(s.vars)
 		out.UserSigCount = len(s.msgs)
-		if s.stopReq.Load() != reqNone || s.recover != nil {
+		if s.stopReq.Load() != reqNone || s.state() == StateWaitRecover {
 			out.WatcherSigCount = 1
 		}
 	}
@@ -182,19 +187,28 @@ func apiMessage(w *Watcher, r *http.Request) (int, any) {
 	var body struct {
 		Content *string `json:"content"`
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxMessageBody+1))
+	// MaxBytesReader (not LimitReader) so an oversized body is reported as
+	// such, not as truncated JSON. A nil ResponseWriter is allowed.
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxMessageBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return http.StatusBadRequest, apiError("body must be a JSON object {\"content\": \"...\"}: " + err.Error())
+	err := dec.Decode(&body)
+	if err == nil {
+		// Exactly one value: anything after it ("}", a second object) is an error.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+			if terr != nil {
+				err = terr
+			}
+		}
 	}
-	if dec.More() {
-		return http.StatusBadRequest, apiError("body must hold one JSON object")
+	if tooBig := new(http.MaxBytesError); errors.As(err, &tooBig) {
+		return http.StatusRequestEntityTooLarge, apiError(fmt.Sprintf("body larger than %d bytes", maxMessageBody))
+	}
+	if err != nil {
+		return http.StatusBadRequest, apiError("body must be one JSON object {\"content\": \"...\"}: " + err.Error())
 	}
 	if body.Content == nil || *body.Content == "" {
 		return http.StatusBadRequest, apiError("content must not be empty")
-	}
-	if len(*body.Content) > maxMessageBody {
-		return http.StatusRequestEntityTooLarge, apiError("content too large")
 	}
 	switch err := w.TrySend(*body.Content); {
 	case err == nil:
@@ -295,26 +309,25 @@ func apiMemo(w *Watcher, _ *http.Request) (int, any) {
 // channel, a func, a cycle, a failing MarshalJSON) is shown as a string.
 func encodable(m map[string]any) map[string]json.RawMessage {
 	out := make(map[string]json.RawMessage, len(m))
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		out[k] = encodeOne(m[k])
+	for k, v := range m {
+		out[k] = encodeOne(v)
 	}
 	return out
 }
 
+// encodeOne encodes v, or a string in its place when JSON cannot encode it.
+// The replacement names the type and the reason, never the value itself:
+// formatting a value with %v recurses without limit through a cyclic map or
+// slice, and that stack overflow is fatal, not a recoverable panic.
 func encodeOne(v any) (raw json.RawMessage) {
 	defer func() {
 		if r := recover(); r != nil {
-			raw, _ = json.Marshal(fmt.Sprintf("<%T: unencodable: panic: %v>", v, r))
+			raw, _ = json.Marshal(fmt.Sprintf("<%T: unencodable: MarshalJSON panicked: %s>", v, describe(r)))
 		}
 	}()
 	b, err := json.Marshal(v)
 	if err != nil {
-		b, _ = json.Marshal(fmt.Sprintf("<%T: unencodable: %s>", v, safeString(v)))
+		b, _ = json.Marshal(fmt.Sprintf("<%T: unencodable: %v>", v, err))
 	}
 	return b
 }
@@ -323,6 +336,7 @@ func encodeOne(v any) (raw json.RawMessage) {
 type ConfigInfo struct {
 	ServerPort         int    `json:"serverPort"`
 	APIAddr            string `json:"apiAddr"`
+	ListenAddr         string `json:"listenAddr,omitempty"` // bound address while serving (differs with port 0)
 	SignalChanCapacity int    `json:"signalChanCapacity"`
 	MaxLogEntries      int    `json:"maxLogEntries"`
 	MaxMemoEntries     int    `json:"maxMemoEntries"`
@@ -336,7 +350,7 @@ type ConfigInfo struct {
 func apiConfig(w *Watcher, _ *http.Request) (int, any) {
 	c := w.cfg
 	return http.StatusOK, map[string]any{"config": ConfigInfo{
-		ServerPort: c.port(), APIAddr: c.APIAddr, SignalChanCapacity: c.SignalCapacity,
+		ServerPort: c.port(), APIAddr: c.APIAddr, ListenAddr: w.APIAddr(), SignalChanCapacity: c.SignalCapacity,
 		MaxLogEntries: c.MaxLogEntries, MaxMemoEntries: c.MaxMemoEntries, RunTimeout: c.RunTimeout.String(),
 		StateDir: c.StateDir, MaxFailures: c.Recovery.MaxFailures,
 		BackoffBase: c.Recovery.Base.String(), BackoffMax: c.Recovery.Max.String(),

@@ -83,6 +83,17 @@ func (c *Context) Message() *Message { return c.trigger.Message }
 // Trigger reports what caused this run.
 func (c *Context) Trigger() Trigger { return c.trigger }
 
+// Changed reports whether the watched variable name is among those that
+// triggered this run.
+func (c *Context) Changed(name string) bool {
+	for _, v := range c.trigger.Vars {
+		if v == name {
+			return true
+		}
+	}
+	return false
+}
+
 // RunID is the run's number within the watcher's life, starting at 1.
 func (c *Context) RunID() uint64 { return c.runID }
 

@@ -301,11 +301,13 @@ func (s *session) settle(err error) (bool, State, error) {
 		kill  *KillError
 		stop  *StopError
 	)
+	// The session ends with err itself, not the control error found in it,
+	// so context a caller wrapped around it ("saving report: ...") is kept.
 	switch {
 	case errors.As(err, &crash):
-		return true, StateCrashed, crash
+		return true, StateCrashed, err
 	case errors.As(err, &kill):
-		return true, StateKilled, kill
+		return true, StateKilled, err
 	case s.stopReq.Load() == reqKill:
 		return s.endRequested(reqKill)
 	case errors.As(err, &stop):

@@ -434,7 +434,7 @@ func TestTriggers(t *testing.T) {
 			WatchFlow(c, "a", a)
 			WatchFlow(c, "b", b)
 			tr := c.Trigger()
-			rec.add(fmt.Sprintf("%s system=%v vars=%v", tr.Kind, tr.System(), tr.Vars))
+			rec.add(fmt.Sprintf("%s system=%v vars=%v a=%v", tr.Kind, tr.System(), tr.Vars, c.Changed("a")))
 			if tr.Kind == TriggerStart {
 				<-release
 			}
@@ -454,10 +454,10 @@ func TestTriggers(t *testing.T) {
 		synctest.Wait()
 		stop(t, w)
 		want := []string{
-			"start system=true vars=[]",
-			"vars system=false vars=[a b]",
-			"message system=false vars=[]",
-			"recovery system=true vars=[]",
+			"start system=true vars=[] a=false",
+			"vars system=false vars=[a b] a=true",
+			"message system=false vars=[] a=false",
+			"recovery system=true vars=[] a=false",
 		}
 		if got := rec.get(); !reflect.DeepEqual(got, want) {
 			t.Fatalf("triggers = %q\nwant %q", got, want)
@@ -676,7 +676,10 @@ func TestControlErrors(t *testing.T) {
 		{"stop", Stop("done"), StateStopped, func(err error) bool { return err == nil }, 0},
 		{"wrapped stop", fmt.Errorf("strategy: %w", Stop("done")), StateStopped, func(err error) bool { return err == nil }, 0},
 		{"kill", Kill("bad key"), StateKilled, func(err error) bool { var e *KillError; return errors.As(err, &e) }, 2},
-		{"wrapped kill", fmt.Errorf("x: %w", Kill("bad key")), StateKilled, func(err error) bool { var e *KillError; return errors.As(err, &e) }, 2},
+		{"wrapped kill keeps its context", fmt.Errorf("x: %w", Kill("bad key")), StateKilled, func(err error) bool {
+			var e *KillError
+			return errors.As(err, &e) && strings.HasPrefix(err.Error(), "x: ")
+		}, 2},
 		{"crash", Crash("ledger corrupt", errors.New("checksum")), StateCrashed, func(err error) bool {
 			var e *CrashError
 			return errors.As(err, &e) && e.Reason == "ledger corrupt" && strings.Contains(err.Error(), "checksum")

@@ -1,6 +1,7 @@
 package hersh
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -60,7 +61,7 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string {
-	return fmt.Sprintf("hersh: panic in %s: %v", e.Where, e.Value)
+	return "hersh: panic in " + e.Where + ": " + describe(e.Value)
 }
 
 // TimeoutError reports a run that exceeded Config.RunTimeout. Its context
@@ -120,3 +121,30 @@ var (
 	ErrEmptyKey    = errors.New("hersh: empty name")
 	ErrUnencodable = errors.New("hersh: value cannot be serialised")
 )
+
+// describe renders a user value (a panic value, a state value for the log)
+// as text without risking the process: fmt's %v recurses without limit
+// through a cyclic map or slice, and that stack overflow is fatal, not a
+// recoverable panic. Strings, errors and scalars are printed (fmt guards
+// Error and String methods against panics); anything else is shown as JSON,
+// which detects cycles, or else by its type alone.
+func describe(v any) (s string) {
+	defer func() {
+		if r := recover(); r != nil {
+			s = fmt.Sprintf("<%T>", v)
+		}
+	}()
+	switch x := v.(type) {
+	case nil:
+		return "<nil>"
+	case string:
+		return x
+	case error, fmt.Stringer, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64,
+		uintptr, float32, float64, complex64, complex128:
+		return fmt.Sprint(x)
+	}
+	if b, err := json.Marshal(v); err == nil {
+		return string(b)
+	}
+	return fmt.Sprintf("<%T>", v)
+}

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Context state: typed key-value state that outlives runs and, with a state
@@ -17,8 +20,18 @@ import (
 // is also kept as its JSON encoding, which is what gets written to disk and
 // what a restarted program decodes lazily on the first typed read.
 
+// Scope is what a Key reads and writes through: the *Context of a run (or
+// of cleanup), or the *Watcher itself, so main, tests and other goroutines
+// can read and seed state too.
+type Scope interface{ contextState() *stateStore }
+
+func (c *Context) contextState() *stateStore { return c.w.store }
+func (w *Watcher) contextState() *stateStore { return w.store }
+
 // Key names a context-state value of type T. Declare keys once, at package
-// level: var count = hersh.NewKey[int]("count").
+// level: var count = hersh.NewKey[int]("count"). Unlike watches and memos,
+// keys work with any Context of the watcher: in a run, in cleanup, and in
+// goroutines a run started, also after that run has ended.
 type Key[T any] struct{ name string }
 
 // NewKey returns the key for name.
@@ -30,28 +43,28 @@ func (k Key[T]) Name() string { return k.name }
 // Get returns the value and whether it is set. A value of another type
 // (say, restored from a file written by an older program) reads as unset and
 // is recorded in the state-fault log; use Load to get the error itself.
-func (k Key[T]) Get(c *Context) (T, bool) {
+func (k Key[T]) Get(c Scope) (T, bool) {
 	v, err := k.Load(c)
 	return v, err == nil
 }
 
 // Load returns the value, ErrNotSet, or a *TypeError.
-func (k Key[T]) Load(c *Context) (T, error) {
+func (k Key[T]) Load(c Scope) (T, error) {
 	var zero T
 	if k.name == "" {
 		return zero, ErrEmptyKey
 	}
-	v, _, err := load[T](c.w.store, k.name)
+	v, _, err := load[T](c.contextState(), k.name)
 	return v, err
 }
 
 // Set stores v. With durable state, a value that cannot be encoded as JSON
 // is rejected with an error wrapping ErrUnencodable and nothing changes.
-func (k Key[T]) Set(c *Context, v T) error {
+func (k Key[T]) Set(c Scope, v T) error {
 	if k.name == "" {
 		return ErrEmptyKey
 	}
-	st := c.w.store
+	st := c.contextState()
 	raw, err := st.encode(k.name, v)
 	if err != nil {
 		return err
@@ -63,14 +76,16 @@ func (k Key[T]) Set(c *Context, v T) error {
 // Update atomically replaces the value with fn(current); current is the
 // zero value when unset. fn runs without any lock held and may run more than
 // once if another goroutine changes the key meanwhile; it should be a pure
-// function of its input. An error or panic in fn leaves the value unchanged
-// and is returned (a panic as a *PanicError).
-func (k Key[T]) Update(c *Context, fn func(current T) (T, error)) (T, error) {
+// function of its input, and must not change the key itself (that update
+// could never win: it fails after many retries). fn may read and write other
+// keys. An error or panic in fn leaves the value unchanged and is returned
+// (a panic as a *PanicError).
+func (k Key[T]) Update(c Scope, fn func(current T) (T, error)) (T, error) {
 	var zero T
 	if k.name == "" {
 		return zero, ErrEmptyKey
 	}
-	st := c.w.store
+	st := c.contextState()
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
 		cur, ver, err := load[T](st, k.name)
 		if err != nil && !errors.Is(err, ErrNotSet) {
@@ -87,23 +102,32 @@ func (k Key[T]) Update(c *Context, fn func(current T) (T, error)) (T, error) {
 		if st.commit(k.name, next, raw, ver, true, "update") {
 			return next, nil
 		}
+		// Lost a race: let the others run before trying again. Without
+		// this, updaters with equally slow functions fall into step and the
+		// later one keeps losing.
+		runtime.Gosched()
 	}
 	return zero, fmt.Errorf("hersh: state key %q: update lost %d races in a row", k.name, maxUpdateAttempts)
 }
 
 // Delete removes the value.
-func (k Key[T]) Delete(c *Context) error {
+func (k Key[T]) Delete(c Scope) error {
 	if k.name == "" {
 		return ErrEmptyKey
 	}
-	c.w.store.remove(k.name)
+	c.contextState().remove(k.name)
 	return nil
 }
 
 // ErrNotSet is returned by Key.Load for a key with no value.
 var ErrNotSet = errors.New("hersh: state key not set")
 
-const maxUpdateAttempts = 100
+// maxUpdateAttempts bounds the retries of one Update, so an update function
+// that changes its own key (and so can never win) returns an error instead
+// of looping forever. Real contention stays far below it: in tests, up to
+// 64 goroutines hammering one key with sub-millisecond functions lost up to
+// about 140 races in a row (so 100, the first limit, failed real updates).
+const maxUpdateAttempts = 10_000
 
 type stateEntry struct {
 	val   any    // typed value; nil until decoded when restored
@@ -145,6 +169,11 @@ func load[T any](st *stateStore, key string) (T, uint64, error) {
 	st.mu.Unlock()
 
 	if typed {
+		if val == nil && isInterface[T]() {
+			// A nil interface value (Key[any].Set(c, nil)) fails the type
+			// assertion below, yet it is exactly what was stored.
+			return zero, ver, nil
+		}
 		v, ok := val.(T)
 		if !ok {
 			err := &TypeError{Key: key, Want: fmt.Sprintf("%T", zero), Err: fmt.Errorf("it holds a %T", val)}
@@ -179,14 +208,22 @@ func (st *stateStore) encode(key string, v any) (raw []byte, err error) {
 	}()
 	raw, err = json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("hersh: state key %q: %w: %v", key, ErrUnencodable, err)
+		// Both wrapped: errors.Is finds ErrUnencodable and, say, the error
+		// a MarshalJSON method returned.
+		return nil, fmt.Errorf("hersh: state key %q: %w: %w", key, ErrUnencodable, err)
 	}
 	return raw, nil
 }
 
 // commit stores a value. With check set it only does so if the entry's
 // version is still ver (0: still unset), and reports whether it did.
+//
+// The context log entry is pushed under the lock, so the log lists changes
+// in the order they were made (the last entry for a key shows its value);
+// the value is formatted before, since formatting may call user code (a
+// String method) that must never run with the lock held.
 func (st *stateStore) commit(key string, v any, raw []byte, ver uint64, check bool, op string) bool {
+	shown := showValue(v, raw)
 	st.mu.Lock()
 	e, ok := st.entries[key]
 	var cur uint64
@@ -199,8 +236,9 @@ func (st *stateStore) commit(key string, v any, raw []byte, ver uint64, check bo
 	}
 	st.ver++
 	st.entries[key] = &stateEntry{val: v, typed: true, raw: raw, ver: st.ver}
+	st.logs.context(key, op, shown)
 	st.mu.Unlock()
-	st.changed(key, op, v, raw)
+	st.changed()
 	return true
 }
 
@@ -210,29 +248,45 @@ func (st *stateStore) remove(key string) {
 	if ok {
 		delete(st.entries, key)
 		st.ver++
+		st.logs.context(key, "delete", "")
 	}
 	st.mu.Unlock()
 	if ok {
-		st.changed(key, "delete", nil, nil)
+		st.changed()
 	}
 }
 
-func (st *stateStore) changed(key, op string, v any, raw []byte) {
+// changed wakes the writer.
+func (st *stateStore) changed() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
+}
+
+// showValue formats a value for the context log: its JSON when it has one,
+// else %v (which may run user code: call it without the lock).
+func showValue(v any, raw []byte) string {
 	var shown string
 	switch {
 	case raw != nil:
 		shown = string(raw)
 	case v != nil:
-		shown = safeString(v)
+		shown = describe(v)
 	}
-	if len(shown) > maxShown {
-		shown = shown[:maxShown] + "…"
+	return truncShown(shown)
+}
+
+// truncShown shortens s to about maxShown bytes, on a rune boundary.
+func truncShown(s string) string {
+	if len(s) <= maxShown {
+		return s
 	}
-	st.logs.context(key, op, shown)
-	select {
-	case st.wake <- struct{}{}:
-	default:
+	n := maxShown
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
+	return s[:n] + "…"
 }
 
 const maxShown = 512
@@ -332,6 +386,10 @@ func writeAtomic(path string, data []byte) error {
 
 // load restores the state file. A missing file is a fresh start; a corrupt
 // one is moved aside (kept, never deleted) and reported as a state fault.
+// A directory that cannot be created or written to, or a state file that
+// cannot be read, is an error: Start fails rather than run without
+// durability. (A write that fails later is a state fault, retried at the
+// next change and at Stop.)
 func (st *stateStore) load() error {
 	if !st.durable() {
 		return nil
@@ -339,6 +397,12 @@ func (st *stateStore) load() error {
 	if err := os.MkdirAll(st.dir, 0o700); err != nil {
 		return fmt.Errorf("hersh: state directory: %w", err)
 	}
+	// Refuse a directory we cannot write to now, rather than run and find
+	// out at the first save (a state fault the program may never notice).
+	if err := writeAtomic(filepath.Join(st.dir, ".probe-"+DefaultStateFileName), nil); err != nil {
+		return fmt.Errorf("hersh: state directory %s is not writable: %w", st.dir, err)
+	}
+	os.Remove(filepath.Join(st.dir, ".probe-"+DefaultStateFileName))
 	data, err := os.ReadFile(st.path())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -366,14 +430,13 @@ func (st *stateStore) load() error {
 	st.saved = st.ver
 	st.mu.Unlock()
 	for k, raw := range f.Values {
-		shown := string(raw)
-		if len(shown) > maxShown {
-			shown = shown[:maxShown] + "…"
-		}
-		st.logs.context(k, "restore", shown)
+		st.logs.context(k, "restore", truncShown(string(raw)))
 	}
 	return nil
 }
+
+// isInterface reports whether T is an interface type.
+func isInterface[T any]() bool { return reflect.TypeFor[T]().Kind() == reflect.Interface }
 
 func safeUpdate[T any](fn func(T) (T, error), cur T) (next T, err error) {
 	defer func() {
@@ -382,14 +445,4 @@ func safeUpdate[T any](fn func(T) (T, error), cur T) (next T, err error) {
 		}
 	}()
 	return fn(cur)
-}
-
-// safeString formats a user value, surviving a panicking String method.
-func safeString(v any) (s string) {
-	defer func() {
-		if r := recover(); r != nil {
-			s = fmt.Sprintf("<%T: String panicked: %v>", v, r)
-		}
-	}()
-	return fmt.Sprintf("%v", v)
 }

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The whole test suite: for every Go module of the repository (the hersh
+# framework, the main module, each example), a gofmt check, go vet and the
+# tests with the race detector. Exits non-zero on the first failure.
+#
+#   ./scripts/test.sh                 every module
+#   ./scripts/test.sh hersh examples/simple-counter   only these modules
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+header() { printf '\n=== %s\n' "$*"; }
+die() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
+
+# need_go makes sure a Go toolchain of at least 1.25 is on PATH, and that the
+# race detector can work (it needs cgo and a C compiler).
+need_go() {
+	if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+		export PATH="/usr/local/go/bin:$PATH"
+	fi
+	command -v go >/dev/null 2>&1 ||
+		die "go is not installed or not on PATH; Go 1.25 or newer is required (https://go.dev/dl/)"
+	local v major minor
+	v=$(go env GOVERSION) # e.g. go1.26.8
+	major=$(printf '%s' "${v#go}" | cut -d. -f1)
+	minor=$(printf '%s' "${v#go}" | cut -d. -f2)
+	if ! [[ "$major" =~ ^[0-9]+$ && "$minor" =~ ^[0-9]+$ ]] || ((major < 1 || (major == 1 && minor < 25))); then
+		die "Go 1.25 or newer is required, found $v ($(command -v go))"
+	fi
+	[ "$(go env CGO_ENABLED)" = 1 ] ||
+		die "go test -race needs cgo: set CGO_ENABLED=1 and install a C compiler (apt-get install -y gcc)"
+	command -v "$(go env CC | cut -d' ' -f1)" >/dev/null 2>&1 ||
+		die "go test -race needs a C compiler ($(go env CC)); install one (apt-get install -y gcc)"
+	echo "using $(go version) at $(command -v go)"
+}
+
+# modules lists the directories of every module, framework first.
+modules() {
+	echo hersh
+	echo .
+	for d in examples/*/; do
+		[ -f "$d/go.mod" ] && echo "${d%/}"
+	done
+	return 0
+}
+
+# go_files lists a module's Go files, leaving out nested modules, vendor,
+# testdata and hidden directories.
+go_files() {
+	local dir=$1
+	find "$dir" \
+		\( -type d ! -path "$dir" \( -name vendor -o -name testdata -o -name '.*' \) -prune \) -o \
+		\( -type d ! -path "$dir" -exec test -e '{}/go.mod' \; -prune \) -o \
+		\( -type f -name '*.go' -print \)
+}
+
+check_module() {
+	local dir=$1 files unformatted
+	header "module $dir: gofmt"
+	files=$(go_files "$dir")
+	if [ -n "$files" ]; then
+		# shellcheck disable=SC2086 # one file per word; paths hold no spaces
+		unformatted=$(gofmt -l $files)
+		if [ -n "$unformatted" ]; then
+			printf '%s\n' "$unformatted" >&2
+			die "module $dir: these files need gofmt -w"
+		fi
+	fi
+	echo ok
+
+	# A module with no packages yet (the main module, for now) has nothing to
+	# vet or test; go vet and go test would fail on it. Any other go list
+	# failure falls through to go vet, which reports it.
+	if (cd "$dir" && go list ./... 2>&1) | grep -q 'matched no packages'; then
+		header "module $dir: no packages yet, skipping vet and tests"
+		return 0
+	fi
+	header "module $dir: go vet"
+	(cd "$dir" && go vet ./...) || die "module $dir: go vet"
+	echo ok
+
+	header "module $dir: go test -race"
+	(cd "$dir" && go test -race -count=1 ./...) || die "module $dir: go test"
+}
+
+header "toolchain"
+need_go
+
+# ---------------------------------------------------------------------------
+# Host prerequisites (added by later issues): installing and starting Docker
+# Engine and gVisor (runsc) for the Host's end-to-end suite goes here,
+# before the module checks. See ../../shared/PLATFORM.md for the steps.
+# ---------------------------------------------------------------------------
+
+if [ $# -gt 0 ]; then
+	targets=("$@")
+else
+	mapfile -t targets < <(modules)
+fi
+for m in "${targets[@]}"; do
+	[ -f "$m/go.mod" ] || die "$m is not a module directory (no go.mod)"
+	check_module "$m"
+done
+
+header "all checks passed"
