@@ -1,0 +1,3 @@
+module hershy.test/probe
+
+go 1.26.0
