@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations is the schema history. migrations[i] brings the database from
+// version i to version i+1; each is applied in its own transaction together
+// with its schema_version row. Never edit or reorder an entry that has been
+// released: append a new one.
+//
+// Conventions: STRICT tables; times are INTEGER Unix nanoseconds (UTC);
+// booleans are INTEGER 0/1; enumerated values are checked in Go (see
+// validate*), so adding a value needs no table rebuild.
+var migrations = []string{
+	// 1: initial schema.
+	`
+CREATE TABLE programs (
+	program_id       TEXT    NOT NULL PRIMARY KEY,
+	user_id          TEXT    NOT NULL,
+	build_id         TEXT    NOT NULL DEFAULT '',
+	state            TEXT    NOT NULL,
+	desired          TEXT    NOT NULL,
+	image_id         TEXT    NOT NULL DEFAULT '',
+	container_id     TEXT    NOT NULL DEFAULT '',
+	runtime          TEXT    NOT NULL DEFAULT '',
+	error_msg        TEXT    NOT NULL DEFAULT '',
+	restart_policy   TEXT    NOT NULL,
+	restart_count    INTEGER NOT NULL DEFAULT 0,
+	next_restart_at  INTEGER,
+	last_exit_code   INTEGER,
+	last_oom         INTEGER NOT NULL DEFAULT 0 CHECK (last_oom IN (0, 1)),
+	last_finished_at INTEGER,
+	healthy_since    INTEGER,
+	options          TEXT    NOT NULL DEFAULT '{}' CHECK (json_valid(options)),
+	effect_seq       INTEGER NOT NULL DEFAULT 0,
+	start_after_stop INTEGER NOT NULL DEFAULT 0 CHECK (start_after_stop IN (0, 1)),
+	created_at       INTEGER NOT NULL,
+	updated_at       INTEGER NOT NULL
+) STRICT;
+CREATE INDEX programs_created ON programs (created_at, program_id);
+CREATE INDEX programs_user ON programs (user_id, created_at, program_id);
+CREATE INDEX programs_state ON programs (state);
+CREATE INDEX programs_image ON programs (image_id);
+CREATE INDEX programs_build ON programs (build_id);
+
+CREATE TABLE transitions (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	program_id TEXT    NOT NULL REFERENCES programs (program_id) ON DELETE CASCADE,
+	from_state TEXT    NOT NULL,
+	to_state   TEXT    NOT NULL,
+	reason     TEXT    NOT NULL DEFAULT '',
+	at         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX transitions_program ON transitions (program_id, id);
+
+CREATE TABLE builds (
+	build_id    TEXT    NOT NULL PRIMARY KEY,
+	image_id    TEXT    NOT NULL DEFAULT '',
+	status      TEXT    NOT NULL,
+	error       TEXT    NOT NULL DEFAULT '',
+	log_path    TEXT    NOT NULL DEFAULT '',
+	started_at  INTEGER NOT NULL,
+	finished_at INTEGER,
+	duration_ns INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX builds_started ON builds (started_at, build_id);
+
+CREATE TABLE tokens (
+	id         TEXT    NOT NULL PRIMARY KEY,
+	user_id    TEXT    NOT NULL,
+	hash       TEXT    NOT NULL UNIQUE,
+	is_admin   INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),
+	created_at INTEGER NOT NULL,
+	revoked_at INTEGER
+) STRICT;
+CREATE INDEX tokens_user ON tokens (user_id, created_at, id);
+
+CREATE TABLE secrets (
+	program_id TEXT    NOT NULL REFERENCES programs (program_id) ON DELETE CASCADE,
+	name       TEXT    NOT NULL,
+	updated_at INTEGER NOT NULL,
+	PRIMARY KEY (program_id, name)
+) STRICT;
+
+CREATE TABLE meta (
+	key   TEXT NOT NULL PRIMARY KEY,
+	value TEXT NOT NULL
+) STRICT;
+`,
+}
+
+// SchemaVersion is the schema version this binary writes.
+func SchemaVersion() int { return len(migrations) }
+
+// migrate applies pending migrations, one transaction each. The version is
+// read inside each IMMEDIATE transaction, so two processes opening the same
+// file at once cannot apply a migration twice.
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+	version    INTEGER NOT NULL PRIMARY KEY,
+	applied_at INTEGER NOT NULL
+) STRICT`); err != nil {
+		return err
+	}
+	cur, err := currentVersion(ctx, s.w)
+	if err != nil {
+		return err
+	}
+	if cur > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this program's (%d); refusing to use it", cur, len(migrations))
+	}
+	for i, m := range migrations {
+		v := i + 1
+		err := s.writeTx(ctx, func(tx *sql.Tx) error {
+			cur, err := currentVersion(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if cur >= v {
+				return nil // applied (possibly by another process meanwhile)
+			}
+			if cur != v-1 {
+				return fmt.Errorf("schema version %d, cannot apply migration %d", cur, v)
+			}
+			if _, err := tx.ExecContext(ctx, m); err != nil {
+				return fmt.Errorf("migration %d: %w", v, err)
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO schema_version (version, applied_at) VALUES (?, ?)`, v, toNanos(s.stamp()))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func currentVersion(ctx context.Context, q queryRower) (int, error) {
+	var v int
+	err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v)
+	return v, err
+}
+
+// Version reports the schema version of the open database.
+func (s *Store) Version(ctx context.Context) (int, error) {
+	v, err := currentVersion(ctx, s.r)
+	return v, wrap("schema version", err)
+}
