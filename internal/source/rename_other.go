@@ -1,0 +1,5 @@
+//go:build !linux
+
+package source
+
+func renameNoReplace(oldpath, newpath string) error { return renameChecked(oldpath, newpath) }
