@@ -1,0 +1,192 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+// CreateRequest is a new program: its owner, its source (a Dockerfile and
+// files, or a Go module without Dockerfile) and per-program options.
+type CreateRequest struct {
+	UserID     string
+	Dockerfile string
+	Files      source.Files
+	Options    ProgramOptions
+}
+
+// ProgramOptions are the per-program settings. Zero values take the
+// Host's defaults.
+type ProgramOptions struct {
+	Network       bool              // outbound network (never other programs or the Host API)
+	MemoryBytes   int64             // hard memory limit
+	CPUs          float64           // CPU quota in cores
+	RestartPolicy string            // always | on-failure (default) | never
+	Env           map[string]string // extra environment variables
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// validate checks options at the edge, with errors that name the field.
+func (o ProgramOptions) validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+	}
+	if o.MemoryBytes != 0 && (o.MemoryBytes < 32<<20 || o.MemoryBytes > 64<<30) {
+		return bad("memory_bytes must be between 32 MiB and 64 GiB")
+	}
+	if o.CPUs != 0 && (o.CPUs < 0.05 || o.CPUs > 64) {
+		return bad("cpus must be between 0.05 and 64")
+	}
+	if _, err := lifecycle.ParseRestartPolicy(o.RestartPolicy); err != nil {
+		return bad("%v", err)
+	}
+	if len(o.Env) > 100 {
+		return bad("at most 100 environment variables")
+	}
+	for k, v := range o.Env {
+		if !envName.MatchString(k) {
+			return bad("environment variable name %q is not valid", k)
+		}
+		if len(k) > 6 && k[:6] == "HERSH_" {
+			return bad("environment variable %q: the HERSH_ prefix is reserved for the Host", k)
+		}
+		if len(v) > 32<<10 || containsNUL(v) {
+			return bad("environment variable %q: value too long or contains NUL", k)
+		}
+	}
+	return nil
+}
+
+func containsNUL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Create validates and stores a new program; it builds nothing yet. It is
+// atomic: the program's folder is assembled under tmp/ and renamed into
+// place, then recorded; any failure leaves nothing behind.
+func (h *Host) Create(ctx context.Context, req CreateRequest) (store.Program, error) {
+	if err := source.ValidateUserID(req.UserID); err != nil {
+		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := source.ValidateSource(req.Dockerfile, req.Files, h.opts.Source); err != nil {
+		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if !source.IsGoModule(req.Dockerfile, req.Files) && req.Dockerfile == "" && req.Files[source.DockerfileName] == "" {
+		return store.Program{}, fmt.Errorf("%w: without a dockerfile the files must form a Go module (a go.mod at the root)", ErrInvalid)
+	}
+	if err := req.Options.validate(); err != nil {
+		return store.Program{}, err
+	}
+	policy, _ := lifecycle.ParseRestartPolicy(req.Options.RestartPolicy)
+	buildID := source.BuildID(req.Dockerfile, req.Files)
+	id := source.NewProgramID(req.UserID, buildID)
+
+	tmp, err := os.MkdirTemp(filepath.Join(h.opts.DataDir, "tmp"), id+"-")
+	if err != nil {
+		return store.Program{}, err
+	}
+	defer os.RemoveAll(tmp) // gone after the rename, or on failure
+	if err := source.WriteTree(filepath.Join(tmp, "src"), req.Dockerfile, req.Files); err != nil {
+		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := makeProgramDirs(tmp); err != nil {
+		return store.Program{}, err
+	}
+	dir := h.programDir(id)
+	if err := os.Rename(tmp, dir); err != nil {
+		return store.Program{}, err
+	}
+	row, err := h.store.CreateProgram(ctx, store.Program{
+		ID: id, UserID: req.UserID, BuildID: buildID,
+		State: string(lifecycle.Created), Desired: string(lifecycle.DesiredStopped),
+		RestartPolicy: string(policy),
+		Options: store.Options{
+			Network: req.Options.Network, MemoryBytes: req.Options.MemoryBytes,
+			CPUs: req.Options.CPUs, Env: req.Options.Env,
+		},
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return store.Program{}, err
+	}
+	h.supervise(row)
+	return row, nil
+}
+
+// makeProgramDirs creates state/ (owned by the program's non-root user, the
+// only place it can write) and logs/ next to src/.
+func makeProgramDirs(dir string) error {
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chown(state, build.ProgramUID, build.ProgramGID); err != nil && !errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	return os.Mkdir(filepath.Join(dir, "logs"), 0o700)
+}
+
+// ReplaceSource stores new source for a program (a new build id; the same
+// /state). It takes effect at the next start or restart.
+func (h *Host) ReplaceSource(ctx context.Context, id, dockerfile string, files source.Files) (store.Program, error) {
+	s, err := h.sup(id)
+	if err != nil {
+		return store.Program{}, err
+	}
+	if err := source.ValidateSource(dockerfile, files, h.opts.Source); err != nil {
+		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if !source.IsGoModule(dockerfile, files) && dockerfile == "" && files[source.DockerfileName] == "" {
+		return store.Program{}, fmt.Errorf("%w: without a dockerfile the files must form a Go module", ErrInvalid)
+	}
+	dir := h.programDir(id)
+	next := filepath.Join(dir, "src.next")
+	os.RemoveAll(next)
+	if err := source.WriteTree(next, dockerfile, files); err != nil {
+		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	old := filepath.Join(dir, "src.old")
+	os.RemoveAll(old)
+	if err := os.Rename(filepath.Join(dir, "src"), old); err != nil {
+		return store.Program{}, err
+	}
+	if err := os.Rename(next, filepath.Join(dir, "src")); err != nil {
+		os.Rename(old, filepath.Join(dir, "src"))
+		return store.Program{}, err
+	}
+	os.RemoveAll(old)
+	if _, err := s.Do(ctx, lifecycle.SetSource{BuildID: source.BuildID(dockerfile, files)}); err != nil {
+		return store.Program{}, err
+	}
+	return h.current(ctx, id)
+}
+
+// Source returns a program's stored files (the Dockerfile among them when
+// it has one).
+func (h *Host) Source(ctx context.Context, id string) (source.Files, error) {
+	if _, err := h.store.GetProgram(ctx, id); err != nil {
+		return nil, err
+	}
+	files, dockerfile, err := source.ReadTree(filepath.Join(h.programDir(id), "src"))
+	if err != nil {
+		return nil, err
+	}
+	if dockerfile != "" {
+		files[source.DockerfileName] = dockerfile
+	}
+	return files, nil
+}

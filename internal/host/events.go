@@ -1,0 +1,93 @@
+package host
+
+import (
+	"context"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/runtime"
+)
+
+// eventLoop follows the engine's event stream (no polling) and routes
+// container exits to their programs' supervisors. If the stream breaks it
+// re-subscribes and re-checks every program's container, so an exit during
+// the gap is not lost.
+func (h *Host) eventLoop(events <-chan runtime.Event, errs <-chan error) {
+	defer h.wg.Done()
+	for {
+		for ev := range events {
+			h.onEvent(ev)
+		}
+		select {
+		case <-h.ctx.Done():
+			return
+		case err := <-errs:
+			if err != nil {
+				h.log.Warn("engine event stream ended; re-subscribing", "err", err)
+			}
+		default:
+		}
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		events, errs = h.driver.Events(h.ctx)
+		h.recheck()
+	}
+}
+
+func (h *Host) onEvent(ev runtime.Event) {
+	pid := ev.Labels[runtime.LabelProgram]
+	if pid == "" || ev.Labels[runtime.LabelInstance] != h.instance {
+		return
+	}
+	switch ev.Kind {
+	case runtime.EventOOM:
+		h.mu.Lock()
+		h.oom[ev.ContainerID] = true
+		h.mu.Unlock()
+	case runtime.EventDie:
+		h.mu.Lock()
+		oom := h.oom[ev.ContainerID] || ev.OOMKilled
+		delete(h.oom, ev.ContainerID)
+		h.mu.Unlock()
+		if !oom { // the engine's inspect is authoritative when the container is still there
+			if info, err := h.driver.InspectContainer(h.ctx, ev.ContainerID); err == nil {
+				oom = info.OOMKilled
+			}
+		}
+		h.deliver(pid, lifecycle.Exited{ContainerID: ev.ContainerID, ExitCode: ev.ExitCode, OOMKilled: oom, At: ev.At})
+	}
+}
+
+func (h *Host) deliver(pid string, ev lifecycle.Event) {
+	s, err := h.sup(pid)
+	if err != nil {
+		return // deleted meanwhile
+	}
+	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Notify(ctx, ev); err != nil && h.ctx.Err() == nil {
+		h.log.Warn("delivering an engine event", "program", pid, "err", err)
+	}
+}
+
+// recheck reports exits that happened while the event stream was down.
+func (h *Host) recheck() {
+	h.mu.Lock()
+	ids := make(map[string]string, len(h.rows))
+	for id, r := range h.rows {
+		if r.ContainerID != "" {
+			ids[id] = r.ContainerID
+		}
+	}
+	h.mu.Unlock()
+	for pid, cid := range ids {
+		info, err := h.driver.InspectContainer(h.ctx, cid)
+		if err != nil || info.Running {
+			continue
+		}
+		h.deliver(pid, lifecycle.Exited{ContainerID: cid, ExitCode: info.ExitCode, OOMKilled: info.OOMKilled, At: info.FinishedAt})
+	}
+}

@@ -1,0 +1,173 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+// executor performs the lifecycle's effects for the supervisors.
+type executor struct{ h *Host }
+
+func (e executor) Build(ctx context.Context, id, buildID string) (string, error) {
+	return e.h.build(ctx, id, buildID)
+}
+func (e executor) Launch(ctx context.Context, id, image string) (string, error) {
+	return e.h.launch(ctx, id, image)
+}
+func (e executor) Probe(ctx context.Context, id, cid string) error {
+	ctx, cancel := context.WithTimeout(ctx, e.h.opts.StartTimeout)
+	defer cancel()
+	return probeReady(ctx, e.h.watcher, cid)
+}
+func (e executor) Halt(ctx context.Context, id string) error  { return e.h.halt(ctx, id) }
+func (e executor) Purge(ctx context.Context, id string) error { return e.h.purge(ctx, id) }
+
+// imageTag names the image of a build (REFERENCE §3).
+func imageTag(buildID string) string { return "hersh-program-" + buildID }
+
+// containerName names a program's container (REFERENCE §3).
+func containerName(programID string) string { return "hersh-program-" + programID }
+
+// build is the DoBuild effect: it builds (or reuses) the image for the
+// program's source, recording the build and its log.
+func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.BuildTimeout)
+	defer cancel()
+	logs := h.builder.Logs()
+	lw, err := logs.Create(buildID)
+	if err != nil {
+		return "", err
+	}
+	defer lw.Close()
+	logPath, _ := logs.Path(buildID)
+	started := time.Now()
+	rec := store.Build{ID: buildID, Status: store.BuildBuilding, LogPath: logPath, StartedAt: started}
+	if _, err := h.store.UpsertBuild(context.WithoutCancel(ctx), rec); err != nil {
+		return "", err
+	}
+	img, err := h.builder.Build(ctx, build.Request{
+		BuildID:   buildID,
+		SourceDir: filepath.Join(h.programDir(id), "src"),
+		Tag:       imageTag(buildID),
+		Labels:    map[string]string{runtime.LabelInstance: h.instance},
+	}, lw)
+	finished := time.Now()
+	rec.FinishedAt, rec.Duration = &finished, finished.Sub(started)
+	if err != nil {
+		rec.Status, rec.Error = store.BuildFailed, err.Error()
+	} else {
+		rec.Status, rec.ImageID = store.BuildOK, img
+	}
+	if _, serr := h.store.UpsertBuild(context.WithoutCancel(ctx), rec); serr != nil && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return "", err
+	}
+	return imageTag(buildID), nil // the tag: stable across rebuilds and Host restarts
+}
+
+// spec is the container contract for a program (see runtime.ContainerSpec).
+func (h *Host) spec(row store.Program, image string) runtime.ContainerSpec {
+	lim := h.opts.Limits
+	if row.Options.MemoryBytes > 0 {
+		lim.MemoryBytes = row.Options.MemoryBytes
+	}
+	if row.Options.CPUs > 0 {
+		lim.CPUs = row.Options.CPUs
+	}
+	if h.opts.Runtime == runtime.RuntimeRunsc && lim.Pids < 64 {
+		lim.Pids = 64 // gVisor's own threads count against the limit
+	}
+	env := []string{"HERSH_API_ADDR=" + watcherAddr, "HERSH_STATE_DIR=/state", "HERSHY_PROGRAM_ID=" + row.ID}
+	keys := make([]string, 0, len(row.Options.Env))
+	for k := range row.Options.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+row.Options.Env[k])
+	}
+	return runtime.ContainerSpec{
+		Name:    containerName(row.ID),
+		Image:   image,
+		Runtime: h.opts.Runtime,
+		User:    strconv.Itoa(build.ProgramUID) + ":" + strconv.Itoa(build.ProgramGID),
+		Env:     env,
+		Labels: map[string]string{
+			runtime.LabelManaged:  "true",
+			runtime.LabelProgram:  row.ID,
+			runtime.LabelBuild:    row.BuildID,
+			runtime.LabelInstance: h.instance,
+		},
+		Mounts:  []runtime.Mount{{Source: filepath.Join(h.programDir(row.ID), "state"), Target: "/state"}},
+		Network: row.Options.Network,
+		Limits:  lim,
+	}
+}
+
+// launch is the DoLaunch effect: remove any old container of the program,
+// create and start a new one. If ctx is cancelled (a stop) or anything
+// fails after the container exists, the container is removed: no orphans.
+func (h *Host) launch(ctx context.Context, id, image string) (cid string, err error) {
+	if err := h.halt(ctx, id); err != nil {
+		return "", fmt.Errorf("removing the previous container: %w", err)
+	}
+	row, err := h.store.GetProgram(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	cid, err = h.driver.CreateContainer(ctx, h.spec(row, image))
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.opts.StopGrace+30*time.Second)
+			defer cancel()
+			h.stopCapture(cid)
+			if rerr := h.driver.RemoveContainer(rctx, cid); rerr != nil {
+				h.log.Error("removing a container after a failed start", "container", cid, "err", rerr)
+			}
+		}
+	}()
+	if err := h.driver.StartContainer(ctx, cid); err != nil {
+		return cid, err
+	}
+	h.startCapture(id, cid, time.Time{})
+	return cid, nil
+}
+
+// halt is the DoHalt effect: stop (SIGTERM, then SIGKILL after the grace)
+// and remove every container of the program, whatever the record says.
+func (h *Host) halt(ctx context.Context, id string) error {
+	ctx = context.WithoutCancel(ctx) // a halt, once begun, finishes
+	cs, err := h.driver.ListContainers(ctx, map[string]string{runtime.LabelProgram: id, runtime.LabelManaged: "true"})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range cs {
+		if err := h.driver.StopContainer(ctx, c.ID, h.opts.StopGrace); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		h.stopCapture(c.ID)
+		if err := h.driver.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,255 @@
+// Package host is the Host's core: it turns a program's source into a
+// sandboxed, supervised, long-running container. It owns the store, the
+// builder, the runtime driver and one supervisor per program, and exposes
+// what the HTTP API and the CLI serve as plain Go methods (one file per
+// verb: create.go, start.go, ...).
+//
+// Data directory layout:
+//
+//	hershy.db                    programs, transitions, builds (SQLite)
+//	lock                         held while a Host runs (one Host per directory)
+//	programs/<id>/src/           the stored source (the build context)
+//	programs/<id>/state/         mounted at /state, the program's only writable place
+//	programs/<id>/logs/          captured container output, rotated
+//	builds/<build-id>.log        build logs (package build)
+//	cache/, framework/, work/    builder caches and scratch (package build)
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/logstore"
+	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/store"
+	"github.com/hershyorg/hershy/internal/supervisor"
+)
+
+// Options configure a Host. Zero fields take the defaults below.
+type Options struct {
+	DataDir      string
+	Runtime      string        // runtime.RuntimeRunsc (default) or RuntimeRunc, the operator's choice
+	StartTimeout time.Duration // until the WatcherAPI must answer (default 60s)
+	StopGrace    time.Duration // SIGTERM to SIGKILL (default 10s)
+	BuildTimeout time.Duration // whole build (default 10m)
+	Limits       runtime.Limits
+	LogMaxBytes  int64 // per captured log file before rotation (default 8 MiB)
+	LogKeep      int   // rotated files kept (default 3)
+	Source       source.Limits
+	Backoff      lifecycle.Backoff
+	Build        build.Options
+	Logger       *slog.Logger
+}
+
+// Default resource limits for a program container. Pids leaves room for
+// gVisor's own threads (about 45 for an idle sandbox).
+var DefaultLimits = runtime.Limits{MemoryBytes: 256 << 20, CPUs: 1, Pids: 128, LogBytes: 4 << 20}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.DataDir == "" {
+		return o, errors.New("host: a data directory is required")
+	}
+	abs, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return o, err
+	}
+	o.DataDir = abs
+	switch o.Runtime {
+	case "":
+		o.Runtime = runtime.RuntimeRunsc
+	case runtime.RuntimeRunsc, runtime.RuntimeRunc:
+	default:
+		return o, fmt.Errorf("host: unknown runtime %q (want runsc or runc)", o.Runtime)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.StartTimeout, 60*time.Second)
+	def(&o.StopGrace, 10*time.Second)
+	def(&o.BuildTimeout, 10*time.Minute)
+	if o.Limits.MemoryBytes <= 0 {
+		o.Limits.MemoryBytes = DefaultLimits.MemoryBytes
+	}
+	if o.Limits.CPUs <= 0 {
+		o.Limits.CPUs = DefaultLimits.CPUs
+	}
+	if o.Limits.Pids <= 0 {
+		o.Limits.Pids = DefaultLimits.Pids
+	}
+	if o.Limits.LogBytes <= 0 {
+		o.Limits.LogBytes = DefaultLimits.LogBytes
+	}
+	if o.LogMaxBytes <= 0 {
+		o.LogMaxBytes = 8 << 20
+	}
+	if o.LogKeep <= 0 {
+		o.LogKeep = 3
+	}
+	if o.Backoff == (lifecycle.Backoff{}) {
+		o.Backoff = lifecycle.DefaultBackoff
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// Host runs programs. Create it with Open; Close stops supervising (the
+// containers keep running and are re-adopted by the next Host).
+type Host struct {
+	opts     Options
+	log      *slog.Logger
+	store    *store.Store
+	driver   runtime.Driver
+	builder  *build.Builder
+	machine  lifecycle.Machine
+	instance string
+	lock     *os.File
+
+	watcher *http.Client // reaches WatcherAPIs through the driver
+	wt      *http.Transport
+
+	ctx    context.Context // lives until Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	sups     map[string]*supervisor.Supervisor
+	rows     map[string]store.Program  // the last saved row of each program
+	captures map[string]*capture       // container id -> log capture
+	files    map[string]*logstore.File // program id -> container log
+	oom      map[string]bool           // container ids the engine reported OOM for
+}
+
+// Open starts a Host on opts.DataDir with driver: it takes the directory's
+// lock, opens the store, reconciles with the engine, and starts one
+// supervisor per program and the engine event loop.
+func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{o.DataDir, filepath.Join(o.DataDir, "programs"), filepath.Join(o.DataDir, "tmp")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("host: data directory: %w", err)
+		}
+	}
+	lock, err := lockDir(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{
+		opts: o, log: o.Logger, driver: driver, lock: lock,
+		machine:  lifecycle.Machine{Backoff: o.Backoff},
+		sups:     map[string]*supervisor.Supervisor{},
+		rows:     map[string]store.Program{},
+		captures: map[string]*capture{},
+		oom:      map[string]bool{},
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			h.closeResources()
+		}
+	}()
+	h.store, err = store.Open(filepath.Join(o.DataDir, "hershy.db"))
+	if err != nil {
+		return nil, err
+	}
+	h.instance, err = h.store.EnsureMeta(ctx, store.MetaInstanceID, newInstanceID())
+	if err != nil {
+		return nil, err
+	}
+	h.builder, err = build.New(o.DataDir, driver, o.Build)
+	if err != nil {
+		return nil, err
+	}
+	os.RemoveAll(filepath.Join(o.DataDir, "tmp")) // half-made programs of a crashed create
+	if err := os.MkdirAll(filepath.Join(o.DataDir, "tmp"), 0o700); err != nil {
+		return nil, err
+	}
+	h.wt = newWatcherTransport(driver)
+	h.watcher = &http.Client{Transport: h.wt}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+
+	// Subscribe to engine events before reconciling, so no exit between the
+	// two is missed.
+	events, errs := driver.Events(h.ctx)
+	if err := h.reconcile(ctx); err != nil {
+		h.cancel()
+		return nil, fmt.Errorf("host: reconcile: %w", err)
+	}
+	h.wg.Add(1)
+	go h.eventLoop(events, errs)
+	ok = true
+	h.log.Info("host ready", "data", o.DataDir, "runtime", o.Runtime, "instance", h.instance)
+	return h, nil
+}
+
+// Close stops the supervisors, event loop and log captures. Containers
+// keep running: a Host restart re-adopts them.
+func (h *Host) Close() error {
+	h.cancel()
+	h.mu.Lock()
+	sups := make([]*supervisor.Supervisor, 0, len(h.sups))
+	for _, s := range h.sups {
+		sups = append(sups, s)
+	}
+	h.mu.Unlock()
+	for _, s := range sups {
+		<-s.Done()
+	}
+	h.wg.Wait()
+	h.wt.CloseIdleConnections()
+	h.closeLogs()
+	return h.closeResources()
+}
+
+func (h *Host) closeResources() error {
+	var errs []error
+	if h.store != nil {
+		errs = append(errs, h.store.Close())
+	}
+	if h.lock != nil {
+		errs = append(errs, h.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Runtime reports the OCI runtime programs run under.
+func (h *Host) Runtime() string { return h.opts.Runtime }
+
+// Instance is this Host's id (stable for its data directory).
+func (h *Host) Instance() string { return h.instance }
+
+// Store gives the API layer access to records the Host does not wrap.
+func (h *Host) Store() *store.Store { return h.store }
+
+func (h *Host) programDir(id string) string { return filepath.Join(h.opts.DataDir, "programs", id) }
+
+// lockDir takes an exclusive lock on the data directory: two Hosts on one
+// directory would both supervise the same containers.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("host: data directory %s is in use by another Host: %w", dir, err)
+	}
+	return f, nil
+}

@@ -1,0 +1,97 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+// reconcile runs at every start: it compares the store with the engine and
+// sets things right. Containers of known programs are re-adopted as they
+// are (a running program is not restarted); interrupted builds, starts and
+// stops are resumed by the reducer's Recover handling; containers carrying
+// this Host's labels that no program owns are removed; log capture resumes.
+func (h *Host) reconcile(ctx context.Context) error {
+	var rows []store.Program
+	for offset := 0; ; {
+		page, total, err := h.store.ListPrograms(ctx, store.ProgramFilter{Limit: 500, Offset: offset})
+		if err != nil {
+			return err
+		}
+		rows = append(rows, page...)
+		offset += len(page)
+		if len(page) == 0 || offset >= total {
+			break
+		}
+	}
+	containers, err := h.driver.ListContainers(ctx, map[string]string{runtime.LabelManaged: "true", runtime.LabelInstance: h.instance})
+	if err != nil {
+		return err
+	}
+	byProgram := map[string][]runtime.ContainerInfo{}
+	for _, c := range containers {
+		byProgram[c.Labels[runtime.LabelProgram]] = append(byProgram[c.Labels[runtime.LabelProgram]], c)
+	}
+	known := map[string]bool{}
+	for _, r := range rows {
+		known[r.ID] = true
+		// A program whose folder vanished cannot run: say so instead of failing later.
+		if _, err := os.Stat(filepath.Join(h.programDir(r.ID), "src")); err != nil && r.State != string(lifecycle.Deleting) {
+			r.ErrorMsg = "program storage missing: " + err.Error()
+		}
+		s := h.supervise(r)
+		chosen := pick(byProgram[r.ID], r.ContainerID)
+		if chosen.Running {
+			h.startCapture(r.ID, chosen.ID, logSince(filepath.Join(h.programDir(r.ID), "logs", "container.log")))
+		}
+		if err := s.Notify(ctx, lifecycle.Recover{ContainerID: chosen.ID, Running: chosen.Running}); err != nil {
+			return err
+		}
+	}
+	for pid, cs := range byProgram {
+		if known[pid] {
+			continue
+		}
+		for _, c := range cs {
+			h.log.Warn("removing an orphan container", "container", c.ID, "program", pid)
+			if err := h.driver.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// pick chooses the container that stands for a program: the recorded one
+// if it still exists, else a running one, else any. Extra containers are
+// removed by the next launch or halt.
+func pick(cs []runtime.ContainerInfo, recorded string) runtime.ContainerInfo {
+	var best runtime.ContainerInfo
+	for _, c := range cs {
+		switch {
+		case c.ID == recorded:
+			return c
+		case c.Running && !best.Running:
+			best = c
+		case best.ID == "":
+			best = c
+		}
+	}
+	return best
+}
+
+// logSince is where to resume capturing output: just after the last write
+// to the program's log file (zero: from the container's start).
+func logSince(path string) time.Time {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() == 0 {
+		return time.Time{}
+	}
+	return st.ModTime().Add(time.Nanosecond)
+}
