@@ -1,0 +1,38 @@
+// A test program for the Host: ticks, keeps a counter in durable state,
+// and exits with code 3 on the message "crash".
+package main
+
+import (
+	"context"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hershyorg/hershy/hersh"
+)
+
+var count = hersh.NewKey[int]("count")
+
+func main() {
+	w, err := hersh.New(hersh.Config{}, func(c *hersh.Context) error {
+		hersh.WatchTick(c, "tick", time.Second)
+		if c.Trigger().Kind == hersh.TriggerStart {
+			n, _ := count.Get(c)
+			log.Printf("counter starts at %d", n)
+		}
+		if m := c.Message(); m != nil && m.Content == "crash" {
+			log.Print("crashing on request")
+			os.Exit(3)
+		}
+		_, err := count.Update(c, func(n int) (int, error) { return n + 1, nil })
+		return err
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(hersh.ExitCode(w.Run(ctx)))
+}
