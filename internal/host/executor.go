@@ -85,8 +85,8 @@ func (h *Host) spec(row store.Program, image string) runtime.ContainerSpec {
 	if row.Options.CPUs > 0 {
 		lim.CPUs = row.Options.CPUs
 	}
-	if h.opts.Runtime == runtime.RuntimeRunsc && lim.Pids < 64 {
-		lim.Pids = 64 // gVisor's own threads count against the limit
+	if h.opts.Runtime == runtime.RuntimeRunsc && lim.Pids < runtime.MinPidsRunsc {
+		lim.Pids = runtime.MinPidsRunsc
 	}
 	env := []string{"HERSH_API_ADDR=" + watcherAddr, "HERSH_STATE_DIR=/state", "HERSHY_PROGRAM_ID=" + row.ID}
 	keys := make([]string, 0, len(row.Options.Env))

@@ -19,12 +19,17 @@ import (
 // Labels put on every image and container the Host creates, so that
 // reconciliation can find them again and tell them from anything else.
 const (
-	LabelManaged   = "org.hershy.managed"    // "true"
-	LabelProgram   = "org.hershy.program-id" // program id
-	LabelBuild     = "org.hershy.build-id"   // build id
-	LabelInstance  = "org.hershy.instance"   // the Host instance (data directory) that owns it
+	LabelManaged    = "org.hershy.managed"    // "true"
+	LabelProgram    = "org.hershy.program-id" // program id
+	LabelBuild      = "org.hershy.build-id"   // build id
+	LabelInstance   = "org.hershy.instance"   // the Host instance (data directory) that owns it
 	LabelGeneration = "org.hershy.generation" // start attempt, to tell containers of one program apart
 )
+
+// MinPidsRunsc is the lowest pids limit a gVisor sandbox starts reliably
+// with: its own threads count against it (51-62 idle with the full
+// contract, about 80 under load, measured here).
+const MinPidsRunsc = 128
 
 // ErrNotFound is returned (wrapped) when a container or image does not exist.
 var ErrNotFound = errors.New("runtime: not found")

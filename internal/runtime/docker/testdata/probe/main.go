@@ -40,7 +40,25 @@ func main() {
 	every := flag.Duration("every", 0, "pause between printed lines")
 	eat := flag.Int("eat", 0, "allocate and touch this many MiB, then sleep")
 	serve := flag.Bool("serve", true, "serve HTTP on 127.0.0.1:8080 after the other actions")
-	flag.Parse()
+	sleep := flag.Duration("sleep", 0, "sleep this long first")
+	ifaces := flag.Bool("print-ifaces", false, "print the network interfaces")
+	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM")
+	// Flags also come from PROBE_FLAGS, since a container spec sets only
+	// the environment.
+	args := append(strings.Fields(os.Getenv("PROBE_FLAGS")), os.Args[1:]...)
+	if err := flag.CommandLine.Parse(args); err != nil {
+		os.Exit(2)
+	}
+
+	time.Sleep(*sleep)
+	if *ifaces {
+		ifs, err := net.Interfaces()
+		var names []string
+		for _, i := range ifs {
+			names = append(names, i.Name)
+		}
+		fmt.Printf("ifaces: %s (err %v)\n", strings.Join(names, ","), err)
+	}
 
 	if *exitCode >= 0 {
 		fmt.Println("exiting with", *exitCode)
@@ -152,9 +170,14 @@ func main() {
 	go func() {
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, syscall.SIGTERM)
-		<-ch
-		fmt.Println("probe: SIGTERM, exiting")
-		os.Exit(0)
+		for range ch {
+			if *ignoreTerm {
+				fmt.Println("probe: SIGTERM, ignored")
+				continue
+			}
+			fmt.Println("probe: SIGTERM, exiting")
+			os.Exit(0)
+		}
 	}()
 	_ = srv.Serve(ln)
 }

@@ -1,0 +1,351 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
+
+	hrt "github.com/hershyorg/hershy/internal/runtime"
+)
+
+// TmpfsOptions are the options of the /tmp tmpfs every container gets.
+const TmpfsOptions = "rw,noexec,nosuid,nodev,size=16m"
+
+// logFiles is how many json-file log files the engine keeps per container;
+// each may hold LogBytes/logFiles bytes.
+const logFiles = 2
+
+// minLogBytes is the smallest engine-side log cap accepted.
+const minLogBytes = 16 << 10
+
+// CreateContainer creates a container under the sandbox contract:
+//
+//   - the runtime is runsc (the default when spec.Runtime is empty) or runc;
+//   - read-only root filesystem, spec.Mounts as bind mounts (writable only
+//     when not ReadOnly), a tmpfs at /tmp (TmpfsOptions), no /dev/shm (IPC
+//     mode "none");
+//   - no exposed or published ports; network "none", or with spec.Network
+//     the Host-owned EgressNetwork bridge (no inter-container traffic);
+//   - every capability dropped, no-new-privileges, an init process as pid 1;
+//   - a numeric non-root "uid:gid" user (a name could map to root inside the
+//     image, and a missing gid would mean group root);
+//   - memory without swap, CPU quota, pids limit (>= MinPidsRunsc under
+//     runsc), json-file logs capped at LogBytes;
+//   - restart policy "no": the Host supervises restarts itself.
+//
+// A spec that asks for less isolation, or leaves a limit unset, is refused.
+func (d *Driver) CreateContainer(ctx context.Context, spec hrt.ContainerSpec) (string, error) {
+	cfg, hc, nc, err := containerConfig(spec)
+	if err != nil {
+		return "", err
+	}
+	if spec.Network {
+		if err := d.ensureEgressNetwork(ctx); err != nil {
+			return "", err
+		}
+	}
+	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, spec.Name)
+	if err != nil {
+		return "", fmt.Errorf("docker: create container %s: %w", spec.Name, ctxErr(ctx, err))
+	}
+	return resp.ID, nil
+}
+
+// containerConfig validates spec and translates it into the engine's
+// configuration. It is pure, so the refusals are unit-tested.
+func containerConfig(spec hrt.ContainerSpec) (*container.Config, *container.HostConfig, *network.NetworkingConfig, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("docker: container spec: "+format, args...)
+	}
+	if spec.Image == "" {
+		return nil, nil, nil, bad("no image")
+	}
+	rtName := spec.Runtime
+	if rtName == "" {
+		rtName = hrt.RuntimeRunsc
+	}
+	if rtName != hrt.RuntimeRunsc && rtName != hrt.RuntimeRunc {
+		return nil, nil, nil, bad("runtime %q is not allowed (only %s or %s)", spec.Runtime, hrt.RuntimeRunsc, hrt.RuntimeRunc)
+	}
+	if err := checkUser(spec.User); err != nil {
+		return nil, nil, nil, bad("%v", err)
+	}
+	if spec.Labels[hrt.LabelProgram] == "" {
+		return nil, nil, nil, bad("label %s is required", hrt.LabelProgram)
+	}
+	lim := spec.Limits
+	switch {
+	case lim.MemoryBytes < 6<<20:
+		return nil, nil, nil, bad("memory limit %d bytes: at least 6 MiB is required", lim.MemoryBytes)
+	case !(lim.CPUs > 0) || math.IsInf(lim.CPUs, 0):
+		return nil, nil, nil, bad("CPU limit %v: a positive number of cores is required", lim.CPUs)
+	case lim.Pids <= 0:
+		return nil, nil, nil, bad("pids limit %d: a positive limit is required", lim.Pids)
+	case rtName == hrt.RuntimeRunsc && lim.Pids < MinPidsRunsc:
+		return nil, nil, nil, bad("pids limit %d is below %d, the minimum under runsc (gVisor's own threads count against it)", lim.Pids, MinPidsRunsc)
+	case lim.LogBytes < minLogBytes:
+		return nil, nil, nil, bad("log cap %d bytes: at least %d is required", lim.LogBytes, minLogBytes)
+	}
+
+	mounts := make([]mount.Mount, 0, len(spec.Mounts))
+	targets := map[string]bool{}
+	for _, m := range spec.Mounts {
+		src, dst := m.Source, m.Target
+		switch {
+		case !path.IsAbs(src) || path.Clean(src) != src:
+			return nil, nil, nil, bad("mount source %q must be an absolute clean path", src)
+		case !path.IsAbs(dst) || path.Clean(dst) != dst || dst == "/":
+			return nil, nil, nil, bad("mount target %q must be an absolute clean path below /", dst)
+		case dst == "/tmp" || strings.HasPrefix(dst, "/tmp/") || reservedTarget(dst):
+			return nil, nil, nil, bad("mount target %q is reserved", dst)
+		case targets[dst]:
+			return nil, nil, nil, bad("mount target %q given twice", dst)
+		}
+		targets[dst] = true
+		mounts = append(mounts, mount.Mount{
+			Type:        mount.TypeBind,
+			Source:      src,
+			Target:      dst,
+			ReadOnly:    m.ReadOnly,
+			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate},
+		})
+	}
+
+	labels := make(map[string]string, len(spec.Labels)+1)
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	labels[hrt.LabelManaged] = "true"
+
+	netMode := container.NetworkMode("none")
+	var nc *network.NetworkingConfig
+	if spec.Network {
+		netMode = container.NetworkMode(EgressNetwork)
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{EgressNetwork: {}}}
+	}
+
+	pids := lim.Pids
+	useInit := true
+	cfg := &container.Config{
+		Image:      spec.Image,
+		User:       spec.User,
+		Env:        append([]string(nil), spec.Env...),
+		Labels:     labels,
+		StopSignal: "SIGTERM",
+		Tty:        false,
+		OpenStdin:  false,
+	}
+	hc := &container.HostConfig{
+		Runtime:        rtName,
+		ReadonlyRootfs: true,
+		Mounts:         mounts,
+		Tmpfs:          map[string]string{"/tmp": TmpfsOptions},
+		IpcMode:        container.IPCModeNone,
+		NetworkMode:    netMode,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges:true"},
+		Init:           &useInit,
+		Privileged:     false,
+		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
+			"max-size": strconv.FormatInt((lim.LogBytes+logFiles-1)/logFiles, 10),
+			"max-file": strconv.Itoa(logFiles),
+		}},
+		Resources: container.Resources{
+			Memory:     lim.MemoryBytes,
+			MemorySwap: lim.MemoryBytes, // equal: no swap
+			NanoCPUs:   int64(math.Round(lim.CPUs * 1e9)),
+			PidsLimit:  &pids,
+		},
+	}
+	return cfg, hc, nc, nil
+}
+
+func reservedTarget(dst string) bool {
+	for _, r := range []string{"/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"} {
+		if dst == r || strings.HasPrefix(dst, r+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkUser accepts only a numeric "uid:gid" with neither being 0.
+func checkUser(u string) error {
+	uid, gid, ok := strings.Cut(u, ":")
+	if u == "" || u == "root" || u == "0" || !ok {
+		return fmt.Errorf("user %q: a numeric non-root \"uid:gid\" is required", u)
+	}
+	for _, part := range []string{uid, gid} {
+		n, err := strconv.ParseUint(part, 10, 32)
+		if err != nil {
+			return fmt.Errorf("user %q: a numeric non-root \"uid:gid\" is required", u)
+		}
+		if n == 0 {
+			return fmt.Errorf("user %q: root (0) is not allowed as user or group", u)
+		}
+	}
+	return nil
+}
+
+// ensureEgressNetwork creates EgressNetwork when missing and checks that an
+// existing one keeps containers apart.
+func (d *Driver) ensureEgressNetwork(ctx context.Context) error {
+	d.netMu.Lock()
+	defer d.netMu.Unlock()
+	n, err := d.cli.NetworkInspect(ctx, EgressNetwork, network.InspectOptions{})
+	if err == nil {
+		if n.Driver != "bridge" || n.Options["com.docker.network.bridge.enable_icc"] != "false" {
+			return fmt.Errorf("docker: network %s exists but is not a bridge with inter-container traffic disabled (driver %q, options %v); remove it and let the Host create it", EgressNetwork, n.Driver, n.Options)
+		}
+		return nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("docker: inspect network %s: %w", EgressNetwork, err)
+	}
+	_, err = d.cli.NetworkCreate(ctx, EgressNetwork, network.CreateOptions{
+		Driver:  "bridge",
+		Options: map[string]string{"com.docker.network.bridge.enable_icc": "false"},
+		Labels:  map[string]string{hrt.LabelManaged: "true"},
+	})
+	if err != nil && !cerrdefs.IsConflict(err) {
+		return fmt.Errorf("docker: create network %s: %w", EgressNetwork, err)
+	}
+	return nil
+}
+
+// StartContainer starts a created (or stopped) container.
+func (d *Driver) StartContainer(ctx context.Context, id string) error {
+	d.forgetNS(id)
+	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return notFound(ctxErr(ctx, err), "start container", id)
+	}
+	return nil
+}
+
+// StopContainer sends SIGTERM, kills the container after grace, and returns
+// once it is no longer running. Missing or stopped containers are fine.
+func (d *Driver) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	defer d.forgetNS(id)
+	secs := int(math.Ceil(grace.Seconds()))
+	if secs < 0 {
+		secs = 0
+	}
+	err := d.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("docker: stop container %s: %w", id, ctxErr(ctx, err))
+	}
+	// The engine returns once the container stopped; make sure of it.
+	waitC, errC := d.cli.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	select {
+	case <-waitC:
+		return nil
+	case err := <-errC:
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("docker: wait for container %s: %w", id, ctxErr(ctx, err))
+	}
+}
+
+// RemoveContainer force-removes a container and its anonymous volumes. A
+// missing container is fine; a removal already in progress is waited for.
+func (d *Driver) RemoveContainer(ctx context.Context, id string) error {
+	defer d.forgetNS(id)
+	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	switch {
+	case err == nil, cerrdefs.IsNotFound(err):
+		return nil
+	case cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress"):
+		for {
+			if _, err := d.cli.ContainerInspect(ctx, id); cerrdefs.IsNotFound(err) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("docker: remove container %s: %w", id, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	default:
+		return fmt.Errorf("docker: remove container %s: %w", id, ctxErr(ctx, err))
+	}
+}
+
+// InspectContainer returns the container's facts; hrt.ErrNotFound (wrapped)
+// when it does not exist.
+func (d *Driver) InspectContainer(ctx context.Context, id string) (hrt.ContainerInfo, error) {
+	c, err := d.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return hrt.ContainerInfo{}, notFound(ctxErr(ctx, err), "inspect container", id)
+	}
+	info := hrt.ContainerInfo{
+		ID:    c.ID,
+		Name:  strings.TrimPrefix(c.Name, "/"),
+		Image: c.Image,
+	}
+	if c.Config != nil {
+		info.Labels = c.Config.Labels
+	}
+	if c.HostConfig != nil {
+		info.Runtime = c.HostConfig.Runtime
+	}
+	if s := c.State; s != nil {
+		info.Running = s.Running
+		info.Pid = s.Pid
+		info.ExitCode = s.ExitCode
+		info.OOMKilled = s.OOMKilled
+		info.StartedAt = engineTime(s.StartedAt)
+		info.FinishedAt = engineTime(s.FinishedAt)
+	}
+	return info, nil
+}
+
+// engineTime parses the engine's timestamps; its "0001-01-01T00:00:00Z"
+// (never happened) becomes the zero time.
+func engineTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.Year() <= 1 {
+		return time.Time{}
+	}
+	return t
+}
+
+// ListContainers returns every container (in any state) that carries all
+// the given labels.
+func (d *Driver) ListContainers(ctx context.Context, labels map[string]string) ([]hrt.ContainerInfo, error) {
+	args := filters.NewArgs()
+	for k, v := range labels {
+		args.Add("label", k+"="+v)
+	}
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
+	if err != nil {
+		return nil, fmt.Errorf("docker: list containers: %w", ctxErr(ctx, err))
+	}
+	out := make([]hrt.ContainerInfo, 0, len(list))
+	for _, c := range list {
+		info, err := d.InspectContainer(ctx, c.ID)
+		if errors.Is(err, hrt.ErrNotFound) {
+			continue // removed in between
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}

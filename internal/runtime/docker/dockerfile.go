@@ -1,0 +1,212 @@
+package docker
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// baseImages returns the images a Dockerfile needs from the engine: the
+// FROM of every stage and any COPY --from that names an image rather than an
+// earlier stage, excluding "scratch" and earlier stages. Variables in them
+// are expanded with the defaults of the ARGs declared before the first FROM
+// (the Host passes no build arguments), as the builder does.
+//
+// It understands what the legacy builder understands: parser directives
+// (escape), comments, line continuations, case-insensitive instructions,
+// FROM flags and "AS name".
+func baseImages(dockerfile string) ([]string, error) {
+	lines, err := logicalLines(dockerfile)
+	if err != nil {
+		return nil, err
+	}
+	globals := map[string]string{}
+	stages := map[string]bool{}
+	nStages := 0
+	var out []string
+	seen := map[string]bool{}
+	add := func(ref string) {
+		if !seen[ref] {
+			seen[ref] = true
+			out = append(out, ref)
+		}
+	}
+	for _, ln := range lines {
+		fields := strings.Fields(ln.text)
+		if len(fields) == 0 {
+			continue
+		}
+		switch strings.ToUpper(fields[0]) {
+		case "ARG":
+			if nStages > 0 {
+				continue // stage-local: cannot change a FROM
+			}
+			for _, kv := range fields[1:] {
+				k, v, _ := strings.Cut(kv, "=")
+				globals[k] = unquote(v)
+			}
+		case "FROM":
+			args := fields[1:]
+			for len(args) > 0 && strings.HasPrefix(args[0], "--") {
+				args = args[1:]
+			}
+			if len(args) != 1 && !(len(args) == 3 && strings.EqualFold(args[1], "AS")) {
+				return nil, fmt.Errorf("line %d: malformed FROM: %q", ln.no, ln.text)
+			}
+			ref, err := expand(args[0], globals)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", ln.no, err)
+			}
+			if ref == "" {
+				return nil, fmt.Errorf("line %d: FROM names no image", ln.no)
+			}
+			if !strings.EqualFold(ref, "scratch") && !stages[strings.ToLower(ref)] {
+				add(ref)
+			}
+			if len(args) == 3 {
+				stages[strings.ToLower(args[2])] = true
+			}
+			nStages++
+		case "COPY":
+			for _, f := range fields[1:] {
+				if !strings.HasPrefix(f, "--") {
+					break
+				}
+				v, ok := strings.CutPrefix(f, "--from=")
+				if !ok {
+					continue
+				}
+				ref, err := expand(v, globals)
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %w", ln.no, err)
+				}
+				if n, err := strconv.Atoi(ref); err == nil && n >= 0 && n < nStages {
+					continue
+				}
+				if stages[strings.ToLower(ref)] || strings.EqualFold(ref, "scratch") || ref == "" {
+					continue
+				}
+				add(ref)
+			}
+		}
+	}
+	if nStages == 0 {
+		return nil, fmt.Errorf("no FROM instruction")
+	}
+	return out, nil
+}
+
+type logicalLine struct {
+	no   int // line number where it starts
+	text string
+}
+
+// logicalLines joins continuation lines and drops comments and blank lines.
+func logicalLines(src string) ([]logicalLine, error) {
+	escape := byte('\\')
+	raw := strings.Split(strings.ReplaceAll(src, "\r\n", "\n"), "\n")
+	i := 0
+	// Parser directives: "# key=value" lines at the very top.
+	for ; i < len(raw); i++ {
+		t := strings.TrimSpace(raw[i])
+		if !strings.HasPrefix(t, "#") {
+			break
+		}
+		k, v, ok := strings.Cut(strings.TrimSpace(t[1:]), "=")
+		if !ok || strings.ContainsAny(strings.TrimSpace(k), " \t") {
+			break
+		}
+		if strings.EqualFold(strings.TrimSpace(k), "escape") {
+			switch v = strings.TrimSpace(v); v {
+			case "\\", "`":
+				escape = v[0]
+			default:
+				return nil, fmt.Errorf("invalid escape directive %q", v)
+			}
+		}
+	}
+	var out []logicalLine
+	var cur strings.Builder
+	start := 0
+	for ; i < len(raw); i++ {
+		t := strings.TrimSpace(raw[i])
+		if strings.HasPrefix(t, "#") {
+			continue // comments, also inside continuations
+		}
+		if cur.Len() == 0 {
+			if t == "" {
+				continue
+			}
+			start = i + 1
+		}
+		if strings.HasSuffix(t, string(escape)) {
+			cur.WriteString(t[:len(t)-1])
+			cur.WriteByte(' ')
+			continue
+		}
+		cur.WriteString(t)
+		out = append(out, logicalLine{no: start, text: cur.String()})
+		cur.Reset()
+	}
+	if cur.Len() > 0 {
+		out = append(out, logicalLine{no: start, text: cur.String()})
+	}
+	return out, nil
+}
+
+// expand substitutes $VAR, ${VAR}, ${VAR:-default} and ${VAR:+alternative}.
+func expand(s string, vars map[string]string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '$' || i+1 >= len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		if s[i+1] == '{' {
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return "", fmt.Errorf("unterminated ${ in %q", s)
+			}
+			body := s[i+2 : i+end]
+			i += end
+			name, word, op := body, "", ""
+			if j := strings.Index(body, ":"); j >= 0 && j+1 < len(body) && (body[j+1] == '-' || body[j+1] == '+') {
+				name, op, word = body[:j], body[j:j+2], body[j+2:]
+			}
+			v, set := vars[name]
+			switch op {
+			case ":-":
+				if !set || v == "" {
+					v = word
+				}
+			case ":+":
+				if set && v != "" {
+					v = word
+				} else {
+					v = ""
+				}
+			}
+			b.WriteString(v)
+			continue
+		}
+		j := i + 1
+		for j < len(s) && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= '0' && s[j] <= '9') {
+			j++
+		}
+		if j == i+1 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteString(vars[s[i+1:j]])
+		i = j - 1
+	}
+	return b.String(), nil
+}
+
+func unquote(v string) string {
+	if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+		return v[1 : len(v)-1]
+	}
+	return v
+}

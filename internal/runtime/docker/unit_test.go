@@ -1,0 +1,234 @@
+package docker
+
+// Tests that need no engine: spec validation, Dockerfile scanning, context
+// scanning.
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+
+	hrt "github.com/hershyorg/hershy/internal/runtime"
+)
+
+func validSpec() hrt.ContainerSpec {
+	return hrt.ContainerSpec{
+		Name:    "p",
+		Image:   "img",
+		Runtime: hrt.RuntimeRunsc,
+		User:    "10001:10001",
+		Labels:  map[string]string{hrt.LabelProgram: "p1"},
+		Mounts:  []hrt.Mount{{Source: "/data/p1/state", Target: "/state"}},
+		Limits:  hrt.Limits{MemoryBytes: 64 << 20, CPUs: 0.5, Pids: 128, LogBytes: 1 << 20},
+	}
+}
+
+func TestContainerConfigRefusals(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*hrt.ContainerSpec)
+		want   string // substring of the error; "" = accepted
+	}{
+		{"valid", func(s *hrt.ContainerSpec) {}, ""},
+		{"valid runc low pids", func(s *hrt.ContainerSpec) { s.Runtime = hrt.RuntimeRunc; s.Limits.Pids = 4 }, ""},
+		{"empty runtime is runsc", func(s *hrt.ContainerSpec) { s.Runtime = ""; s.Limits.Pids = 64 }, "minimum under runsc"},
+		{"runtime io.containerd.runc.v2", func(s *hrt.ContainerSpec) { s.Runtime = "io.containerd.runc.v2" }, "not allowed"},
+		{"runtime kata", func(s *hrt.ContainerSpec) { s.Runtime = "kata" }, "not allowed"},
+		{"no image", func(s *hrt.ContainerSpec) { s.Image = "" }, "no image"},
+		{"user empty", func(s *hrt.ContainerSpec) { s.User = "" }, "non-root"},
+		{"user 0", func(s *hrt.ContainerSpec) { s.User = "0" }, "non-root"},
+		{"user root", func(s *hrt.ContainerSpec) { s.User = "root" }, "non-root"},
+		{"user 0:0", func(s *hrt.ContainerSpec) { s.User = "0:0" }, "root (0)"},
+		{"user 1000:0", func(s *hrt.ContainerSpec) { s.User = "1000:0" }, "root (0)"},
+		{"user without gid", func(s *hrt.ContainerSpec) { s.User = "1000" }, "uid:gid"},
+		{"user name", func(s *hrt.ContainerSpec) { s.User = "app:app" }, "numeric"},
+		{"user root:root", func(s *hrt.ContainerSpec) { s.User = "root:root" }, "numeric"},
+		{"no program label", func(s *hrt.ContainerSpec) { s.Labels = nil }, "label"},
+		{"pids 64 under runsc", func(s *hrt.ContainerSpec) { s.Limits.Pids = 64 }, "minimum under runsc"},
+		{"pids 0", func(s *hrt.ContainerSpec) { s.Runtime = hrt.RuntimeRunc; s.Limits.Pids = 0 }, "pids"},
+		{"memory 0", func(s *hrt.ContainerSpec) { s.Limits.MemoryBytes = 0 }, "memory"},
+		{"cpus 0", func(s *hrt.ContainerSpec) { s.Limits.CPUs = 0 }, "CPU"},
+		{"cpus negative", func(s *hrt.ContainerSpec) { s.Limits.CPUs = -1 }, "CPU"},
+		{"log 0", func(s *hrt.ContainerSpec) { s.Limits.LogBytes = 0 }, "log cap"},
+		{"mount relative source", func(s *hrt.ContainerSpec) { s.Mounts[0].Source = "state" }, "source"},
+		{"mount unclean source", func(s *hrt.ContainerSpec) { s.Mounts[0].Source = "/data/../etc" }, "source"},
+		{"mount on /", func(s *hrt.ContainerSpec) { s.Mounts[0].Target = "/" }, "target"},
+		{"mount on /tmp", func(s *hrt.ContainerSpec) { s.Mounts[0].Target = "/tmp" }, "reserved"},
+		{"mount on /proc/x", func(s *hrt.ContainerSpec) { s.Mounts[0].Target = "/proc/x" }, "reserved"},
+		{"mount twice", func(s *hrt.ContainerSpec) { s.Mounts = append(s.Mounts, s.Mounts[0]) }, "twice"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := validSpec()
+			c.mutate(&s)
+			_, _, _, err := containerConfig(s)
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && err == nil:
+				t.Fatalf("accepted, want an error containing %q", c.want)
+			case c.want != "" && !strings.Contains(err.Error(), c.want):
+				t.Fatalf("error %q does not contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestContainerConfigContract(t *testing.T) {
+	s := validSpec()
+	s.Mounts = append(s.Mounts, hrt.Mount{Source: "/data/secret", Target: "/secret", ReadOnly: true})
+	cfg, hc, nc, err := containerConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := map[string]bool{
+		"readonly":   hc.ReadonlyRootfs,
+		"runtime":    hc.Runtime == "runsc",
+		"init":       hc.Init != nil && *hc.Init,
+		"privileged": !hc.Privileged,
+		"ports":      !hc.PublishAllPorts && len(hc.PortBindings) == 0 && len(cfg.ExposedPorts) == 0,
+		"network":    hc.NetworkMode == "none" && nc == nil,
+		"caps":       reflect.DeepEqual([]string(hc.CapDrop), []string{"ALL"}) && len(hc.CapAdd) == 0,
+		"nnp":        reflect.DeepEqual(hc.SecurityOpt, []string{"no-new-privileges:true"}),
+		"tmpfs":      hc.Tmpfs["/tmp"] == TmpfsOptions,
+		"ipc":        hc.IpcMode == "none",
+		"restart":    hc.RestartPolicy.Name == "no",
+		"memory":     hc.Memory == 64<<20 && hc.MemorySwap == hc.Memory,
+		"cpus":       hc.NanoCPUs == 5e8,
+		"pids":       hc.PidsLimit != nil && *hc.PidsLimit == 128,
+		"log":        hc.LogConfig.Type == "json-file" && hc.LogConfig.Config["max-size"] == "524288" && hc.LogConfig.Config["max-file"] == "2",
+		"user":       cfg.User == "10001:10001",
+		"labels":     cfg.Labels[hrt.LabelManaged] == "true" && cfg.Labels[hrt.LabelProgram] == "p1",
+		"tty":        !cfg.Tty,
+	}
+	for name, ok := range checks {
+		if !ok {
+			t.Errorf("rule %s broken:\n%+v\n%+v", name, cfg, hc)
+		}
+	}
+	if len(hc.Mounts) != 2 || hc.Mounts[0].ReadOnly || !hc.Mounts[1].ReadOnly || hc.Mounts[0].Type != "bind" {
+		t.Fatalf("mounts: %+v", hc.Mounts)
+	}
+	s.Network = true
+	_, hc, nc, err = containerConfig(s)
+	if err != nil || hc.NetworkMode != EgressNetwork || nc == nil || nc.EndpointsConfig[EgressNetwork] == nil {
+		t.Fatalf("network: %v %v %+v", err, hc.NetworkMode, nc)
+	}
+}
+
+func TestBaseImages(t *testing.T) {
+	cases := []struct {
+		name, dockerfile string
+		want             []string
+		err              string
+	}{
+		{"scratch", "FROM scratch\nCOPY a /a\n", nil, ""},
+		{"scratch upper", "from SCRATCH\n", nil, ""},
+		{"one base", "FROM alpine:3.19\nRUN true\n", []string{"alpine:3.19"}, ""},
+		{"platform flag and stage", "FROM --platform=linux/amd64 golang:1.22 AS build\nFROM scratch\nCOPY --from=build /x /x\n", []string{"golang:1.22"}, ""},
+		{"stage as base", "FROM base:1 AS b\nFROM b\nFROM B AS c\n", []string{"base:1"}, ""},
+		{"copy from image", "FROM scratch\nCOPY --chown=1:1 --from=busybox:1 /bin/sh /sh\nCOPY --from=0 /a /b\n", []string{"busybox:1"}, ""},
+		{"global arg", "ARG BASE=hersh/base:2\nARG TAG\nFROM ${BASE}\nFROM other:${TAG:-latest}\n", []string{"hersh/base:2", "other:latest"}, ""},
+		{"stage arg ignored", "FROM a:1\nARG X=b\nFROM $X:1\n", []string{"a:1", ":1"}, ""},
+		{"continuation and comments", "# comment\nFROM \\\n  # inside\n  repo/img:tag \\\n  AS x\n", []string{"repo/img:tag"}, ""},
+		{"escape directive", "# escape=`\nFROM `\n  img:1\n", []string{"img:1"}, ""},
+		{"crlf", "FROM img:2\r\nRUN x\r\n", []string{"img:2"}, ""},
+		{"quoted arg", "ARG B=\"q:1\"\nFROM $B\n", []string{"q:1"}, ""},
+		{"empty from", "ARG B\nFROM $B\n", nil, "no image"},
+		{"no from", "RUN true\n", nil, "no FROM"},
+		{"malformed", "FROM a b\n", nil, "malformed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := baseImages(c.dockerfile)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("got %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestScanContext(t *testing.T) {
+	mk := func(t *testing.T) string {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
+		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "sub", "f"), make([]byte, 1000), 0o644)
+		return dir
+	}
+	t.Run("ok with inner symlink", func(t *testing.T) {
+		dir := mk(t)
+		os.Symlink("sub/f", filepath.Join(dir, "link"))
+		os.Symlink("../Dockerfile", filepath.Join(dir, "sub", "up"))
+		entries, _, err := scanContext(dir, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.rel)
+		}
+		if want := []string{"Dockerfile", "link", "sub", "sub/f", "sub/up"}; !reflect.DeepEqual(names, want) {
+			t.Fatalf("entries %v, want %v", names, want)
+		}
+	})
+	refuse := []struct {
+		name  string
+		setup func(dir string)
+		max   int64
+		want  string
+	}{
+		{"absolute symlink", func(dir string) { os.Symlink("/etc/passwd", filepath.Join(dir, "pw")) }, 0, "outside"},
+		{"relative escape", func(dir string) { os.Symlink("../../etc", filepath.Join(dir, "sub", "e")) }, 0, "outside"},
+		{"escape through inner link", func(dir string) {
+			os.Symlink(".", filepath.Join(dir, "d"))
+			os.Symlink("d/d/d/../../..", filepath.Join(dir, "e"))
+		}, 0, "outside"},
+		{"dangling", func(dir string) { os.Symlink("nothere", filepath.Join(dir, "x")) }, 0, "does not resolve"},
+		{"fifo", func(dir string) { mkfifo(filepath.Join(dir, "fifo")) }, 0, "not a regular file"},
+		{"over cap", func(dir string) {}, 1000, "over the cap of 1000"},
+	}
+	for _, c := range refuse {
+		t.Run(c.name, func(t *testing.T) {
+			dir := mk(t)
+			c.setup(dir)
+			_, _, err := scanContext(dir, c.max)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+	t.Run("at cap", func(t *testing.T) {
+		if _, _, err := scanContext(mk(t), 1013); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestProcStart(t *testing.T) {
+	a, err := procStart(os.Getpid())
+	if err != nil || a == 0 {
+		t.Fatalf("procStart(self) = %d, %v", a, err)
+	}
+	if _, err := procStart(1 << 30); err == nil {
+		t.Fatal("procStart of a missing pid succeeded")
+	}
+}
+
+func mkfifo(p string) {
+	if err := syscall.Mkfifo(p, 0o644); err != nil {
+		panic(err)
+	}
+}
