@@ -361,8 +361,7 @@ func TestAPIRoutesAnswerDocumentedFields(t *testing.T) {
 				}
 				for i, kind := range []string{"start", "message", "vars"} {
 					e := res[i].(map[string]any)
-					trig := apiAs[map[string]any](t, e, "trigger")
-					if got := apiAs[string](t, trig, "kind"); got != kind {
+					if got := apiAs[string](t, e, "trigger"); got != kind {
 						t.Errorf("effectResults[%d].trigger.kind = %q, want %q", i, got, kind)
 					}
 					if !apiAs[bool](t, e, "success") {
@@ -385,8 +384,8 @@ func TestAPIRoutesAnswerDocumentedFields(t *testing.T) {
 						t.Errorf("reduceLogs[%d] = %s->%s, want %s->%s", i, from, to, want[0], want[1])
 					}
 				}
-				if n := len(apiAs[[]any](t, b, "effectLogs")); n != 3 {
-					t.Errorf("effectLogs has %d entries, want 3 (one per run)", n)
+				if n := len(apiAs[[]any](t, b, "effectLogs")); n != 0 {
+					t.Errorf("effectLogs has %d entries, want 0 (runs are in effectResults)", n)
 				}
 				for _, f := range []string{"watchErrorLogs", "contextLogs", "stateFaultLogs"} {
 					if n := len(apiAs[[]any](t, b, f)); n != 0 {
@@ -544,11 +543,14 @@ func TestAPILogsByTypeAndLimit(t *testing.T) {
 				if _, err := numAsText.Load(c); err == nil {
 					return errors.New("reading an int as a string did not fail")
 				}
+				return errors.New("warming up") // fails once: a recovery is scheduled
 			}
 			return nil
 		})
 		h := w.Handler()
 		apiStart(t, w)
+		synctest.Wait()
+		time.Sleep(time.Second) // the backoff; then the recovery run succeeds
 		synctest.Wait()
 		for i := 1; i <= 4; i++ {
 			if r := apiServe(t, h, http.MethodPost, "/watcher/message", fmt.Sprintf(`{"content":"m%d"}`, i)); r.code != http.StatusOK {
@@ -561,8 +563,8 @@ func TestAPILogsByTypeAndLimit(t *testing.T) {
 		checks := map[string]func(t *testing.T, entries []any){
 			"effectLogs": func(t *testing.T, es []any) {
 				first := es[0].(map[string]any)
-				if first["effect"] != "run" || apiAs[map[string]any](t, first, "trigger")["kind"] != "start" {
-					t.Errorf("effectLogs[0] = %v, want the start run", first)
+				if first["effect"] != "schedule-recovery" || !strings.Contains(fmt.Sprint(first["detail"]), "warming up") {
+					t.Errorf("effectLogs[0] = %v, want the recovery scheduled after the failed start", first)
 				}
 			},
 			"reduceLogs": func(t *testing.T, es []any) {
@@ -572,13 +574,15 @@ func TestAPILogsByTypeAndLimit(t *testing.T) {
 				}
 			},
 			"effectResults": func(t *testing.T, es []any) {
-				if len(es) != 5 {
-					t.Fatalf("effectResults has %d entries, want 5 (start + 4 messages)", len(es))
+				if len(es) != 6 {
+					t.Fatalf("effectResults has %d entries, want 6 (start, recovery, 4 messages)", len(es))
 				}
-				last := es[4].(map[string]any)
-				msg := apiAs[map[string]any](t, apiAs[map[string]any](t, last, "trigger"), "message")
-				if msg["content"] != "m4" || last["success"] != true || last["stateAfter"] != "Ready" {
-					t.Errorf("effectResults[4] = %v, want a successful run of m4 ending Ready", last)
+				if first := es[0].(map[string]any); first["success"] != false || first["error"] != "warming up" {
+					t.Errorf("effectResults[0] = %v, want the failed start", first)
+				}
+				last := es[5].(map[string]any)
+				if last["trigger"] != "message" || last["message"] != "m4" || last["success"] != true || last["stateAfter"] != "Ready" {
+					t.Errorf("effectResults[5] = %v, want a successful run of m4 ending Ready", last)
 				}
 			},
 			"watchErrorLogs": func(t *testing.T, es []any) {
@@ -650,8 +654,7 @@ func TestAPILogsByTypeAndLimit(t *testing.T) {
 		res := apiAs[[]any](t, b, "effectResults")
 		var got []string
 		for _, e := range res {
-			m := apiAs[map[string]any](t, apiAs[map[string]any](t, e.(map[string]any), "trigger"), "message")
-			got = append(got, fmt.Sprint(m["content"]))
+			got = append(got, fmt.Sprint(e.(map[string]any)["message"]))
 		}
 		if want := []string{"m3", "m4"}; !slices.Equal(got, want) {
 			t.Errorf("limit=2: effectResults for %q, want %q", got, want)
@@ -674,8 +677,8 @@ func TestAPILogsByTypeAndLimit(t *testing.T) {
 			want  int
 		}{
 			{"?type=effect_result", 100},
-			{"?type=effect_result&limit=200", 155},
-			{"?type=effect_result&limit=155", 155},
+			{"?type=effect_result&limit=200", 156}, // start, recovery, 4 + 150 messages
+			{"?type=effect_result&limit=156", 156},
 			{"?type=effect_result&limit=7", 7},
 		} {
 			b := apiGetOK(t, h, "/watcher/logs"+tc.query)

@@ -1,7 +1,6 @@
 package hersh
 
 import (
-	"context"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -67,12 +66,13 @@ type Message struct {
 // state take. It is valid only during the run it was made for: hooks called
 // through it afterwards report a *HookError.
 type Context struct {
-	context.Context
+	rc      runCtx
 	w       *Watcher
 	s       *session
 	runID   uint64
 	trigger Trigger
-	done    atomic.Bool
+	msg     Message             // the triggering message (trigger.Message points here)
+	ended   atomic.Bool         // the run is over: hooks through c are misuse
 	seen    map[string]struct{} // hooks used in this run
 	errs    []error             // hook errors of this run
 }
@@ -112,7 +112,7 @@ func (c *Context) hookCheck(kind, name string) error {
 	if name == "" {
 		return c.fail(&HookError{Name: name, Kind: kind, Reason: "empty name"})
 	}
-	if c.done.Load() || c.trigger.Kind == TriggerCleanup {
+	if c.ended.Load() || c.trigger.Kind == TriggerCleanup {
 		return c.fail(&HookError{Name: name, Kind: kind, Reason: "used outside the run it belongs to"})
 	}
 	if _, dup := c.seen[name]; dup {
@@ -127,7 +127,7 @@ func (c *Context) hookCheck(kind, name string) error {
 
 // fail records a hook error, which the run will end with, and returns it.
 func (c *Context) fail(err error) error {
-	if c.done.Load() || c.trigger.Kind == TriggerCleanup {
+	if c.ended.Load() || c.trigger.Kind == TriggerCleanup {
 		// No run to fail: keep a trace in the watch-error log.
 		c.w.logs.watchError("", "hook", err)
 		return err

@@ -41,8 +41,9 @@ type session struct {
 	started time.Time
 	updated atomic.Int64 // unix nanos of the last state change or run
 
-	runMu     sync.Mutex
-	runCancel context.CancelFunc // of the in-flight run
+	wd    watchdog  // enforces RunTimeout on the in-flight run
+	clock time.Time // the engine's latest reading of the clock
+	fresh bool      // clock is still current (nothing blocked since it was read)
 
 	hooksMu sync.RWMutex
 	hooks   map[string]*hook
@@ -81,8 +82,9 @@ func newSession(w *Watcher, cleanup CleanupFunc) *session {
 		started: time.Now(),
 		done:    make(chan struct{}),
 	}
+	s.wd.timeout = w.cfg.RunTimeout
 	s.st.Store(int32(StateNotRun))
-	s.touch()
+	s.touch(s.started)
 	return s
 }
 
@@ -97,20 +99,29 @@ func (s *session) ended() bool {
 	}
 }
 
-func (s *session) touch() { s.updated.Store(time.Now().UnixNano()) }
+func (s *session) touch(at time.Time) { s.updated.Store(at.UnixNano()) }
+
+// now reads the clock once per run: while the engine works through a
+// backlog, the end of one run is the start of the next.
+func (s *session) now() time.Time {
+	if !s.fresh {
+		s.clock, s.fresh = time.Now(), true
+	}
+	return s.clock
+}
 
 // transition records a lifecycle change in the reduce log. The Ready and
 // Running churn of ordinary runs is not a phase change and is not logged.
 func (s *session) transition(to State, reason string) {
 	s.st.Store(int32(to))
-	s.touch()
+	s.touch(s.now())
 	from := s.phase
 	if from == to {
 		return
 	}
 	s.phase = to
 	l := s.w.logs
-	l.reduces.Push(ReduceLog{ID: l.id(), Time: time.Now(), From: from, To: to, Reason: reason})
+	l.reduces.Push(ReduceLog{ID: l.id(), Time: s.now(), From: from, To: to, Reason: reason})
 }
 
 // request records a stop or kill; the stronger request wins.
@@ -123,7 +134,8 @@ func (s *session) request(kind int32) {
 	}
 	s.closing.Store(true)
 	if kind == reqKill {
-		s.cancel() // cancels the in-flight run and every watch now
+		s.cancel()    // every watch, now
+		s.wd.cancel() // and the in-flight run
 	}
 	select {
 	case s.sysWake <- struct{}{}:
@@ -132,13 +144,7 @@ func (s *session) request(kind int32) {
 	s.w.noteSignal(SignalSystem, map[int32]string{reqStop: "stop", reqKill: "kill"}[kind], time.Now())
 }
 
-func (s *session) cancelRun() {
-	s.runMu.Lock()
-	if s.runCancel != nil {
-		s.runCancel()
-	}
-	s.runMu.Unlock()
-}
+func (s *session) cancelRun() { s.wd.cancel() }
 
 // loop is the engine: it runs until a stop, a kill or a control error ends
 // the session, then tears everything down.
@@ -148,7 +154,7 @@ func (s *session) loop() {
 }
 
 func (s *session) serve() (State, error) {
-	if end, st, err := s.run(Trigger{Kind: TriggerStart}); end {
+	if end, st, err := s.run(Trigger{Kind: TriggerStart}, Message{}); end {
 		return st, err
 	}
 	var (
@@ -164,9 +170,11 @@ func (s *session) serve() (State, error) {
 		if s.recover != nil {
 			select {
 			case <-s.sysWake:
+				s.fresh = false
 			case <-s.recover.C:
 				s.recover = nil
-				if end, st, err := s.run(Trigger{Kind: TriggerRecovery}); end {
+				s.fresh = false
+				if end, st, err := s.run(Trigger{Kind: TriggerRecovery}, Message{}); end {
 					return st, err
 				}
 			}
@@ -206,6 +214,7 @@ func (s *session) serve() (State, error) {
 		case v := <-s.vars:
 			heldVar = append(heldVar, v)
 		}
+		s.fresh = false
 	}
 }
 
@@ -217,7 +226,7 @@ func (s *session) requested(req int32) (State, error) {
 }
 
 func (s *session) runMessage(m Message) (bool, State, error) {
-	return s.run(Trigger{Kind: TriggerMessage, Message: &m})
+	return s.run(Trigger{Kind: TriggerMessage}, m)
 }
 
 func (s *session) drainVars(held []*varSlot) (bool, State, error) {
@@ -226,7 +235,7 @@ func (s *session) drainVars(held []*varSlot) (bool, State, error) {
 		batch = append(batch, <-s.vars)
 	}
 	var changed []string
-	now := time.Now()
+	now := s.now()
 	for _, slot := range batch {
 		if slot.apply(now) {
 			changed = append(changed, slot.name)
@@ -238,12 +247,14 @@ func (s *session) drainVars(held []*varSlot) (bool, State, error) {
 		return false, 0, nil // only skip-signal values: stored, no run
 	}
 	slices.Sort(changed)
-	return s.run(Trigger{Kind: TriggerVars, Vars: changed})
+	return s.run(Trigger{Kind: TriggerVars, Vars: changed}, Message{})
 }
 
 // run executes the managed function once and settles its result. It reports
-// whether the session must end, and how.
-func (s *session) run(t Trigger) (bool, State, error) {
+// whether the session must end, and how. It is the hot path: one allocation
+// (the Context, which holds the run's context and message) and one clock
+// reading per run while a backlog is worked through.
+func (s *session) run(t Trigger, m Message) (bool, State, error) {
 	w := s.w
 	id := w.runSeq.Add(1)
 	if t.Kind == TriggerStart {
@@ -251,40 +262,44 @@ func (s *session) run(t Trigger) (bool, State, error) {
 	} else {
 		s.st.Store(int32(StateRunning))
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, w.cfg.RunTimeout)
-	s.runMu.Lock()
-	s.runCancel = cancel
-	s.runMu.Unlock()
-
-	c := &Context{Context: ctx, w: w, s: s, runID: id, trigger: t}
-	start := time.Now()
-	w.logs.effects.Push(EffectLog{ID: w.logs.id(), Time: start, RunID: id, Effect: "run", Trigger: &t})
+	start := s.now()
+	c := &Context{w: w, s: s, runID: id, trigger: t}
+	if t.Kind == TriggerMessage {
+		c.msg = m
+		c.trigger.Message = &c.msg
+	}
+	if s.ctx.Err() != nil { // killed before the run began
+		c.rc.cancel(context.Canceled)
+	}
+	s.wd.begin(&c.rc, start)
 	err := callManaged(w.managed, c)
-	c.done.Store(true)
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && s.ctx.Err() == nil {
+	s.wd.end()
+	c.ended.Store(true)
+	if errors.Is(c.rc.Err(), context.DeadlineExceeded) {
 		err = &TimeoutError{Timeout: w.cfg.RunTimeout.String(), Err: err}
 	}
-	s.runMu.Lock()
-	s.runCancel = nil
-	s.runMu.Unlock()
-	cancel()
 	if len(c.errs) > 0 {
 		err = errors.Join(append(c.errs, err)...)
 	}
-	end := time.Now()
-	s.touch()
+	s.fresh = false
+	end := s.now()
+	s.touch(end)
 
-	res := EffectResult{ID: w.logs.id(), RunID: id, Trigger: t, StartedAt: start, Duration: end.Sub(start)}
+	stop, final, cause := s.settle(err)
+	res := EffectResult{
+		ID: w.logs.id(), RunID: id, Trigger: t.Kind, Vars: t.Vars,
+		StartedAt: start, Duration: end.Sub(start), Success: err == nil,
+		Failures: int(s.fails.Load()), StateAfter: s.state(),
+	}
+	if t.Kind == TriggerMessage {
+		res.MessageID, res.Message = m.ID, m.Content
+	}
 	if err != nil {
 		res.Error = err.Error()
 		if p, ok := asPanic(err); ok {
 			res.Stack = p.Stack
 		}
 	}
-	stop, final, cause := s.settle(err)
-	res.Success = err == nil
-	res.Failures = int(s.fails.Load())
-	res.StateAfter = s.state()
 	if stop {
 		res.StateAfter = final
 	}
@@ -296,6 +311,18 @@ func (s *session) run(t Trigger) (bool, State, error) {
 // failure count, a control error ends the session, another error schedules
 // a recovery run after backoff or, past the limit, crashes.
 func (s *session) settle(err error) (bool, State, error) {
+	if err == nil { // the common case, without the errors.As allocations below
+		if req := s.stopReq.Load(); req != reqNone {
+			return s.endRequested(req)
+		}
+		s.fails.Store(0)
+		if s.phase == StateReady {
+			s.st.Store(int32(StateReady))
+		} else {
+			s.transition(StateReady, "")
+		}
+		return false, 0, nil
+	}
 	var (
 		crash *CrashError
 		kill  *KillError
@@ -314,10 +341,6 @@ func (s *session) settle(err error) (bool, State, error) {
 		return true, StateStopped, nil
 	case s.stopReq.Load() == reqStop:
 		return s.endRequested(reqStop)
-	case err == nil:
-		s.fails.Store(0)
-		s.transition(StateReady, "")
-		return false, 0, nil
 	}
 	n := int(s.fails.Add(1))
 	rc := s.w.cfg.Recovery
@@ -329,7 +352,7 @@ func (s *session) settle(err error) (bool, State, error) {
 	detail := fmt.Sprintf("failure %d of %d, retry in %s: %v", n, rc.MaxFailures, d, err)
 	s.transition(StateWaitRecover, detail)
 	l := s.w.logs
-	l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "schedule-recovery", Detail: detail})
+	l.effects.Push(EffectLog{ID: l.id(), Time: s.now(), Effect: "schedule-recovery", Detail: detail})
 	return false, 0, nil
 }
 
@@ -358,6 +381,8 @@ func (s *session) teardown(final State, cause error) {
 	w := s.w
 	s.closing.Store(true)
 	s.cancel()
+	s.wd.stop()
+	s.fresh = false
 	if s.recover != nil {
 		s.recover.Stop()
 	}
@@ -369,15 +394,17 @@ func (s *session) teardown(final State, cause error) {
 		w.logs.watchError("", "teardown", errors.New("a watch function did not return after its context was cancelled; abandoned"))
 	}
 	if s.cleanup != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CleanupTimeout)
-		c := &Context{Context: ctx, w: w, s: s, runID: w.runSeq.Load(), trigger: Trigger{Kind: TriggerCleanup}}
+		c := &Context{w: w, s: s, runID: w.runSeq.Load(), trigger: Trigger{Kind: TriggerCleanup}}
+		c.rc.deadline = time.Now().Add(w.cfg.CleanupTimeout)
+		timer := time.AfterFunc(w.cfg.CleanupTimeout, func() { c.rc.cancel(context.DeadlineExceeded) })
 		l := w.logs
 		l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "cleanup", Detail: final.String()})
 		if err := callCleanup(s.cleanup, c, cause); err != nil {
 			l.watchError("", "cleanup", err)
 		}
-		c.done.Store(true)
-		cancel()
+		c.ended.Store(true)
+		timer.Stop()
+		c.rc.cancel(context.Canceled)
 	}
 	w.store.flush()
 	if s.api != nil {

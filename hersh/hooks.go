@@ -57,8 +57,8 @@ func (s *session) publish(slot *varSlot, v any, trigger bool) {
 	enqueue := !slot.queued
 	slot.queued = true
 	slot.mu.Unlock()
-	s.w.noteSignal(SignalVar, slot.name, time.Now())
 	if enqueue {
+		s.w.noteSignal(SignalVar, slot.name, time.Now())
 		select {
 		case s.vars <- slot:
 		case <-s.ctx.Done():
@@ -196,6 +196,9 @@ type FlowValue[T any] struct {
 	SkipSignal bool
 }
 
+// flowBatch bounds how many waiting values one publish takes in.
+const flowBatch = 1024
+
 // WatchFlow re-runs the managed function when ch delivers a value. Values
 // that arrive while a run executes coalesce: the next run sees the latest.
 // It returns the latest value and whether there has been one yet. When ch is
@@ -227,7 +230,24 @@ func watchFlow[T, E any](c *Context, name string, ch <-chan E, unpack func(E) (T
 					if !open {
 						return
 					}
+					// Take what else is already waiting: a burst is published
+					// once, as its latest value (a skip-signal value only
+					// triggers if a triggering one came with it).
 					v, trigger := unpack(e)
+				drain:
+					for range flowBatch {
+						select {
+						case e, open = <-ch:
+							if !open {
+								c.s.publish(slot, v, trigger)
+								return
+							}
+							next, t := unpack(e)
+							v, trigger = next, trigger || t
+						default:
+							break drain
+						}
+					}
 					c.s.publish(slot, v, trigger)
 				}
 			}

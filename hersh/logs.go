@@ -11,22 +11,24 @@ import (
 // (Config.MaxLogEntries); ids are monotonic across all kinds, so entries of
 // different logs can be put back in order.
 
-// EffectLog records an effect the engine performed: a run started, a
-// recovery was scheduled, cleanup ran.
+// EffectLog records an effect the engine performed besides runs (which
+// are in the results): a recovery scheduled, queued messages discarded at a
+// stop, cleanup run.
 type EffectLog struct {
-	ID      uint64    `json:"id"`
-	Time    time.Time `json:"time"`
-	RunID   uint64    `json:"runId,omitempty"`
-	Effect  string    `json:"effect"` // "run", "schedule-recovery", "cleanup"
-	Trigger *Trigger  `json:"trigger,omitempty"`
-	Detail  string    `json:"detail,omitempty"`
+	ID     uint64    `json:"id"`
+	Time   time.Time `json:"time"`
+	Effect string    `json:"effect"` // "schedule-recovery", "discard", "cleanup"
+	Detail string    `json:"detail,omitempty"`
 }
 
-// EffectResult records how a run ended.
+// EffectResult records one run: what triggered it and how it ended.
 type EffectResult struct {
 	ID         uint64        `json:"id"`
 	RunID      uint64        `json:"runId"`
-	Trigger    Trigger       `json:"trigger"`
+	Trigger    TriggerKind   `json:"trigger"`
+	MessageID  uint64        `json:"messageId,omitempty"`
+	Message    string        `json:"message,omitempty"` // content of the triggering message
+	Vars       []string      `json:"vars,omitempty"`    // changed variables
 	StartedAt  time.Time     `json:"startedAt"`
 	Duration   time.Duration `json:"durationNs"`
 	Success    bool          `json:"success"`

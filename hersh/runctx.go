@@ -1,0 +1,176 @@
+package hersh
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// runCtx is the context.Context of one run. A run is the engine's hot path
+// (hundreds of thousands a second), so instead of context.WithTimeout (a
+// timer and a parent registration per run) it is a small struct living
+// inside the run's Context: its done channel is made only if someone asks
+// for it, and one watchdog per session enforces the run timeout.
+type runCtx struct {
+	mu       sync.Mutex
+	done     chan struct{} // made lazily by Done
+	err      error
+	deadline time.Time
+	afters   []*afterFunc
+}
+
+type afterFunc struct{ f func() }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (r *runCtx) Done() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		if r.err != nil {
+			return closedChan
+		}
+		r.done = make(chan struct{})
+	}
+	return r.done
+}
+
+func (r *runCtx) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// cancel ends the context with err (context.Canceled or DeadlineExceeded);
+// only the first call counts.
+func (r *runCtx) cancel(err error) {
+	r.mu.Lock()
+	if r.err != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.err = err
+	if r.done != nil {
+		close(r.done)
+	}
+	fs := r.afters
+	r.afters = nil
+	r.mu.Unlock()
+	for _, a := range fs {
+		go a.f()
+	}
+}
+
+// afterFunc lets context.AfterFunc and contexts derived from a run (say
+// context.WithTimeout(c, ...)) hook cancellation without a goroutine.
+func (r *runCtx) afterFunc(f func()) (stop func() bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	a := &afterFunc{f: f}
+	r.afters = append(r.afters, a)
+	return func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for i, x := range r.afters {
+			if x == a {
+				r.afters = append(r.afters[:i], r.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Context implements context.Context through its run context.
+
+// Deadline reports when the run times out.
+func (c *Context) Deadline() (time.Time, bool) { return c.rc.deadline, !c.rc.deadline.IsZero() }
+
+// Done is closed when the run times out or the watcher is killed.
+func (c *Context) Done() <-chan struct{} { return c.rc.Done() }
+
+// Err reports why Done was closed.
+func (c *Context) Err() error { return c.rc.Err() }
+
+// Value returns nil: a run carries no context values.
+func (c *Context) Value(key any) any { return nil }
+
+// AfterFunc arranges for f to run (in its own goroutine) once the run's
+// context is done; see context.AfterFunc.
+func (c *Context) AfterFunc(f func()) (stop func() bool) { return c.rc.afterFunc(f) }
+
+var _ context.Context = (*Context)(nil)
+
+// watchdog enforces Config.RunTimeout for a session with one timer,
+// re-armed only when it fires or after an idle period, not once per run.
+type watchdog struct {
+	timeout time.Duration
+
+	mu       sync.Mutex
+	timer    *time.Timer
+	armed    bool
+	stopped  bool
+	cur      *runCtx
+	deadline time.Time
+}
+
+// begin watches rc, a run that started at start.
+func (wd *watchdog) begin(rc *runCtx, start time.Time) {
+	rc.deadline = start.Add(wd.timeout)
+	wd.mu.Lock()
+	wd.cur, wd.deadline = rc, rc.deadline
+	if !wd.armed && !wd.stopped {
+		wd.armed = true
+		if wd.timer == nil {
+			wd.timer = time.AfterFunc(wd.timeout, wd.fire)
+		} else {
+			wd.timer.Reset(wd.timeout)
+		}
+	}
+	wd.mu.Unlock()
+}
+
+// end stops watching the current run.
+func (wd *watchdog) end() {
+	wd.mu.Lock()
+	wd.cur = nil
+	wd.mu.Unlock()
+}
+
+// cancel cancels the current run, if any (Kill, or Stop past its deadline).
+func (wd *watchdog) cancel() {
+	wd.mu.Lock()
+	cur := wd.cur
+	wd.mu.Unlock()
+	if cur != nil {
+		cur.cancel(context.Canceled)
+	}
+}
+
+func (wd *watchdog) fire() {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	wd.armed = false
+	if wd.cur == nil || wd.stopped {
+		return
+	}
+	if left := time.Until(wd.deadline); left > 0 {
+		wd.armed = true
+		wd.timer.Reset(left)
+		return
+	}
+	wd.cur.cancel(context.DeadlineExceeded)
+}
+
+func (wd *watchdog) stop() {
+	wd.mu.Lock()
+	wd.stopped = true
+	if wd.timer != nil {
+		wd.timer.Stop()
+	}
+	wd.mu.Unlock()
+}
