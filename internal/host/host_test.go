@@ -244,3 +244,5 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 		})
 	}
 }
+
+func storeFilterAll() store.ProgramFilter { return store.ProgramFilter{Limit: 10000} }
