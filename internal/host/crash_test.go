@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/build"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/runtime/docker"
@@ -45,7 +46,12 @@ func runChild(spec string) int {
 		fmt.Println("error", err)
 		return 1
 	}
-	h, err := Open(context.Background(), Options{DataDir: parts[0], Runtime: parts[1], StopGrace: 5 * time.Second}, d)
+	cache := strings.Fields(os.Getenv("HERSHY_TEST_GOCACHES"))
+	var bo build.Options
+	if len(cache) == 2 {
+		bo.GoCacheDir, bo.GoModCacheDir = cache[0], cache[1]
+	}
+	h, err := Open(context.Background(), Options{DataDir: parts[0], Runtime: parts[1], StopGrace: 5 * time.Second, Build: bo}, d)
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
@@ -100,7 +106,8 @@ func variant(i int) source.Files {
 func killChild(t *testing.T, dir, rt, cmds string, after time.Duration) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir+"|"+rt+"|"+cmds)
+	bo := sharedGoCaches(t)
+	cmd.Env = append(os.Environ(), childEnv+"="+dir+"|"+rt+"|"+cmds, "HERSHY_TEST_GOCACHES="+bo.GoCacheDir+" "+bo.GoModCacheDir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/runtime"
@@ -21,16 +22,23 @@ func (h *Host) Delete(ctx context.Context, id string) error {
 	if _, err := s.Do(ctx, lifecycle.Delete{}); err != nil {
 		return err
 	}
-	select {
-	case <-s.Done():
-	case <-ctx.Done():
-		return ctx.Err()
+	// Done when the supervisor ends (the purge succeeded), or when the
+	// program leaves Deleting (the purge failed: it is in Error, and a
+	// new Delete may be tried).
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.Done():
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if p := s.Program(); p.State != lifecycle.Deleting {
+				return fmt.Errorf("program %s not deleted: %s", id, p.ErrorMsg)
+			}
+		}
 	}
-	if _, err := h.store.GetProgram(ctx, id); err == nil {
-		p := s.Program()
-		return fmt.Errorf("program %s not deleted: %s", id, p.ErrorMsg)
-	}
-	return nil
 }
 
 // purge is the DoPurge effect.
@@ -49,7 +57,10 @@ func (h *Host) purge(ctx context.Context, id string) error {
 		return err
 	}
 	if n <= 1 {
-		if err := h.driver.RemoveImage(ctx, imageTag(row.BuildID)); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		// An image still used by a container outside this Host's records
+		// (another Host on the same engine) stays.
+		err := h.driver.RemoveImage(ctx, imageTag(row.BuildID))
+		if err != nil && !errors.Is(err, runtime.ErrNotFound) && !errors.Is(err, runtime.ErrInUse) {
 			return fmt.Errorf("removing image: %w", err)
 		}
 		h.builder.Logs().Remove(row.BuildID)

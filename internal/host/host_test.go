@@ -7,11 +7,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/build"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/logstore"
 	"github.com/hershyorg/hershy/internal/runtime"
@@ -61,6 +64,7 @@ func openHost(t *testing.T, dir, rt string, d runtime.Driver) *Host {
 	h, err := Open(context.Background(), Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
 		Backoff: lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
+		Build:   sharedGoCaches(t),
 	}, d)
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +83,7 @@ func waitState(t *testing.T, h *Host, id string, want lifecycle.State, timeout t
 			t.Fatal(err)
 		}
 		if p.State == string(want) {
+			t.Logf("%s reached %s after %s", id[:12], want, timeout-time.Until(deadline))
 			return p
 		}
 		if p.State == string(lifecycle.Error) && want != lifecycle.Error && p.NextRestartAt == nil {
@@ -168,6 +173,7 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 			if st := watcherGet(t, h, id, "/watcher/status"); st["isRunning"] != true {
 				t.Fatalf("status %v", st)
 			}
+			checkContract(t, d, p.ContainerID, rt, filepath.Join(dir, "programs", id, "state"))
 			if _, err := h.Start(ctx, id); err == nil {
 				t.Fatal("start while Ready accepted")
 			}
@@ -246,3 +252,58 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 }
 
 func storeFilterAll() store.ProgramFilter { return store.ProgramFilter{Limit: 10000} }
+
+// sharedGoCaches points the builder at the go command's own caches, so each
+// test's fresh data directory does not pay for a cold compile of the
+// standard library.
+func sharedGoCaches(t *testing.T) build.Options {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		t.Fatalf("go env: %q", out)
+	}
+	return build.Options{GoCacheDir: f[0], GoModCacheDir: f[1]}
+}
+
+// checkContract reads docker inspect of a container the Host launched and
+// asserts the sandbox contract (the driver's own tests probe it from the
+// inside as well).
+func checkContract(t *testing.T, d *docker.Driver, cid, rt, stateDir string) {
+	t.Helper()
+	ins, err := d.Client().ContainerInspect(context.Background(), cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := ins.HostConfig
+	check := func(ok bool, what string, got any) {
+		t.Helper()
+		if !ok {
+			t.Errorf("contract: %s (got %v)", what, got)
+		}
+	}
+	check(hc.Runtime == rt, "runtime "+rt, hc.Runtime)
+	check(hc.ReadonlyRootfs, "read-only root filesystem", hc.ReadonlyRootfs)
+	check(string(hc.NetworkMode) == "none", "network none", hc.NetworkMode)
+	check(len(hc.PortBindings) == 0 && !hc.PublishAllPorts, "no published ports", hc.PortBindings)
+	check(len(hc.CapDrop) == 1 && strings.EqualFold(hc.CapDrop[0], "ALL") && len(hc.CapAdd) == 0, "all capabilities dropped", hc.CapDrop)
+	check(slices.Contains(hc.SecurityOpt, "no-new-privileges:true"), "no-new-privileges", hc.SecurityOpt)
+	check(hc.Init != nil && *hc.Init, "an init process", hc.Init)
+	check(ins.Config.User == "65532:65532", "non-root user", ins.Config.User)
+	check(hc.PidsLimit != nil && *hc.PidsLimit >= 64, "a pids limit", hc.PidsLimit)
+	check(hc.Memory == DefaultLimits.MemoryBytes && hc.NanoCPUs == int64(DefaultLimits.CPUs*1e9), "memory and CPU limits", []int64{hc.Memory, hc.NanoCPUs})
+	check(strings.Contains(hc.Tmpfs["/tmp"], "noexec"), "noexec tmpfs at /tmp", hc.Tmpfs)
+	check(hc.LogConfig.Config["max-size"] != "", "capped container logs", hc.LogConfig.Config)
+	writable := 0
+	for _, m := range ins.Mounts {
+		if m.RW {
+			writable++
+			check(m.Destination == "/state" && m.Source == stateDir, "/state is the only writable mount", m)
+		}
+	}
+	check(writable == 1, "exactly one writable mount", writable)
+	check(len(ins.NetworkSettings.Ports) == 0, "no exposed ports", ins.NetworkSettings.Ports)
+}

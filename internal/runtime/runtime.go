@@ -34,6 +34,10 @@ const MinPidsRunsc = 128
 // ErrNotFound is returned (wrapped) when a container or image does not exist.
 var ErrNotFound = errors.New("runtime: not found")
 
+// ErrInUse is returned (wrapped) by RemoveImage when a container, running
+// or not, still uses the image.
+var ErrInUse = errors.New("runtime: image in use")
+
 // Runtime names: the OCI runtime a container runs under.
 const (
 	RuntimeRunsc = "runsc" // gVisor: the default

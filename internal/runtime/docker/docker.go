@@ -35,9 +35,8 @@ const EgressNetwork = "hershy-egress"
 // room; runc has no such overhead.
 const MinPidsRunsc = hrt.MinPidsRunsc
 
-// ErrImageInUse is returned (wrapped) by RemoveImage when a container, even
-// a stopped one, still uses the image.
-var ErrImageInUse = errors.New("docker: image in use")
+// ErrImageInUse is runtime.ErrInUse, under the name the tests use.
+var ErrImageInUse = hrt.ErrInUse
 
 // Driver is the Docker implementation of runtime.Driver. It is safe for
 // concurrent use.
