@@ -1,0 +1,167 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/source"
+)
+
+// TestCreateRejectsBadInputAndLeavesNothing: validation at the edge, with
+// clear errors, and a failed create leaves no folder and no record.
+func TestCreateRejectsBadInputAndLeavesNothing(t *testing.T) {
+	d := engine(t, runtime.RuntimeRunc)
+	dir := t.TempDir()
+	h := openHost(t, dir, runtime.RuntimeRunc, d)
+	defer h.Close()
+	good := counterProgram(t)
+	tests := []struct {
+		name string
+		req  CreateRequest
+		want string
+	}{
+		{"bad user id", CreateRequest{UserID: "../etc", Files: good}, "user_id"},
+		{"upper-case user id", CreateRequest{UserID: "Alice", Files: good}, "user_id"},
+		{"path traversal", CreateRequest{UserID: "bob", Files: source.Files{"../x.go": "package x", "go.mod": "module x"}}, ".."},
+		{"absolute path", CreateRequest{UserID: "bob", Files: source.Files{"/etc/passwd": "x", "go.mod": "module x"}}, "absolute"},
+		{"neither Go module nor Dockerfile", CreateRequest{UserID: "bob", Files: source.Files{"main.py": "print(1)"}}, "Go module"},
+		{"bad restart policy", CreateRequest{UserID: "bob", Files: good, Options: ProgramOptions{RestartPolicy: "sometimes"}}, "restart policy"},
+		{"tiny memory", CreateRequest{UserID: "bob", Files: good, Options: ProgramOptions{MemoryBytes: 1 << 20}}, "memory_bytes"},
+		{"reserved env", CreateRequest{UserID: "bob", Files: good, Options: ProgramOptions{Env: map[string]string{"HERSH_STATE_DIR": "/"}}}, "reserved"},
+		{"bad env name", CreateRequest{UserID: "bob", Files: good, Options: ProgramOptions{Env: map[string]string{"A=B": "x"}}}, "not valid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := h.Create(context.Background(), tt.req)
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrInvalid mentioning %q", err, tt.want)
+			}
+		})
+	}
+	for _, sub := range []string{"programs", "tmp"} {
+		if entries, _ := os.ReadDir(filepath.Join(dir, sub)); len(entries) != 0 {
+			t.Errorf("%s/ holds %d entries after failed creates", sub, len(entries))
+		}
+	}
+	if rows, total, _ := h.List(context.Background(), storeFilterAll()); total != 0 {
+		t.Errorf("records after failed creates: %+v", rows)
+	}
+	// Identical source, identical build id; the program ids differ.
+	a, err := h.Create(context.Background(), CreateRequest{UserID: "bob", Files: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Create(context.Background(), CreateRequest{UserID: "bob", Files: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.BuildID != b.BuildID || a.ID == b.ID {
+		t.Fatalf("ids: %s/%s and %s/%s", a.ID, a.BuildID, b.ID, b.BuildID)
+	}
+	files, err := h.Source(context.Background(), a.ID)
+	if err != nil || files["main.go"] != good["main.go"] {
+		t.Fatalf("source read back: %v", err)
+	}
+	for _, id := range []string{a.ID, b.ID} {
+		if err := h.Delete(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestStopDuringStartLeavesNoContainer: a stop right after a start cancels
+// the build or launch in flight, and nothing is left running.
+func TestStopDuringStartLeavesNoContainer(t *testing.T) {
+	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+		t.Run(rt, func(t *testing.T) {
+			d := engine(t, rt)
+			h := openHost(t, t.TempDir(), rt, d)
+			defer h.Close()
+			ctx := context.Background()
+			p, err := h.Create(ctx, CreateRequest{UserID: "carol", Files: variant(7)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, pause := range []time.Duration{0, 300 * time.Millisecond, 1200 * time.Millisecond} {
+				if _, err := h.Start(ctx, p.ID); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(pause)
+				if _, err := h.Stop(ctx, p.ID); err != nil {
+					t.Fatal(err)
+				}
+				waitState(t, h, p.ID, lifecycle.Stopped, time.Minute)
+				time.Sleep(200 * time.Millisecond) // a late result, if any, would arrive now
+				if cs := containersOf(t, d, p.ID); len(cs) != 0 {
+					t.Fatalf("stop %s after start left %d containers", pause, len(cs))
+				}
+			}
+			if err := h.Delete(ctx, p.ID); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestDockerfileProgram builds a program from a Dockerfile whose base is an
+// image the Host built (no registry is reachable here), and runs it.
+func TestDockerfileProgram(t *testing.T) {
+	d := engine(t, runtime.RuntimeRunc)
+	h := openHost(t, t.TempDir(), runtime.RuntimeRunc, d)
+	defer h.Close()
+	ctx := context.Background()
+	base, err := h.Create(ctx, CreateRequest{UserID: "dan", Files: variant(8)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Start(ctx, base.ID)
+	waitState(t, h, base.ID, lifecycle.Ready, 3*time.Minute)
+
+	df := "FROM " + imageTag(base.BuildID) + "\nCOPY motd.txt /etc/motd.txt\n"
+	p, err := h.Create(ctx, CreateRequest{UserID: "dan", Dockerfile: df, Files: source.Files{"motd.txt": "hello\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Start(ctx, p.ID)
+	waitState(t, h, p.ID, lifecycle.Ready, 2*time.Minute)
+	rc, err := h.BuildLog(ctx, p.BuildID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := rc.Read(buf)
+		sb.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	rc.Close()
+	if !strings.Contains(sb.String(), "COPY motd.txt") {
+		t.Fatalf("build log does not show the build:\n%s", sb.String())
+	}
+
+	// A Dockerfile naming a base image the engine lacks fails with the reason.
+	bad, err := h.Create(ctx, CreateRequest{UserID: "dan", Dockerfile: "FROM nowhere/missing:1\n", Files: source.Files{"x": "y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Start(ctx, bad.ID)
+	e := waitState(t, h, bad.ID, lifecycle.Error, time.Minute)
+	if !strings.Contains(e.ErrorMsg, "build failed") || !strings.Contains(e.ErrorMsg, "nowhere/missing") {
+		t.Fatalf("error = %q", e.ErrorMsg)
+	}
+	for _, id := range []string{p.ID, bad.ID, base.ID} {
+		if err := h.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
