@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -201,6 +202,14 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 			p3 := waitState(t, h, id, lifecycle.Ready, time.Minute)
 			if p3.ContainerID == p2.ContainerID {
 				t.Fatal("restart kept the same container")
+			}
+
+			// The restart policy can be changed by the operator.
+			if q, err := h.SetRestartPolicy(ctx, id, "always"); err != nil || q.RestartPolicy != "always" {
+				t.Fatalf("set policy: %+v %v", q, err)
+			}
+			if _, err := h.SetRestartPolicy(ctx, id, "sometimes"); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("bad policy accepted: %v", err)
 			}
 
 			// A crash is seen on the event stream and restarted with backoff.

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/store"
@@ -11,4 +12,14 @@ import (
 // the source changed).
 func (h *Host) Restart(ctx context.Context, id string) (store.Program, error) {
 	return h.command(ctx, id, lifecycle.Restart{})
+}
+
+// SetRestartPolicy changes when the program is restarted after its
+// container exits: always, on-failure or never.
+func (h *Host) SetRestartPolicy(ctx context.Context, id, policy string) (store.Program, error) {
+	p, err := lifecycle.ParseRestartPolicy(policy)
+	if err != nil {
+		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return h.command(ctx, id, lifecycle.SetPolicy{Policy: p})
 }

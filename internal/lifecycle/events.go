@@ -19,6 +19,8 @@ type (
 	// SetSource points the program at a new build (replaced source). It
 	// takes effect at the next start; a running program keeps running.
 	SetSource struct{ BuildID string }
+	// SetPolicy changes the restart policy; it applies to the next exit.
+	SetPolicy struct{ Policy RestartPolicy }
 )
 
 // Effect results. Effect is the id of the effect that produced them.
@@ -77,6 +79,7 @@ func (Stop) event()       {}
 func (Restart) event()    {}
 func (Delete) event()     {}
 func (SetSource) event()  {}
+func (SetPolicy) event()  {}
 func (Built) event()      {}
 func (Launched) event()   {}
 func (Probed) event()     {}

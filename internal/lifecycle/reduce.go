@@ -31,6 +31,11 @@ func (m Machine) Reduce(p Program, ev Event, now time.Time, r float64) (Program,
 		return p, append(fx, DoPurge{ID: issue(&p)})
 	case SetSource:
 		return m.onSetSource(p, e)
+	case SetPolicy:
+		if p.State != Deleting {
+			p.Policy = e.Policy
+		}
+		return p, nil
 	case Built:
 		if !current(p, e.Effect) || p.State != Building {
 			return p, nil

@@ -49,6 +49,7 @@ var events = []struct {
 	{"Restart", Restart{}},
 	{"Delete", Delete{}},
 	{"SetSource", SetSource{BuildID: "b2"}},
+	{"SetPolicy", SetPolicy{Policy: RestartNever}},
 	{"Built", Built{Effect: 5, ImageID: "img2"}},
 	{"BuiltErr", Built{Effect: 5, Err: "no go.mod"}},
 	{"BuiltStale", Built{Effect: 4, ImageID: "img2"}},
@@ -81,7 +82,7 @@ var want = map[State]map[string]string{
 		"SetSource": "Created", "Built": "=", "BuiltErr": "=", "BuiltStale": "=", "Launched": "=", "LaunchedErr": "=",
 		"Probed": "=", "ProbedErr": "=", "ProbedStale": "=", "Halted": "=", "HaltedErr": "=", "HaltedStale": "=",
 		"RestartDue": "=", "RestartDueStale": "=", "Purged": "=", "PurgedErr": "=", "ExitedFail": "=", "ExitedClean": "=",
-		"ExitedOOM": "=", "ExitedOther": "=", "RecoverRunning": "Stopping DoHalt", "RecoverGone": "Stopping DoHalt", "RecoverNone": "=",
+		"ExitedOOM": "=", "ExitedOther": "=", "RecoverRunning": "Stopping DoHalt", "RecoverGone": "Stopping DoHalt", "RecoverNone": "=", "SetPolicy": "Created",
 	},
 	Building: {
 		"Start": "=", "Stop": "Stopping Cancel DoHalt", "Restart": "Stopping Cancel DoHalt", "Delete": "Deleting Cancel DoPurge",
@@ -89,7 +90,7 @@ var want = map[State]map[string]string{
 		"Launched": "=", "LaunchedErr": "=", "Probed": "=", "ProbedErr": "=", "ProbedStale": "=", "Halted": "=",
 		"HaltedErr": "=", "HaltedStale": "=", "RestartDue": "=", "RestartDueStale": "=", "Purged": "=", "PurgedErr": "=",
 		"ExitedFail": "=", "ExitedClean": "=", "ExitedOOM": "=", "ExitedOther": "=",
-		"RecoverRunning": "Building DoBuild", "RecoverGone": "Building DoBuild", "RecoverNone": "Building DoBuild",
+		"RecoverRunning": "Building DoBuild", "RecoverGone": "Building DoBuild", "RecoverNone": "Building DoBuild", "SetPolicy": "Building",
 	},
 	Starting: {
 		"Start": "=", "Stop": "Stopping Cancel DoHalt", "Restart": "Stopping Cancel DoHalt", "Delete": "Deleting Cancel DoPurge",
@@ -97,7 +98,7 @@ var want = map[State]map[string]string{
 		"LaunchedErr": "Error DoTimer", "Probed": "Ready", "ProbedErr": "Error DoHalt", "ProbedStale": "=", "Halted": "=",
 		"HaltedErr": "=", "HaltedStale": "=", "RestartDue": "=", "RestartDueStale": "=", "Purged": "=", "PurgedErr": "=",
 		"ExitedFail": "Error Cancel DoTimer", "ExitedClean": "Stopping Cancel DoHalt", "ExitedOOM": "Error Cancel DoTimer",
-		"ExitedOther": "=", "RecoverRunning": "Starting DoProbe", "RecoverGone": "Starting DoLaunch", "RecoverNone": "Starting DoLaunch",
+		"ExitedOther": "=", "RecoverRunning": "Starting DoProbe", "RecoverGone": "Starting DoLaunch", "RecoverNone": "Starting DoLaunch", "SetPolicy": "Starting",
 	},
 	Ready: {
 		"Start": "=", "Stop": "Stopping DoHalt", "Restart": "Stopping DoHalt", "Delete": "Deleting DoPurge",
@@ -105,7 +106,7 @@ var want = map[State]map[string]string{
 		"Probed": "=", "ProbedErr": "=", "ProbedStale": "=", "Halted": "=", "HaltedErr": "=", "HaltedStale": "=",
 		"RestartDue": "=", "RestartDueStale": "=", "Purged": "=", "PurgedErr": "=", "ExitedFail": "Error DoTimer",
 		"ExitedClean": "Stopping DoHalt", "ExitedOOM": "Error DoTimer", "ExitedOther": "=", "RecoverRunning": "=",
-		"RecoverGone": "Error DoTimer", "RecoverNone": "Error DoTimer",
+		"RecoverGone": "Error DoTimer", "RecoverNone": "Error DoTimer", "SetPolicy": "Ready",
 	},
 	Stopping: {
 		"Start": "Stopping", "Stop": "=", "Restart": "Stopping", "Delete": "Deleting Cancel DoPurge",
@@ -113,14 +114,14 @@ var want = map[State]map[string]string{
 		"Probed": "=", "ProbedErr": "=", "ProbedStale": "=", "Halted": "Stopped", "HaltedErr": "Error", "HaltedStale": "=",
 		"RestartDue": "=", "RestartDueStale": "=", "Purged": "=", "PurgedErr": "=", "ExitedFail": "Stopping",
 		"ExitedClean": "Stopping", "ExitedOOM": "Stopping", "ExitedOther": "=", "RecoverRunning": "Stopping DoHalt",
-		"RecoverGone": "Stopping DoHalt", "RecoverNone": "Stopping DoHalt",
+		"RecoverGone": "Stopping DoHalt", "RecoverNone": "Stopping DoHalt", "SetPolicy": "Stopping",
 	},
 	Stopped: {
 		"Start": "Starting DoLaunch", "Stop": "=", "Restart": "Starting DoLaunch", "Delete": "Deleting DoPurge",
 		"SetSource": "Stopped", "Built": "=", "BuiltErr": "=", "BuiltStale": "=", "Launched": "=", "LaunchedErr": "=",
 		"Probed": "=", "ProbedErr": "=", "ProbedStale": "=", "Halted": "=", "HaltedErr": "=", "HaltedStale": "=",
 		"RestartDue": "=", "RestartDueStale": "=", "Purged": "=", "PurgedErr": "=", "ExitedFail": "=", "ExitedClean": "=",
-		"ExitedOOM": "=", "ExitedOther": "=", "RecoverRunning": "Stopping DoHalt", "RecoverGone": "Stopping DoHalt", "RecoverNone": "=",
+		"ExitedOOM": "=", "ExitedOther": "=", "RecoverRunning": "Stopping DoHalt", "RecoverGone": "Stopping DoHalt", "RecoverNone": "=", "SetPolicy": "Stopped",
 	},
 	Error: {
 		"Start": "Starting Cancel DoLaunch", "Stop": "Stopping Cancel DoHalt", "Restart": "Starting Cancel DoLaunch",
@@ -128,14 +129,14 @@ var want = map[State]map[string]string{
 		"Launched": "=", "LaunchedErr": "=", "Probed": "=", "ProbedErr": "=", "ProbedStale": "=", "Halted": "Error DoTimer",
 		"HaltedErr": "Error", "HaltedStale": "=", "RestartDue": "Starting DoLaunch", "RestartDueStale": "=", "Purged": "=",
 		"PurgedErr": "=", "ExitedFail": "Error", "ExitedClean": "Error", "ExitedOOM": "Error", "ExitedOther": "=",
-		"RecoverRunning": "Error DoHalt", "RecoverGone": "Error DoTimer", "RecoverNone": "Error DoTimer",
+		"RecoverRunning": "Error DoHalt", "RecoverGone": "Error DoTimer", "RecoverNone": "Error DoTimer", "SetPolicy": "Error",
 	},
 	Deleting: {
 		"Start": "=", "Stop": "=", "Restart": "=", "Delete": "=", "SetSource": "=", "Built": "=", "BuiltErr": "=",
 		"BuiltStale": "=", "Launched": "=", "LaunchedErr": "=", "Probed": "=", "ProbedErr": "=", "ProbedStale": "=",
 		"Halted": "=", "HaltedErr": "=", "HaltedStale": "=", "RestartDue": "=", "RestartDueStale": "=", "Purged": "Deleting",
 		"PurgedErr": "Error", "ExitedFail": "=", "ExitedClean": "=", "ExitedOOM": "=", "ExitedOther": "=",
-		"RecoverRunning": "Deleting DoPurge", "RecoverGone": "Deleting DoPurge", "RecoverNone": "Deleting DoPurge",
+		"RecoverRunning": "Deleting DoPurge", "RecoverGone": "Deleting DoPurge", "RecoverNone": "Deleting DoPurge", "SetPolicy": "=",
 	},
 }
 
