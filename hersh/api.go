@@ -172,7 +172,7 @@ func (w *Watcher) Signals() SignalsInfo {
 	out := SignalsInfo{RecentSignals: w.recent.Last(0), Timestamp: time.Now()}
 	if s := w.cur.Load(); s != nil {
 		out.VarSigCount = len(s.vars)
-		out.UserSigCount = len(s.msgs)
+		out.UserSigCount = s.msgs.pending()
 		if s.stopReq.Load() != reqNone || s.state() == StateWaitRecover {
 			out.WatcherSigCount = 1
 		}

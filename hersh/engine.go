@@ -29,12 +29,16 @@ type session struct {
 	ctx    context.Context // cancelled at teardown, or at once by Kill
 	cancel context.CancelFunc
 
-	msgs    chan Message  // user messages, FIFO, bounded
+	msgs    *msgQueue     // user messages, FIFO, bounded
 	vars    chan *varSlot // variables with a pending value; each slot at most once
 	sysWake chan struct{} // nudges the loop after a stop or kill request
 
+	// Read by producers on every Send, written rarely: kept off the cache
+	// line the engine writes on every run.
 	stopReq atomic.Int32 // reqNone, reqStop, reqKill
 	closing atomic.Bool  // no more messages accepted
+	_       [56]byte
+
 	st      atomic.Int32 // State
 	phase   State        // last state written to the reduce log (engine goroutine)
 	fails   atomic.Int32 // consecutive failures
@@ -75,14 +79,14 @@ func newSession(w *Watcher, cleanup CleanupFunc) *session {
 		cleanup: cleanup,
 		ctx:     ctx,
 		cancel:  cancel,
-		msgs:    make(chan Message, w.cfg.SignalCapacity),
+		msgs:    newMsgQueue(w.cfg.SignalCapacity),
 		vars:    make(chan *varSlot, w.cfg.SignalCapacity),
 		sysWake: make(chan struct{}, 1),
 		hooks:   make(map[string]*hook),
 		started: time.Now(),
 		done:    make(chan struct{}),
 	}
-	s.wd.timeout = w.cfg.RunTimeout
+	s.wd.init(w.cfg.RunTimeout)
 	s.st.Store(int32(StateNotRun))
 	s.touch(s.started)
 	return s
@@ -157,11 +161,7 @@ func (s *session) serve() (State, error) {
 	if end, st, err := s.run(Trigger{Kind: TriggerStart}, Message{}); end {
 		return st, err
 	}
-	var (
-		held    Message
-		hasHeld bool
-		heldVar []*varSlot
-	)
+	var heldVar []*varSlot
 	for {
 		// System signals first.
 		if req := s.stopReq.Load(); req != reqNone {
@@ -181,20 +181,11 @@ func (s *session) serve() (State, error) {
 			continue
 		}
 		// Then user messages, one run each, in order.
-		if hasHeld {
-			hasHeld = false
-			if end, st, err := s.runMessage(held); end {
-				return st, err
-			}
-			continue
-		}
-		select {
-		case m := <-s.msgs:
+		if m, ok := s.msgs.pop(); ok {
 			if end, st, err := s.runMessage(m); end {
 				return st, err
 			}
 			continue
-		default:
 		}
 		// Then variables: every pending one is applied, then one run.
 		if len(heldVar) > 0 || len(s.vars) > 0 {
@@ -205,12 +196,12 @@ func (s *session) serve() (State, error) {
 			}
 			continue
 		}
-		// Nothing pending: wait. What arrives is held and handled at the top
-		// of the loop, so priority holds even when several queues fill at once.
+		// Nothing pending: wait. What arrives is handled at the top of the
+		// loop (a variable is held), so priority holds even when several
+		// queues fill at once.
 		select {
 		case <-s.sysWake:
-		case held = <-s.msgs:
-			hasHeld = true
+		case <-s.msgs.wake:
 		case v := <-s.vars:
 			heldVar = append(heldVar, v)
 		}
@@ -386,7 +377,7 @@ func (s *session) teardown(final State, cause error) {
 	if s.recover != nil {
 		s.recover.Stop()
 	}
-	if dropped := len(s.msgs); dropped > 0 {
+	if dropped := s.msgs.pending(); dropped > 0 {
 		l := w.logs
 		l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "discard", Detail: fmt.Sprintf("%d queued messages", dropped)})
 	}

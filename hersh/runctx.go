@@ -3,6 +3,7 @@ package hersh
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -105,72 +106,58 @@ func (c *Context) AfterFunc(f func()) (stop func() bool) { return c.rc.afterFunc
 
 var _ context.Context = (*Context)(nil)
 
-// watchdog enforces Config.RunTimeout for a session with one timer,
+// watchdog enforces Config.RunTimeout for a session with one timer that is
 // re-armed only when it fires or after an idle period, not once per run.
+// begin and end are lock-free: they sit on the engine's hot path.
 type watchdog struct {
 	timeout time.Duration
+	timer   *time.Timer
+	armed   atomic.Bool // the timer is set (only the one who sets it may Reset it)
+	stopped atomic.Bool
+	cur     atomic.Pointer[runCtx] // the in-flight run, nil between runs
+}
 
-	mu       sync.Mutex
-	timer    *time.Timer
-	armed    bool
-	stopped  bool
-	cur      *runCtx
-	deadline time.Time
+func (wd *watchdog) init(timeout time.Duration) {
+	wd.timeout = timeout
+	wd.timer = time.AfterFunc(time.Hour, wd.fire)
+	wd.timer.Stop()
 }
 
 // begin watches rc, a run that started at start.
 func (wd *watchdog) begin(rc *runCtx, start time.Time) {
 	rc.deadline = start.Add(wd.timeout)
-	wd.mu.Lock()
-	wd.cur, wd.deadline = rc, rc.deadline
-	if !wd.armed && !wd.stopped {
-		wd.armed = true
-		if wd.timer == nil {
-			wd.timer = time.AfterFunc(wd.timeout, wd.fire)
-		} else {
-			wd.timer.Reset(wd.timeout)
-		}
+	wd.cur.Store(rc)
+	if !wd.stopped.Load() && wd.armed.CompareAndSwap(false, true) {
+		wd.timer.Reset(wd.timeout)
 	}
-	wd.mu.Unlock()
 }
 
 // end stops watching the current run.
-func (wd *watchdog) end() {
-	wd.mu.Lock()
-	wd.cur = nil
-	wd.mu.Unlock()
-}
+func (wd *watchdog) end() { wd.cur.Store(nil) }
 
 // cancel cancels the current run, if any (Kill, or Stop past its deadline).
 func (wd *watchdog) cancel() {
-	wd.mu.Lock()
-	cur := wd.cur
-	wd.mu.Unlock()
-	if cur != nil {
+	if cur := wd.cur.Load(); cur != nil {
 		cur.cancel(context.Canceled)
 	}
 }
 
 func (wd *watchdog) fire() {
-	wd.mu.Lock()
-	defer wd.mu.Unlock()
-	wd.armed = false
-	if wd.cur == nil || wd.stopped {
+	wd.armed.Store(false)
+	cur := wd.cur.Load()
+	if cur == nil || wd.stopped.Load() {
 		return
 	}
-	if left := time.Until(wd.deadline); left > 0 {
-		wd.armed = true
-		wd.timer.Reset(left)
+	if left := time.Until(cur.deadline); left > 0 {
+		if wd.armed.CompareAndSwap(false, true) {
+			wd.timer.Reset(left)
+		}
 		return
 	}
-	wd.cur.cancel(context.DeadlineExceeded)
+	cur.cancel(context.DeadlineExceeded) // harmless if that run has just ended
 }
 
 func (wd *watchdog) stop() {
-	wd.mu.Lock()
-	wd.stopped = true
-	if wd.timer != nil {
-		wd.timer.Stop()
-	}
-	wd.mu.Unlock()
+	wd.stopped.Store(true)
+	wd.timer.Stop()
 }

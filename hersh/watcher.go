@@ -36,8 +36,10 @@ type Watcher struct {
 	recent  *ring.Buffer[SignalInfo]
 	handler http.Handler
 
-	runSeq atomic.Uint64 // run ids, across sessions
-	msgSeq atomic.Uint64 // message ids, across sessions
+	runSeq atomic.Uint64 // run ids, across sessions (engine side)
+	_      [56]byte      // keep the producers' counter off the engine's cache line
+	msgSeq atomic.Uint64 // message ids, across sessions (producer side)
+	_      [56]byte
 	cur    atomic.Pointer[session]
 
 	mu      sync.Mutex // guards the fields below
@@ -222,16 +224,11 @@ func (w *Watcher) Send(ctx context.Context, content string) error {
 		return ErrNotRunning
 	}
 	m := Message{ID: w.msgSeq.Add(1), Content: content, ReceivedAt: time.Now()}
-	select {
-	case s.msgs <- m:
-	default:
-		select {
-		case s.msgs <- m:
-		case <-ctx.Done():
+	if err := s.msgs.push(ctx, m, s.done); err != nil {
+		if err == errFull {
 			return fmt.Errorf("%w: %w", ErrQueueFull, ctx.Err())
-		case <-s.done:
-			return ErrNotRunning
 		}
+		return err
 	}
 	w.noteSignal(SignalUser, content, m.ReceivedAt)
 	return nil
