@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/logstore"
 	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 )
@@ -163,5 +164,61 @@ func TestDockerfileProgram(t *testing.T) {
 		if err := h.Delete(ctx, id); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestReplaceSourceKeepsState: a new source is a new build on the next
+// restart, and the program's /state carries over.
+func TestReplaceSourceKeepsState(t *testing.T) {
+	d := engine(t, runtime.RuntimeRunc)
+	dir := t.TempDir()
+	h := openHost(t, dir, runtime.RuntimeRunc, d)
+	defer h.Close()
+	ctx := context.Background()
+	p, err := h.Create(ctx, CreateRequest{UserID: "erin", Files: variant(9)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Start(ctx, p.ID)
+	waitState(t, h, p.ID, lifecycle.Ready, 3*time.Minute)
+	stateFile := filepath.Join(dir, "programs", p.ID, "state", "hersh-context.json")
+	deadline := time.Now().Add(30 * time.Second)
+	for { // the counter ticks every second and is saved as it changes
+		if b, err := os.ReadFile(stateFile); err == nil && strings.Contains(string(b), `"count":3`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the program never saved its counter to /state")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	q, err := h.ReplaceSource(ctx, p.ID, "", variant(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.BuildID == p.BuildID || q.State != "Ready" {
+		t.Fatalf("after replacing the source: %+v", q)
+	}
+	h.Restart(ctx, p.ID)
+	r := waitState(t, h, p.ID, lifecycle.Ready, 3*time.Minute)
+	if r.BuildID != q.BuildID {
+		t.Fatalf("running build %s, want %s", r.BuildID, q.BuildID)
+	}
+	var starts []string // "counter starts at N" lines: one per container
+	h.Logs(ctx, p.ID, logstore.Query{}, func(l logstore.Line) error {
+		if i := strings.Index(l.Text, "counter starts at "); i >= 0 {
+			starts = append(starts, l.Text[i:])
+		}
+		return nil
+	})
+	if len(starts) != 2 || starts[0] != "counter starts at 0" || starts[1] == "counter starts at 0" {
+		t.Fatalf("the new build did not resume from /state: %q", starts)
+	}
+	files, _ := h.Source(ctx, p.ID)
+	if !strings.Contains(files["main.go"], "variant 10") {
+		t.Fatal("source not replaced")
+	}
+	if err := h.Delete(ctx, p.ID); err != nil {
+		t.Fatal(err)
 	}
 }
