@@ -49,6 +49,9 @@ type session struct {
 	clock time.Time // the engine's latest reading of the clock
 	fresh bool      // clock is still current (nothing blocked since it was read)
 
+	pollMu sync.Mutex
+	polls  map[time.Duration]*pollGroup // WatchCall groups by interval (poll.go)
+
 	hooksMu sync.RWMutex
 	hooks   map[string]*hook
 	watches []*hook // registration order

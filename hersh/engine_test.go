@@ -1180,3 +1180,37 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowPollDoesNotHoldUpOthers: the watches of one interval share a
+// ticker; a slow poll moves to its own goroutine after its first slow run,
+// and one variable's polls never overlap.
+func TestSlowPollDoesNotHoldUpOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fast, slowActive, slowMax atomic.Int32
+		w := start(t, Config{}, func(c *Context) error {
+			WatchCall(c, "slow", 10*time.Millisecond, func(ctx context.Context, prev int) (int, bool, error) {
+				if n := slowActive.Add(1); n > slowMax.Load() {
+					slowMax.Store(n)
+				}
+				time.Sleep(time.Second) // say, a slow exchange
+				slowActive.Add(-1)
+				return prev, false, nil
+			})
+			WatchCall(c, "fast", 10*time.Millisecond, func(ctx context.Context, prev int) (int, bool, error) {
+				fast.Add(1)
+				return prev, false, nil
+			})
+			return nil
+		})
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		stop(t, w)
+		// 500 ticks in 5 s; at most one 1 s stall before "slow" is known slow.
+		if n := fast.Load(); n < 350 {
+			t.Fatalf("fast polled %d times in 5s at 10ms", n)
+		}
+		if slowMax.Load() != 1 {
+			t.Fatalf("slow polls overlapped: %d at once", slowMax.Load())
+		}
+	})
+}

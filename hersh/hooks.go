@@ -127,7 +127,8 @@ func typed[T any](v any, ok bool) (T, bool) {
 	return t, ok && isT
 }
 
-// WatchCall polls poll every interval (the first poll starts at once) and
+// WatchCall polls poll every interval (the first poll starts at once; the
+// watches of one interval then poll together, on one shared ticker) and
 // re-runs the managed function when poll reports a change. poll receives the
 // previous value it produced (zero at first), so state-dependent updates are
 // all applied, in order, none lost: while a slow run executes, updates
@@ -143,7 +144,7 @@ func WatchCall[T any](c *Context, name string, interval time.Duration, poll func
 	}
 	h, err := register[T](c, kindCall, name, func() *hook {
 		slot := &varSlot{name: name}
-		c.s.goWatch(func(ctx context.Context) { pollLoop(c.s, slot, interval, poll) })
+		c.s.addPoller(interval, &poller{step: pollStep(c.s, slot, poll)})
 		return &hook{interval: interval, slot: slot}
 	})
 	if err != nil {
@@ -156,11 +157,12 @@ func WatchCall[T any](c *Context, name string, interval time.Duration, poll func
 	return typed[T](h.slot.get())
 }
 
-func pollLoop[T any](s *session, slot *varSlot, interval time.Duration, poll func(context.Context, T) (T, bool, error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+// pollStep returns one poll of a variable: it calls poll with the value
+// the previous poll produced and publishes a change. Steps of one variable
+// never run concurrently (see poller.busy), so cur needs no lock.
+func pollStep[T any](s *session, slot *varSlot, poll func(context.Context, T) (T, bool, error)) func() {
 	var cur T
-	for {
+	return func() {
 		next, changed, err := safePoll(s.ctx, cur, poll)
 		switch {
 		case err != nil:
@@ -170,11 +172,6 @@ func pollLoop[T any](s *session, slot *varSlot, interval time.Duration, poll fun
 		case changed:
 			cur = next
 			s.publish(slot, next, true)
-		}
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }
