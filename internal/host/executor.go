@@ -109,7 +109,7 @@ func (h *Host) spec(row store.Program, image string) runtime.ContainerSpec {
 			runtime.LabelBuild:    row.BuildID,
 			runtime.LabelInstance: h.instance,
 		},
-		Mounts:  []runtime.Mount{{Source: filepath.Join(h.programDir(row.ID), "state"), Target: "/state"}},
+		Mounts:  append([]runtime.Mount{{Source: filepath.Join(h.programDir(row.ID), "state"), Target: "/state"}}, h.secretMounts(row.ID)...),
 		Network: row.Options.Network,
 		Limits:  lim,
 	}

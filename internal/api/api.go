@@ -1,0 +1,400 @@
+// Package api serves the Host over HTTP: the programs REST API, secrets,
+// tokens, the authenticated reverse proxy to each program's WatcherAPI,
+// health, version, Prometheus metrics and the OpenAPI document.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+// Options configure the API handler.
+type Options struct {
+	DataDir   string
+	Version   string
+	Logger    *slog.Logger
+	ProxyBase string // e.g. "http://127.0.0.1:18080", used to build proxy_url
+}
+
+// Body limits.
+const (
+	maxSourceBody = 32 << 20
+	maxSmallBody  = 64 << 10
+	maxProxyBody  = 4 << 20
+)
+
+type server struct {
+	h       *host.Host
+	st      *store.Store
+	opts    Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	metrics *metrics
+}
+
+// route is one registered route; the OpenAPI test checks the document
+// against this table.
+type route struct {
+	method  string // "" for any method
+	pattern string
+	auth    access
+	handler func(*server, http.ResponseWriter, *http.Request, principal)
+}
+
+type access int
+
+const (
+	public access = iota
+	user          // any valid token
+	admin         // admin tokens only
+)
+
+var routes = []route{
+	{"GET", "/healthz", public, (*server).healthz},
+	{"GET", "/version", public, (*server).version},
+	{"GET", "/metrics", user, (*server).serveMetrics},
+	{"GET", "/openapi.json", public, (*server).openapi},
+
+	{"POST", "/programs", user, (*server).createProgram},
+	{"GET", "/programs", user, (*server).listPrograms},
+	{"GET", "/programs/{id}", user, (*server).getProgram},
+	{"DELETE", "/programs/{id}", user, (*server).deleteProgram},
+	{"POST", "/programs/{id}/start", user, (*server).startProgram},
+	{"POST", "/programs/{id}/stop", user, (*server).stopProgram},
+	{"POST", "/programs/{id}/restart", user, (*server).restartProgram},
+	{"PUT", "/programs/{id}/source", user, (*server).replaceSource},
+	{"GET", "/programs/{id}/source", user, (*server).getSource},
+	{"GET", "/programs/{id}/history", user, (*server).history},
+	{"PUT", "/programs/{id}/restart-policy", user, (*server).setRestartPolicy},
+	{"GET", "/programs/{id}/build-log", user, (*server).buildLog},
+	{"GET", "/programs/{id}/logs", user, (*server).logs},
+	{"GET", "/programs/{id}/secrets", user, (*server).listSecrets},
+	{"PUT", "/programs/{id}/secrets/{name}", user, (*server).putSecret},
+	{"DELETE", "/programs/{id}/secrets/{name}", user, (*server).deleteSecret},
+	{"", "/programs/{id}/proxy/{path...}", user, (*server).proxy},
+
+	{"POST", "/tokens", admin, (*server).createToken},
+	{"GET", "/tokens", admin, (*server).listTokens},
+	{"DELETE", "/tokens/{id}", admin, (*server).revokeToken},
+}
+
+// New returns the API handler serving h.
+func New(h *host.Host, opts Options) (http.Handler, error) {
+	if h == nil {
+		return nil, errors.New("api: a host is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	opts.ProxyBase = strings.TrimRight(opts.ProxyBase, "/")
+	s := &server{h: h, st: h.Store(), opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s.metrics = newMetrics(s)
+	for _, rt := range routes {
+		pattern := rt.pattern
+		if rt.method != "" {
+			pattern = rt.method + " " + pattern
+		}
+		s.mux.Handle(pattern, s.wrap(rt))
+	}
+	return http.HandlerFunc(s.serve), nil
+}
+
+// serve dispatches to the mux; unmatched requests (404, 405) get the JSON
+// error body too.
+func (s *server) serve(w http.ResponseWriter, r *http.Request) {
+	hd, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r) // sets the path values
+		return
+	}
+	rec := &recorder{h: http.Header{}, code: http.StatusOK}
+	hd.ServeHTTP(rec, r)
+	for k, v := range rec.h {
+		if k != "Content-Type" && k != "X-Content-Type-Options" && k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	code := rec.code
+	if code == http.StatusMovedPermanently || code == http.StatusPermanentRedirect || code == http.StatusTemporaryRedirect {
+		w.WriteHeader(code) // path cleaning redirects
+		return
+	}
+	if code < 400 {
+		code = http.StatusNotFound
+	}
+	msg := "no such route"
+	if code == http.StatusMethodNotAllowed {
+		msg = "method not allowed on " + r.URL.Path
+	}
+	writeError(w, code, msg)
+}
+
+type principal struct {
+	TokenID string
+	UserID  string
+	Admin   bool
+}
+
+func (s *server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		defer func() { s.metrics.observeRequest(rt, sw.code, time.Since(start)) }()
+		var p principal
+		if rt.auth != public {
+			var ok bool
+			p, ok = s.authenticate(sw, r)
+			if !ok {
+				return
+			}
+			if rt.auth == admin && !p.Admin {
+				writeError(sw, http.StatusForbidden, "this route is for the admin")
+				return
+			}
+		}
+		rt.handler(s, sw, r, p)
+	})
+}
+
+// authenticate checks the bearer token against the store (by its SHA-256;
+// revoked tokens are not found).
+func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (principal, bool) {
+	fail := func(msg string) (principal, bool) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hershy"`)
+		writeError(w, http.StatusUnauthorized, msg)
+		return principal{}, false
+	}
+	auth := r.Header.Get("Authorization")
+	scheme, tok, found := strings.Cut(auth, " ")
+	if auth == "" || !found || !strings.EqualFold(scheme, "Bearer") {
+		return fail("a bearer token is required (Authorization: Bearer <token>)")
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" || len(tok) > 512 {
+		return fail("invalid token")
+	}
+	t, err := s.st.TokenByHash(r.Context(), hashToken(tok))
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("token lookup", "err", err)
+		}
+		return fail("invalid or revoked token")
+	}
+	return principal{TokenID: t.ID, UserID: t.UserID, Admin: t.IsAdmin}, true
+}
+
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+func newToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return "hsy_" + hex.EncodeToString(b)
+}
+
+// AdminUserID is the user id of the admin token.
+const AdminUserID = "admin"
+
+// EnsureAdminToken makes sure an admin token exists: on first start it
+// creates a random one, stores its hash as admin and writes it to
+// <dataDir>/admin.token (0600); later it reads the file back and checks
+// the token is still valid (re-creating it when it was revoked or lost).
+func EnsureAdminToken(ctx context.Context, st *store.Store, dataDir string) (token string, path string, created bool, err error) {
+	path = filepath.Join(dataDir, "admin.token")
+	if b, rerr := os.ReadFile(path); rerr == nil {
+		tok := strings.TrimSpace(string(b))
+		if t, terr := st.TokenByHash(ctx, hashToken(tok)); terr == nil && t.IsAdmin {
+			if err := os.Chmod(path, 0o600); err != nil {
+				return "", "", false, err
+			}
+			return tok, path, false, nil
+		} else if terr != nil && !errors.Is(terr, store.ErrNotFound) {
+			return "", "", false, terr
+		}
+	} else if !errors.Is(rerr, os.ErrNotExist) {
+		return "", "", false, rerr
+	}
+	tok := newToken()
+	if _, err := st.CreateToken(ctx, store.Token{UserID: AdminUserID, Hash: hashToken(tok), IsAdmin: true}); err != nil {
+		return "", "", false, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
+		return "", "", false, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", "", false, err
+	}
+	return tok, path, true, nil
+}
+
+// ---- responses and errors ----
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+type errorBody struct {
+	Error   string `json:"error"`
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Error: http.StatusText(code), Code: code, Message: msg})
+}
+
+// fail maps an error to its status code.
+func (s *server) fail(w http.ResponseWriter, err error) {
+	var mbe *http.MaxBytesError
+	code := http.StatusInternalServerError
+	switch {
+	case errors.As(err, &mbe):
+		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, host.ErrInvalid), errors.Is(err, store.ErrInvalid):
+		code = http.StatusBadRequest
+	case errors.Is(err, host.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, host.ErrConflict), errors.Is(err, store.ErrConflict):
+		code = http.StatusConflict
+	case errors.Is(err, host.ErrNotReady):
+		code = http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable
+	}
+	msg := err.Error()
+	if code == http.StatusInternalServerError {
+		s.log.Error("request failed", "err", err)
+		msg = "internal error"
+	}
+	writeError(w, code, msg)
+}
+
+type badRequest string
+
+func (b badRequest) Error() string { return string(b) }
+func (b badRequest) Unwrap() error { return host.ErrInvalid }
+
+// decode reads a JSON body: application/json required (415), at most
+// limit bytes (413), no unknown fields and nothing after the value (400).
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "invalid JSON body: unexpected data after the object")
+		return false
+	}
+	return true
+}
+
+// requireJSON enforces the JSON content type on mutations without a body
+// of interest (start, stop, ...): an empty body is accepted.
+func requireJSON(w http.ResponseWriter, r *http.Request) bool {
+	if r.ContentLength == 0 && r.Header.Get("Content-Type") == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxSmallBody)
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return false
+	}
+	return true
+}
+
+// recorder captures the mux's own answer to an unmatched request (its
+// status and headers such as Allow or Location), replaced by a JSON body.
+type recorder struct {
+	h    http.Header
+	code int
+	set  bool
+}
+
+func (r *recorder) Header() http.Header { return r.h }
+func (r *recorder) Write(b []byte) (int, error) {
+	r.set = true
+	return len(b), nil
+}
+func (r *recorder) WriteHeader(code int) {
+	if !r.set {
+		r.code, r.set = code, true
+	}
+}
+
+// statusWriter records the status code; Unwrap lets
+// http.ResponseController reach Flush and deadlines.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

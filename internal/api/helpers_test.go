@@ -1,0 +1,181 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/runtime/docker"
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+// Outside CI these tests skip when no engine answers; in CI (CI set) a
+// missing engine fails them.
+func engine(t *testing.T, rt string) *docker.Driver {
+	t.Helper()
+	d, err := docker.New()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = d.Check(ctx, rt)
+		cancel()
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the engine with runtime %s is required in CI: %v (run scripts/setup-engine.sh)", rt, err)
+		}
+		t.Skipf("no engine with runtime %s: %v (run scripts/setup-engine.sh)", rt, err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func sharedGoCaches(t *testing.T) build.Options {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		t.Fatalf("go env: %q", out)
+	}
+	return build.Options{GoCacheDir: f[0], GoModCacheDir: f[1]}
+}
+
+func openHost(t *testing.T, dir, rt string, d runtime.Driver) *host.Host {
+	t.Helper()
+	h, err := host.Open(context.Background(), host.Options{
+		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
+		Backoff: lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
+		Build:   sharedGoCaches(t),
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+type env struct {
+	t      *testing.T
+	h      *host.Host
+	d      *docker.Driver
+	dir    string
+	srv    *httptest.Server
+	admin  string
+	tokA   string
+	tokB   string
+	tokBID string
+}
+
+// newEnv opens a Host on the engine (runc), serves the API and creates an
+// admin token and tokens for users alice and bob.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	d := engine(t, runtime.RuntimeRunc)
+	dir := t.TempDir()
+	h := openHost(t, dir, runtime.RuntimeRunc, d)
+	e := &env{t: t, h: h, d: d, dir: dir}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		rows, _, _ := h.List(ctx, store.ProgramFilter{})
+		for _, r := range rows {
+			h.Delete(ctx, r.ID)
+		}
+		h.Close()
+	})
+	tok, _, created, err := EnsureAdminToken(context.Background(), h.Store(), dir)
+	if err != nil || !created {
+		t.Fatalf("admin token: %v %v", created, err)
+	}
+	e.admin = tok
+	e.srv = httptest.NewUnstartedServer(nil)
+	handler, err := New(h, Options{DataDir: dir, Version: "test", ProxyBase: "http://" + e.srv.Listener.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Config.Handler = handler
+	e.srv.Start()
+	t.Cleanup(e.srv.Close)
+	var out map[string]any
+	e.do("POST", "/tokens", e.admin, `{"user_id":"alice"}`, 201, &out)
+	e.tokA = out["token"].(string)
+	e.do("POST", "/tokens", e.admin, `{"user_id":"bob"}`, 201, &out)
+	e.tokB, e.tokBID = out["token"].(string), out["id"].(string)
+	return e
+}
+
+// req sends a request; body "" means none, otherwise JSON.
+func (e *env) req(method, path, tok, body string, hdr ...string) (*http.Response, []byte) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	r, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	if tok != "" {
+		r.Header.Set("Authorization", "Bearer "+tok)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] == "" {
+			r.Header.Del(hdr[i])
+		} else {
+			r.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// do sends a request, checks the status and decodes the JSON answer.
+func (e *env) do(method, path, tok, body string, want int, out any) *http.Response {
+	e.t.Helper()
+	resp, b := e.req(method, path, tok, body)
+	if resp.StatusCode != want {
+		e.t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	return resp
+}
+
+// checkError asserts a JSON error body with the given code.
+func checkError(t *testing.T, what string, resp *http.Response, b []byte, want int) {
+	t.Helper()
+	if resp.StatusCode != want {
+		t.Errorf("%s: status %d, want %d: %s", what, resp.StatusCode, want, b)
+		return
+	}
+	var eb errorBody
+	if err := json.Unmarshal(b, &eb); err != nil || eb.Code != want || eb.Error != http.StatusText(want) || eb.Message == "" {
+		t.Errorf("%s: error body %q (%v)", what, b, err)
+	}
+	if want == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("%s: 401 without WWW-Authenticate: Bearer", what)
+	}
+}

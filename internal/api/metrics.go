@@ -1,0 +1,110 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+type metrics struct {
+	reg          *prometheus.Registry
+	handler      http.Handler
+	requests     *prometheus.CounterVec
+	proxyReqs    *prometheus.CounterVec
+	proxyLatency prometheus.Histogram
+}
+
+// stateCollector reads programs and builds from the store at scrape time.
+type stateCollector struct {
+	s        *server
+	programs *prometheus.Desc
+	restarts *prometheus.Desc
+	builds   *prometheus.Desc
+	buildDur *prometheus.Desc
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.programs
+	ch <- c.restarts
+	ch <- c.builds
+	ch <- c.buildDur
+}
+
+var allStates = []string{store.StateCreated, store.StateBuilding, store.StateStarting, store.StateReady,
+	store.StateStopping, store.StateStopped, store.StateError, store.StateDeleting}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, _, err := c.s.h.List(ctx, store.ProgramFilter{})
+	if err == nil {
+		counts := map[string]int{}
+		restarts := 0
+		for _, r := range rows {
+			counts[r.State]++
+			restarts += r.RestartCount
+		}
+		for _, st := range allStates {
+			ch <- prometheus.MustNewConstMetric(c.programs, prometheus.GaugeValue, float64(counts[st]), st)
+		}
+		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.GaugeValue, float64(restarts))
+	}
+	builds, err := c.s.st.ListBuilds(ctx, "")
+	if err == nil {
+		counts := map[string]int{}
+		sums := map[string]float64{}
+		for _, b := range builds {
+			counts[b.Status]++
+			sums[b.Status] += b.Duration.Seconds()
+		}
+		for st, n := range counts {
+			ch <- prometheus.MustNewConstMetric(c.builds, prometheus.GaugeValue, float64(n), st)
+			ch <- prometheus.MustNewConstMetric(c.buildDur, prometheus.GaugeValue, sums[st], st)
+		}
+	}
+}
+
+func newMetrics(s *server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hershy_http_requests_total", Help: "API requests by route and status code.",
+	}, []string{"route", "code"})
+	m.proxyReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hershy_proxy_requests_total", Help: "Requests proxied to WatcherAPIs by status code.",
+	}, []string{"code"})
+	m.proxyLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "hershy_proxy_request_duration_seconds", Help: "Latency of proxied WatcherAPI requests.",
+		Buckets: prometheus.DefBuckets,
+	})
+	m.reg.MustRegister(m.requests, m.proxyReqs, m.proxyLatency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&stateCollector{
+			s:        s,
+			programs: prometheus.NewDesc("hershy_programs", "Programs by state.", []string{"state"}, nil),
+			restarts: prometheus.NewDesc("hershy_program_restarts", "Sum of the programs' current restart counts.", nil, nil),
+			builds:   prometheus.NewDesc("hershy_builds", "Recorded builds by status.", []string{"status"}, nil),
+			buildDur: prometheus.NewDesc("hershy_build_duration_seconds_sum", "Total duration of recorded builds by status.", []string{"status"}, nil),
+		})
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	return m
+}
+
+func (m *metrics) observeRequest(rt route, code int, _ time.Duration) {
+	m.requests.WithLabelValues(rt.pattern, strconv.Itoa(code)).Inc()
+}
+
+func (m *metrics) observeProxy(code int, d time.Duration) {
+	m.proxyReqs.WithLabelValues(strconv.Itoa(code)).Inc()
+	m.proxyLatency.Observe(d.Seconds())
+}
+
+func (s *server) serveMetrics(w http.ResponseWriter, r *http.Request, _ principal) {
+	s.metrics.handler.ServeHTTP(w, r)
+}

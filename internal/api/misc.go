@@ -1,0 +1,80 @@
+package api
+
+import (
+	_ "embed"
+	"net/http"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+//go:embed openapi.json
+var openapiJSON []byte
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request, _ principal) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+}
+
+func (s *server) version(w http.ResponseWriter, r *http.Request, _ principal) {
+	writeJSON(w, http.StatusOK, map[string]any{"version": s.opts.Version, "runtime": s.h.Runtime(), "instance": s.h.Instance()})
+}
+
+func (s *server) openapi(w http.ResponseWriter, r *http.Request, _ principal) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openapiJSON)
+}
+
+type tokenView struct {
+	ID        string     `json:"id"`
+	UserID    string     `json:"user_id"`
+	Admin     bool       `json:"admin"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
+func (s *server) createToken(w http.ResponseWriter, r *http.Request, _ principal) {
+	var b struct {
+		UserID string `json:"user_id"`
+	}
+	if !decode(w, r, maxSmallBody, &b) {
+		return
+	}
+	if err := source.ValidateUserID(b.UserID); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if b.UserID == AdminUserID {
+		writeError(w, http.StatusBadRequest, "user_id "+AdminUserID+" is reserved for the admin token")
+		return
+	}
+	tok := newToken()
+	t, err := s.st.CreateToken(r.Context(), store.Token{UserID: b.UserID, Hash: hashToken(tok)})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "id": t.ID, "user_id": t.UserID, "created_at": t.CreatedAt})
+}
+
+func (s *server) listTokens(w http.ResponseWriter, r *http.Request, _ principal) {
+	ts, err := s.st.ListTokens(r.Context(), r.URL.Query().Get("user_id"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := make([]tokenView, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, tokenView{t.ID, t.UserID, t.IsAdmin, t.CreatedAt, t.RevokedAt})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": out, "count": len(out)})
+}
+
+func (s *server) revokeToken(w http.ResponseWriter, r *http.Request, _ principal) {
+	id := r.PathValue("id")
+	if err := s.st.RevokeToken(r.Context(), id); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "status": "revoked"})
+}

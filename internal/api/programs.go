@@ -1,0 +1,513 @@
+package api
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/logstore"
+	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+type programView struct {
+	ProgramID     string        `json:"program_id"`
+	BuildID       string        `json:"build_id"`
+	UserID        string        `json:"user_id"`
+	State         string        `json:"state"`
+	ImageID       string        `json:"image_id"`
+	ContainerID   string        `json:"container_id"`
+	ProxyURL      string        `json:"proxy_url"`
+	ErrorMsg      string        `json:"error_msg"`
+	CreatedAt     time.Time     `json:"created_at"`
+	UpdatedAt     time.Time     `json:"updated_at"`
+	Runtime       string        `json:"runtime"`
+	RestartPolicy string        `json:"restart_policy"`
+	RestartCount  int           `json:"restart_count"`
+	NextRestartAt *time.Time    `json:"next_restart_at"`
+	LastExitCode  *int          `json:"last_exit_code"`
+	LastOOM       bool          `json:"last_oom"`
+	Options       store.Options `json:"options"`
+}
+
+func (s *server) proxyURL(id string) string { return s.opts.ProxyBase + "/programs/" + id + "/proxy" }
+
+func (s *server) view(p store.Program) programView {
+	o := p.Options
+	if o.Env != nil {
+		// Values may be sensitive: names only.
+		masked := make(map[string]string, len(o.Env))
+		for k := range o.Env {
+			masked[k] = "***"
+		}
+		o.Env = masked
+	}
+	return programView{
+		ProgramID: p.ID, BuildID: p.BuildID, UserID: p.UserID, State: p.State, ImageID: p.ImageID,
+		ContainerID: p.ContainerID, ProxyURL: s.proxyURL(p.ID), ErrorMsg: p.ErrorMsg,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.RestartPolicy,
+		RestartCount: p.RestartCount, NextRestartAt: p.NextRestartAt, LastExitCode: p.LastExitCode,
+		LastOOM: p.LastOOM, Options: o,
+	}
+}
+
+// program loads the program named in the path and checks that the caller
+// owns it; another user's program is reported as not found.
+func (s *server) program(w http.ResponseWriter, r *http.Request, p principal) (store.Program, bool) {
+	id := r.PathValue("id")
+	row, err := s.h.Get(r.Context(), id)
+	if err == nil && !p.Admin && row.UserID != p.UserID {
+		err = host.ErrNotFound
+	}
+	if err != nil {
+		if errors.Is(err, host.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "program "+id+" not found")
+		} else {
+			s.fail(w, err)
+		}
+		return store.Program{}, false
+	}
+	return row, true
+}
+
+type programBody struct {
+	UserID        string            `json:"user_id"`
+	Dockerfile    string            `json:"dockerfile"`
+	SrcFiles      map[string]string `json:"src_files"`
+	Network       bool              `json:"network"`
+	MemoryBytes   int64             `json:"memory_bytes"`
+	CPUs          float64           `json:"cpus"`
+	RestartPolicy string            `json:"restart_policy"`
+	Env           map[string]string `json:"env"`
+}
+
+func (s *server) createProgram(w http.ResponseWriter, r *http.Request, p principal) {
+	var b programBody
+	if !decode(w, r, maxSourceBody, &b) {
+		return
+	}
+	uid := b.UserID
+	switch {
+	case uid == "":
+		uid = p.UserID
+	case uid != p.UserID && !p.Admin:
+		writeError(w, http.StatusForbidden, "user_id must be your own ("+p.UserID+")")
+		return
+	}
+	row, err := s.h.Create(r.Context(), host.CreateRequest{
+		UserID: uid, Dockerfile: b.Dockerfile, Files: source.Files(b.SrcFiles),
+		Options: host.ProgramOptions{
+			Network: b.Network, MemoryBytes: b.MemoryBytes, CPUs: b.CPUs,
+			RestartPolicy: b.RestartPolicy, Env: b.Env,
+		},
+	})
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"program_id": row.ID, "build_id": row.BuildID, "state": row.State,
+		"proxy_url": s.proxyURL(row.ID), "created_at": row.CreatedAt,
+	})
+}
+
+func (s *server) listPrograms(w http.ResponseWriter, r *http.Request, p principal) {
+	q := r.URL.Query()
+	f := store.ProgramFilter{State: q.Get("state"), UserID: q.Get("user_id"), Limit: 100}
+	for _, x := range []struct {
+		name string
+		dst  *int
+		max  int
+	}{{"limit", &f.Limit, 1000}, {"offset", &f.Offset, 1 << 30}} {
+		if v := q.Get(x.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > x.max {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be an integer between 0 and %d", x.name, x.max))
+				return
+			}
+			*x.dst = n
+		}
+	}
+	if f.Limit == 0 {
+		f.Limit = 100
+	}
+	if f.State != "" {
+		switch f.State {
+		case store.StateCreated, store.StateBuilding, store.StateStarting, store.StateReady,
+			store.StateStopping, store.StateStopped, store.StateError, store.StateDeleting:
+		default:
+			writeError(w, http.StatusBadRequest, "unknown state "+strconv.Quote(f.State))
+			return
+		}
+	}
+	if !p.Admin {
+		if f.UserID != "" && f.UserID != p.UserID {
+			// Another user's programs: none visible.
+			writeJSON(w, http.StatusOK, map[string]any{"programs": []programView{}, "count": 0, "total": 0})
+			return
+		}
+		f.UserID = p.UserID
+	}
+	rows, total, err := s.h.List(r.Context(), f)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := make([]programView, 0, len(rows))
+	for _, row := range rows {
+		out = append(out, s.view(row))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"programs": out, "count": len(out), "total": total})
+}
+
+func (s *server) getProgram(w http.ResponseWriter, r *http.Request, p principal) {
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(row))
+}
+
+func (s *server) deleteProgram(w http.ResponseWriter, r *http.Request, p principal) {
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	if err := s.h.Delete(r.Context(), row.ID); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": row.ID, "status": "deleted"})
+}
+
+func (s *server) command(w http.ResponseWriter, r *http.Request, p principal, verb string,
+	do func(*host.Host, *http.Request, string) (store.Program, error)) {
+	if !requireJSON(w, r) {
+		return
+	}
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	next, err := do(s.h, r, row.ID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": next.ID, "state": next.State, "message": verb})
+}
+
+func (s *server) startProgram(w http.ResponseWriter, r *http.Request, p principal) {
+	s.command(w, r, p, "start requested", func(h *host.Host, r *http.Request, id string) (store.Program, error) {
+		return h.Start(r.Context(), id)
+	})
+}
+
+func (s *server) stopProgram(w http.ResponseWriter, r *http.Request, p principal) {
+	s.command(w, r, p, "stop requested", func(h *host.Host, r *http.Request, id string) (store.Program, error) {
+		return h.Stop(r.Context(), id)
+	})
+}
+
+func (s *server) restartProgram(w http.ResponseWriter, r *http.Request, p principal) {
+	s.command(w, r, p, "restart requested", func(h *host.Host, r *http.Request, id string) (store.Program, error) {
+		return h.Restart(r.Context(), id)
+	})
+}
+
+func (s *server) replaceSource(w http.ResponseWriter, r *http.Request, p principal) {
+	var b programBody
+	if !decode(w, r, maxSourceBody, &b) {
+		return
+	}
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	// The same body as POST /programs. The owner cannot change; options
+	// are fixed at create (the restart policy has its own route, and is
+	// applied here too), so differing options are refused rather than
+	// silently ignored.
+	if b.UserID != "" && b.UserID != row.UserID {
+		writeError(w, http.StatusBadRequest, "user_id cannot change (the program belongs to "+row.UserID+")")
+		return
+	}
+	o := row.Options
+	if (b.Network && !o.Network) || (b.MemoryBytes != 0 && b.MemoryBytes != o.MemoryBytes) ||
+		(b.CPUs != 0 && b.CPUs != o.CPUs) || (b.Env != nil && !sameEnv(b.Env, o.Env)) {
+		writeError(w, http.StatusBadRequest, "network, memory_bytes, cpus and env are set at create; delete and re-create the program to change them")
+		return
+	}
+	if _, err := lifecycle.ParseRestartPolicy(b.RestartPolicy); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	next, err := s.h.ReplaceSource(r.Context(), row.ID, b.Dockerfile, source.Files(b.SrcFiles))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if b.RestartPolicy != "" && b.RestartPolicy != next.RestartPolicy {
+		if next, err = s.h.SetRestartPolicy(r.Context(), row.ID, b.RestartPolicy); err != nil {
+			s.fail(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, s.view(next))
+}
+
+func sameEnv(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *server) getSource(w http.ResponseWriter, r *http.Request, p principal) {
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	files, err := s.h.Source(r.Context(), row.ID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": row.ID, "files": files, "retrieved_at": time.Now().UTC()})
+}
+
+func (s *server) history(w http.ResponseWriter, r *http.Request, p principal) {
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
+			return
+		}
+		limit = n
+	}
+	ts, err := s.h.Transitions(r.Context(), row.ID, limit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	type tv struct {
+		From   string    `json:"from"`
+		To     string    `json:"to"`
+		Reason string    `json:"reason"`
+		At     time.Time `json:"at"`
+	}
+	out := make([]tv, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, tv{t.From, t.To, t.Reason, t.At})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": row.ID, "transitions": out})
+}
+
+func (s *server) setRestartPolicy(w http.ResponseWriter, r *http.Request, p principal) {
+	var b struct {
+		RestartPolicy string `json:"restart_policy"`
+	}
+	if !decode(w, r, maxSmallBody, &b) {
+		return
+	}
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	next, err := s.h.SetRestartPolicy(r.Context(), row.ID, b.RestartPolicy)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": next.ID, "restart_policy": next.RestartPolicy, "state": next.State})
+}
+
+func isTrue(v string) bool { return v == "1" || v == "true" || v == "yes" }
+
+func (s *server) buildLog(w http.ResponseWriter, r *http.Request, p principal) {
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	follow := isTrue(r.URL.Query().Get("follow"))
+	rc, err := s.h.BuildLog(r.Context(), row.BuildID, follow)
+	if err != nil {
+		if errors.Is(err, host.ErrNotFound) || errors.Is(err, io.EOF) || strings.Contains(err.Error(), "no such file") {
+			writeError(w, http.StatusNotFound, "no build log for program "+row.ID+" yet")
+			return
+		}
+		s.fail(w, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	ctl := http.NewResponseController(w)
+	if follow {
+		ctl.SetWriteDeadline(time.Time{})
+	}
+	w.WriteHeader(http.StatusOK)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := rc.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if follow {
+				ctl.Flush()
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *server) logs(w http.ResponseWriter, r *http.Request, p principal) {
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	qv := r.URL.Query()
+	q := logstore.Query{Tail: 200, Follow: isTrue(qv.Get("follow"))}
+	if v := qv.Get("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 100000 {
+			writeError(w, http.StatusBadRequest, "tail must be an integer between 0 and 100000 (0: all)")
+			return
+		}
+		q.Tail = n
+	}
+	if v := qv.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "since must be an RFC 3339 time")
+			return
+		}
+		q.Since = t
+		if qv.Get("tail") == "" {
+			q.Tail = 0
+		}
+	}
+	if !q.Follow {
+		var sb strings.Builder
+		err := s.h.Logs(r.Context(), row.ID, q, func(l logstore.Line) error {
+			sb.WriteString(l.Text)
+			sb.WriteByte('\n')
+			return nil
+		})
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"program_id": row.ID, "container_id": row.ContainerID, "logs": sb.String(), "timestamp": time.Now().UTC(),
+		})
+		return
+	}
+	// Server-sent events: one event per line, flushed at once, until the
+	// client goes away.
+	ctl := http.NewResponseController(w)
+	ctl.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	ctl.Flush()
+	bw := bufio.NewWriter(w)
+	err := s.h.Logs(r.Context(), row.ID, q, func(l logstore.Line) error {
+		// One data: field per line; the text never contains a newline
+		// (lines are split by the capture), but guard anyway.
+		for _, part := range strings.Split(strings.TrimRight(l.Text, "\r\n"), "\n") {
+			bw.WriteString("data: ")
+			bw.WriteString(strings.TrimRight(part, "\r"))
+			bw.WriteByte('\n')
+		}
+		bw.WriteByte('\n')
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		return ctl.Flush()
+	})
+	if err != nil && r.Context().Err() == nil {
+		s.log.Debug("log stream", "program", row.ID, "err", err)
+	}
+}
+
+// ---- secrets ----
+
+func (s *server) listSecrets(w http.ResponseWriter, r *http.Request, p principal) {
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	secs, err := s.h.Secrets(r.Context(), row.ID)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	type sv struct {
+		Name      string    `json:"name"`
+		UpdatedAt time.Time `json:"updated_at"`
+	}
+	out := make([]sv, 0, len(secs))
+	for _, x := range secs {
+		out = append(out, sv{x.Name, x.UpdatedAt})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": row.ID, "secrets": out})
+}
+
+func (s *server) putSecret(w http.ResponseWriter, r *http.Request, p principal) {
+	var b struct {
+		Value *string `json:"value"`
+	}
+	if !decode(w, r, maxSmallBody, &b) {
+		return
+	}
+	if b.Value == nil {
+		writeError(w, http.StatusBadRequest, "value is required")
+		return
+	}
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	sec, err := s.h.SetSecret(r.Context(), row.ID, r.PathValue("name"), []byte(*b.Value))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": row.ID, "name": sec.Name, "updated_at": sec.UpdatedAt})
+}
+
+func (s *server) deleteSecret(w http.ResponseWriter, r *http.Request, p principal) {
+	row, ok := s.program(w, r, p)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	if err := s.h.DeleteSecret(r.Context(), row.ID, name); err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": row.ID, "name": name, "status": "deleted"})
+}
