@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/client"
+	"github.com/spf13/cobra"
+)
+
+type deployOpts struct {
+	programID, userID, restartPolicy string
+	network, noStart                 bool
+	memory                           int64
+	cpus                             float64
+	env                              []string
+	timeout, poll                    time.Duration
+}
+
+func (a *app) deployCmd() *cobra.Command {
+	var o deployOpts
+	cmd := &cobra.Command{
+		Use:   "deploy DIR",
+		Short: "Deploy a directory: create (or update with --program), build, start and wait for Ready",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.deploy(cmd, args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.programID, "program", "", "update this program's source instead of creating a new one")
+	f.StringVar(&o.userID, "user", "", "owner (admin only; default: the token's user)")
+	f.BoolVar(&o.network, "network", false, "allow outbound network")
+	f.Int64Var(&o.memory, "memory", 0, "memory limit in bytes (0: Host default)")
+	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit (0: Host default)")
+	f.StringVar(&o.restartPolicy, "restart", "", "restart policy (e.g. no, on-failure, always)")
+	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable NAME=VALUE (repeatable)")
+	f.BoolVar(&o.noStart, "no-start", false, "only store the source")
+	f.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up waiting for Ready after this long")
+	f.DurationVar(&o.poll, "poll", 500*time.Millisecond, "state polling interval")
+	return cmd
+}
+
+func (a *app) deploy(cmd *cobra.Command, dir string, o deployOpts) error {
+	ctx := cmd.Context()
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	files, err := collect(dir)
+	if err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	for _, s := range files.Skipped {
+		fmt.Fprintf(a.errOut, "warning: skipped %s (not a regular UTF-8 text file)\n", s)
+	}
+	req := client.SourceRequest{
+		UserID: o.userID, Dockerfile: files.Dockerfile, SrcFiles: files.Files,
+		MemoryBytes: o.memory, CPUs: o.cpus, RestartPolicy: o.restartPolicy,
+	}
+	if cmd.Flags().Changed("network") {
+		req.Network = &o.network
+	}
+	if len(o.env) > 0 {
+		req.Env = map[string]string{}
+		for _, kv := range o.env {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return usageError{fmt.Errorf("--env %q: want NAME=VALUE", kv)}
+			}
+			req.Env[k] = v
+		}
+	}
+	kind := "Go source"
+	if req.Dockerfile != "" {
+		kind = "Dockerfile"
+	}
+	fmt.Fprintf(a.errOut, "Collected %d files from %s (%s)\n", len(req.SrcFiles), dir, kind)
+
+	id, wasRunning := o.programID, false
+	if id != "" {
+		p, err := c.GetProgram(ctx, id)
+		if err != nil {
+			return fmt.Errorf("deploy: program %s: %w", id, err)
+		}
+		wasRunning = p.State == "Ready" || p.State == "Starting" || p.State == "Building"
+		if _, err := c.UpdateSource(ctx, id, req); err != nil {
+			return fmt.Errorf("deploy: updating source of %s: %w", id, err)
+		}
+		fmt.Fprintf(a.errOut, "Updated source of %s\n", id)
+	} else {
+		res, err := c.CreateProgram(ctx, req)
+		if err != nil {
+			return fmt.Errorf("deploy: create: %w", err)
+		}
+		id = res.ProgramID
+		fmt.Fprintf(a.errOut, "Created program %s\n", id)
+	}
+	if o.noStart {
+		return a.deployResult(ctx, c, id)
+	}
+	// A restart of a Ready program may still answer Ready (with the old
+	// updated_at) for a moment; such a stale Ready does not end the wait.
+	stale := ""
+	if wasRunning {
+		if p, err := c.GetProgram(ctx, id); err == nil && p.State == "Ready" {
+			stale = p.UpdatedAt
+		}
+	}
+	if wasRunning {
+		_, err = c.Restart(ctx, id)
+	} else {
+		_, err = c.Start(ctx, id)
+	}
+	if err != nil {
+		return fmt.Errorf("deploy: starting %s: %w", id, err)
+	}
+	fmt.Fprintf(a.errOut, "Building and starting %s...\n", id)
+
+	wctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	p, err := a.followUntilSettled(wctx, c, id, o.poll, stale)
+	if err != nil {
+		if ctx.Err() == nil && wctx.Err() != nil {
+			return fmt.Errorf("deploy: %s not Ready after %s (check `hershy inspect %s`)", id, o.timeout, id)
+		}
+		return fmt.Errorf("deploy: %w", err)
+	}
+	if p.State == "Error" {
+		msg := p.ErrorMsg
+		if msg == "" {
+			msg = "no detail"
+		}
+		return fmt.Errorf("deploy: %s failed: %s", id, msg)
+	}
+	return a.deployResult(ctx, c, id)
+}
+
+// followUntilSettled copies the build log to stderr while polling the state,
+// until the program is Ready or in Error.
+func (a *app) followUntilSettled(ctx context.Context, c *client.Client, id string, poll time.Duration, stale string) (*client.Program, error) {
+	logCtx, stopLog := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.streamBuildLog(logCtx, c, id, poll)
+	}()
+	finish := func() {
+		// Let the log stream drain briefly: the build often ends just before
+		// the program turns Ready.
+		t := time.AfterFunc(2*time.Second, stopLog)
+		wg.Wait()
+		t.Stop()
+		stopLog()
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	var last string
+	for {
+		p, err := c.GetProgram(ctx, id)
+		if err != nil {
+			stopLog()
+			wg.Wait()
+			return nil, err
+		}
+		if p.State != last {
+			fmt.Fprintf(a.errOut, "[state] %s\n", p.State)
+			last = p.State
+		}
+		if p.State != "Ready" || p.UpdatedAt != stale {
+			stale = "" // the action has taken effect
+		}
+		switch {
+		case p.State == "Ready" && stale != "":
+			// not yet restarted
+		case p.State == "Ready":
+			finish()
+			return p, nil
+		case p.State == "Error", p.State == "Stopped", p.State == "Created":
+			if p.State != "Error" {
+				// Stopped or Created after a start: the start did not take.
+				if p.ErrorMsg == "" {
+					p.ErrorMsg = "program is " + p.State + " instead of Ready"
+				}
+				p.State = "Error"
+			}
+			finish()
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			stopLog()
+			wg.Wait()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// streamBuildLog follows the build log; until the build exists it retries.
+func (a *app) streamBuildLog(ctx context.Context, c *client.Client, id string, poll time.Duration) {
+	for ctx.Err() == nil {
+		rc, err := c.BuildLog(ctx, id, true)
+		if err == nil {
+			_, _ = io.Copy(a.errOut, rc)
+			rc.Close()
+			return
+		}
+		if !client.IsStatus(err, http.StatusNotFound) && !client.IsStatus(err, http.StatusConflict) {
+			var e *client.Error
+			if errors.As(err, &e) {
+				fmt.Fprintf(a.errOut, "(build log unavailable: %v)\n", err)
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(poll):
+		}
+	}
+}
+
+func (a *app) deployResult(ctx context.Context, c *client.Client, id string) error {
+	p, err := c.GetProgram(ctx, id)
+	if err != nil {
+		return err
+	}
+	if a.jsonOut() {
+		return a.printJSON(p)
+	}
+	proxy := p.ProxyURL
+	if proxy == "" {
+		proxy = strings.TrimRight(c.BaseURL, "/") + "/programs/" + id + "/proxy"
+	}
+	proxy = strings.TrimRight(proxy, "/")
+	fmt.Fprintf(a.out, "Program:   %s\n", p.ProgramID)
+	fmt.Fprintf(a.out, "State:     %s\n", p.State)
+	fmt.Fprintf(a.out, "API:       %s/programs/%s\n", strings.TrimRight(c.BaseURL, "/"), id)
+	fmt.Fprintf(a.out, "Proxy:     %s\n", proxy)
+	fmt.Fprintf(a.out, "Status:    %s/watcher/status\n", proxy)
+	_, err = fmt.Fprintf(a.out, "Message:   hershy send %s 'hello'\n", id)
+	return err
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/client"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) psCmd() *cobra.Command {
+	var opts client.ListOptions
+	cmd := &cobra.Command{
+		Use:     "ps",
+		Aliases: []string{"ls", "list"},
+		Short:   "List programs",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.ListPrograms(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut() {
+				return a.printJSON(list)
+			}
+			now := time.Now()
+			rows := make([][]string, 0, len(list.Programs))
+			for _, p := range list.Programs {
+				rows = append(rows, []string{p.ProgramID, orDash(p.UserID), p.State, orDash(p.Runtime),
+					strconv.Itoa(p.RestartCount), age(p.Created(), now)})
+			}
+			return table(a.out, []string{"ID", "USER", "STATE", "RUNTIME", "RESTARTS", "AGE"}, rows)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.State, "state", "", "only programs in this state")
+	f.StringVar(&opts.UserID, "user", "", "only programs of this user (admin)")
+	f.IntVar(&opts.Limit, "limit", 0, "at most this many programs")
+	f.IntVar(&opts.Offset, "offset", 0, "skip this many programs")
+	return cmd
+}
+
+func (a *app) inspectCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect ID",
+		Short: "Show one program in detail",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			p, err := c.GetProgram(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.jsonOut() {
+				return a.printJSON(p)
+			}
+			return a.printProgram(p)
+		},
+	}
+}
+
+func (a *app) printProgram(p *client.Program) error {
+	rows := [][]string{
+		{"ID:", p.ProgramID},
+		{"User:", orDash(p.UserID)},
+		{"State:", p.State},
+		{"Build:", orDash(p.BuildID)},
+		{"Runtime:", orDash(p.Runtime)},
+		{"Image:", orDash(p.ImageID)},
+		{"Container:", orDash(p.ContainerID)},
+		{"Proxy URL:", orDash(p.ProxyURL)},
+		{"Restart policy:", orDash(strings.Trim(string(p.RestartPolicy), `"`))},
+		{"Restarts:", strconv.Itoa(p.RestartCount)},
+	}
+	if p.NextRestartAt != nil && *p.NextRestartAt != "" {
+		rows = append(rows, []string{"Next restart:", *p.NextRestartAt})
+	}
+	if p.LastExitCode != nil {
+		rows = append(rows, []string{"Last exit code:", strconv.Itoa(*p.LastExitCode)})
+	}
+	rows = append(rows, []string{"Created:", orDash(p.CreatedAt)}, []string{"Updated:", orDash(p.UpdatedAt)})
+	if p.ErrorMsg != "" {
+		rows = append(rows, []string{"Error:", p.ErrorMsg})
+	}
+	for _, r := range rows {
+		if _, err := fmt.Fprintf(a.out, "%-16s%s\n", r[0], r[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *app) actionCmd(verb, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " ID",
+		Short: short,
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var res *client.ActionResponse
+			switch verb {
+			case "start":
+				res, err = c.Start(cmd.Context(), args[0])
+			case "stop":
+				res, err = c.Stop(cmd.Context(), args[0])
+			default:
+				res, err = c.Restart(cmd.Context(), args[0])
+			}
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", verb, args[0], err)
+			}
+			if a.jsonOut() {
+				return a.printJSON(res)
+			}
+			msg := res.Message
+			if msg == "" {
+				msg = verb + " requested"
+			}
+			_, err = fmt.Fprintf(a.out, "%s: %s (state %s)\n", res.ProgramID, msg, res.State)
+			return err
+		},
+	}
+}
+
+func (a *app) rmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm ID",
+		Aliases: []string{"delete"},
+		Short:   "Stop and delete a program",
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteProgram(cmd.Context(), args[0]); err != nil {
+				return fmt.Errorf("rm %s: %w", args[0], err)
+			}
+			if a.jsonOut() {
+				return a.printJSON(map[string]string{"program_id": args[0], "status": "deleted"})
+			}
+			_, err = fmt.Fprintf(a.out, "%s deleted\n", args[0])
+			return err
+		},
+	}
+}
+
+func (a *app) logsCmd() *cobra.Command {
+	var follow bool
+	var opts client.LogOptions
+	cmd := &cobra.Command{
+		Use:   "logs ID",
+		Short: "Show a program's container logs",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if follow {
+				err := c.FollowLogs(cmd.Context(), args[0], opts, func(line string) error {
+					if a.jsonOut() {
+						return a.printJSONLine(map[string]string{"line": line})
+					}
+					_, err := fmt.Fprintln(a.out, line)
+					return err
+				})
+				if cmd.Context().Err() != nil {
+					return nil // Ctrl-C ends a follow normally
+				}
+				return err
+			}
+			l, err := c.Logs(cmd.Context(), args[0], opts)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut() {
+				return a.printJSON(l)
+			}
+			_, err = fmt.Fprint(a.out, l.Logs)
+			if err == nil && l.Logs != "" && !strings.HasSuffix(l.Logs, "\n") {
+				_, err = fmt.Fprintln(a.out)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&follow, "follow", "f", false, "stream new log lines until interrupted")
+	f.IntVar(&opts.Tail, "tail", 0, "only the last N lines")
+	f.StringVar(&opts.Since, "since", "", "only lines since this time (RFC 3339) or duration (e.g. 10m)")
+	return cmd
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at link time (-ldflags "-X main.version=...").
+var version = "dev"
+
+type serveOpts struct {
+	dataDir, listen, runtime, logLevel string
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("HERSHY_DATA"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".hershy"
+	}
+	return filepath.Join(home, ".hershy")
+}
+
+func (a *app) serveCmd() *cobra.Command {
+	var o serveOpts
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Hershy Host (HTTP API) until SIGINT or SIGTERM",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.runtime != "runsc" && o.runtime != "runc" {
+				return usageError{fmt.Errorf("--runtime %q: want runsc or runc", o.runtime)}
+			}
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+				return usageError{fmt.Errorf("--log-level: %w", err)}
+			}
+			logger := slog.New(slog.NewTextHandler(a.errOut, &slog.HandlerOptions{Level: lvl}))
+			return a.serve(cmd.Context(), o, logger)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data", defaultDataDir(), "data directory (env HERSHY_DATA)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:18080", "listen address")
+	f.StringVar(&o.runtime, "runtime", "runsc", "container runtime: runsc (gVisor) or runc")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+// serveHTTP serves h on ln until ctx ends, then shuts down gracefully.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute, // large source uploads; no WriteTimeout: logs stream
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close() // streams still open after the grace period
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	"github.com/hershyorg/hershy/internal/api"
+	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/runtime/docker"
+)
+
+// serve opens the Host on the data directory and serves the API until ctx
+// ends; the Host is closed after the HTTP server has shut down.
+func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error {
+	dataDir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("serve: data directory: %w", err)
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("serve: listen %s: %w", o.listen, err)
+	}
+	defer ln.Close()
+	driver, err := docker.New()
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	h, err := host.Open(ctx, host.Options{DataDir: dataDir, Runtime: o.runtime, Logger: logger}, driver)
+	if err != nil {
+		return fmt.Errorf("serve: opening host: %w", err)
+	}
+	defer func() {
+		if err := h.Close(); err != nil {
+			logger.Error("closing host", "err", err)
+		}
+	}()
+	_, path, created, err := api.EnsureAdminToken(ctx, h.Store(), dataDir)
+	if err != nil {
+		return fmt.Errorf("serve: admin token: %w", err)
+	}
+	if created {
+		fmt.Fprintf(a.errOut, "Created the admin token in %s (mode 0600)\n", path)
+	} else {
+		fmt.Fprintf(a.errOut, "Admin token: %s\n", path)
+	}
+	handler, err := api.New(h, api.Options{DataDir: dataDir, Version: version, Logger: logger, ProxyBase: "http://" + ln.Addr().String()})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	fmt.Fprintf(a.errOut, "Hershy Host %s listening on http://%s (data %s, runtime %s)\n", version, ln.Addr(), dataDir, o.runtime)
+	return serveHTTP(ctx, ln, handler, logger)
+}
