@@ -1,48 +1,75 @@
 #!/usr/bin/env bash
-# The main job, for now: build examples/simple-counter and run it locally,
-# with its WatcherAPI on 127.0.0.1:8080 and its durable state in
-# ./.data/simple-counter. Ctrl-C stops it gracefully (state is saved; run the
-# script again and the counter resumes).
+# The main job: start the Hershy Host with its embedded defaults and deploy
+# an example into a sandboxed container.
+#
+#   - installs and starts Docker Engine and gVisor when missing (needs root);
+#   - builds the hershy command into ./bin;
+#   - starts `hershy serve` (API on 127.0.0.1:18080, data in ./.data/host,
+#     programs under gVisor) and waits until it answers;
+#   - deploys examples/simple-counter with `hershy deploy` and shows its
+#     WatcherAPI status through the Host's authenticated proxy;
+#   - keeps the Host running until Ctrl-C (programs keep running in their
+#     containers; the next start re-adopts them).
 #
 #   ./scripts/demo.sh
-#   HERSH_API_ADDR=127.0.0.1:9090 ./scripts/demo.sh    another address
-#
-# Later issues turn this into the Hershy Host (hershy serve) running the
-# examples in sandboxed containers.
+#   EXAMPLE=examples/simple-counter HERSHY_RUNTIME=runc ./scripts/demo.sh
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
+EXAMPLE=${EXAMPLE:-examples/simple-counter}
+RUNTIME=${HERSHY_RUNTIME:-runsc}
+DATA=${HERSHY_DATA:-$ROOT/.data/host}
+LISTEN=${HERSHY_LISTEN:-127.0.0.1:18080}
 
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
 	export PATH="/usr/local/go/bin:$PATH"
 fi
-command -v go >/dev/null 2>&1 || { echo "demo: Go 1.25 or newer is required (https://go.dev/dl/)" >&2; exit 1; }
+command -v go >/dev/null 2>&1 || { echo "demo: Go 1.25 or newer is required" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "demo: run as root (the Host drives Docker and enters container namespaces)" >&2; exit 1; }
 
-export HERSH_API_ADDR="${HERSH_API_ADDR:-127.0.0.1:8080}"
-export HERSH_STATE_DIR="${HERSH_STATE_DIR:-$ROOT/.data/simple-counter}"
-mkdir -p "$HERSH_STATE_DIR" "$ROOT/bin"
+"$ROOT/scripts/setup-engine.sh"
 
-echo "==> building examples/simple-counter"
-(cd examples/simple-counter && go build -o "$ROOT/bin/simple-counter" .)
+echo "==> building hershy"
+mkdir -p "$ROOT/bin" "$DATA"
+GOWORK=off go build -o "$ROOT/bin/hershy" ./cmd/hershy
+HERSHY="$ROOT/bin/hershy"
 
-api="http://$HERSH_API_ADDR"
+echo "==> starting the Host (log: $DATA/host.log)"
+"$HERSHY" serve --data "$DATA" --listen "$LISTEN" --runtime "$RUNTIME" >>"$DATA/host.log" 2>&1 &
+host_pid=$!
+trap 'echo "==> stopping the Host"; kill -TERM $host_pid 2>/dev/null; wait $host_pid 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 1 100); do
+	curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break
+	kill -0 $host_pid 2>/dev/null || { tail -n 20 "$DATA/host.log" >&2; exit 1; }
+	sleep 0.2
+done
+curl -fsS "http://$LISTEN/healthz" >/dev/null || { tail -n 20 "$DATA/host.log" >&2; exit 1; }
+
+export HERSHY_URL="http://$LISTEN"
+HERSHY_TOKEN=$(cat "$DATA/admin.token")
+export HERSHY_TOKEN
+
+echo "==> deploying $EXAMPLE"
+id_file="$DATA/demo-program"
+if [ -s "$id_file" ] && "$HERSHY" inspect "$(cat "$id_file")" >/dev/null 2>&1; then
+	"$HERSHY" deploy --program "$(cat "$id_file")" "$EXAMPLE"
+else
+	"$HERSHY" deploy --user demo -o json "$EXAMPLE" | tee "$DATA/deploy.json"
+	sed -n 's/.*"program_id": *"\([^"]*\)".*/\1/p' "$DATA/deploy.json" | head -n1 >"$id_file"
+fi
+id=$(cat "$id_file")
+
+echo "==> the program's WatcherAPI through the Host's proxy"
+"$HERSHY" status "$id" || true
 cat <<MSG
-==> running simple-counter (Ctrl-C to stop)
-    WatcherAPI: $api   state: $HERSH_STATE_DIR (counter.log, hersh-context.json)
 
-    Try, from another terminal:
-      curl -s $api/watcher/status
-      curl -s $api/watcher/ready
-      curl -s $api/watcher/varState
-      curl -s $api/watcher/watching
-      curl -s $api/watcher/memoCache
-      curl -s $api/watcher/signals
-      curl -s $api/watcher/config
-      curl -s '$api/watcher/logs?type=effect_result&limit=5'
-      curl -s -X POST -H 'Content-Type: application/json' -d '{"content":"status"}' $api/watcher/message
-      curl -s -X POST -H 'Content-Type: application/json' -d '{"content":"reset"}' $api/watcher/message
-      tail -f $HERSH_STATE_DIR/counter.log
-
+The Host is running (Ctrl-C stops it; the program keeps running and is re-adopted next time).
+    export HERSHY_URL=$HERSHY_URL HERSHY_TOKEN=\$(cat $DATA/admin.token)
+    $HERSHY ps
+    $HERSHY send $id status
+    $HERSHY logs -f $id
+    $HERSHY watch $id
+    curl -s -H "Authorization: Bearer \$HERSHY_TOKEN" $HERSHY_URL/programs/$id/proxy/watcher/status
 MSG
-exec "$ROOT/bin/simple-counter"
+wait $host_pid
