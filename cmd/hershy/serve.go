@@ -19,6 +19,7 @@ var version = "dev"
 
 type serveOpts struct {
 	dataDir, listen, runtime, logLevel string
+	proxyPorts                         string // per-program WatcherAPI ports, e.g. 9000-9999 ("" off)
 }
 
 func defaultDataDir() string {
@@ -55,6 +56,7 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&o.listen, "listen", "127.0.0.1:18080", "listen address")
 	f.StringVar(&o.runtime, "runtime", "runsc", "container runtime: runsc (gVisor) or runc")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI (default off)")
 	return cmd
 }
 

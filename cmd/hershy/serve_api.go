@@ -28,7 +28,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	h, err := host.Open(ctx, host.Options{DataDir: dataDir, Runtime: o.runtime, Logger: logger}, driver)
+	h, err := host.Open(ctx, host.Options{DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts}, driver)
 	if err != nil {
 		return fmt.Errorf("serve: opening host: %w", err)
 	}

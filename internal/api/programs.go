@@ -25,6 +25,7 @@ type programView struct {
 	ImageID       string        `json:"image_id"`
 	ContainerID   string        `json:"container_id"`
 	ProxyURL      string        `json:"proxy_url"`
+	ProxyPort     int           `json:"proxy_port,omitempty"` // loopback port to the WatcherAPI (--proxy-ports)
 	ErrorMsg      string        `json:"error_msg"`
 	CreatedAt     time.Time     `json:"created_at"`
 	UpdatedAt     time.Time     `json:"updated_at"`
@@ -54,7 +55,7 @@ func (s *server) view(p store.Program) programView {
 		ContainerID: p.ContainerID, ProxyURL: s.proxyURL(p.ID), ErrorMsg: p.ErrorMsg,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.RestartPolicy,
 		RestartCount: p.RestartCount, NextRestartAt: p.NextRestartAt, LastExitCode: p.LastExitCode,
-		LastOOM: p.LastOOM, Options: o,
+		LastOOM: p.LastOOM, Options: o, ProxyPort: s.h.ProxyPort(p.ID),
 	}
 }
 

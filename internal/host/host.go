@@ -50,6 +50,9 @@ type Options struct {
 	Backoff      lifecycle.Backoff
 	Build        build.Options
 	Logger       *slog.Logger
+	// PortRange, e.g. "9000-9999", gives each Ready program a loopback
+	// port forwarding to its WatcherAPI (seed compatibility). Empty: off.
+	PortRange string
 }
 
 // Default resource limits for a program container. Pids leaves room for
@@ -104,6 +107,11 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.PortRange != "" {
+		if _, _, err := parsePortRange(o.PortRange); err != nil {
+			return o, err
+		}
+	}
 	return o, nil
 }
 
@@ -132,6 +140,8 @@ type Host struct {
 	captures map[string]*capture       // container id -> log capture
 	files    map[string]*logstore.File // program id -> container log
 	oom      map[string]bool           // container ids the engine reported OOM for
+
+	ports *portProxies // per-program proxy ports (nil: off)
 }
 
 // Open starts a Host on opts.DataDir with driver: it takes the directory's
@@ -165,6 +175,9 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 			h.closeResources()
 		}
 	}()
+	if h.ports, err = newPortProxies(h, o.PortRange); err != nil {
+		return nil, err
+	}
 	h.store, err = store.Open(filepath.Join(o.DataDir, "hershy.db"))
 	if err != nil {
 		return nil, err
@@ -203,6 +216,7 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 // keep running: a Host restart re-adopts them.
 func (h *Host) Close() error {
 	h.cancel()
+	h.ports.closeAll()
 	h.mu.Lock()
 	sups := make([]*supervisor.Supervisor, 0, len(h.sups))
 	for _, s := range h.sups {
@@ -219,6 +233,7 @@ func (h *Host) Close() error {
 }
 
 func (h *Host) closeResources() error {
+	h.ports.closeAll()
 	var errs []error
 	if h.store != nil {
 		errs = append(errs, h.store.Close())

@@ -81,6 +81,11 @@ func (h *Host) supervise(r store.Program) *supervisor.Supervisor {
 		Logger:  h.log,
 	})
 	h.sups[id] = s
+	if r.State == string(lifecycle.Ready) {
+		// Re-adopted Ready (no state change to observe): its port now.
+		// assign takes only the ports' lock, never h.mu.
+		h.ports.assignIfOn(id)
+	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -132,6 +137,7 @@ func (h *Host) observe(id string, prev, next lifecycle.Program, ev lifecycle.Eve
 	if prev.State != next.State {
 		h.log.Info("program state", "program", id, "from", prev.State, "to", next.State, "error", next.ErrorMsg)
 	}
+	h.portsObserve(id, prev, next)
 }
 
 func (h *Host) sup(id string) (*supervisor.Supervisor, error) {
