@@ -7,17 +7,16 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/testenv"
+
 	"github.com/hershyorg/hershy/internal/api"
-	"github.com/hershyorg/hershy/internal/build"
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime/docker"
 )
 
 // e2eHost is a real Host (real engine, real builds) served over HTTP on
@@ -26,50 +25,16 @@ type e2eHost struct {
 	url, adminToken string
 }
 
-// e2eEngine returns the Docker driver with runtime rt. Outside CI it skips
-// when no engine answers; in CI (CI set) a missing engine fails the test.
-func e2eEngine(t *testing.T, rt string) *docker.Driver {
-	t.Helper()
-	d, err := docker.New()
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = d.Check(ctx, rt)
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the engine with runtime %s is required in CI: %v (run scripts/setup-engine.sh)", rt, err)
-		}
-		t.Skipf("no engine with runtime %s: %v (run scripts/setup-engine.sh)", rt, err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-// e2eGoCaches points the builder at the go command's own caches.
-func e2eGoCaches(t *testing.T) build.Options {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatalf("go env: %v", err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		t.Fatalf("go env: %q", out)
-	}
-	return build.Options{GoCacheDir: f[0], GoModCacheDir: f[1]}
-}
-
 // startE2EHost opens a Host on a temporary directory and serves its API.
 func startE2EHost(t *testing.T, rt string) *e2eHost {
 	t.Helper()
-	d := e2eEngine(t, rt)
+	d := testenv.Engine(t, rt)
 	dir := t.TempDir()
 	ctx := context.Background()
 	h, err := host.Open(ctx, host.Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
 		Backoff: lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
-		Build:   e2eGoCaches(t),
+		Build:   testenv.GoCaches(t),
 	}, d)
 	if err != nil {
 		t.Fatal(err)

@@ -6,13 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/testenv"
+
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/runtime"
@@ -20,45 +19,12 @@ import (
 	"github.com/hershyorg/hershy/internal/store"
 )
 
-// Outside CI these tests skip when no engine answers; in CI (CI set) a
-// missing engine fails them.
-func engine(t *testing.T, rt string) *docker.Driver {
-	t.Helper()
-	d, err := docker.New()
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = d.Check(ctx, rt)
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the engine with runtime %s is required in CI: %v (run scripts/setup-engine.sh)", rt, err)
-		}
-		t.Skipf("no engine with runtime %s: %v (run scripts/setup-engine.sh)", rt, err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-func sharedGoCaches(t *testing.T) build.Options {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatalf("go env: %v", err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		t.Fatalf("go env: %q", out)
-	}
-	return build.Options{GoCacheDir: f[0], GoModCacheDir: f[1]}
-}
-
 func openHost(t *testing.T, dir, rt string, d runtime.Driver) *host.Host {
 	t.Helper()
 	h, err := host.Open(context.Background(), host.Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
 		Backoff: lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
-		Build:   sharedGoCaches(t),
+		Build:   testenv.GoCaches(t),
 	}, d)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +48,7 @@ type env struct {
 // admin token and tokens for users alice and bob.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	d := engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, runtime.RuntimeRunc)
 	dir := t.TempDir()
 	h := openHost(t, dir, runtime.RuntimeRunc, d)
 	e := &env{t: t, h: h, d: d, dir: dir}

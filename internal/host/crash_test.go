@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/testenv"
+
 	"github.com/hershyorg/hershy/internal/build"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/runtime"
@@ -106,7 +108,7 @@ func variant(i int) source.Files {
 func killChild(t *testing.T, dir, rt, cmds string, after time.Duration) []string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	bo := sharedGoCaches(t)
+	bo := testenv.GoCaches(t)
 	cmd.Env = append(os.Environ(), childEnv+"="+dir+"|"+rt+"|"+cmds, "HERSHY_TEST_GOCACHES="+bo.GoCacheDir+" "+bo.GoModCacheDir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -160,7 +162,7 @@ func noOrphans(t *testing.T, h *Host, d runtime.Driver) {
 func TestSIGKILLLosesNothing(t *testing.T) {
 	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
 		t.Run(rt, func(t *testing.T) {
-			d := engine(t, rt)
+			d := testenv.Engine(t, rt)
 			dir := t.TempDir()
 			ctx := context.Background()
 

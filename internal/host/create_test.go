@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/testenv"
+
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/logstore"
 	"github.com/hershyorg/hershy/internal/runtime"
@@ -18,7 +20,7 @@ import (
 // TestCreateRejectsBadInputAndLeavesNothing: validation at the edge, with
 // clear errors, and a failed create leaves no folder and no record.
 func TestCreateRejectsBadInputAndLeavesNothing(t *testing.T) {
-	d := engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, runtime.RuntimeRunc)
 	dir := t.TempDir()
 	h := openHost(t, dir, runtime.RuntimeRunc, d)
 	defer h.Close()
@@ -82,7 +84,7 @@ func TestCreateRejectsBadInputAndLeavesNothing(t *testing.T) {
 func TestStopDuringStartLeavesNoContainer(t *testing.T) {
 	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
 		t.Run(rt, func(t *testing.T) {
-			d := engine(t, rt)
+			d := testenv.Engine(t, rt)
 			h := openHost(t, t.TempDir(), rt, d)
 			defer h.Close()
 			ctx := context.Background()
@@ -114,7 +116,7 @@ func TestStopDuringStartLeavesNoContainer(t *testing.T) {
 // TestDockerfileProgram builds a program from a Dockerfile whose base is an
 // image the Host built (no registry is reachable here), and runs it.
 func TestDockerfileProgram(t *testing.T) {
-	d := engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, runtime.RuntimeRunc)
 	h := openHost(t, t.TempDir(), runtime.RuntimeRunc, d)
 	defer h.Close()
 	ctx := context.Background()
@@ -170,7 +172,7 @@ func TestDockerfileProgram(t *testing.T) {
 // TestReplaceSourceKeepsState: a new source is a new build on the next
 // restart, and the program's /state carries over.
 func TestReplaceSourceKeepsState(t *testing.T) {
-	d := engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, runtime.RuntimeRunc)
 	dir := t.TempDir()
 	h := openHost(t, dir, runtime.RuntimeRunc, d)
 	defer h.Close()

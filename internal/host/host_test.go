@@ -8,14 +8,14 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/testenv"
+
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/logstore"
 	"github.com/hershyorg/hershy/internal/runtime"
@@ -27,24 +27,6 @@ import (
 // These tests drive the Host against the real engine, under runc and
 // runsc. Outside CI they skip when no engine answers; in CI (CI set) a
 // missing engine fails them.
-
-func engine(t *testing.T, rt string) *docker.Driver {
-	t.Helper()
-	d, err := docker.New()
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = d.Check(ctx, rt)
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the engine with runtime %s is required in CI: %v (run scripts/setup-engine.sh)", rt, err)
-		}
-		t.Skipf("no engine with runtime %s: %v (run scripts/setup-engine.sh)", rt, err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
 
 // counterProgram is a small hersh program: it ticks, answers "crash" by
 // exiting with code 3, and keeps a counter in /state.
@@ -65,7 +47,7 @@ func openHost(t *testing.T, dir, rt string, d runtime.Driver) *Host {
 	h, err := Open(context.Background(), Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
 		Backoff: lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
-		Build:   sharedGoCaches(t),
+		Build:   testenv.GoCaches(t),
 	}, d)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +132,7 @@ func watcherSend(t *testing.T, h *Host, id, msg string) {
 func TestLifecycleAgainstTheEngine(t *testing.T) {
 	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
 		t.Run(rt, func(t *testing.T) {
-			d := engine(t, rt)
+			d := testenv.Engine(t, rt)
 			dir := t.TempDir()
 			h := openHost(t, dir, rt, d)
 			defer h.Close()
@@ -261,22 +243,6 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 }
 
 func storeFilterAll() store.ProgramFilter { return store.ProgramFilter{Limit: 10000} }
-
-// sharedGoCaches points the builder at the go command's own caches, so each
-// test's fresh data directory does not pay for a cold compile of the
-// standard library.
-func sharedGoCaches(t *testing.T) build.Options {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatalf("go env: %v", err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		t.Fatalf("go env: %q", out)
-	}
-	return build.Options{GoCacheDir: f[0], GoModCacheDir: f[1]}
-}
 
 // checkContract reads docker inspect of a container the Host launched and
 // asserts the sandbox contract (the driver's own tests probe it from the

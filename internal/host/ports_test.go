@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/testenv"
+
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/supervisor"
@@ -80,7 +82,7 @@ func openHostPorts(t *testing.T, dir, rt string, d runtime.Driver, ports string)
 	h, err := Open(context.Background(), Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
 		Backoff:   lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
-		Build:     sharedGoCaches(t),
+		Build:     testenv.GoCaches(t),
 		PortRange: ports,
 	}, d)
 	if err != nil {
@@ -125,7 +127,7 @@ func TestProxyPortsAgainstTheEngine(t *testing.T) {
 		}
 	}
 	rt := runtime.RuntimeRunc
-	d := engine(t, rt)
+	d := testenv.Engine(t, rt)
 	dir := t.TempDir()
 	ports := fmt.Sprintf("%d-%d", low, high)
 	h := openHostPorts(t, dir, rt, d, ports)
