@@ -23,8 +23,10 @@ func main() {
 			log.Printf("counter starts at %d", n)
 		}
 		if m := c.Message(); m != nil && m.Content == "crash" {
+			// Exit a moment later, so the WatcherAPI's answer to the message
+			// that asked for it gets out first.
 			log.Print("crashing on request")
-			os.Exit(3)
+			time.AfterFunc(200*time.Millisecond, func() { os.Exit(3) })
 		}
 		_, err := count.Update(c, func(n int) (int, error) { return n + 1, nil })
 		return err
