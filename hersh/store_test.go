@@ -296,40 +296,33 @@ func TestKeyEmptyName(t *testing.T) {
 // A nil value of an interface-typed key is a value like any other.
 func TestKeyNilInterfaceValue(t *testing.T) {
 	leaktest.Check(t)
-	for _, durable := range []bool{false, true} {
-		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
-			noStateEnv(t)
-			cfg := Config{}
-			if durable {
-				cfg.StateDir = t.TempDir()
+	forEachDurability(t, func(t *testing.T, durable bool, cfg Config) {
+		h := startStateHarness(t, cfg)
+		anyKey := NewKey[any]("any")
+		errKey := NewKey[error]("err")
+		h.do(t, func(c *Context) {
+			if err := anyKey.Set(c, nil); err != nil {
+				t.Errorf("Set(nil): %v", err)
 			}
-			h := startStateHarness(t, cfg)
-			anyKey := NewKey[any]("any")
-			errKey := NewKey[error]("err")
-			h.do(t, func(c *Context) {
-				if err := anyKey.Set(c, nil); err != nil {
-					t.Errorf("Set(nil): %v", err)
-				}
-				if v, err := anyKey.Load(c); err != nil || v != nil {
-					t.Errorf("Load = %v, %v; want nil, nil", v, err)
-				}
-				if err := errKey.Set(c, nil); err != nil {
-					t.Errorf("Set(nil error): %v", err)
-				}
-				if v, ok := errKey.Get(c); !ok || v != nil {
-					t.Errorf("Get = %v, %v; want nil, true", v, ok)
-				}
-				n, err := NewKey[int]("any").Load(c)
-				var te *TypeError
-				if !errors.As(err, &te) || n != 0 {
-					t.Errorf("nil read as int = %v, %v; want *TypeError", n, err)
-				}
-			})
-			if f := h.faults(); len(f) != 1 || f[0].Key != "any" {
-				t.Errorf("faults = %+v; want one for key any", f)
+			if v, err := anyKey.Load(c); err != nil || v != nil {
+				t.Errorf("Load = %v, %v; want nil, nil", v, err)
+			}
+			if err := errKey.Set(c, nil); err != nil {
+				t.Errorf("Set(nil error): %v", err)
+			}
+			if v, ok := errKey.Get(c); !ok || v != nil {
+				t.Errorf("Get = %v, %v; want nil, true", v, ok)
+			}
+			n, err := NewKey[int]("any").Load(c)
+			var te *TypeError
+			if !errors.As(err, &te) || n != 0 {
+				t.Errorf("nil read as int = %v, %v; want *TypeError", n, err)
 			}
 		})
-	}
+		if f := h.faults(); len(f) != 1 || f[0].Key != "any" {
+			t.Errorf("faults = %+v; want one for key any", f)
+		}
+	})
 }
 
 // ---------------------------------------------------------------------------
@@ -337,133 +330,119 @@ func TestKeyNilInterfaceValue(t *testing.T) {
 
 func TestUpdateAtomicUnderContention(t *testing.T) {
 	leaktest.Check(t)
-	for _, durable := range []bool{false, true} {
-		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
-			noStateEnv(t)
-			cfg := Config{}
-			if durable {
-				cfg.StateDir = t.TempDir()
-			}
-			h := startStateHarness(t, cfg)
-			const goroutines, perG = 8, 400
-			counter := NewKey[int]("counter")
-			var (
-				wg    sync.WaitGroup
-				calls atomic.Int64
-				fails atomic.Int64
-				start = make(chan struct{})
-			)
-			h.do(t, func(c *Context) {
-				for range goroutines {
-					wg.Add(1)
-					// The run's Context stays usable for state after the run ends.
-					go func() {
-						defer wg.Done()
-						<-start
-						for range perG {
-							if _, err := counter.Update(c, func(cur int) (int, error) {
-								calls.Add(1)
-								return cur + 1, nil
-							}); err != nil {
-								fails.Add(1)
-								t.Errorf("Update: %v", err)
-								return
-							}
+	forEachDurability(t, func(t *testing.T, durable bool, cfg Config) {
+		h := startStateHarness(t, cfg)
+		const goroutines, perG = 8, 400
+		counter := NewKey[int]("counter")
+		var (
+			wg    sync.WaitGroup
+			calls atomic.Int64
+			fails atomic.Int64
+			start = make(chan struct{})
+		)
+		h.do(t, func(c *Context) {
+			for range goroutines {
+				wg.Add(1)
+				// The run's Context stays usable for state after the run ends.
+				go func() {
+					defer wg.Done()
+					<-start
+					for range perG {
+						if _, err := counter.Update(c, func(cur int) (int, error) {
+							calls.Add(1)
+							return cur + 1, nil
+						}); err != nil {
+							fails.Add(1)
+							t.Errorf("Update: %v", err)
+							return
 						}
-					}()
-				}
-			})
-			close(start) // the run has ended; the goroutines race now
-			wg.Wait()
-			const want = goroutines * perG
-			h.do(t, func(c *Context) {
-				if v, err := counter.Load(c); err != nil || v != want {
-					t.Errorf("counter = %v, %v; want %d", v, err, want)
-				}
-			})
-			if fails.Load() != 0 {
-				t.Fatalf("%d updates failed", fails.Load())
-			}
-			if calls.Load() < want {
-				t.Errorf("fn called %d times; want at least %d", calls.Load(), want)
-			}
-			// Every committed update is logged once, and the log is in commit
-			// order: the values are exactly 1..want.
-			logs := h.contextLogs("counter")
-			if len(logs) != want {
-				t.Fatalf("%d context log entries; want %d", len(logs), want)
-			}
-			for i, e := range logs {
-				if e.Op != "update" || e.Value != strconv.Itoa(i+1) {
-					t.Fatalf("log entry %d = %+v; want update %d", i, e, i+1)
-				}
-				if i > 0 && e.ID <= logs[i-1].ID {
-					t.Fatalf("log ids not increasing at %d: %d after %d", i, e.ID, logs[i-1].ID)
-				}
-			}
-			if durable {
-				h.stop(t)
-				if got := readStateFile(t, cfg.StateDir).Values["counter"]; string(got) != strconv.Itoa(want) {
-					t.Errorf("state file counter = %s; want %d", got, want)
-				}
+					}
+				}()
 			}
 		})
-	}
+		close(start) // the run has ended; the goroutines race now
+		wg.Wait()
+		const want = goroutines * perG
+		h.do(t, func(c *Context) {
+			if v, err := counter.Load(c); err != nil || v != want {
+				t.Errorf("counter = %v, %v; want %d", v, err, want)
+			}
+		})
+		if fails.Load() != 0 {
+			t.Fatalf("%d updates failed", fails.Load())
+		}
+		if calls.Load() < want {
+			t.Errorf("fn called %d times; want at least %d", calls.Load(), want)
+		}
+		// Every committed update is logged once, and the log is in commit
+		// order: the values are exactly 1..want.
+		logs := h.contextLogs("counter")
+		if len(logs) != want {
+			t.Fatalf("%d context log entries; want %d", len(logs), want)
+		}
+		for i, e := range logs {
+			if e.Op != "update" || e.Value != strconv.Itoa(i+1) {
+				t.Fatalf("log entry %d = %+v; want update %d", i, e, i+1)
+			}
+			if i > 0 && e.ID <= logs[i-1].ID {
+				t.Fatalf("log ids not increasing at %d: %d after %d", i, e.ID, logs[i-1].ID)
+			}
+		}
+		if durable {
+			h.stop(t)
+			if got := readStateFile(t, cfg.StateDir).Values["counter"]; string(got) != strconv.Itoa(want) {
+				t.Errorf("state file counter = %s; want %d", got, want)
+			}
+		}
+	})
 }
 
 func TestUpdateHoldsNoLockWhileFnRuns(t *testing.T) {
 	leaktest.Check(t)
-	for _, durable := range []bool{false, true} {
-		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
-			noStateEnv(t)
-			cfg := Config{}
-			if durable {
-				cfg.StateDir = t.TempDir()
+	forEachDurability(t, func(t *testing.T, durable bool, cfg Config) {
+		h := startStateHarness(t, cfg)
+		a := NewKey[int]("a")
+		b := NewKey[string]("b")
+		other := NewKey[int]("other")
+		h.do(t, func(c *Context) {
+			if err := a.Set(c, 1); err != nil {
+				t.Errorf("Set: %v", err)
 			}
-			h := startStateHarness(t, cfg)
-			a := NewKey[int]("a")
-			b := NewKey[string]("b")
-			other := NewKey[int]("other")
-			h.do(t, func(c *Context) {
-				if err := a.Set(c, 1); err != nil {
-					t.Errorf("Set: %v", err)
+			if err := other.Set(c, 100); err != nil {
+				t.Errorf("Set: %v", err)
+			}
+			n, err := a.Update(c, func(cur int) (int, error) {
+				// Each of these would deadlock if the store lock were held.
+				if v, ok := a.Get(c); !ok || v != cur {
+					t.Errorf("Get of the same key inside fn = %v, %v; want %v", v, ok, cur)
 				}
-				if err := other.Set(c, 100); err != nil {
-					t.Errorf("Set: %v", err)
+				if v, _ := other.Get(c); v != 100 {
+					t.Errorf("Get inside fn = %v", v)
 				}
-				n, err := a.Update(c, func(cur int) (int, error) {
-					// Each of these would deadlock if the store lock were held.
-					if v, ok := a.Get(c); !ok || v != cur {
-						t.Errorf("Get of the same key inside fn = %v, %v; want %v", v, ok, cur)
-					}
-					if v, _ := other.Get(c); v != 100 {
-						t.Errorf("Get inside fn = %v", v)
-					}
-					if err := b.Set(c, "from fn"); err != nil {
-						t.Errorf("Set inside fn: %v", err)
-					}
-					if _, err := other.Update(c, func(o int) (int, error) { return o + cur, nil }); err != nil {
-						t.Errorf("nested Update: %v", err)
-					}
-					if err := NewKey[int]("gone").Delete(c); err != nil {
-						t.Errorf("Delete inside fn: %v", err)
-					}
-					// Reading the logs takes the log locks.
-					h.w.Logs("all", 1)
-					return cur * 10, nil
-				})
-				if err != nil || n != 10 {
-					t.Errorf("Update = %v, %v; want 10", n, err)
+				if err := b.Set(c, "from fn"); err != nil {
+					t.Errorf("Set inside fn: %v", err)
 				}
-				if v, _ := b.Get(c); v != "from fn" {
-					t.Errorf("b = %q", v)
+				if _, err := other.Update(c, func(o int) (int, error) { return o + cur, nil }); err != nil {
+					t.Errorf("nested Update: %v", err)
 				}
-				if v, _ := other.Get(c); v != 101 {
-					t.Errorf("other = %v; want 101", v)
+				if err := NewKey[int]("gone").Delete(c); err != nil {
+					t.Errorf("Delete inside fn: %v", err)
 				}
+				// Reading the logs takes the log locks.
+				h.w.Logs("all", 1)
+				return cur * 10, nil
 			})
+			if err != nil || n != 10 {
+				t.Errorf("Update = %v, %v; want 10", n, err)
+			}
+			if v, _ := b.Get(c); v != "from fn" {
+				t.Errorf("b = %q", v)
+			}
+			if v, _ := other.Get(c); v != 101 {
+				t.Errorf("other = %v; want 101", v)
+			}
 		})
-	}
+	})
 }
 
 // Setting the key being updated from inside fn makes the update retry
@@ -524,80 +503,73 @@ func TestUpdateRetriesOnConcurrentChange(t *testing.T) {
 
 func TestUpdateErrorAndPanicLeaveValue(t *testing.T) {
 	leaktest.Check(t)
-	for _, durable := range []bool{false, true} {
-		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
-			noStateEnv(t)
-			cfg := Config{}
-			if durable {
-				cfg.StateDir = t.TempDir()
+	forEachDurability(t, func(t *testing.T, durable bool, cfg Config) {
+		h := startStateHarness(t, cfg)
+		k := NewKey[int]("k")
+		unset := NewKey[int]("unset")
+		errBoom := errors.New("boom")
+		h.do(t, func(c *Context) {
+			if err := k.Set(c, 7); err != nil {
+				t.Errorf("Set: %v", err)
 			}
-			h := startStateHarness(t, cfg)
-			k := NewKey[int]("k")
-			unset := NewKey[int]("unset")
-			errBoom := errors.New("boom")
-			h.do(t, func(c *Context) {
-				if err := k.Set(c, 7); err != nil {
-					t.Errorf("Set: %v", err)
-				}
-				n, err := k.Update(c, func(cur int) (int, error) { return cur + 1, errBoom })
-				if !errors.Is(err, errBoom) || n != 0 {
-					t.Errorf("Update with error = %v, %v; want 0, boom", n, err)
-				}
-				if v, _ := k.Get(c); v != 7 {
-					t.Errorf("after error k = %v; want 7", v)
-				}
+			n, err := k.Update(c, func(cur int) (int, error) { return cur + 1, errBoom })
+			if !errors.Is(err, errBoom) || n != 0 {
+				t.Errorf("Update with error = %v, %v; want 0, boom", n, err)
+			}
+			if v, _ := k.Get(c); v != 7 {
+				t.Errorf("after error k = %v; want 7", v)
+			}
 
-				n, err = k.Update(c, func(cur int) (int, error) { panic("kaboom") })
-				var pe *PanicError
-				if !errors.As(err, &pe) || n != 0 {
-					t.Fatalf("Update with panic = %v, %v (%T); want *PanicError", n, err, err)
-				}
-				if pe.Where != "update" || pe.Value != "kaboom" || !strings.Contains(pe.Stack, "store_test.go") {
-					t.Errorf("PanicError = where %q value %v stack %q", pe.Where, pe.Value, pe.Stack)
-				}
-				if v, _ := k.Get(c); v != 7 {
-					t.Errorf("after panic k = %v; want 7", v)
-				}
-				// Wrapped, it is still recognised.
-				if !errors.As(fmt.Errorf("ctx: %w", err), &pe) {
-					t.Errorf("wrapped PanicError not recognised")
-				}
+			n, err = k.Update(c, func(cur int) (int, error) { panic("kaboom") })
+			var pe *PanicError
+			if !errors.As(err, &pe) || n != 0 {
+				t.Fatalf("Update with panic = %v, %v (%T); want *PanicError", n, err, err)
+			}
+			if pe.Where != "update" || pe.Value != "kaboom" || !strings.Contains(pe.Stack, "store_test.go") {
+				t.Errorf("PanicError = where %q value %v stack %q", pe.Where, pe.Value, pe.Stack)
+			}
+			if v, _ := k.Get(c); v != 7 {
+				t.Errorf("after panic k = %v; want 7", v)
+			}
+			// Wrapped, it is still recognised.
+			if !errors.As(fmt.Errorf("ctx: %w", err), &pe) {
+				t.Errorf("wrapped PanicError not recognised")
+			}
 
-				// A panic or error on an unset key leaves it unset.
-				if _, err := unset.Update(c, func(int) (int, error) { panic(errBoom) }); !errors.As(err, &pe) {
-					t.Errorf("panic on unset: %v", err)
-				}
-				if _, err := unset.Update(c, func(int) (int, error) { return 3, errBoom }); !errors.Is(err, errBoom) {
-					t.Errorf("error on unset: %v", err)
-				}
-				if _, err := unset.Load(c); !errors.Is(err, ErrNotSet) {
-					t.Errorf("unset after failed updates: %v", err)
-				}
-			})
-			// The engine survived; only the successful Set was logged.
-			if l := h.contextLogs("k"); len(l) != 1 || l[0].Op != "set" {
-				t.Errorf("context logs = %+v", l)
+			// A panic or error on an unset key leaves it unset.
+			if _, err := unset.Update(c, func(int) (int, error) { panic(errBoom) }); !errors.As(err, &pe) {
+				t.Errorf("panic on unset: %v", err)
 			}
-			if l := h.contextLogs("unset"); len(l) != 0 {
-				t.Errorf("context logs for unset = %+v", l)
+			if _, err := unset.Update(c, func(int) (int, error) { return 3, errBoom }); !errors.Is(err, errBoom) {
+				t.Errorf("error on unset: %v", err)
 			}
-			h.do(t, func(c *Context) { // the engine still runs
-				if v, _ := k.Get(c); v != 7 {
-					t.Errorf("k = %v; want 7", v)
-				}
-			})
-			if durable {
-				h.stop(t)
-				f := readStateFile(t, cfg.StateDir)
-				if string(f.Values["k"]) != "7" {
-					t.Errorf("file k = %s; want 7", f.Values["k"])
-				}
-				if _, ok := f.Values["unset"]; ok {
-					t.Errorf("file has unset: %s", f.Values["unset"])
-				}
+			if _, err := unset.Load(c); !errors.Is(err, ErrNotSet) {
+				t.Errorf("unset after failed updates: %v", err)
 			}
 		})
-	}
+		// The engine survived; only the successful Set was logged.
+		if l := h.contextLogs("k"); len(l) != 1 || l[0].Op != "set" {
+			t.Errorf("context logs = %+v", l)
+		}
+		if l := h.contextLogs("unset"); len(l) != 0 {
+			t.Errorf("context logs for unset = %+v", l)
+		}
+		h.do(t, func(c *Context) { // the engine still runs
+			if v, _ := k.Get(c); v != 7 {
+				t.Errorf("k = %v; want 7", v)
+			}
+		})
+		if durable {
+			h.stop(t)
+			f := readStateFile(t, cfg.StateDir)
+			if string(f.Values["k"]) != "7" {
+				t.Errorf("file k = %s; want 7", f.Values["k"])
+			}
+			if _, ok := f.Values["unset"]; ok {
+				t.Errorf("file has unset: %s", f.Values["unset"])
+			}
+		}
+	})
 }
 
 // ---------------------------------------------------------------------------
@@ -654,34 +626,27 @@ func TestContextLogs(t *testing.T) {
 // Long values are shortened in the log, never cut inside a character.
 func TestContextLogTruncatesLongValues(t *testing.T) {
 	leaktest.Check(t)
-	for _, durable := range []bool{false, true} {
-		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
-			noStateEnv(t)
-			cfg := Config{}
-			if durable {
-				cfg.StateDir = t.TempDir()
+	forEachDurability(t, func(t *testing.T, durable bool, cfg Config) {
+		h := startStateHarness(t, cfg)
+		long := strings.Repeat("é", 1000) // 2 bytes each
+		k := NewKey[string]("long")
+		h.do(t, func(c *Context) {
+			if err := k.Set(c, long); err != nil {
+				t.Errorf("Set: %v", err)
 			}
-			h := startStateHarness(t, cfg)
-			long := strings.Repeat("é", 1000) // 2 bytes each
-			k := NewKey[string]("long")
-			h.do(t, func(c *Context) {
-				if err := k.Set(c, long); err != nil {
-					t.Errorf("Set: %v", err)
-				}
-				if v, _ := k.Get(c); v != long {
-					t.Errorf("the value itself was shortened")
-				}
-			})
-			l := h.contextLogs("long")
-			if len(l) != 1 {
-				t.Fatalf("logs = %d", len(l))
-			}
-			v := l[0].Value
-			if !utf8.ValidString(v) || !strings.HasSuffix(v, "…") || len(v) > 512+len("…") || len(v) < 500 {
-				t.Errorf("shown value (%d bytes, valid %v) = %q", len(v), utf8.ValidString(v), v)
+			if v, _ := k.Get(c); v != long {
+				t.Errorf("the value itself was shortened")
 			}
 		})
-	}
+		l := h.contextLogs("long")
+		if len(l) != 1 {
+			t.Fatalf("logs = %d", len(l))
+		}
+		v := l[0].Value
+		if !utf8.ValidString(v) || !strings.HasSuffix(v, "…") || len(v) > 512+len("…") || len(v) < 500 {
+			t.Errorf("shown value (%d bytes, valid %v) = %q", len(v), utf8.ValidString(v), v)
+		}
+	})
 }
 
 func stripLogMeta(in []ContextLog) []ContextLog {
@@ -1518,5 +1483,21 @@ func TestKeysThroughTheWatcher(t *testing.T) {
 	}
 	if v, ok := n.Get(w); !ok || v != 40 {
 		t.Fatalf("read through the watcher: %d %v", v, ok)
+	}
+}
+
+// forEachDurability runs fn as two subtests: without a state directory and
+// with a fresh one.
+func forEachDurability(t *testing.T, fn func(t *testing.T, durable bool, cfg Config)) {
+	t.Helper()
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			noStateEnv(t)
+			cfg := Config{}
+			if durable {
+				cfg.StateDir = t.TempDir()
+			}
+			fn(t, durable, cfg)
+		})
 	}
 }
