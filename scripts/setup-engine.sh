@@ -61,7 +61,9 @@ if [ -z "$pid" ]; then
 		rm -f /var/run/docker.pid
 	fi
 	log "starting dockerd"
-	nohup dockerd >>/var/log/hershy-dockerd.log 2>&1 </dev/null &
+	# In its own session, so a Ctrl-C or the end of the shell (or job) that
+	# ran this script does not take the daemon and every program with it.
+	setsid nohup dockerd >>/var/log/hershy-dockerd.log 2>&1 </dev/null &
 	disown || true
 fi
 
