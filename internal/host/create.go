@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/hershyorg/hershy/internal/build"
 	"github.com/hershyorg/hershy/internal/lifecycle"
@@ -91,6 +92,9 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (store.Program, er
 	if err := req.Options.validate(); err != nil {
 		return store.Program{}, err
 	}
+	if err := h.checkDockerfile(ctx, req.UserID, req.Dockerfile, req.Files); err != nil {
+		return store.Program{}, err
+	}
 	policy, _ := lifecycle.ParseRestartPolicy(req.Options.RestartPolicy)
 	buildID := source.BuildID(req.Dockerfile, req.Files)
 	id := source.NewProgramID(req.UserID, buildID)
@@ -127,6 +131,88 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (store.Program, er
 	return row, nil
 }
 
+// baseImager is what the Host asks of its driver to check a Dockerfile
+// before storing it: the images its build would take from the engine, or
+// why it cannot be read. The Docker driver has it.
+type baseImager interface {
+	BaseImages(dockerfile string) ([]string, error)
+}
+
+// checkDockerfile refuses (ErrInvalid) a Dockerfile that does not parse,
+// that names a base image by image id, or that builds on a program's image
+// (hersh-program-<build id>, any tag) when no program of userID has that
+// build: otherwise a user could layer on, and read, another user's program.
+// Any other base the engine has (scratch, an image the operator loaded)
+// is left to the build, which refuses one that is missing.
+func (h *Host) checkDockerfile(ctx context.Context, userID, dockerfile string, files source.Files) error {
+	for _, df := range []string{dockerfile, files[source.DockerfileName]} {
+		if df == "" {
+			continue
+		}
+		bi, ok := h.driver.(baseImager)
+		if !ok {
+			return fmt.Errorf("%w: dockerfile: this runtime cannot check base images, so Dockerfile programs are refused", ErrInvalid)
+		}
+		refs, err := bi.BaseImages(df)
+		if err != nil {
+			return fmt.Errorf("%w: dockerfile: %v", ErrInvalid, err)
+		}
+		for _, ref := range refs {
+			if isImageID(ref) {
+				return fmt.Errorf("%w: dockerfile: FROM %s: name base images by repository and tag, not by image id", ErrInvalid, ref)
+			}
+			buildID, ok := programImageBuild(ref)
+			if !ok {
+				continue
+			}
+			mine, err := h.store.UserHasBuild(ctx, userID, buildID)
+			if err != nil {
+				return err
+			}
+			if !mine {
+				return fmt.Errorf("%w: dockerfile: FROM %s: no program of yours was built from it", ErrInvalid, ref)
+			}
+		}
+	}
+	return nil
+}
+
+// programImageBuild returns the build id of a reference to a program's
+// image (see imageTag): its last path element, without tag or digest,
+// starts with hersh-program-. Registry and repository path are ignored, so
+// no spelling of the name (docker.io/library/..., a tag, a digest) escapes
+// the check.
+func programImageBuild(ref string) (string, bool) {
+	name, _, _ := strings.Cut(ref, "@")
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	name, _, _ = strings.Cut(name, ":")
+	prefix := imageTag("")
+	if len(name) < len(prefix) || !strings.EqualFold(name[:len(prefix)], prefix) {
+		return "", false
+	}
+	return name[len(prefix):], true
+}
+
+// isImageID reports whether the engine may read ref as an image id rather
+// than a name: "sha256:<hex>", or hex digits alone, which the engine
+// matches against id prefixes (two digits can be enough).
+func isImageID(ref string) bool {
+	s := strings.ToLower(ref)
+	for _, alg := range []string{"sha256:", "sha384:", "sha512:"} {
+		if strings.HasPrefix(s, alg) {
+			return true
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // makeProgramDirs creates state/ (owned by the program's non-root user, the
 // only place it can write) and logs/ next to src/.
 func makeProgramDirs(dir string) error {
@@ -152,6 +238,13 @@ func (h *Host) ReplaceSource(ctx context.Context, id, dockerfile string, files s
 	}
 	if !source.IsGoModule(dockerfile, files) && dockerfile == "" && files[source.DockerfileName] == "" {
 		return store.Program{}, fmt.Errorf("%w: without a dockerfile the files must form a Go module", ErrInvalid)
+	}
+	row, err := h.store.GetProgram(ctx, id)
+	if err != nil {
+		return store.Program{}, err
+	}
+	if err := h.checkDockerfile(ctx, row.UserID, dockerfile, files); err != nil {
+		return store.Program{}, err
 	}
 	dir := h.programDir(id)
 	next := filepath.Join(dir, "src.next")

@@ -2,13 +2,11 @@ package host
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
 )
 
 // Delete removes the program: its containers, its image when no other
@@ -46,24 +44,8 @@ func (h *Host) purge(ctx context.Context, id string) error {
 	if err := h.halt(ctx, id); err != nil {
 		return err
 	}
-	row, err := h.store.GetProgram(ctx, id)
-	if err != nil {
+	if _, err := h.store.GetProgram(ctx, id); err != nil {
 		return err
-	}
-	// The image (one per build id) and the build log go when no other
-	// program uses the build.
-	n, err := h.store.CountProgramsUsingBuild(ctx, row.BuildID)
-	if err != nil {
-		return err
-	}
-	if n <= 1 {
-		// An image still used by a container outside this Host's records
-		// (another Host on the same engine) stays.
-		err := h.driver.RemoveImage(ctx, imageTag(row.BuildID))
-		if err != nil && !errors.Is(err, runtime.ErrNotFound) && !errors.Is(err, runtime.ErrInUse) {
-			return fmt.Errorf("removing image: %w", err)
-		}
-		h.builder.Logs().Remove(row.BuildID)
 	}
 	h.mu.Lock()
 	if f, ok := h.files[id]; ok {
@@ -80,5 +62,8 @@ func (h *Host) purge(ctx context.Context, id string) error {
 	h.mu.Lock()
 	delete(h.rows, id)
 	h.mu.Unlock()
+	// The image and build log go with the record, unless another program
+	// uses the build.
+	h.collectBuildsLogged(ctx)
 	return nil
 }

@@ -42,6 +42,8 @@ func containerName(programID string) string { return "hersh-program-" + programI
 func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.BuildTimeout)
 	defer cancel()
+	h.buildsMu.RLock()
+	defer h.buildsMu.RUnlock()
 	logs := h.builder.Logs()
 	lw, err := logs.Create(buildID)
 	if err != nil {
@@ -147,6 +149,8 @@ func (h *Host) launch(ctx context.Context, id, image string) (cid string, err er
 		return cid, err
 	}
 	h.startCapture(id, cid, time.Time{})
+	// The previous container is gone: a replaced source's old build can go.
+	h.collectBuildsLogged(ctx)
 	return cid, nil
 }
 

@@ -126,6 +126,7 @@ type Host struct {
 	machine  lifecycle.Machine
 	instance string
 	lock     *os.File
+	buildsMu sync.RWMutex // builds (shared) against collectBuilds (exclusive)
 
 	watcher *http.Client // reaches WatcherAPIs through the driver
 	wt      *http.Transport
@@ -205,6 +206,7 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 		h.cancel()
 		return nil, fmt.Errorf("host: reconcile: %w", err)
 	}
+	h.collectBuildsLogged(ctx) // left over from deletes or upgrades a previous Host did not finish
 	h.wg.Add(1)
 	go h.eventLoop(events, errs)
 	ok = true

@@ -138,3 +138,22 @@ func execOne(ctx context.Context, tx *sql.Tx, q string, args ...any) error {
 	}
 	return nil
 }
+
+// UnusedBuilds returns the ids of the builds no program has as its current
+// build: a replaced source's old build, or a deleted program's.
+func (s *Store) UnusedBuilds(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT build_id FROM builds WHERE build_id NOT IN (SELECT build_id FROM programs) ORDER BY build_id`)
+	if err != nil {
+		return nil, wrap("list unused builds", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, wrap("list unused builds", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, wrap("list unused builds", rows.Err())
+}

@@ -377,22 +377,13 @@ VALUES (?, ?, ?, ?, ?)`, p.ID, from, to, reason, toNanos(out.UpdatedAt))
 	return out, nil
 }
 
-// DeleteProgram removes a program, its transitions and its secrets metadata,
-// and the build row of its build id when no other program uses that build.
-// It returns ErrNotFound if the program does not exist.
+// DeleteProgram removes a program, its transitions and its secrets metadata.
+// Its build row stays: the Host removes it together with the image once no
+// program uses the build (UnusedBuilds). It returns ErrNotFound if the
+// program does not exist.
 func (s *Store) DeleteProgram(ctx context.Context, id string) error {
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		var buildID string
-		err := tx.QueryRowContext(ctx, `DELETE FROM programs WHERE program_id = ? RETURNING build_id`, id).Scan(&buildID)
-		if err != nil {
-			return err
-		}
-		if buildID == "" {
-			return nil
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM builds WHERE build_id = ?1
-AND NOT EXISTS (SELECT 1 FROM programs WHERE build_id = ?1)`, buildID)
-		return err
+		return execOne(ctx, tx, `DELETE FROM programs WHERE program_id = ?`, id)
 	})
 	return wrap("delete program "+id, err)
 }
@@ -467,4 +458,15 @@ func (s *Store) CountProgramsUsingBuild(ctx context.Context, buildID string) (in
 	var n int
 	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM programs WHERE build_id = ?`, buildID).Scan(&n)
 	return n, wrap("count programs using build", err)
+}
+
+// UserHasBuild reports whether some program of userID has buildID as its
+// current build. Empty ids match nothing.
+func (s *Store) UserHasBuild(ctx context.Context, userID, buildID string) (bool, error) {
+	if userID == "" || buildID == "" {
+		return false, nil
+	}
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM programs WHERE user_id = ? AND build_id = ?)`, userID, buildID).Scan(&n)
+	return n != 0, wrap("look up build of user", err)
 }

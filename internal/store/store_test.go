@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -508,6 +509,41 @@ func TestTransitions(t *testing.T) {
 	}
 }
 
+func TestUserHasBuild(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	mustCreate(t, s, Program{ID: "a", UserID: "ann", BuildID: "b1"})
+	mustCreate(t, s, Program{ID: "b", UserID: "ann", BuildID: "b2"})
+	mustCreate(t, s, Program{ID: "c", UserID: "bob", BuildID: "b3"})
+	for _, tc := range []struct {
+		user, build string
+		want        bool
+	}{
+		{"ann", "b1", true}, {"ann", "b2", true}, {"bob", "b3", true},
+		{"ann", "b3", false}, {"bob", "b1", false}, {"carl", "b1", false},
+		{"ann", "", false}, {"", "b1", false},
+	} {
+		if got, err := s.UserHasBuild(ctx, tc.user, tc.build); err != nil || got != tc.want {
+			t.Errorf("UserHasBuild(%q, %q) = %v, %v; want %v", tc.user, tc.build, got, err, tc.want)
+		}
+	}
+	// A program's current build counts, not its earlier ones.
+	p, _ := s.GetProgram(ctx, "a")
+	p.BuildID = "b4"
+	if _, err := s.UpdateProgram(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.UserHasBuild(ctx, "ann", "b1"); got {
+		t.Error("an earlier build still counts after the source changed")
+	}
+	if err := s.DeleteProgram(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.UserHasBuild(ctx, "ann", "b2"); got {
+		t.Error("the build of a deleted program still counts")
+	}
+}
+
 func TestCascadeDelete(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
@@ -570,8 +606,10 @@ func TestCascadeDelete(t *testing.T) {
 	if err := s.DeleteProgram(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GetBuild(ctx, "b1"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("unused build not deleted: %v", err)
+	// The build record stays until the Host has removed its image too
+	// (UnusedBuilds finds it).
+	if _, err := s.GetBuild(ctx, "b1"); err != nil {
+		t.Errorf("the build of a deleted program: %v", err)
 	}
 	if _, err := s.GetBuild(ctx, "b2"); err != nil {
 		t.Errorf("another program's build: %v", err)
@@ -953,4 +991,42 @@ func BenchmarkSaveTransition(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "ops/s")
 		})
 	}
+}
+
+func TestUnusedBuilds(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	for _, id := range []string{"b1", "b2", "b3", "b4"} {
+		if _, err := s.UpsertBuild(ctx, Build{ID: id, Status: BuildOK, StartedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCreate(t, s, Program{ID: "a", UserID: "ann", BuildID: "b1"})
+	mustCreate(t, s, Program{ID: "b", UserID: "bob", BuildID: "b1"})
+	mustCreate(t, s, Program{ID: "c", UserID: "ann", BuildID: "b2"})
+	mustCreate(t, s, Program{ID: "d", UserID: "ann", BuildID: "b9"}) // not built yet
+	check := func(want ...string) {
+		t.Helper()
+		got, err := s.UnusedBuilds(ctx)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("UnusedBuilds = %v, %v; want %v", got, err, want)
+		}
+	}
+	check("b3", "b4")
+	// A replaced source leaves its old build unused...
+	p, _ := s.GetProgram(ctx, "c")
+	p.BuildID = "b4"
+	if _, err := s.UpdateProgram(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	check("b2", "b3")
+	// ...and so does deleting the last program of a build, not the first.
+	if err := s.DeleteProgram(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	check("b2", "b3")
+	if err := s.DeleteProgram(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	check("b1", "b2", "b3")
 }

@@ -6,6 +6,16 @@ import (
 	"strings"
 )
 
+// BaseImages returns the images a Dockerfile build needs from the engine, as
+// they are written after ARG expansion (see baseImages), or the reason the
+// Dockerfile cannot be read. The Host checks them before it stores a
+// program, so that a user cannot build on an image that is not theirs.
+func BaseImages(dockerfile string) ([]string, error) { return baseImages(dockerfile) }
+
+// BaseImages is the package's BaseImages, as a method, so the Host can ask
+// the driver it was given without depending on this package.
+func (d *Driver) BaseImages(dockerfile string) ([]string, error) { return baseImages(dockerfile) }
+
 // baseImages returns the images a Dockerfile needs from the engine: the
 // FROM of every stage and any COPY --from that names an image rather than an
 // earlier stage, excluding "scratch" and earlier stages. Variables in them
@@ -42,7 +52,11 @@ func baseImages(dockerfile string) ([]string, error) {
 				continue // stage-local: cannot change a FROM
 			}
 			for _, kv := range fields[1:] {
-				k, v, _ := strings.Cut(kv, "=")
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					delete(globals, k) // declared without a default: unset, as the builder has it
+					continue
+				}
 				globals[k] = unquote(v)
 			}
 		case "FROM":
@@ -59,6 +73,9 @@ func baseImages(dockerfile string) ([]string, error) {
 			}
 			if ref == "" {
 				return nil, fmt.Errorf("line %d: FROM names no image", ln.no)
+			}
+			if err := checkRef(ref); err != nil {
+				return nil, fmt.Errorf("line %d: FROM %w", ln.no, err)
 			}
 			if !strings.EqualFold(ref, "scratch") && !stages[strings.ToLower(ref)] {
 				add(ref)
@@ -86,6 +103,9 @@ func baseImages(dockerfile string) ([]string, error) {
 				if stages[strings.ToLower(ref)] || strings.EqualFold(ref, "scratch") || ref == "" {
 					continue
 				}
+				if err := checkRef(ref); err != nil {
+					return nil, fmt.Errorf("line %d: COPY --from=%w", ln.no, err)
+				}
 				add(ref)
 			}
 		}
@@ -104,25 +124,41 @@ type logicalLine struct {
 // logicalLines joins continuation lines and drops comments and blank lines.
 func logicalLines(src string) ([]logicalLine, error) {
 	escape := byte('\\')
+	src = strings.TrimPrefix(src, "\ufeff") // the builder ignores a byte-order mark
 	raw := strings.Split(strings.ReplaceAll(src, "\r\n", "\n"), "\n")
 	i := 0
-	// Parser directives: "# key=value" lines at the very top.
+	// Parser directives: "# key=value" lines at the very top. The builder
+	// stops looking for them at the first line that is not a directive it
+	// knows, and engines differ in which they know; so an escape directive
+	// after that point is refused rather than guessed at: reading it the
+	// other way than the builder would hide instructions from this parser.
+	done, seenEscape := false, false
 	for ; i < len(raw); i++ {
 		t := strings.TrimSpace(raw[i])
 		if !strings.HasPrefix(t, "#") {
 			break
 		}
 		k, v, ok := strings.Cut(strings.TrimSpace(t[1:]), "=")
-		if !ok || strings.ContainsAny(strings.TrimSpace(k), " \t") {
-			break
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			done = true
+			continue
 		}
-		if strings.EqualFold(strings.TrimSpace(k), "escape") {
-			switch v = strings.TrimSpace(v); v {
+		switch {
+		case strings.EqualFold(k, "escape"):
+			if done || seenEscape {
+				return nil, fmt.Errorf("line %d: an escape directive must come first (or right after syntax), once", i+1)
+			}
+			seenEscape = true
+			switch v {
 			case "\\", "`":
 				escape = v[0]
 			default:
 				return nil, fmt.Errorf("invalid escape directive %q", v)
 			}
+		case strings.EqualFold(k, "syntax"):
+		default:
+			done = true
 		}
 	}
 	var out []logicalLine
@@ -170,14 +206,26 @@ func expand(s string, vars map[string]string) (string, error) {
 			}
 			body := s[i+2 : i+end]
 			i += end
-			name, word, op := body, "", ""
-			if j := strings.Index(body, ":"); j >= 0 && j+1 < len(body) && (body[j+1] == '-' || body[j+1] == '+') {
-				name, op, word = body[:j], body[j:j+2], body[j+2:]
+			n := identLen(body)
+			name, rest := body[:n], body[n:]
+			op, word := "", ""
+			for _, o := range []string{":-", ":+", "-", "+"} {
+				if strings.HasPrefix(rest, o) {
+					op, word = o, rest[len(o):]
+					break
+				}
+			}
+			if n == 0 || op == "" && rest != "" {
+				return "", fmt.Errorf("unsupported variable ${%s} in %q", body, s)
 			}
 			v, set := vars[name]
 			switch op {
 			case ":-":
 				if !set || v == "" {
+					v = word
+				}
+			case "-":
+				if !set {
 					v = word
 				}
 			case ":+":
@@ -186,14 +234,17 @@ func expand(s string, vars map[string]string) (string, error) {
 				} else {
 					v = ""
 				}
+			case "+":
+				if set {
+					v = word
+				} else {
+					v = ""
+				}
 			}
 			b.WriteString(v)
 			continue
 		}
-		j := i + 1
-		for j < len(s) && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= '0' && s[j] <= '9') {
-			j++
-		}
+		j := i + 1 + identLen(s[i+1:])
 		if j == i+1 {
 			b.WriteByte(c)
 			continue
@@ -202,6 +253,30 @@ func expand(s string, vars map[string]string) (string, error) {
 		i = j - 1
 	}
 	return b.String(), nil
+}
+
+// identLen is the length of the variable name s starts with.
+func identLen(s string) int {
+	j := 0
+	for j < len(s) && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= '0' && s[j] <= '9') {
+		j++
+	}
+	return j
+}
+
+// checkRef refuses an image reference holding anything but the characters
+// of a reference (letters, digits, . _ - / : @). Quotes, escapes and
+// variables left after expansion are interpreted by the builder's own
+// lexer, so a reference that needs them could name another image than
+// the one this parser reports.
+func checkRef(ref string) error {
+	for i := 0; i < len(ref); i++ {
+		c := ref[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._-/:@", c) >= 0) {
+			return fmt.Errorf("%q: an image reference may hold only letters, digits and . _ - / : @", ref)
+		}
+	}
+	return nil
 }
 
 func unquote(v string) string {

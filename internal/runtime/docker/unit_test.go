@@ -140,10 +140,23 @@ func TestBaseImages(t *testing.T) {
 		{"empty from", "ARG B\nFROM $B\n", nil, "no image"},
 		{"no from", "RUN true\n", nil, "no FROM"},
 		{"malformed", "FROM a b\n", nil, "malformed"},
+		{"dash and plus forms", "ARG A=x\nFROM ${A-no}:${B-1}\nFROM y${A+:2}${B+no}\n", []string{"x:1", "y:2"}, ""},
+		{"arg without default is unset", "ARG A\nARG B=\nFROM x${A-1}${A+2}:${B-3}${B+4}\n", []string{"x1:4"}, ""},
+		{"nested variable left unexpanded", "ARG A=img:1\nARG B=$A\nFROM $B\n", nil, "may hold only"},
+		{"unsupported variable form", "ARG A=x\nFROM ${A#x}\n", nil, "unsupported variable"},
+		{"quoted reference", "FROM \"hersh-program-x\"\n", nil, "may hold only"},
+		{"escaped reference", "FROM hersh-progr\\am-x\n", nil, "may hold only"},
+		{"quoted copy from", "FROM scratch\nCOPY --from='img:1' /a /b\n", nil, "may hold only"},
+		{"byte-order mark", "\ufeff# escape=`\nFROM scratch\nLABEL a=b \\\nFROM hidden:1\n", []string{"hidden:1"}, ""},
+		{"escape after syntax", "# syntax=docker/dockerfile:1\n# escape=`\nFROM `\n  img:1\n", []string{"img:1"}, ""},
+		{"escape after unknown directive", "# foo=bar\n# escape=`\nFROM scratch\n", nil, "escape directive must come first"},
+		{"escape after comment", "# hello there\n# escape=`\nFROM scratch\n", nil, "escape directive must come first"},
+		{"escape twice", "# escape=`\n# escape=`\nFROM scratch\n", nil, "escape directive must come first"},
+		{"escape after blank line is a comment", "# hi\n\n# escape=`\nFROM a:1 \\\n  AS b\n", []string{"a:1"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := baseImages(c.dockerfile)
+			got, err := BaseImages(c.dockerfile)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("err = %v, want %q", err, c.err)

@@ -1,0 +1,185 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/runtime/docker"
+	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/store"
+	"github.com/hershyorg/hershy/internal/testenv"
+)
+
+func TestProgramImageBuild(t *testing.T) {
+	for ref, want := range map[string]string{
+		"hersh-program-build-0123456789ab":                          "build-0123456789ab",
+		"hersh-program-build-0123456789ab:latest":                   "build-0123456789ab",
+		"hersh-program-abc:v2":                                      "abc",
+		"docker.io/library/hersh-program-abc":                       "abc",
+		"localhost:5000/x/hersh-program-abc:1":                      "abc",
+		"hersh-program-abc@sha256:" + strings.Repeat("0", 64):       "abc",
+		"HERSH-PROGRAM-abc":                                         "abc",
+		"hersh-program-":                                            "",
+		"hersh-program-BUILD_ID":                                    "BUILD_ID",
+		"registry:5000/hersh-program-abc@sha256:" + "0123456789abc": "abc",
+	} {
+		if got, ok := programImageBuild(ref); !ok || got != want {
+			t.Errorf("programImageBuild(%q) = %q, %v; want %q", ref, got, ok, want)
+		}
+	}
+	for _, ref := range []string{"scratch", "alpine:3.19", "hersh-program", "hersh-programs-abc", "my-hersh-program-abc", "hersh-program-abc/x"} {
+		if got, ok := programImageBuild(ref); ok {
+			t.Errorf("programImageBuild(%q) = %q, true; want not a program image", ref, got)
+		}
+	}
+}
+
+func TestIsImageID(t *testing.T) {
+	for _, ref := range []string{"ec", "EC89", "0123456789ab", "sha256:ec89", "SHA256:" + strings.Repeat("a", 64), "sha512:00"} {
+		if !isImageID(ref) {
+			t.Errorf("isImageID(%q) = false", ref)
+		}
+	}
+	for _, ref := range []string{"", "alpine", "ec:latest", "ec89/x", "hersh-program-abc", "deadbeefz"} {
+		if isImageID(ref) {
+			t.Errorf("isImageID(%q) = true", ref)
+		}
+	}
+}
+
+// TestCheckDockerfile checks the ownership rule on a bare Host (a store
+// and the Docker driver's parser; no engine needed).
+func TestCheckDockerfile(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "hershy.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	for _, p := range []store.Program{
+		{ID: "ann-1", UserID: "ann", BuildID: "build-aaaaaaaaaaaa"},
+		{ID: "bob-1", UserID: "bob", BuildID: "build-bbbbbbbbbbbb"},
+	} {
+		p.State, p.Desired = string(lifecycle.Created), string(lifecycle.DesiredStopped)
+		if _, err := st.CreateProgram(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &Host{store: st, driver: &docker.Driver{}}
+	for _, c := range []struct {
+		name, dockerfile string
+		want             string // "" when allowed
+	}{
+		{"scratch", "FROM scratch\nCOPY a /a\n", ""},
+		{"operator image", "FROM alpine:3.19\n", ""},
+		{"own program", "FROM hersh-program-build-aaaaaaaaaaaa\nENV X=1\n", ""},
+		{"own program, tag and registry", "FROM docker.io/library/hersh-program-build-aaaaaaaaaaaa:latest\n", ""},
+		{"own program through a global arg", "ARG B=build-aaaaaaaaaaaa\nFROM hersh-program-$B\n", ""},
+		{"another user's program", "FROM hersh-program-build-bbbbbbbbbbbb\n", "FROM hersh-program-build-bbbbbbbbbbbb: no program of yours was built from it"},
+		{"another user's program, spelled otherwise", "FROM library/hersh-program-build-bbbbbbbbbbbb@sha256:" + strings.Repeat("0", 64) + "\n", "no program of yours"},
+		{"another user's program in a later stage", "FROM hersh-program-build-aaaaaaaaaaaa AS a\nFROM scratch\nCOPY --from=hersh-program-build-bbbbbbbbbbbb /x /x\n", "no program of yours"},
+		{"another user's program through an arg", "ARG B=build-bbbbbbbbbbbb\nFROM hersh-program-${B}\n", "no program of yours"},
+		{"unknown build", "FROM hersh-program-build-cccccccccccc\n", "no program of yours"},
+		{"placeholder left in", "FROM hersh-program-BUILD_ID\n", "FROM hersh-program-BUILD_ID: no program of yours"},
+		{"image id", "FROM ec89\n", "not by image id"},
+		{"image id digest", "FROM scratch\nCOPY --from=sha256:ec89 /x /x\n", "not by image id"},
+		{"does not parse", "FROM a b c d\n", "malformed FROM"},
+		{"no FROM", "RUN true\n", "no FROM"},
+		{"quoted name", "FROM \"hersh-program-build-bbbbbbbbbbbb\"\n", "may hold only"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, form := range []string{"field", "file"} {
+				df, files := c.dockerfile, source.Files{"a": "x"}
+				if form == "file" {
+					df, files = "", source.Files{"a": "x", source.DockerfileName: c.dockerfile}
+				}
+				err := h.checkDockerfile(ctx, "ann", df, files)
+				if c.want == "" {
+					if err != nil {
+						t.Fatalf("%s: %v", form, err)
+					}
+					continue
+				}
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "dockerfile: ") || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("%s: err = %v, want ErrInvalid mentioning %q", form, err, c.want)
+				}
+			}
+		})
+	}
+	if err := h.checkDockerfile(ctx, "bob", "FROM hersh-program-build-bbbbbbbbbbbb\n", nil); err != nil {
+		t.Errorf("bob on his own program: %v", err)
+	}
+	if err := h.checkDockerfile(ctx, "ann", "", counterFiles()); err != nil {
+		t.Errorf("a Go program: %v", err)
+	}
+}
+
+func counterFiles() source.Files {
+	return source.Files{"main.go": "package main\n", "go.mod": "module x\n"}
+}
+
+// TestDockerfileBaseOwnership: Create and ReplaceSource refuse a Dockerfile
+// built on another user's program image with ErrInvalid, before writing
+// anything. Nothing is built, so it is quick under both runtimes.
+func TestDockerfileBaseOwnership(t *testing.T) {
+	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+		t.Run(rt, func(t *testing.T) {
+			d := testenv.Engine(t, rt)
+			dir := t.TempDir()
+			h := openHost(t, dir, rt, d)
+			defer h.Close()
+			ctx := context.Background()
+			base, err := h.Create(ctx, CreateRequest{UserID: "gus", Files: variant(11)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := h.Create(ctx, CreateRequest{UserID: "hal", Files: variant(12)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			onBase := "FROM " + imageTag(base.BuildID) + "\nENV COUNTER_STEP=10\n"
+			files := source.Files{"greeting.txt": "hi\n"}
+
+			_, err = h.Create(ctx, CreateRequest{UserID: "hal", Dockerfile: onBase, Files: files})
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "no program of yours was built from it") {
+				t.Fatalf("hal building on gus's program: err = %v", err)
+			}
+			_, err = h.Create(ctx, CreateRequest{UserID: "hal", Dockerfile: "FROM a b c d\n", Files: files})
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "malformed FROM") {
+				t.Fatalf("unparsable Dockerfile: err = %v", err)
+			}
+			_, err = h.ReplaceSource(ctx, other.ID, onBase, files)
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "no program of yours") {
+				t.Fatalf("hal replacing his source to build on gus's program: err = %v", err)
+			}
+			if got, _ := h.Source(ctx, other.ID); got["main.go"] != variant(12)["main.go"] || got[source.DockerfileName] != "" {
+				t.Fatal("a refused ReplaceSource changed the stored source")
+			}
+			entries, _ := os.ReadDir(filepath.Join(dir, "programs"))
+			tmp, _ := os.ReadDir(filepath.Join(dir, "tmp"))
+			if len(entries) != 2 || len(tmp) != 0 {
+				t.Fatalf("after refused requests: %d program folders, %d in tmp", len(entries), len(tmp))
+			}
+
+			// The owner may build on it, by Create and by ReplaceSource.
+			mine, err := h.Create(ctx, CreateRequest{UserID: "gus", Dockerfile: onBase, Files: files})
+			if err != nil {
+				t.Fatalf("gus building on his own program: %v", err)
+			}
+			if _, err := h.ReplaceSource(ctx, mine.ID, onBase+"LABEL x=y\n", files); err != nil {
+				t.Fatalf("gus replacing his source: %v", err)
+			}
+			for _, id := range []string{mine.ID, other.ID, base.ID} {
+				if err := h.Delete(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
