@@ -1,5 +1,7 @@
 // Command simple-counter is the smallest useful hersh program: a counter
 // that advances every second, survives restarts, and answers two messages.
+// Each tick adds $COUNTER_STEP to the counter (a positive integer, 1 when
+// unset); any other value makes the program exit with an error at start.
 //
 //	status  logs the counter
 //	reset   sets it back to 0
@@ -13,6 +15,8 @@
 //
 //	HERSH_API_ADDR=127.0.0.1:8080 go run .
 //	curl -s -X POST -d '{"content":"status"}' http://127.0.0.1:8080/watcher/message
+//
+// or counting in tens: COUNTER_STEP=10 HERSH_API_ADDR=127.0.0.1:8080 go run .
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -31,6 +36,9 @@ import (
 // defaultStateDir is used when neither the config nor $HERSH_STATE_DIR names one.
 const defaultStateDir = ".data/simple-counter"
 
+// envStep names the environment variable holding the amount each tick adds.
+const envStep = "COUNTER_STEP"
+
 // counter is the durable context-state key holding the count.
 var counter = hersh.NewKey[int]("counter")
 
@@ -39,11 +47,15 @@ func main() {
 	if os.Getenv(hersh.EnvStateDir) == "" {
 		cfg.StateDir = defaultStateDir // run by hand: keep state next to the program
 	}
-	w, err := newCounter(cfg)
+	inc, err := parseStep(os.Getenv(envStep))
+	if err != nil {
+		log.Fatalf("simple-counter: %v", err)
+	}
+	w, err := newCounter(cfg, inc)
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("simple-counter: WatcherAPI on %s, state in %s", w.Config().APIAddr, w.Config().StateDir)
+	log.Printf("simple-counter: WatcherAPI on %s, state in %s, step %d", w.Config().APIAddr, w.Config().StateDir, inc)
 
 	// Ctrl-C or SIGTERM stops the watcher gracefully; the exit code tells
 	// a supervisor how it ended.
@@ -53,12 +65,29 @@ func main() {
 	os.Exit(code)
 }
 
-// newCounter returns a watcher running the counter. Its context state and
-// counter.log live in the watcher's state directory.
-func newCounter(cfg hersh.Config) (*hersh.Watcher, error) {
+// parseStep reads the value of $COUNTER_STEP: empty means 1, anything else
+// must be a positive integer.
+func parseStep(v string) (int, error) {
+	if v == "" {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s=%q: want a positive integer", envStep, v)
+	}
+	return n, nil
+}
+
+// newCounter returns a watcher running the counter, adding inc on every
+// tick. Its context state and counter.log live in the watcher's state
+// directory.
+func newCounter(cfg hersh.Config, inc int) (*hersh.Watcher, error) {
+	if inc < 1 {
+		return nil, fmt.Errorf("counter step %d: want a positive integer", inc)
+	}
 	var logPath string
 	w, err := hersh.New(cfg, func(c *hersh.Context) error {
-		return step(c, logPath)
+		return step(c, logPath, inc)
 	})
 	if err != nil {
 		return nil, err
@@ -75,8 +104,8 @@ func newCounter(cfg hersh.Config) (*hersh.Watcher, error) {
 }
 
 // step is the managed function: hersh runs it once at start, once per
-// second (the tick) and once per message.
-func step(c *hersh.Context, logPath string) error {
+// second (the tick, which adds inc) and once per message.
+func step(c *hersh.Context, logPath string, inc int) error {
 	hersh.WatchTick(c, "tick", time.Second)
 
 	switch c.Trigger().Kind {
@@ -85,7 +114,7 @@ func step(c *hersh.Context, logPath string) error {
 		log.Printf("counter starts at %d", n)
 
 	case hersh.TriggerVars: // the tick fired
-		n, err := counter.Update(c, func(n int) (int, error) { return n + 1, nil })
+		n, err := counter.Update(c, func(n int) (int, error) { return n + inc, nil })
 		if err != nil {
 			return err
 		}

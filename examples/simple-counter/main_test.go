@@ -59,9 +59,53 @@ func TestCounter(t *testing.T) {
 	})
 }
 
+// TestCounterStep checks that each tick adds the step, and that a reset
+// starts counting from 0 again in the same steps.
+func TestCounterStep(t *testing.T) {
+	captureLog(t)
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := hersh.Config{DisableAPIServer: true, StateDir: dir}
+
+		w := startStep(t, cfg, 10)
+		time.Sleep(2*time.Second + time.Millisecond) // two ticks
+		synctest.Wait()
+		send(t, w, "reset")
+		time.Sleep(time.Second) // one more tick
+		synctest.Wait()
+		stop(t, w)
+
+		if got, want := counts(t, dir), []int{10, 20, 0, 10}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("counter.log holds %v, want %v", got, want)
+		}
+	})
+}
+
+func TestParseStep(t *testing.T) {
+	for v, want := range map[string]int{"": 1, "1": 1, "10": 10, "250": 250} {
+		if got, err := parseStep(v); err != nil || got != want {
+			t.Errorf("parseStep(%q) = %d, %v; want %d", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"0", "-3", "ten", "1.5", " 2", "0x10"} {
+		_, err := parseStep(v)
+		if err == nil || !strings.Contains(err.Error(), "COUNTER_STEP") {
+			t.Errorf("parseStep(%q) = %v; want an error naming COUNTER_STEP", v, err)
+		}
+	}
+	if _, err := newCounter(hersh.Config{DisableAPIServer: true, StateDir: t.TempDir()}, 0); err == nil {
+		t.Error("newCounter accepted a step of 0")
+	}
+}
+
 func start(t *testing.T, cfg hersh.Config) *hersh.Watcher {
 	t.Helper()
-	w, err := newCounter(cfg)
+	return startStep(t, cfg, 1)
+}
+
+func startStep(t *testing.T, cfg hersh.Config, inc int) *hersh.Watcher {
+	t.Helper()
+	w, err := newCounter(cfg, inc)
 	if err != nil {
 		t.Fatal(err)
 	}
