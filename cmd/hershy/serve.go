@@ -20,6 +20,7 @@ var version = "dev"
 type serveOpts struct {
 	dataDir, listen, runtime, logLevel string
 	proxyPorts                         string // per-program WatcherAPI ports, e.g. 9000-9999 ("" off)
+	goCache, goModCache                string // caches of program builds ("" under the data directory)
 }
 
 func defaultDataDir() string {
@@ -56,6 +57,8 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&o.listen, "listen", "127.0.0.1:18080", "listen address")
 	f.StringVar(&o.runtime, "runtime", "runsc", "container runtime: runsc (gVisor) or runc")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.goCache, "go-cache", "", "GOCACHE of program builds, e.g. shared with your own go command's (default DATA/cache/go-build)")
+	f.StringVar(&o.goModCache, "go-mod-cache", "", "GOMODCACHE of program builds (default DATA/cache/gomod)")
 	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI (default off)")
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/hershyorg/hershy/internal/api"
+	"github.com/hershyorg/hershy/internal/build"
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/runtime/docker"
 )
@@ -28,7 +29,10 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	h, err := host.Open(ctx, host.Options{DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts}, driver)
+	h, err := host.Open(ctx, host.Options{
+		DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts,
+		Build: build.Options{GoCacheDir: o.goCache, GoModCacheDir: o.goModCache},
+	}, driver)
 	if err != nil {
 		return fmt.Errorf("serve: opening host: %w", err)
 	}
