@@ -23,11 +23,7 @@ const examplesDir = "../examples"
 // variant, the Host builds and sandboxes them, and the user watches and
 // steers them through the WatcherAPI proxy; their /state survives every
 // kind of restart and an upgrade; deleting them leaves nothing behind.
-func TestExamples(t *testing.T) {
-	for _, rt := range []string{"runc", "runsc"} {
-		t.Run(rt, func(t *testing.T) { testExamples(t, rt) })
-	}
-}
+func TestExamples(t *testing.T) { forEachRuntime(t, testExamples) }
 
 // suite is the programs of one TestExamples run.
 type suite struct {
@@ -58,8 +54,9 @@ func testExamples(t *testing.T, rt string) {
 	s.dockerV = s.deployDockerVariant(t)
 
 	all := []*program{s.counter, s.server, s.trading, s.dockerV}
-	phase("every WatcherAPI route through the proxy")
+	phase("the sandbox contract (engine view) and every WatcherAPI route through the proxy")
 	for _, p := range all {
+		checkContract(t, p, rt)
 		checkRoutes(t, p)
 	}
 	phase("each program only through its own route")
@@ -161,6 +158,35 @@ func (s *suite) deployDockerVariant(t *testing.T) *program {
 	p := s.h.deploy(t, s.alice, "simple-counter-docker", client.SourceRequest{SrcFiles: files})
 	p.waitState("Ready", 3*time.Minute)
 	return p
+}
+
+// checkContract checks, from the engine's view, that the program runs under
+// the sandbox contract: the runtime asked for, a read-only root, no
+// network and no published port, no capabilities, not root, /state its
+// only writable mount.
+func checkContract(t *testing.T, p *program, rt string) {
+	t.Helper()
+	c, err := p.h.engine.Client().ContainerInspect(context.Background(), p.get().ContainerID)
+	if err != nil {
+		t.Fatalf("%s: inspect: %v", p.name, err)
+	}
+	hc := c.HostConfig
+	if hc.Runtime != rt || !hc.ReadonlyRootfs || hc.NetworkMode != "none" || hc.Privileged ||
+		len(hc.PortBindings) != 0 || !slices.Equal(hc.CapDrop, []string{"ALL"}) || hc.PidsLimit == nil || *hc.PidsLimit <= 0 {
+		t.Errorf("%s: host config: runtime %s, read-only %v, network %s, privileged %v, ports %v, cap-drop %v, pids %v",
+			p.name, hc.Runtime, hc.ReadonlyRootfs, hc.NetworkMode, hc.Privileged, hc.PortBindings, hc.CapDrop, hc.PidsLimit)
+	}
+	if u := c.Config.User; u == "" || u == "0" || strings.HasPrefix(u, "0:") || u == "root" {
+		t.Errorf("%s: runs as user %q", p.name, u)
+	}
+	for _, m := range c.Mounts {
+		if m.RW && m.Destination != "/state" {
+			t.Errorf("%s: writable mount %s", p.name, m.Destination)
+		}
+	}
+	if len(c.NetworkSettings.Ports) != 0 {
+		t.Errorf("%s: ports %v", p.name, c.NetworkSettings.Ports)
+	}
 }
 
 // checkRoutes checks every WatcherAPI route through the proxy: each answers
@@ -304,21 +330,14 @@ func (s *suite) checkMessages(t *testing.T) {
 		t.Errorf("simple-counter: after reset, status says %d", n)
 	}
 	// watcher-server: reset and help.
-	s.server.send("reset")
-	s.server.waitLogContains("reset: counter is 0", 30*time.Second)
-	s.server.send("help")
-	s.server.waitLogContains("help: messages are", 30*time.Second)
+	s.server.ask("reset", "reset: counter is 0")
+	s.server.ask("help", "help: messages are")
 	// trading-long: pause, status shows it, resume, portfolio.
-	s.trading.send("pause")
-	s.trading.waitLogContains("trading paused", 30*time.Second)
-	s.trading.send("status")
-	s.trading.waitLogContains("status: paused", 30*time.Second)
-	s.trading.send("resume")
-	s.trading.waitLogContains("trading resumed", 30*time.Second)
-	s.trading.send("portfolio")
-	s.trading.waitLogContains("portfolio: cash $", 30*time.Second)
-	s.trading.send("status")
-	s.trading.waitLogContains("status: trading", 30*time.Second)
+	s.trading.ask("pause", "trading paused")
+	s.trading.ask("status", "status: paused")
+	s.trading.ask("resume", "trading resumed")
+	s.trading.ask("portfolio", "portfolio: cash $")
+	s.trading.ask("status", "status: trading")
 }
 
 // numberAfter returns the integer that follows prefix in line.

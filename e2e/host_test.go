@@ -31,6 +31,14 @@ import (
 	"github.com/hershyorg/hershy/internal/testenv"
 )
 
+// forEachRuntime runs test as a subtest per runtime, runc first (the
+// quicker one to fail), then runsc (the default).
+func forEachRuntime(t *testing.T, test func(t *testing.T, rt string)) {
+	for _, rt := range []string{"runc", "runsc"} {
+		t.Run(rt, func(t *testing.T) { test(t, rt) })
+	}
+}
+
 // host is a `hershy serve` process on a temporary data directory, serving
 // its API on a loopback port that stays the same across restarts.
 type host struct {
@@ -452,6 +460,13 @@ func (p *program) waitLog(what string, timeout time.Duration, match func(line st
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// ask sends a message and waits for a log line containing want.
+func (p *program) ask(content, want string) string {
+	p.t.Helper()
+	p.send(content)
+	return p.waitLogContains(want, 30*time.Second)
 }
 
 // waitLogContains waits for a line containing s.

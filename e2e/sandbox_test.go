@@ -24,11 +24,7 @@ import (
 //
 // The dials are made by the program inside its sandbox; the test itself
 // only talks to the Host on 127.0.0.1.
-func TestSandbox(t *testing.T) {
-	for _, rt := range []string{"runc", "runsc"} {
-		t.Run(rt, func(t *testing.T) { testSandbox(t, rt) })
-	}
-}
+func TestSandbox(t *testing.T) { forEachRuntime(t, testSandbox) }
 
 // probeReport is what the probe logs for a check (see testdata/probe).
 type probeReport struct {
