@@ -84,6 +84,7 @@ func (f *fakeHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		js(200, `{"program_id":"p1","state":"Building","message":"start requested"}`)
 	case "POST /programs/p1/stop":
+		f.state = "Stopped"
 		js(200, `{"program_id":"p1","state":"Stopping","message":"stop requested"}`)
 	case "DELETE /programs/p1":
 		js(200, `{"program_id":"p1","status":"deleted"}`)
@@ -192,7 +193,11 @@ func TestInspect(t *testing.T) {
 
 func TestActionsAndErrors(t *testing.T) {
 	f, _ := setup(t)
-	if out := mustRun(t, "stop", "p1"); out != "p1: stop requested (state Stopping)\n" {
+	if out := mustRun(t, "stop", "--wait=false", "p1"); out != "p1: stop requested (state Stopping)\n" {
+		t.Fatalf("stop --wait=false: %q", out)
+	}
+	// By default it waits until the program is Stopped.
+	if out := mustRun(t, "stop", "p1"); out != "p1: stop requested (state Stopping)\np1: Stopped\n" {
 		t.Fatalf("stop: %q", out)
 	}
 	if out := mustRun(t, "rm", "p1"); out != "p1 deleted\n" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -100,7 +101,9 @@ func (a *app) printProgram(p *client.Program) error {
 }
 
 func (a *app) actionCmd(verb, short string) *cobra.Command {
-	return &cobra.Command{
+	var wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
 		Use:   verb + " ID",
 		Short: short,
 		Args:  exactArgs(1),
@@ -121,16 +124,73 @@ func (a *app) actionCmd(verb, short string) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", verb, args[0], err)
 			}
+			if !wait {
+				return a.printAction(verb, res)
+			}
+			if !a.jsonOut() {
+				if err := a.printAction(verb, res); err != nil {
+					return err
+				}
+			}
+			want := "Ready"
+			if verb == "stop" {
+				want = "Stopped"
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			p, err := waitForState(ctx, c, res.ProgramID, want)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", verb, args[0], err)
+			}
 			if a.jsonOut() {
-				return a.printJSON(res)
+				return a.printJSON(p)
 			}
-			msg := res.Message
-			if msg == "" {
-				msg = verb + " requested"
-			}
-			_, err = fmt.Fprintf(a.out, "%s: %s (state %s)\n", res.ProgramID, msg, res.State)
+			_, err = fmt.Fprintf(a.out, "%s: %s\n", p.ProgramID, p.State)
 			return err
 		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the program is "+map[bool]string{true: "Stopped", false: "Ready"}[verb == "stop"]+" (--wait=false returns at once)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long --wait waits")
+	return cmd
+}
+
+// printAction prints the Host's answer to start, stop or restart.
+func (a *app) printAction(verb string, res *client.ActionResponse) error {
+	if a.jsonOut() {
+		return a.printJSON(res)
+	}
+	msg := res.Message
+	if msg == "" {
+		msg = verb + " requested"
+	}
+	_, err := fmt.Fprintf(a.out, "%s: %s (state %s)\n", res.ProgramID, msg, res.State)
+	return err
+}
+
+// waitForState polls the program until it is in want. Error, or Stopped
+// when Ready is wanted (a restart passes from Stopping straight to
+// Starting), ends the wait with an error.
+func waitForState(ctx context.Context, c *client.Client, id, want string) (*client.Program, error) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		p, err := c.GetProgram(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case p.State == want:
+			return p, nil
+		case p.State == "Error":
+			return p, fmt.Errorf("program is in Error: %s", p.ErrorMsg)
+		case p.State == "Stopped" && want == "Ready":
+			return p, fmt.Errorf("program stopped instead of becoming Ready")
+		}
+		select {
+		case <-ctx.Done():
+			return p, fmt.Errorf("still %s, not %s: %w", p.State, want, ctx.Err())
+		case <-t.C:
+		}
 	}
 }
 
