@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,8 +19,9 @@ import (
 // TestSandbox looks at the sandbox from the inside, once per runtime: a
 // probe program reports what it can write and reach. With network none it
 // has only loopback and reaches nothing; granted outbound network it has a
-// route out but still reaches neither the Host's API (on any of the
-// machine's addresses) nor another program. Then the probe crashes on
+// route out but still reaches neither the Host's API, nor a service of the
+// machine listening on every interface (on any of the machine's
+// addresses), nor another program. Then the probe crashes on
 // request and the Host restarts it with growing delays, its /state intact.
 //
 // The dials are made by the program inside its sandbox; the test itself
@@ -64,11 +66,14 @@ func testSandbox(t *testing.T, rt string) {
 	}
 
 	// Where the Host's API could be reached from a container if it
-	// listened on more than loopback: every address of this machine.
+	// listened on more than loopback: every address of this machine. And a
+	// service of the machine that does listen on every interface (as an
+	// operator's might): the host must drop what the sandbox sends it.
 	_, port, _ := net.SplitHostPort(h.addr)
+	wide, accepted := wideListener(t)
 	targets := []string{"127.0.0.1:" + port} // inside: the sandbox's own loopback
 	for _, a := range hostAddrs(t) {
-		targets = append(targets, net.JoinHostPort(a, port))
+		targets = append(targets, net.JoinHostPort(a, port), net.JoinHostPort(a, wide))
 	}
 	// Another program, listening on all its interfaces.
 	peer.send("listen 9000")
@@ -108,6 +113,9 @@ func testSandbox(t *testing.T, rt string) {
 			t.Errorf("%s: network none but has interfaces %v, default route %v", tc.p.name, r.Interfaces, r.DefaultRoute)
 		}
 	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the machine's service on all interfaces accepted %d connections from sandboxes", n)
+	}
 	// Control: the peer's listener works; the egress probe's failure to
 	// reach it is the network's doing.
 	if r := peer.check(nil, []string{peerAddr}); r.Dial[peerAddr] != "ok" {
@@ -115,6 +123,32 @@ func testSandbox(t *testing.T, rt string) {
 	}
 
 	checkCrashLoop(t, none)
+}
+
+// wideListener listens on every interface of the machine (port 0: any
+// free one) and counts the connections it accepts.
+func wideListener(t *testing.T) (port string, accepted *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = new(atomic.Int32)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	_, port, _ = net.SplitHostPort(ln.Addr().String())
+	return port, accepted
 }
 
 // hostAddrs returns this machine's non-loopback IPv4 addresses: its own

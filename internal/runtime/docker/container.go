@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os/exec"
 	"path"
 	"strconv"
 	"strings"
@@ -199,28 +200,71 @@ func checkUser(u string) error {
 	return nil
 }
 
-// ensureEgressNetwork creates EgressNetwork when missing and checks that an
-// existing one keeps containers apart.
+// ensureEgressNetwork creates EgressNetwork when missing, checks that an
+// existing one is a bridge with inter-container traffic disabled, and
+// closes the host to it (guardHost).
 func (d *Driver) ensureEgressNetwork(ctx context.Context) error {
 	d.netMu.Lock()
 	defer d.netMu.Unlock()
 	n, err := d.cli.NetworkInspect(ctx, EgressNetwork, network.InspectOptions{})
-	if err == nil {
-		if n.Driver != "bridge" || n.Options["com.docker.network.bridge.enable_icc"] != "false" {
-			return fmt.Errorf("docker: network %s exists but is not a bridge with inter-container traffic disabled (driver %q, options %v); remove it and let the Host create it", EgressNetwork, n.Driver, n.Options)
+	if cerrdefs.IsNotFound(err) {
+		_, err = d.cli.NetworkCreate(ctx, EgressNetwork, network.CreateOptions{
+			Driver: "bridge",
+			Options: map[string]string{
+				"com.docker.network.bridge.enable_icc": "false",
+				bridgeNameOption:                       EgressBridge,
+			},
+			Labels: map[string]string{hrt.LabelManaged: "true"},
+		})
+		if err != nil && !cerrdefs.IsConflict(err) {
+			return fmt.Errorf("docker: create network %s: %w", EgressNetwork, err)
 		}
-		return nil
+		n, err = d.cli.NetworkInspect(ctx, EgressNetwork, network.InspectOptions{})
 	}
-	if !cerrdefs.IsNotFound(err) {
+	if err != nil {
 		return fmt.Errorf("docker: inspect network %s: %w", EgressNetwork, err)
 	}
-	_, err = d.cli.NetworkCreate(ctx, EgressNetwork, network.CreateOptions{
-		Driver:  "bridge",
-		Options: map[string]string{"com.docker.network.bridge.enable_icc": "false"},
-		Labels:  map[string]string{hrt.LabelManaged: "true"},
-	})
-	if err != nil && !cerrdefs.IsConflict(err) {
-		return fmt.Errorf("docker: create network %s: %w", EgressNetwork, err)
+	if n.Driver != "bridge" || n.Options["com.docker.network.bridge.enable_icc"] != "false" {
+		return fmt.Errorf("docker: network %s exists but is not a bridge with inter-container traffic disabled (driver %q, options %v); remove it and let the Host create it", EgressNetwork, n.Driver, n.Options)
+	}
+	return guardHost(ctx, bridgeName(n.ID, n.Options))
+}
+
+// EgressBridge is the host interface of EgressNetwork when the Host created
+// it (a network made by an older Host has the engine's br-<id> name).
+const EgressBridge = "hershy-egress0"
+
+const bridgeNameOption = "com.docker.network.bridge.name"
+
+// bridgeName is the host interface of a bridge network: the name given at
+// creation, or the engine's default br-<first 12 digits of the id>.
+func bridgeName(id string, options map[string]string) string {
+	if b := options[bridgeNameOption]; b != "" {
+		return b
+	}
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return "br-" + id
+}
+
+// guardHost makes the host drop every packet that arrives from the egress
+// bridge and is addressed to the host itself (the INPUT chain; traffic
+// going out through the host is FORWARD and unaffected). Without it a
+// program granted outbound network could reach any service of the host
+// listening on more than loopback, through the bridge's gateway or any
+// other host address. Idempotent: the rule is added only when missing.
+// No rule, no egress: an error here fails the container's creation.
+func guardHost(ctx context.Context, bridge string) error {
+	rule := []string{"INPUT", "-i", bridge, "-j", "DROP"}
+	check := exec.CommandContext(ctx, "iptables", append([]string{"-w", "-C"}, rule...)...)
+	if check.Run() == nil {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, "iptables", append([]string{"-w", "-I"}, rule...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("docker: closing the host to network %s (iptables -I %s): %v: %s",
+			EgressNetwork, strings.Join(rule, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

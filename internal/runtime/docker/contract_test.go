@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -338,6 +339,11 @@ func TestEgressNetwork(t *testing.T) {
 		}
 		if n.Driver != "bridge" || n.Options["com.docker.network.bridge.enable_icc"] != "false" {
 			t.Errorf("network %s: driver %q options %v", EgressNetwork, n.Driver, n.Options)
+		}
+		// The host drops what arrives from the bridge for itself.
+		br := bridgeName(n.ID, n.Options)
+		if out, err := exec.Command("iptables", "-w", "-C", "INPUT", "-i", br, "-j", "DROP").CombinedOutput(); err != nil {
+			t.Errorf("no INPUT drop rule for %s: %v %s", br, err, out)
 		}
 		c, err := d.Client().ContainerInspect(ctx, id)
 		if err != nil {

@@ -245,3 +245,20 @@ func mkfifo(p string) {
 		panic(err)
 	}
 }
+
+func TestBridgeName(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		opts map[string]string
+		want string
+	}{
+		{"f3a202521b6059566c92269cd05264e4", nil, "br-f3a202521b60"},
+		{"f3a202521b60", map[string]string{}, "br-f3a202521b60"},
+		{"abc", nil, "br-abc"},
+		{"f3a202521b6059566c92269cd05264e4", map[string]string{bridgeNameOption: EgressBridge}, EgressBridge},
+	} {
+		if got := bridgeName(tc.id, tc.opts); got != tc.want {
+			t.Errorf("bridgeName(%q, %v) = %q, want %q", tc.id, tc.opts, got, tc.want)
+		}
+	}
+}
