@@ -131,15 +131,19 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (store.Program, er
 	return row, nil
 }
 
-// baseImager is what the Host asks of its driver to check a Dockerfile
-// before storing it: the images its build would take from the engine, or
-// why it cannot be read. The Docker driver has it.
-type baseImager interface {
+// dockerfileReader is what the Host asks of its driver to check a
+// Dockerfile before storing it: the images its build would take from the
+// engine, and the steps that would run code during the build, or why it
+// cannot be read. The Docker driver has it.
+type dockerfileReader interface {
 	BaseImages(dockerfile string) ([]string, error)
+	CodeSteps(dockerfile string) ([]int, error)
 }
 
 // checkDockerfile refuses (ErrInvalid) a Dockerfile that does not parse,
-// that names a base image by image id, or that builds on a program's image
+// that would run code while it builds (RUN, ONBUILD: build steps run outside
+// gVisor and the program's limits, possibly as root), that names a base
+// image by image id, or that builds on a program's image
 // (hersh-program-<build id>, any tag) when no program of userID has that
 // build: otherwise a user could layer on, and read, another user's program.
 // Any other base the engine has (scratch, an image the operator loaded)
@@ -149,13 +153,20 @@ func (h *Host) checkDockerfile(ctx context.Context, userID, dockerfile string, f
 		if df == "" {
 			continue
 		}
-		bi, ok := h.driver.(baseImager)
+		bi, ok := h.driver.(dockerfileReader)
 		if !ok {
 			return fmt.Errorf("%w: dockerfile: this runtime cannot check base images, so Dockerfile programs are refused", ErrInvalid)
 		}
 		refs, err := bi.BaseImages(df)
 		if err != nil {
 			return fmt.Errorf("%w: dockerfile: %v", ErrInvalid, err)
+		}
+		steps, err := bi.CodeSteps(df)
+		if err != nil {
+			return fmt.Errorf("%w: dockerfile: %v", ErrInvalid, err)
+		}
+		if len(steps) > 0 {
+			return fmt.Errorf("%w: dockerfile: line %d: RUN and ONBUILD are not allowed: build steps would run outside the sandbox; let the Host compile Go source, and use COPY, ENV and the like to layer on a base", ErrInvalid, steps[0])
 		}
 		for _, ref := range refs {
 			if isImageID(ref) {

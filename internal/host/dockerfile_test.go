@@ -90,7 +90,10 @@ func TestCheckDockerfile(t *testing.T) {
 		{"image id", "FROM ec89\n", "not by image id"},
 		{"image id digest", "FROM scratch\nCOPY --from=sha256:ec89 /x /x\n", "not by image id"},
 		{"does not parse", "FROM a b c d\n", "malformed FROM"},
-		{"no FROM", "RUN true\n", "no FROM"},
+		{"no FROM", "ENV A=1\n", "no FROM"},
+		{"RUN", "FROM alpine:3.19\nRUN true\n", "line 2: RUN and ONBUILD are not allowed"},
+		{"RUN in exec form, lower case, continued", "FROM hersh-program-build-aaaaaaaaaaaa\nENV A=1\nrun [\"/app\", \\\n  \"-x\"]\n", "line 3: RUN"},
+		{"ONBUILD", "FROM scratch\nONBUILD RUN true\n", "line 2: RUN and ONBUILD"},
 		{"quoted name", "FROM \"hersh-program-build-bbbbbbbbbbbb\"\n", "may hold only"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

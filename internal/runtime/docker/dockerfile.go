@@ -16,6 +16,28 @@ func BaseImages(dockerfile string) ([]string, error) { return baseImages(dockerf
 // the driver it was given without depending on this package.
 func (d *Driver) BaseImages(dockerfile string) ([]string, error) { return baseImages(dockerfile) }
 
+// CodeSteps returns the line numbers of the instructions that would run
+// code while the image builds: RUN, and ONBUILD (a trigger that runs in a
+// later build FROM this image). The legacy builder runs them in ordinary
+// containers (the engine's default runtime, the image's user, no limits of
+// the program), which is why the Host refuses them in user Dockerfiles.
+func (d *Driver) CodeSteps(dockerfile string) ([]int, error) {
+	lines, err := logicalLines(dockerfile)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, ln := range lines {
+		if f := strings.Fields(ln.text); len(f) > 0 {
+			switch strings.ToUpper(f[0]) {
+			case "RUN", "ONBUILD":
+				out = append(out, ln.no)
+			}
+		}
+	}
+	return out, nil
+}
+
 // baseImages returns the images a Dockerfile needs from the engine: the
 // FROM of every stage and any COPY --from that names an image rather than an
 // earlier stage, excluding "scratch" and earlier stages. Variables in them
