@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/network"
 
 	hrt "github.com/hershyorg/hershy/internal/runtime"
@@ -309,21 +308,9 @@ func TestDialPooled(t *testing.T) {
 func TestEgressNetwork(t *testing.T) {
 	d := newDriver(t)
 	ctx := context.Background()
-	_, err := d.Client().NetworkInspect(ctx, EgressNetwork, network.InspectOptions{})
-	existed := err == nil
-	if !existed {
-		t.Cleanup(func() {
-			// Another user of this engine may have attached a container in
-			// the meantime: then the network is theirs to keep.
-			if n, err := d.Client().NetworkInspect(context.Background(), EgressNetwork, network.InspectOptions{}); err == nil && len(n.Containers) > 0 {
-				t.Logf("leaving %s: in use by %d other container(s)", EgressNetwork, len(n.Containers))
-				return
-			}
-			if err := d.Client().NetworkRemove(context.Background(), EgressNetwork); err != nil && !cerrdefs.IsNotFound(err) {
-				t.Errorf("remove %s: %v", EgressNetwork, err)
-			}
-		})
-	}
+	// The network is left in place afterwards: it is the engine-wide
+	// infrastructure every Host shares, and other packages' tests running
+	// at the same time may be attaching programs to it.
 	forEachRuntime(t, d, func(t *testing.T, h *harness) {
 		hostAddr, accepted := hostListener(t)
 		spec := h.spec("egress", "")
