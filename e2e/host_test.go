@@ -42,7 +42,7 @@ func forEachRuntime(t *testing.T, test func(t *testing.T, rt string)) {
 // host is a `hershy serve` process on a temporary data directory, serving
 // its API on a loopback port that stays the same across restarts.
 type host struct {
-	t       *testing.T
+	t       testing.TB
 	rt      string
 	engine  *docker.Driver
 	dataDir string
@@ -58,7 +58,7 @@ type host struct {
 // its absence fails the test; elsewhere it skips). The Host's program
 // builds share the go command's caches, so no test pays a cold compile of
 // the standard library.
-func startHost(t *testing.T, rt string) *host {
+func startHost(t testing.TB, rt string) *host {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test")
@@ -257,7 +257,7 @@ func (h *host) cli(token string, args ...string) (stdout, stderr string, err err
 // every regular file, leaving out hidden and .data directories. A file
 // e2e-nonce.txt with a random line is added, so this test's build id (and
 // image) is its own and no other test on the same engine shares it.
-func readSource(t *testing.T, dir string) map[string]string {
+func readSource(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -296,7 +296,7 @@ func nonce() string {
 
 // program is one deployed program as its owner sees it.
 type program struct {
-	t    *testing.T
+	t    testing.TB
 	h    *host
 	c    *user // the owner
 	name string
@@ -305,7 +305,7 @@ type program struct {
 
 // deploy creates a program through POST /programs and starts it (POST
 // /programs/{id}/start), returning at once.
-func (h *host) deploy(t *testing.T, c *user, name string, req client.SourceRequest) *program {
+func (h *host) deploy(t testing.TB, c *user, name string, req client.SourceRequest) *program {
 	t.Helper()
 	resp, err := c.CreateProgram(context.Background(), req)
 	if err != nil {

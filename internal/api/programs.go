@@ -64,7 +64,17 @@ func (s *server) view(p store.Program) programView {
 func (s *server) program(w http.ResponseWriter, r *http.Request, p principal) (store.Program, bool) {
 	id := r.PathValue("id")
 	row, err := s.h.Get(r.Context(), id)
-	if err == nil && !p.Admin && row.UserID != p.UserID {
+	if !s.visible(w, id, row.UserID, err, p) {
+		return store.Program{}, false
+	}
+	return row, true
+}
+
+// visible answers 404 (or the lookup's error) unless program id, owned by
+// owner, may be seen by p: its owner or the admin. Another user's program
+// is a 404, exactly like a missing one.
+func (s *server) visible(w http.ResponseWriter, id, owner string, err error, p principal) bool {
+	if err == nil && !p.Admin && owner != p.UserID {
 		err = host.ErrNotFound
 	}
 	if err != nil {
@@ -73,9 +83,9 @@ func (s *server) program(w http.ResponseWriter, r *http.Request, p principal) (s
 		} else {
 			s.fail(w, err)
 		}
-		return store.Program{}, false
+		return false
 	}
-	return row, true
+	return true
 }
 
 type programBody struct {

@@ -187,6 +187,17 @@ func (h *Host) command(ctx context.Context, id string, cmd lifecycle.Event) (sto
 	return h.current(ctx, id)
 }
 
+// Owner returns the user who owns program id, from memory when the program
+// is supervised (an owner never changes), so the WatcherAPI proxy's
+// ownership check costs no database read.
+func (h *Host) Owner(ctx context.Context, id string) (string, error) {
+	r, err := h.current(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return r.UserID, nil
+}
+
 // current returns the latest saved row, from memory when possible.
 func (h *Host) current(ctx context.Context, id string) (store.Program, error) {
 	h.mu.Lock()

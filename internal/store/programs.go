@@ -226,7 +226,7 @@ RETURNING `+programCols,
 
 // GetProgram returns one program, or ErrNotFound.
 func (s *Store) GetProgram(ctx context.Context, id string) (Program, error) {
-	p, err := scanProgram(s.r.QueryRowContext(ctx, `SELECT `+programCols+` FROM programs WHERE program_id = ?`, id))
+	p, err := scanProgram(s.readRow(ctx, `SELECT `+programCols+` FROM programs WHERE program_id = ?`, id))
 	if err != nil {
 		return Program{}, wrap("get program "+id, err)
 	}

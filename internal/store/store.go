@@ -47,6 +47,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -77,6 +78,10 @@ type Store struct {
 	path string
 	w    *sql.DB // the single writer connection
 	r    *sql.DB // read-only connections
+
+	// stmts holds prepared statements of the hot reads (query text ->
+	// *sql.Stmt on r): parsing the SQL again costs more than running it.
+	stmts sync.Map
 
 	now func() time.Time
 
@@ -179,9 +184,32 @@ func dsn(abs string, q url.Values) string {
 // Path is the absolute path of the database file.
 func (s *Store) Path() string { return s.path }
 
+// readRow runs a read-only query expected to return at most one row,
+// through a statement prepared once per Store (database/sql prepares it
+// again on each reader connection that first runs it).
+func (s *Store) readRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
+	}
+	st, err := s.r.PrepareContext(ctx, query)
+	if err != nil {
+		return s.r.QueryRowContext(ctx, query, args...) // reports the error through Scan
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		st = prev.(*sql.Stmt)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
 // Close closes the database. The last connection to close checkpoints the WAL.
 func (s *Store) Close() error {
 	var errs []error
+	s.stmts.Range(func(k, v any) bool {
+		errs = append(errs, v.(*sql.Stmt).Close())
+		s.stmts.Delete(k)
+		return true
+	})
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}

@@ -1030,3 +1030,39 @@ func TestUnusedBuilds(t *testing.T) {
 	}
 	check("b1", "b2", "b3")
 }
+
+// TestReadRowConcurrent: the hot reads go through statements prepared once
+// and shared by every reader connection; concurrent callers all get their
+// own rows, and a missing row is still ErrNotFound.
+func TestReadRowConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	for _, id := range []string{"p0", "p1", "p2", "p3"} {
+		mustCreate(t, s, Program{ID: id, UserID: "u-" + id})
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				id := fmt.Sprintf("p%d", (g+i)%4)
+				p, err := s.GetProgram(ctx, id)
+				if err != nil || p.UserID != "u-"+id {
+					t.Errorf("GetProgram(%s) = %+v, %v", id, p, err)
+					return
+				}
+				if _, err := s.GetProgram(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+					t.Errorf("GetProgram(nope): %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	n := 0
+	s.stmts.Range(func(any, any) bool { n++; return true })
+	if n != 1 {
+		t.Errorf("%d prepared statements, want 1 (one query text)", n)
+	}
+}

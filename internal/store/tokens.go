@@ -78,7 +78,7 @@ VALUES (?, ?, ?, ?, ?) RETURNING `+tokenCols, t.ID, t.UserID, t.Hash, t.IsAdmin,
 // TokenByHash returns the valid (not revoked) token with this hash, or
 // ErrNotFound: a revoked token is not found.
 func (s *Store) TokenByHash(ctx context.Context, hash string) (Token, error) {
-	t, err := scanToken(s.r.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens
+	t, err := scanToken(s.readRow(ctx, `SELECT `+tokenCols+` FROM tokens
 WHERE hash = ? AND revoked_at IS NULL`, hash))
 	if err != nil {
 		return Token{}, wrap("token by hash", err)
