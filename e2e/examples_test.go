@@ -296,8 +296,8 @@ func (s *suite) checkIsolation(t *testing.T) {
 		}
 	}
 	// The Dockerfile variant counts in steps of 10 (its ENV), the Go build in 1s.
-	s.dockerV.waitLog("counter: 20", time.Minute, func(l string) bool { return strings.HasSuffix(l, "counter: 20") })
-	s.counter.waitLog("counter: 2", time.Minute, func(l string) bool { return strings.HasSuffix(l, "counter: 2") })
+	s.dockerV.waitLog(time.Time{}, "counter: 20", time.Minute, func(l string) bool { return strings.HasSuffix(l, "counter: 20") })
+	s.counter.waitLog(time.Time{}, "counter: 2", time.Minute, func(l string) bool { return strings.HasSuffix(l, "counter: 2") })
 
 	for p := range want {
 		bobs := &program{t: t, h: s.h, c: s.bob, name: p.name + " as bob", id: p.id}
@@ -321,11 +321,11 @@ func (s *suite) checkMessages(t *testing.T) {
 	t.Helper()
 	// simple-counter: reset sets the counter to 0 ("counter: 0" is only
 	// ever logged by a reset), and counting goes on from there.
-	s.counter.waitLogContains("counter: 3", time.Minute)
+	s.counter.waitLogContains(time.Time{}, "counter: 3", time.Minute)
+	sent := time.Now()
 	s.counter.send("reset")
-	s.counter.waitLog("counter: 0", 30*time.Second, func(l string) bool { return strings.HasSuffix(l, "counter: 0") })
-	s.counter.send("status")
-	line := s.counter.waitLogContains("status: counter is", 30*time.Second)
+	s.counter.waitLog(sent, "counter: 0", 30*time.Second, func(l string) bool { return strings.HasSuffix(l, "counter: 0") })
+	line := s.counter.ask("status", "status: counter is")
 	if n := numberAfter(t, line, "counter is "); n > 5 {
 		t.Errorf("simple-counter: after reset, status says %d", n)
 	}
@@ -361,36 +361,18 @@ func (s *suite) checkDurable(t *testing.T, disrupt func()) {
 	t.Helper()
 	before := map[*program]int{}
 	for _, p := range []*program{s.counter, s.dockerV, s.server} {
-		p.send("status")
-		before[p] = numberAfter(t, p.waitLogContains("status: counter is", 30*time.Second), "counter is ")
+		before[p] = numberAfter(t, p.ask("status", "status: counter is"), "counter is ")
 	}
 	mark := time.Now()
 	disrupt()
 	for p, n := range before {
 		// "counter starts at N" is logged by the new session, from /state.
-		line := p.waitLog("counter starts at", time.Minute, func(l string) bool {
-			return strings.Contains(l, "counter starts at") && logTime(l).After(mark)
-		})
+		line := p.waitLogContains(mark, "counter starts at", time.Minute)
 		if got := numberAfter(t, line, "starts at "); got < n {
 			t.Errorf("%s: started at %d after the disruption, had counted to %d", p.name, got, n)
 		}
 	}
-	s.trading.waitLog("portfolio restored", time.Minute, func(l string) bool {
-		return strings.Contains(l, "portfolio restored") && logTime(l).After(mark)
-	})
-}
-
-// logTime is the time stamp the standard logger puts at the start of a
-// line ("2006/01/02 15:04:05"), in UTC inside the sandbox; the zero time
-// when there is none. Second precision: callers compare with a mark taken
-// a second earlier than they need.
-func logTime(line string) time.Time {
-	if i := strings.Index(line, "20"); i >= 0 && len(line) >= i+19 {
-		if ts, err := time.Parse("2006/01/02 15:04:05", line[i:i+19]); err == nil {
-			return ts.Add(time.Second) // the stamp is truncated to the second
-		}
-	}
-	return time.Time{}
+	s.trading.waitLogContains(mark, "portfolio restored", time.Minute)
 }
 
 // checkUpgrade replaces simple-counter's source with a new version and
@@ -399,8 +381,7 @@ func logTime(line string) time.Time {
 // rebuilds and resumes from /state.
 func (s *suite) checkUpgrade(t *testing.T) {
 	t.Helper()
-	s.counter.send("status")
-	n := numberAfter(t, s.counter.waitLogContains("status: counter is", 30*time.Second), "counter is ")
+	n := numberAfter(t, s.counter.ask("status", "status: counter is"), "counter is ")
 	files := readSource(t, filepath.Join(examplesDir, "simple-counter"))
 	files["main.go"] = strings.Replace(files["main.go"], `"counter starts at %d"`, `"counter v2 starts at %d"`, 1)
 	if !strings.Contains(files["main.go"], "counter v2 starts at") {
@@ -416,7 +397,7 @@ func (s *suite) checkUpgrade(t *testing.T) {
 	}
 	// The running version goes on until the next start: restart now.
 	s.counter.action("restart", "Ready")
-	line := s.counter.waitLogContains("counter v2 starts at", 3*time.Minute)
+	line := s.counter.waitLogContains(time.Time{}, "counter v2 starts at", 3*time.Minute)
 	if got := numberAfter(t, line, "starts at "); got < n {
 		t.Errorf("simple-counter v2 started at %d, v1 had counted to %d", got, n)
 	}
@@ -435,9 +416,7 @@ func (s *suite) checkUpgrade(t *testing.T) {
 		t.Fatalf("upgrade trading-long: %v", err)
 	}
 	s.trading.action("restart", "Ready")
-	s.trading.waitLog("portfolio restored", 3*time.Minute, func(l string) bool {
-		return strings.Contains(l, "portfolio restored") && logTime(l).After(mark)
-	})
+	s.trading.waitLogContains(mark, "portfolio restored", 3*time.Minute)
 	s.trading.waitState("Ready", time.Minute)
 }
 

@@ -427,23 +427,28 @@ func (p *program) send(content string) {
 	}
 }
 
-// logs returns the program's container logs (the last lines).
-func (p *program) logs() string {
+// logs returns the program's container logs (the last lines) captured at
+// or after since (the Host's capture time; zero: all).
+func (p *program) logs(since time.Time) string {
 	p.t.Helper()
-	l, err := p.c.Logs(context.Background(), p.id, client.LogOptions{Tail: 2000})
+	opts := client.LogOptions{Tail: 2000}
+	if !since.IsZero() {
+		opts.Since = since.UTC().Format(time.RFC3339Nano)
+	}
+	l, err := p.c.Logs(context.Background(), p.id, opts)
 	if err != nil {
 		p.t.Fatalf("%s: logs: %v", p.name, err)
 	}
 	return l.Logs
 }
 
-// waitLog polls the program's logs until match finds a line, and returns
-// that line (the last such line).
-func (p *program) waitLog(what string, timeout time.Duration, match func(line string) bool) string {
+// waitLog polls the program's logs captured since then until match finds
+// a line, and returns that line (the last such line).
+func (p *program) waitLog(since time.Time, what string, timeout time.Duration, match func(line string) bool) string {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		logs := p.logs()
+		logs := p.logs(since)
 		var found string
 		sc := bufio.NewScanner(strings.NewReader(logs))
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -462,17 +467,19 @@ func (p *program) waitLog(what string, timeout time.Duration, match func(line st
 	}
 }
 
-// ask sends a message and waits for a log line containing want.
+// ask sends a message and waits for a log line, written after it was
+// sent, containing want.
 func (p *program) ask(content, want string) string {
 	p.t.Helper()
+	since := time.Now()
 	p.send(content)
-	return p.waitLogContains(want, 30*time.Second)
+	return p.waitLogContains(since, want, 30*time.Second)
 }
 
-// waitLogContains waits for a line containing s.
-func (p *program) waitLogContains(s string, timeout time.Duration) string {
+// waitLogContains waits for a line containing s captured since then.
+func (p *program) waitLogContains(since time.Time, s string, timeout time.Duration) string {
 	p.t.Helper()
-	return p.waitLog(fmt.Sprintf("containing %q", s), timeout, func(l string) bool { return strings.Contains(l, s) })
+	return p.waitLog(since, fmt.Sprintf("containing %q", s), timeout, func(l string) bool { return strings.Contains(l, s) })
 }
 
 func lastLines(s string, n int) string {

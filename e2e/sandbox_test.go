@@ -44,7 +44,7 @@ func (p *program) check(write, dial []string) probeReport {
 	id := nonce()
 	spec, _ := json.Marshal(map[string][]string{"write": write, "dial": dial})
 	p.send("check " + id + " " + string(spec))
-	line := p.waitLogContains("probe-result "+id+" ", time.Minute)
+	line := p.waitLogContains(time.Time{}, "probe-result "+id+" ", time.Minute)
 	_, js, _ := strings.Cut(line, "probe-result "+id+" ")
 	var r probeReport
 	if err := json.Unmarshal([]byte(js), &r); err != nil || r.Error != "" {
@@ -76,8 +76,7 @@ func testSandbox(t *testing.T, rt string) {
 		targets = append(targets, net.JoinHostPort(a, port), net.JoinHostPort(a, wide))
 	}
 	// Another program, listening on all its interfaces.
-	peer.send("listen 9000")
-	peer.waitLogContains("probe-listen 9000: ok", 30*time.Second)
+	peer.ask("listen 9000", "probe-listen 9000: ok")
 	peerAddr := net.JoinHostPort(egressIP(t, h, peer), "9000")
 	writes := []string{"/probe.txt", "/state/probe.txt"}
 
@@ -190,10 +189,10 @@ func egressIP(t *testing.T, h *host, p *program) string {
 // 20% jitter), and the restarted program finds its /state.
 func checkCrashLoop(t *testing.T, p *program) {
 	t.Helper()
-	p.waitLogContains("probe-start 1", time.Minute)
+	p.waitLogContains(time.Time{}, "probe-start 1", time.Minute)
 	for i := 2; i <= 3; i++ {
 		p.send("exit 3")
-		p.waitLogContains(fmt.Sprintf("probe-start %d", i), time.Minute) // counted in /state
+		p.waitLogContains(time.Time{}, fmt.Sprintf("probe-start %d", i), time.Minute) // counted in /state
 		p.waitState("Ready", time.Minute)
 	}
 	pr := p.get()
