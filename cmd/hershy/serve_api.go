@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/hershyorg/hershy/internal/api"
 	"github.com/hershyorg/hershy/internal/build"
@@ -27,6 +28,15 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	defer ln.Close()
 	driver, err := docker.New()
 	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	// Fail at once, and say why, when the engine is down or lacks the
+	// runtime: otherwise every program would fail at its first start.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = driver.Check(cctx, o.runtime)
+	cancel()
+	if err != nil {
+		driver.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
 	h, err := host.Open(ctx, host.Options{
