@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -314,8 +313,6 @@ func (s *suite) checkIsolation(t *testing.T) {
 	}
 }
 
-var counterLine = regexp.MustCompile(`counter: (\d+)$`)
-
 // checkMessages: messages change what each program does.
 func (s *suite) checkMessages(t *testing.T) {
 	t.Helper()
@@ -448,7 +445,7 @@ func checkDelete(t *testing.T, p *program) {
 	if err != nil || len(cs) != 0 {
 		t.Errorf("%s: containers after delete: %v %v", p.name, cs, err)
 	}
-	if _, _, err := p.h.engine.Client().ImageInspectWithRaw(ctx, "hersh-program-"+last.BuildID); err == nil {
+	if _, err := p.h.engine.Client().ImageInspect(ctx, "hersh-program-"+last.BuildID); err == nil {
 		t.Errorf("%s: image hersh-program-%s still there after delete", p.name, last.BuildID)
 	}
 	_ = filepath.WalkDir(p.h.dataDir, func(path string, d os.DirEntry, err error) error {

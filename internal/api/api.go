@@ -296,11 +296,6 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 	writeError(w, code, msg)
 }
 
-type badRequest string
-
-func (b badRequest) Error() string { return string(b) }
-func (b badRequest) Unwrap() error { return host.ErrInvalid }
-
 // decode reads a JSON body: application/json required (415), at most
 // limit bytes (413), no unknown fields and nothing after the value (400).
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {

@@ -177,8 +177,8 @@ func TestProxyPortsAgainstTheEngine(t *testing.T) {
 	for _, id := range ids[1:] {
 		waitState(t, h, id, lifecycle.Ready, 2*time.Minute)
 	}
-	seen := map[int]string{}
-	without := ""
+	var seen map[int]string
+	var without string
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		seen, without = map[int]string{}, ""
