@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -100,8 +101,15 @@ func testExamples(t *testing.T, rt string) {
 	s.checkUpgrade(t)
 
 	phase("delete leaves nothing behind")
-	for _, p := range all {
-		checkDelete(t, p)
+	// The base first: its image stays while the variant runs on an image
+	// built on it, and goes with the variant.
+	base := imageOf(t, s.counter)
+	checkDelete(t, s.counter, false)
+	checkDelete(t, s.server, true)
+	checkDelete(t, s.trading, true)
+	checkDelete(t, s.dockerV, true)
+	if _, err := h.engine.Client().ImageInspect(context.Background(), base); err == nil {
+		t.Errorf("simple-counter's image %s outlived the Dockerfile variant built on it", base)
 	}
 	h.checkNothingLeft()
 	phase("done")
@@ -372,10 +380,11 @@ func (s *suite) checkDurable(t *testing.T, disrupt func()) {
 	s.trading.waitLogContains(mark, "portfolio restored", time.Minute)
 }
 
-// checkUpgrade replaces simple-counter's source with a new version and
-// trading-long's with the same code under a new nonce, and restarts them
-// (a running program keeps its version until its next start): each
-// rebuilds and resumes from /state.
+// checkUpgrade replaces each program's source and restarts it (a running
+// program keeps its version until its next start): simple-counter gets a
+// new version, trading-long and watcher-server the same code under a new
+// nonce, and the Dockerfile variant is rebuilt on simple-counter's new
+// image with a new step. Each rebuilds and resumes from /state.
 func (s *suite) checkUpgrade(t *testing.T) {
 	t.Helper()
 	n := numberAfter(t, s.counter.ask("status", "status: counter is"), "counter is ")
@@ -415,12 +424,47 @@ func (s *suite) checkUpgrade(t *testing.T) {
 	s.trading.action("restart", "Ready")
 	s.trading.waitLogContains(mark, "portfolio restored", 3*time.Minute)
 	s.trading.waitState("Ready", time.Minute)
+
+	// watcher-server: the same code under a new nonce.
+	n = numberAfter(t, s.server.ask("status", "status: counter is"), "counter is ")
+	mark = time.Now()
+	if _, err := s.alice.UpdateSource(context.Background(), s.server.id, client.SourceRequest{SrcFiles: readSource(t, filepath.Join(examplesDir, "watcher-server"))}); err != nil {
+		t.Fatalf("upgrade watcher-server: %v", err)
+	}
+	s.server.action("restart", "Ready")
+	if got := numberAfter(t, s.server.waitLogContains(mark, "counter starts at", time.Minute), "starts at "); got < n {
+		t.Errorf("watcher-server upgraded started at %d, had counted to %d", got, n)
+	}
+
+	// The Dockerfile variant: rebuilt on simple-counter's new image, and
+	// counting in hundreds now.
+	n = numberAfter(t, s.dockerV.ask("status", "status: counter is"), "counter is ")
+	files = readSource(t, filepath.Join(examplesDir, "simple-counter-docker"))
+	df := strings.ReplaceAll(files["Dockerfile"], "BUILD_ID", resp.BuildID)
+	files["Dockerfile"] = strings.Replace(df, "ENV COUNTER_STEP=10", "ENV COUNTER_STEP=100", 1)
+	if files["Dockerfile"] == df {
+		t.Fatal(`simple-counter-docker's Dockerfile no longer sets "ENV COUNTER_STEP=10"; update this test`)
+	}
+	mark = time.Now()
+	if _, err := s.alice.UpdateSource(context.Background(), s.dockerV.id, client.SourceRequest{SrcFiles: files}); err != nil {
+		t.Fatalf("upgrade the Dockerfile variant: %v", err)
+	}
+	s.dockerV.action("restart", "Ready")
+	start := numberAfter(t, s.dockerV.waitLogContains(mark, "counter v2 starts at", time.Minute), "starts at ")
+	if start < n {
+		t.Errorf("the Dockerfile variant upgraded started at %d, had counted to %d", start, n)
+	}
+	want := fmt.Sprintf("counter: %d", start+100)
+	s.dockerV.waitLog(mark, want, time.Minute, func(l string) bool { return strings.HasSuffix(l, want) })
 }
 
+// imageOf is the image tag of the program's current build.
+func imageOf(t *testing.T, p *program) string { return "hersh-program-" + p.get().BuildID }
+
 // checkDelete deletes a program and checks that nothing of it is left:
-// not its record, its route, its container, its image (unless another
-// program of the Host shares the build), nor its files.
-func checkDelete(t *testing.T, p *program) {
+// not its record, its route, its container, its files, nor (when
+// imageGone: no running program's image is built on it) its image.
+func checkDelete(t *testing.T, p *program, imageGone bool) {
 	t.Helper()
 	ctx := context.Background()
 	last := p.get()
@@ -445,7 +489,7 @@ func checkDelete(t *testing.T, p *program) {
 	if err != nil || len(cs) != 0 {
 		t.Errorf("%s: containers after delete: %v %v", p.name, cs, err)
 	}
-	if _, err := p.h.engine.Client().ImageInspect(ctx, "hersh-program-"+last.BuildID); err == nil {
+	if _, err := p.h.engine.Client().ImageInspect(ctx, "hersh-program-"+last.BuildID); imageGone && err == nil {
 		t.Errorf("%s: image hersh-program-%s still there after delete", p.name, last.BuildID)
 	}
 	_ = filepath.WalkDir(p.h.dataDir, func(path string, d os.DirEntry, err error) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/hershyorg/hershy/internal/logstore"
 	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/store"
 )
 
 // TestCreateRejectsBadInputAndLeavesNothing: validation at the edge, with
@@ -162,9 +163,44 @@ func TestDockerfileProgram(t *testing.T) {
 	if !strings.Contains(e.ErrorMsg, "build failed") || !strings.Contains(e.ErrorMsg, "nowhere/missing") {
 		t.Fatalf("error = %q", e.ErrorMsg)
 	}
-	for _, id := range []string{p.ID, bad.ID, base.ID} {
+	// Deleting the base first keeps its image while a container runs on an
+	// image built on it (the engine refuses); deleting that program then
+	// takes both.
+	gone := func(id string) {
+		t.Helper()
 		if err := h.Delete(ctx, id); err != nil {
 			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if _, err := h.Get(ctx, id); errors.Is(err, ErrNotFound) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still there a minute after delete", id)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	exists := func(tag string) bool {
+		ok, err := d.ImageExists(ctx, tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	gone(bad.ID)
+	gone(base.ID)
+	if !exists(imageTag(base.BuildID)) {
+		t.Fatalf("the base image went while %s was built on it", p.ID)
+	}
+	gone(p.ID)
+	for _, b := range []string{base.BuildID, p.BuildID} {
+		if exists(imageTag(b)) {
+			t.Errorf("image %s left after both programs were deleted", imageTag(b))
+		}
+		if _, err := h.Store().GetBuild(ctx, b); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("build record %s left: %v", b, err)
 		}
 	}
 }
