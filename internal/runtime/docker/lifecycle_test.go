@@ -89,13 +89,19 @@ func TestEvents(t *testing.T) {
 		}
 		oinfo, _ := d.InspectContainer(ctx, oomID)
 		t.Logf("%s: oom event %v, die %+v, inspect OOMKilled %v exit %d", h.rt, sawOOM, die, oinfo.OOMKilled, oinfo.ExitCode)
-		// Both runtimes report it: under runsc the host kernel's OOM killer
-		// acts on the sandbox in the container's memory cgroup (gVisor's own
-		// accounting does not get there first at this size), so the engine
-		// sees an oom and exit 137 just as under runc. Should a gVisor
-		// release change that, relax only the runsc branch of this check.
-		if !sawOOM || die.Kind != hrt.EventDie || die.ExitCode != 137 || !oinfo.OOMKilled {
-			t.Errorf("%s OOM: oom event %v, die %+v, OOMKilled %v", h.rt, sawOOM, die, oinfo.OOMKilled)
+		// Under runc the engine always reports the kill as an oom. Under
+		// runsc the host kernel's OOM killer acts on the sandbox in the
+		// container's memory cgroup, so the program dies with 137 as under
+		// runc, but whether the engine hears of it as an oom depends on the
+		// runsc shim's cgroup event racing the sandbox's exit: on a loaded
+		// machine (CI, with other packages' containers) it was missed once
+		// in several runs. So runsc must show the kill; the oom flag is
+		// required only under runc.
+		if die.Kind != hrt.EventDie || die.ExitCode != 137 {
+			t.Errorf("%s OOM: die %+v, want exit 137", h.rt, die)
+		}
+		if h.rt == "runc" && (!sawOOM || !oinfo.OOMKilled) {
+			t.Errorf("%s OOM: oom event %v, OOMKilled %v", h.rt, sawOOM, oinfo.OOMKilled)
 		}
 
 		cancel()
