@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/client"
+	hershyhost "github.com/hershyorg/hershy/internal/host"
 	hrt "github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/testenv"
 )
 
 const examplesDir = "../examples"
@@ -56,7 +58,8 @@ func testExamples(t *testing.T, rt string) {
 	all := []*program{s.counter, s.server, s.trading, s.dockerV}
 	phase("the sandbox contract (engine view) and every WatcherAPI route through the proxy")
 	for _, p := range all {
-		checkContract(t, p, rt)
+		testenv.CheckContract(t, h.engine, p.get().ContainerID, testenv.Contract{
+			Runtime: rt, StateDir: filepath.Join(h.dataDir, "programs", p.id, "state"), Limits: hershyhost.DefaultLimits})
 		checkRoutes(t, p)
 	}
 	phase("each program only through its own route")
@@ -118,12 +121,7 @@ func testExamples(t *testing.T, rt string) {
 // cliDeploy deploys dir with `hershy deploy`, as the README shows.
 func (s *suite) cliDeploy(t *testing.T, dir string) *program {
 	t.Helper()
-	tmp := t.TempDir()
-	for name, content := range readSource(t, dir) {
-		if err := os.WriteFile(filepath.Join(tmp, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tmp := testenv.WriteFiles(t, readSource(t, dir)) // with the nonce
 	out, errOut, err := s.h.cli(s.alice.token, "deploy", tmp)
 	if err != nil {
 		t.Fatalf("hershy deploy: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
@@ -165,35 +163,6 @@ func (s *suite) deployDockerVariant(t *testing.T) *program {
 	p := s.h.deploy(t, s.alice, "simple-counter-docker", client.SourceRequest{SrcFiles: files})
 	p.waitState("Ready", 3*time.Minute)
 	return p
-}
-
-// checkContract checks, from the engine's view, that the program runs under
-// the sandbox contract: the runtime asked for, a read-only root, no
-// network and no published port, no capabilities, not root, /state its
-// only writable mount.
-func checkContract(t *testing.T, p *program, rt string) {
-	t.Helper()
-	c, err := p.h.engine.Client().ContainerInspect(context.Background(), p.get().ContainerID)
-	if err != nil {
-		t.Fatalf("%s: inspect: %v", p.name, err)
-	}
-	hc := c.HostConfig
-	if hc.Runtime != rt || !hc.ReadonlyRootfs || hc.NetworkMode != "none" || hc.Privileged ||
-		len(hc.PortBindings) != 0 || !slices.Equal(hc.CapDrop, []string{"ALL"}) || hc.PidsLimit == nil || *hc.PidsLimit <= 0 {
-		t.Errorf("%s: host config: runtime %s, read-only %v, network %s, privileged %v, ports %v, cap-drop %v, pids %v",
-			p.name, hc.Runtime, hc.ReadonlyRootfs, hc.NetworkMode, hc.Privileged, hc.PortBindings, hc.CapDrop, hc.PidsLimit)
-	}
-	if u := c.Config.User; u == "" || u == "0" || strings.HasPrefix(u, "0:") || u == "root" {
-		t.Errorf("%s: runs as user %q", p.name, u)
-	}
-	for _, m := range c.Mounts {
-		if m.RW && m.Destination != "/state" {
-			t.Errorf("%s: writable mount %s", p.name, m.Destination)
-		}
-	}
-	if len(c.NetworkSettings.Ports) != 0 {
-		t.Errorf("%s: ports %v", p.name, c.NetworkSettings.Ports)
-	}
 }
 
 // checkRoutes checks every WatcherAPI route through the proxy: each answers

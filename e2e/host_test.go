@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -28,6 +27,7 @@ import (
 	"github.com/hershyorg/hershy/internal/client"
 	hrt "github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/runtime/docker"
+	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/testenv"
 )
 
@@ -253,36 +253,23 @@ func (h *host) cli(token string, args ...string) (stdout, stderr string, err err
 	return out.String(), errOut.String(), err
 }
 
-// readSource reads a program's directory as a user's deploy would send it:
-// every regular file, leaving out hidden and .data directories. A file
-// e2e-nonce.txt with a random line is added, so this test's build id (and
-// image) is its own and no other test on the same engine shares it.
+// readSource reads a program's directory exactly as `hershy deploy` sends
+// it (source.Collect: ignore files honoured, a top-level Dockerfile
+// included as the root file "Dockerfile"). A file e2e-nonce.txt with a
+// random line is added, so this test's build id (and image) is its own and
+// no other test on the same engine shares it.
 func readSource(t testing.TB, dir string) map[string]string {
 	t.Helper()
-	files := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && p != dir && strings.HasPrefix(d.Name(), ".") {
-			return filepath.SkipDir
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		files[filepath.ToSlash(rel)] = string(b)
-		return nil
-	})
+	c, err := source.Collect(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(c.Skipped) > 0 {
+		t.Fatalf("%s: files deploy would leave out: %v", dir, c.Skipped)
+	}
+	files := map[string]string(c.Files)
+	if c.Dockerfile != "" {
+		files[source.DockerfileName] = c.Dockerfile
 	}
 	files["e2e-nonce.txt"] = nonce() + "\n"
 	return files

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/testenv"
 )
 
 // fakeHost answers the API routes with canned data; it tests the CLI's
@@ -311,7 +313,7 @@ func TestTokens(t *testing.T) {
 
 func TestDeployCreateAndUpdate(t *testing.T) {
 	f, _ := setup(t)
-	dir := writeTree(t, map[string]string{"go.mod": "module x\n", "main.go": "package main\n", "Dockerfile": "FROM golang\n", ".hershignore": "*.md\n", "README.md": "x"})
+	dir := testenv.WriteFiles(t, map[string]string{"go.mod": "module x\n", "main.go": "package main\n", "Dockerfile": "FROM golang\n", ".hershignore": "*.md\n", "README.md": "x"})
 	out, errOut, code := runCLI(t, "deploy", dir, "--poll", "5ms", "-e", "A=1", "--network")
 	if code != 0 {
 		t.Fatalf("deploy: exit %d: %s", code, errOut)
@@ -353,7 +355,7 @@ func TestDeployCreateAndUpdate(t *testing.T) {
 func TestDeployError(t *testing.T) {
 	f, _ := setup(t)
 	f.failWith = "build failed: main.go:3: undefined: foo"
-	dir := writeTree(t, map[string]string{"go.mod": "module x\n", "main.go": "package main\n"})
+	dir := testenv.WriteFiles(t, map[string]string{"go.mod": "module x\n", "main.go": "package main\n"})
 	out, errOut, code := runCLI(t, "deploy", dir, "--poll", "5ms")
 	if code != 1 || out != "" || !strings.Contains(errOut, "hershy: deploy: p1 failed: build failed: main.go:3: undefined: foo") {
 		t.Fatalf("deploy error: %d stdout %q stderr %q", code, out, errOut)

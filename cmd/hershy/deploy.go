@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/client"
+	"github.com/hershyorg/hershy/internal/source"
 	"github.com/spf13/cobra"
 )
 
@@ -53,7 +54,7 @@ func (a *app) deploy(cmd *cobra.Command, dir string, o deployOpts) error {
 	if err != nil {
 		return err
 	}
-	files, err := collect(dir)
+	files, err := source.Collect(dir)
 	if err != nil {
 		return fmt.Errorf("deploy: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,6 @@ import (
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/logstore"
 	"github.com/hershyorg/hershy/internal/runtime"
-	"github.com/hershyorg/hershy/internal/runtime/docker"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 )
@@ -156,7 +154,7 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 			if st := watcherGet(t, h, id, "/watcher/status"); st["isRunning"] != true {
 				t.Fatalf("status %v", st)
 			}
-			checkContract(t, d, p.ContainerID, rt, filepath.Join(dir, "programs", id, "state"))
+			testenv.CheckContract(t, d, p.ContainerID, testenv.Contract{Runtime: rt, StateDir: filepath.Join(dir, "programs", id, "state"), Limits: DefaultLimits})
 			if _, err := h.Start(ctx, id); err == nil {
 				t.Fatal("start while Ready accepted")
 			}
@@ -243,42 +241,3 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 }
 
 func storeFilterAll() store.ProgramFilter { return store.ProgramFilter{Limit: 10000} }
-
-// checkContract reads docker inspect of a container the Host launched and
-// asserts the sandbox contract (the driver's own tests probe it from the
-// inside as well).
-func checkContract(t *testing.T, d *docker.Driver, cid, rt, stateDir string) {
-	t.Helper()
-	ins, err := d.Client().ContainerInspect(context.Background(), cid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := ins.HostConfig
-	check := func(ok bool, what string, got any) {
-		t.Helper()
-		if !ok {
-			t.Errorf("contract: %s (got %v)", what, got)
-		}
-	}
-	check(hc.Runtime == rt, "runtime "+rt, hc.Runtime)
-	check(hc.ReadonlyRootfs, "read-only root filesystem", hc.ReadonlyRootfs)
-	check(string(hc.NetworkMode) == "none", "network none", hc.NetworkMode)
-	check(len(hc.PortBindings) == 0 && !hc.PublishAllPorts, "no published ports", hc.PortBindings)
-	check(len(hc.CapDrop) == 1 && strings.EqualFold(hc.CapDrop[0], "ALL") && len(hc.CapAdd) == 0, "all capabilities dropped", hc.CapDrop)
-	check(slices.Contains(hc.SecurityOpt, "no-new-privileges:true"), "no-new-privileges", hc.SecurityOpt)
-	check(hc.Init != nil && *hc.Init, "an init process", hc.Init)
-	check(ins.Config.User == "65532:65532", "non-root user", ins.Config.User)
-	check(hc.PidsLimit != nil && *hc.PidsLimit >= 64, "a pids limit", hc.PidsLimit)
-	check(hc.Memory == DefaultLimits.MemoryBytes && hc.NanoCPUs == int64(DefaultLimits.CPUs*1e9), "memory and CPU limits", []int64{hc.Memory, hc.NanoCPUs})
-	check(strings.Contains(hc.Tmpfs["/tmp"], "noexec"), "noexec tmpfs at /tmp", hc.Tmpfs)
-	check(hc.LogConfig.Config["max-size"] != "", "capped container logs", hc.LogConfig.Config)
-	writable := 0
-	for _, m := range ins.Mounts {
-		if m.RW {
-			writable++
-			check(m.Destination == "/state" && m.Source == stateDir, "/state is the only writable mount", m)
-		}
-	}
-	check(writable == 1, "exactly one writable mount", writable)
-	check(len(ins.NetworkSettings.Ports) == 0, "no exposed ports", ins.NetworkSettings.Ports)
-}

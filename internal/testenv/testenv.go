@@ -7,11 +7,14 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/runtime/docker"
 )
 
@@ -48,4 +51,68 @@ func GoCaches(t testing.TB) build.Options {
 		t.Fatalf("go env: %q", out)
 	}
 	return build.Options{GoCacheDir: f[0], GoModCacheDir: f[1]}
+}
+
+// WriteFiles writes files (slash paths relative to the folder, parents
+// created as needed) into a new temporary folder and returns it.
+func WriteFiles(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// Contract is what CheckContract expects of a program's container.
+type Contract struct {
+	Runtime  string
+	StateDir string         // the host folder mounted at /state ("": any)
+	Limits   runtime.Limits // memory and CPUs as the Host set them
+}
+
+// CheckContract reads docker inspect of a container the Host launched and
+// asserts the sandbox contract (the driver's own tests probe it from the
+// inside as well).
+func CheckContract(t testing.TB, d *docker.Driver, cid string, want Contract) {
+	t.Helper()
+	ins, err := d.Client().ContainerInspect(context.Background(), cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := ins.HostConfig
+	check := func(ok bool, what string, got any) {
+		t.Helper()
+		if !ok {
+			t.Errorf("contract of %.12s: %s (got %v)", cid, what, got)
+		}
+	}
+	check(hc.Runtime == want.Runtime, "runtime "+want.Runtime, hc.Runtime)
+	check(hc.ReadonlyRootfs, "read-only root filesystem", hc.ReadonlyRootfs)
+	check(string(hc.NetworkMode) == "none", "network none", hc.NetworkMode)
+	check(len(hc.PortBindings) == 0 && !hc.PublishAllPorts, "no published ports", hc.PortBindings)
+	check(len(hc.CapDrop) == 1 && strings.EqualFold(hc.CapDrop[0], "ALL") && len(hc.CapAdd) == 0, "all capabilities dropped", hc.CapDrop)
+	check(slices.Contains(hc.SecurityOpt, "no-new-privileges:true"), "no-new-privileges", hc.SecurityOpt)
+	check(!hc.Privileged, "not privileged", hc.Privileged)
+	check(hc.Init != nil && *hc.Init, "an init process", hc.Init)
+	check(ins.Config.User == "65532:65532", "non-root user", ins.Config.User)
+	check(hc.PidsLimit != nil && *hc.PidsLimit >= 64, "a pids limit", hc.PidsLimit)
+	check(hc.Memory == want.Limits.MemoryBytes && hc.NanoCPUs == int64(want.Limits.CPUs*1e9), "memory and CPU limits", []int64{hc.Memory, hc.NanoCPUs})
+	check(strings.Contains(hc.Tmpfs["/tmp"], "noexec"), "noexec tmpfs at /tmp", hc.Tmpfs)
+	check(hc.LogConfig.Config["max-size"] != "", "capped container logs", hc.LogConfig.Config)
+	writable := 0
+	for _, m := range ins.Mounts {
+		if m.RW {
+			writable++
+			check(m.Destination == "/state" && (want.StateDir == "" || m.Source == want.StateDir), "/state is the only writable mount", m)
+		}
+	}
+	check(writable == 1, "exactly one writable mount", writable)
+	check(len(ins.NetworkSettings.Ports) == 0, "no exposed ports", ins.NetworkSettings.Ports)
 }

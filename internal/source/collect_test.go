@@ -1,27 +1,14 @@
-package main
+package source_test
 
 import (
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-)
 
-func writeTree(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
+	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/testenv"
+)
 
 func keys(m map[string]string) string {
 	var ks []string
@@ -33,7 +20,7 @@ func keys(m map[string]string) string {
 }
 
 func TestCollectHonoursIgnoreFiles(t *testing.T) {
-	dir := writeTree(t, map[string]string{
+	dir := testenv.WriteFiles(t, map[string]string{
 		"Dockerfile":          "FROM scratch\n",
 		"go.mod":              "module x\n",
 		"main.go":             "package main\n",
@@ -53,7 +40,7 @@ func TestCollectHonoursIgnoreFiles(t *testing.T) {
 		"nested/Dockerfile":   "FROM other\n",
 		"nested/build/ok.txt": "build/ only matches at the top? no: a directory named build at any depth",
 	})
-	got, err := collect(dir)
+	got, err := source.Collect(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,36 +57,16 @@ func TestCollectHonoursIgnoreFiles(t *testing.T) {
 }
 
 func TestCollectWithoutIgnoreFilesAndEmpty(t *testing.T) {
-	dir := writeTree(t, map[string]string{"go.mod": "module x\n", "main.go": "package main\n"})
-	got, err := collect(dir)
+	dir := testenv.WriteFiles(t, map[string]string{"go.mod": "module x\n", "main.go": "package main\n"})
+	got, err := source.Collect(dir)
 	if err != nil || keys(got.Files) != "go.mod,main.go" || got.Dockerfile != "" {
 		t.Fatalf("got %+v, %v", got, err)
 	}
-	empty := writeTree(t, map[string]string{".hershignore": "*\n"})
-	if _, err := collect(empty); err == nil || !strings.Contains(err.Error(), "no files") {
+	empty := testenv.WriteFiles(t, map[string]string{".hershignore": "*\n"})
+	if _, err := source.Collect(empty); err == nil || !strings.Contains(err.Error(), "no files") {
 		t.Fatalf("empty dir: %v", err)
 	}
-	if _, err := collect(filepath.Join(dir, "main.go")); err == nil {
+	if _, err := source.Collect(filepath.Join(dir, "main.go")); err == nil {
 		t.Fatal("a file is not a directory")
-	}
-}
-
-func TestMatchGlob(t *testing.T) {
-	cases := []struct {
-		pat, name string
-		want      bool
-	}{
-		{"**/*.log", "a/b/c.log", true},
-		{"**/*.log", "c.log", true},
-		{"a/**/z", "a/z", true},
-		{"a/**/z", "a/b/c/z", true},
-		{"a/**/z", "b/z", false},
-		{"*.go", "main.go", true},
-		{"*.go", "a/main.go", false},
-	}
-	for _, c := range cases {
-		if got := matchGlob(c.pat, c.name); got != c.want {
-			t.Errorf("matchGlob(%q, %q) = %v", c.pat, c.name, got)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package source
 
 import (
 	"bufio"
@@ -115,16 +115,18 @@ func ignored(rules []ignoreRule, rel string, isDir bool) bool {
 	return out
 }
 
-// collected is a deployable directory.
-type collected struct {
-	Dockerfile string            // contents of DIR/Dockerfile, if present
-	Files      map[string]string // slash paths relative to DIR
-	Skipped    []string          // files left out (binary, symlinks), for a warning
+// Collected is a deployable directory, as `hershy deploy` sends it.
+type Collected struct {
+	Dockerfile string   // contents of DIR/Dockerfile, if present
+	Files      Files    // slash paths relative to DIR
+	Skipped    []string // files left out (binary, symlinks), for a warning
 }
 
-// collect reads the files of dir honouring .hershignore and .dockerignore.
+// Collect reads the files of dir honouring .hershignore and .dockerignore.
 // .git is always left out, and a top-level Dockerfile is returned apart.
-func collect(dir string) (*collected, error) {
+// Symlinks and files that are not UTF-8 text are left out and listed in
+// Skipped.
+func Collect(dir string) (*Collected, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, err
@@ -140,7 +142,7 @@ func collect(dir string) (*collected, error) {
 		}
 		rules = append(rules, r...)
 	}
-	out := &collected{Files: map[string]string{}}
+	out := &Collected{Files: Files{}}
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
