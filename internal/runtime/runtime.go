@@ -24,6 +24,7 @@ const (
 	LabelBuild      = "org.hershy.build-id"   // build id
 	LabelInstance   = "org.hershy.instance"   // the Host instance (data directory) that owns it
 	LabelGeneration = "org.hershy.generation" // start attempt, to tell containers of one program apart
+	LabelJob        = "org.hershy.job"        // a one-shot job container (RunJob), e.g. "build"
 )
 
 // MinPidsRunsc is the lowest pids limit a gVisor sandbox starts reliably
@@ -84,6 +85,14 @@ type Driver interface {
 	// new output when follow is set.
 	Logs(ctx context.Context, id string, since time.Time, follow bool) (io.ReadCloser, error)
 
+	// RunJob runs a one-shot container to completion under the sandbox
+	// contract (as CreateContainer, but with network "none" always and the
+	// given command), streaming its output to out, and removes it. It
+	// returns the command's exit status; err is for the engine's failures
+	// (and ctx: a cancelled or timed-out job is killed and removed, and err
+	// wraps ctx's error). The Host compiles users' code this way.
+	RunJob(ctx context.Context, spec JobSpec, out io.Writer) (JobResult, error)
+
 	// DialContext connects to addr (e.g. "127.0.0.1:8080") inside the
 	// container's own network namespace, so a program with network "none"
 	// and no published port is still reachable by the Host alone.
@@ -116,6 +125,32 @@ type ContainerSpec struct {
 	Mounts  []Mount           // bind mounts (the program's /state, read-only secrets)
 	Network bool              // false: network "none"; true: outbound-only network
 	Limits  Limits
+}
+
+// JobSpec describes a one-shot sandboxed container (RunJob). The contract is
+// the program's (runtime, read-only root, no capabilities,
+// no-new-privileges, non-root numeric user, an init, limits), with network
+// "none" always: a job cannot ask for a network.
+type JobSpec struct {
+	Name    string // engine-level name
+	Image   string
+	Runtime string   // RuntimeRunsc or RuntimeRunc
+	User    string   // "uid:gid", never root
+	Cmd     []string // the command (the image's entrypoint is not used)
+	WorkDir string   // absolute
+	Env     []string // KEY=VALUE; nothing else of the Host's environment
+	Labels  map[string]string
+	Mounts  []Mount
+	// TmpBytes sizes the tmpfs at /tmp (0: the programs' default). It
+	// counts against MemoryBytes.
+	TmpBytes int64
+	Limits   Limits
+}
+
+// JobResult is how a job ended.
+type JobResult struct {
+	ExitCode  int
+	OOMKilled bool // the kernel killed it for exceeding its memory limit
 }
 
 // Mount is a bind mount from the Host's filesystem.

@@ -86,41 +86,12 @@ func containerConfig(spec hrt.ContainerSpec) (*container.Config, *container.Host
 		return nil, nil, nil, bad("label %s is required", hrt.LabelProgram)
 	}
 	lim := spec.Limits
-	switch {
-	case lim.MemoryBytes < 6<<20:
-		return nil, nil, nil, bad("memory limit %d bytes: at least 6 MiB is required", lim.MemoryBytes)
-	case !(lim.CPUs > 0) || math.IsInf(lim.CPUs, 0):
-		return nil, nil, nil, bad("CPU limit %v: a positive number of cores is required", lim.CPUs)
-	case lim.Pids <= 0:
-		return nil, nil, nil, bad("pids limit %d: a positive limit is required", lim.Pids)
-	case rtName == hrt.RuntimeRunsc && lim.Pids < MinPidsRunsc:
-		return nil, nil, nil, bad("pids limit %d is below %d, the minimum under runsc (gVisor's own threads count against it)", lim.Pids, MinPidsRunsc)
-	case lim.LogBytes < minLogBytes:
-		return nil, nil, nil, bad("log cap %d bytes: at least %d is required", lim.LogBytes, minLogBytes)
+	if err := checkLimits(rtName, lim); err != nil {
+		return nil, nil, nil, bad("%v", err)
 	}
-
-	mounts := make([]mount.Mount, 0, len(spec.Mounts))
-	targets := map[string]bool{}
-	for _, m := range spec.Mounts {
-		src, dst := m.Source, m.Target
-		switch {
-		case !path.IsAbs(src) || path.Clean(src) != src:
-			return nil, nil, nil, bad("mount source %q must be an absolute clean path", src)
-		case !path.IsAbs(dst) || path.Clean(dst) != dst || dst == "/":
-			return nil, nil, nil, bad("mount target %q must be an absolute clean path below /", dst)
-		case dst == "/tmp" || strings.HasPrefix(dst, "/tmp/") || reservedTarget(dst):
-			return nil, nil, nil, bad("mount target %q is reserved", dst)
-		case targets[dst]:
-			return nil, nil, nil, bad("mount target %q given twice", dst)
-		}
-		targets[dst] = true
-		mounts = append(mounts, mount.Mount{
-			Type:        mount.TypeBind,
-			Source:      src,
-			Target:      dst,
-			ReadOnly:    m.ReadOnly,
-			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate},
-		})
+	mounts, err := bindMounts(spec.Mounts)
+	if err != nil {
+		return nil, nil, nil, bad("%v", err)
 	}
 
 	labels := make(map[string]string, len(spec.Labels)+1)
@@ -171,6 +142,52 @@ func containerConfig(spec hrt.ContainerSpec) (*container.Config, *container.Host
 		},
 	}
 	return cfg, hc, nc, nil
+}
+
+// checkLimits refuses a limit that is unset or too small to be safe.
+func checkLimits(rtName string, lim hrt.Limits) error {
+	switch {
+	case lim.MemoryBytes < 6<<20:
+		return fmt.Errorf("memory limit %d bytes: at least 6 MiB is required", lim.MemoryBytes)
+	case !(lim.CPUs > 0) || math.IsInf(lim.CPUs, 0):
+		return fmt.Errorf("CPU limit %v: a positive number of cores is required", lim.CPUs)
+	case lim.Pids <= 0:
+		return fmt.Errorf("pids limit %d: a positive limit is required", lim.Pids)
+	case rtName == hrt.RuntimeRunsc && lim.Pids < MinPidsRunsc:
+		return fmt.Errorf("pids limit %d is below %d, the minimum under runsc (gVisor's own threads count against it)", lim.Pids, MinPidsRunsc)
+	case lim.LogBytes < minLogBytes:
+		return fmt.Errorf("log cap %d bytes: at least %d is required", lim.LogBytes, minLogBytes)
+	}
+	return nil
+}
+
+// bindMounts validates and translates bind mounts: absolute clean paths,
+// no mount over /tmp or the engine's own files, no target twice.
+func bindMounts(ms []hrt.Mount) ([]mount.Mount, error) {
+	mounts := make([]mount.Mount, 0, len(ms))
+	targets := map[string]bool{}
+	for _, m := range ms {
+		src, dst := m.Source, m.Target
+		switch {
+		case !path.IsAbs(src) || path.Clean(src) != src:
+			return nil, fmt.Errorf("mount source %q must be an absolute clean path", src)
+		case !path.IsAbs(dst) || path.Clean(dst) != dst || dst == "/":
+			return nil, fmt.Errorf("mount target %q must be an absolute clean path below /", dst)
+		case dst == "/tmp" || strings.HasPrefix(dst, "/tmp/") || reservedTarget(dst):
+			return nil, fmt.Errorf("mount target %q is reserved", dst)
+		case targets[dst]:
+			return nil, fmt.Errorf("mount target %q given twice", dst)
+		}
+		targets[dst] = true
+		mounts = append(mounts, mount.Mount{
+			Type:        mount.TypeBind,
+			Source:      src,
+			Target:      dst,
+			ReadOnly:    m.ReadOnly,
+			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate},
+		})
+	}
+	return mounts, nil
 }
 
 func reservedTarget(dst string) bool {

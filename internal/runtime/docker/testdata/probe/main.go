@@ -43,6 +43,8 @@ func main() {
 	sleep := flag.Duration("sleep", 0, "sleep this long first")
 	ifaces := flag.Bool("print-ifaces", false, "print the network interfaces")
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM")
+	var copies copyFlags
+	flag.Var(&copies, "copy", "copy file `src:dst` first, printing the outcome (repeatable)")
 	// Flags also come from PROBE_FLAGS, since a container spec sets only
 	// the environment.
 	args := append(strings.Fields(os.Getenv("PROBE_FLAGS")), os.Args[1:]...)
@@ -50,6 +52,18 @@ func main() {
 		os.Exit(2)
 	}
 
+	for _, c := range copies {
+		src, dst, _ := strings.Cut(c, ":")
+		b, err := os.ReadFile(src)
+		if err == nil {
+			err = os.WriteFile(dst, b, 0o644)
+		}
+		if err != nil {
+			fmt.Printf("copy failed: %s: %v\n", c, err)
+		} else {
+			fmt.Printf("copied %s\n", c)
+		}
+	}
 	time.Sleep(*sleep)
 	if *ifaces {
 		ifs, err := net.Interfaces()
@@ -181,3 +195,9 @@ func main() {
 	}()
 	_ = srv.Serve(ln)
 }
+
+// copyFlags collects -copy flags.
+type copyFlags []string
+
+func (c *copyFlags) String() string     { return strings.Join(*c, ",") }
+func (c *copyFlags) Set(v string) error { *c = append(*c, v); return nil }
