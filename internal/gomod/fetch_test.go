@@ -171,4 +171,3 @@ func TestFileProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
