@@ -88,7 +88,7 @@ func (h *host) start() {
 	}
 	fmt.Fprintf(logf, "---- hershy serve (%s)\n", time.Now().Format(time.RFC3339Nano))
 	h.cmd = exec.Command(hershyBin, "serve", "--data", h.dataDir, "--listen", h.addr, "--runtime", h.rt,
-		"--log-level", "debug", "--go-cache", caches.GoCacheDir, "--go-mod-cache", caches.GoModCacheDir)
+		"--log-level", "debug", "--go-shared-cache", caches.SharedCacheDir)
 	h.cmd.Stdout, h.cmd.Stderr = logf, logf
 	h.cmd.Env = append(os.Environ(), "HERSHY_CONFIG="+filepath.Join(h.dataDir, "no-cli-config.json"))
 	if err := h.cmd.Start(); err != nil {

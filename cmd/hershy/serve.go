@@ -20,7 +20,12 @@ var version = "dev"
 type serveOpts struct {
 	dataDir, listen, runtime, logLevel string
 	proxyPorts                         string // per-program WatcherAPI ports, e.g. 9000-9999 ("" off)
-	goCache, goModCache                string // caches of program builds ("" under the data directory)
+	goSharedCache                      string // shared layer of the build cache ("" under the data directory)
+	goProxy                            string // module proxies for programs' dependencies
+	buildMemory                        string // memory of one build sandbox, e.g. 2g
+	buildCPUs                          float64
+	buildTimeout                       time.Duration
+	maxBuilds                          int
 }
 
 func defaultDataDir() string {
@@ -57,8 +62,12 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&o.listen, "listen", "127.0.0.1:18080", "listen address")
 	f.StringVar(&o.runtime, "runtime", "runsc", "container runtime: runsc (gVisor) or runc")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.StringVar(&o.goCache, "go-cache", "", "GOCACHE of program builds, e.g. shared with your own go command's (default DATA/cache/go-build)")
-	f.StringVar(&o.goModCache, "go-mod-cache", "", "GOMODCACHE of program builds (default DATA/cache/gomod)")
+	f.StringVar(&o.goSharedCache, "go-shared-cache", "", "shared, read-only layer of programs' build cache: the standard library and the framework, compiled by the Host (default DATA/cache/go-shared)")
+	f.StringVar(&o.goProxy, "go-proxy", "", "module proxies programs' dependencies are fetched through, GOPROXY syntax; \"direct\" is never used (default $GOPROXY, else https://proxy.golang.org)")
+	f.StringVar(&o.buildMemory, "build-memory", "2g", "memory limit of one build sandbox (its /tmp included)")
+	f.Float64Var(&o.buildCPUs, "build-cpus", 0, "CPU limit of one build sandbox, in cores (default: up to 2)")
+	f.DurationVar(&o.buildTimeout, "build-timeout", 10*time.Minute, "time limit of one Go build")
+	f.IntVar(&o.maxBuilds, "max-builds", 1, "builds that run at once; the others wait in a queue")
 	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI (default off)")
 	return cmd
 }

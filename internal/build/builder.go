@@ -2,30 +2,36 @@
 //
 // Two kinds of source are built:
 //
-//   - Go source (a go.mod at the root, no Dockerfile): the Host compiles it
-//     with its own Go toolchain (no cgo, -trimpath, GOTOOLCHAIN=local, shared
-//     module and build caches in the data directory, a timeout and an output
-//     cap) and assembles a minimal image FROM scratch: the static binary, CA
-//     certificates, a non-root user (65532) and an empty /state. The hersh
-//     framework is provided by the Host itself: an embedded copy of its
-//     source is extracted into the data directory and every program's go.mod
-//     is pointed at it with a replace directive, so `require
+//   - Go source (a go.mod at the root, no Dockerfile): compiled inside the
+//     build sandbox (sandbox.go), a one-shot container under the Host's
+//     sandbox runtime with no network, a read-only root, no capabilities and
+//     its own memory, CPU, pids and time limits. It sees the program's
+//     source, the Host's Go toolchain and framework copy (read-only), the
+//     modules its go.sum pins (fetched by the Host through the module proxy,
+//     package gomod), and its owner's build caches; nothing else of the
+//     Host. The hersh framework is provided by the Host itself: an embedded
+//     copy of its source is extracted into the data directory, mounted into
+//     every build, and the build's copy of go.mod points at it, so `require
 //     github.com/hershyorg/hershy/hersh vX` resolves without any published
-//     release and without network access.
+//     release. The result is a minimal image FROM scratch: the static
+//     binary, CA certificates, a non-root user (65532) and an empty /state.
 //   - A Dockerfile and files: the engine builds them as the context, with a
 //     context size cap and a timeout; the driver never pulls.
 //
-// Images are tagged by build id (a content hash), so an identical source
-// reuses its image instead of building again.
+// Images are tagged by build id (a content hash of the owner and the
+// source), so an identical source of the same owner reuses its image.
+// Builds wait their turn in a queue (Options.MaxConcurrent at once).
 //
 // Data directory layout (all created by New):
 //
-//	framework/<version>/   the extracted hersh source (version: a hash of it)
-//	cache/go-build/        GOCACHE, shared by every build
-//	cache/gomod/           GOMODCACHE, shared by every build
-//	cache/goconfig/        the go command's config folder (telemetry off)
-//	work/                  per-build scratch folders, removed after each build
-//	logs/<build id>.log    build logs (see Logs)
+//	framework/<version>/       the extracted hersh source (version: a hash of it)
+//	cache/go-shared/           build cache of the standard library and the
+//	                           framework, written only by the Host's warm-up
+//	cache/users/<user>/        each user's own build cache and module cache
+//	cache/modules/             modules fetched through the proxy (Host only)
+//	cache/helper/              the build sandbox's cache helper binary
+//	work/                      per-build scratch folders, removed after each build
+//	logs/<build id>.log        build logs (see Logs)
 package build
 
 import (
@@ -42,14 +48,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/gomod"
 	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 )
 
 // Options tune a Builder. A zero field takes its default.
 type Options struct {
-	// GoTimeout bounds a Go build (reading go.mod, module downloads and
-	// compiling). Default 10 minutes.
+	// GoTimeout bounds the compile of a Go build (the sandboxed go build).
+	// Default 10 minutes.
 	GoTimeout time.Duration
 	// ImageTimeout bounds an image build by the engine. Default 10 minutes.
 	ImageTimeout time.Duration
@@ -61,18 +68,42 @@ type Options struct {
 	MaxLog int64
 	// MaxContext caps a Dockerfile build's context size. Default 64 MiB.
 	MaxContext int64
-	// GoBinary is the go command. Default: "go" found on PATH.
+	// GoBinary is the Host's go command: it names the toolchain mounted into
+	// build sandboxes and compiles the sandbox's cache helper (the Host's
+	// own code, never a program's). Default: "go" found on PATH.
 	GoBinary string
 	// GOARCH is the architecture Go programs are compiled for. Default: the
 	// Host's own (the engine runs on the same machine).
 	GOARCH string
-	// GoProxy is GOPROXY for builds. Default: the Host's $GOPROXY, else
-	// "https://proxy.golang.org,direct".
+	// GoProxy is the module proxy list programs' dependencies are fetched
+	// through (GOPROXY syntax). "direct" is never used. Default: the Host's
+	// $GOPROXY, else "https://proxy.golang.org".
 	GoProxy string
-	// GoCacheDir and GoModCacheDir are GOCACHE and GOMODCACHE. Defaults:
-	// <data>/cache/go-build and <data>/cache/gomod.
-	GoCacheDir    string
-	GoModCacheDir string
+	// Runtime is the OCI runtime of the build sandbox: runtime.RuntimeRunsc
+	// (default) or RuntimeRunc.
+	Runtime string
+	// Limits of one build sandbox: memory (its /tmp included), CPUs and
+	// pids. Defaults: 2 GiB, up to 2 cores, 1024 pids.
+	Limits runtime.Limits
+	// TmpBytes sizes the build sandbox's /tmp (compiler scratch files).
+	// Default 512 MiB.
+	TmpBytes int64
+	// MaxConcurrent is how many builds run at once; the others wait in a
+	// queue. Default 1 (a build uses every core it may).
+	MaxConcurrent int
+	// MaxDownload caps the bytes of modules one build may download.
+	// Default 1 GiB.
+	MaxDownload int64
+	// MaxUserCache caps a user's build and module caches; past it they are
+	// emptied after the build. Default 4 GiB.
+	MaxUserCache int64
+	// SharedCacheDir is the read-only layer of every build's cache: the
+	// standard library and the framework, compiled by the Host's warm-up.
+	// Several Hosts may share one. Default <data>/cache/go-shared.
+	SharedCacheDir string
+	// Instance labels the build sandboxes, so the Host that owns them can
+	// find any a crash left behind.
+	Instance string
 	// CACertFile is copied into Go-source images as
 	// /etc/ssl/certs/ca-certificates.crt. Default: the first of the usual
 	// system bundle locations that exists.
@@ -86,7 +117,12 @@ const (
 	DefaultMaxOutput    = 64 << 10
 	DefaultMaxLog       = 8 << 20
 	DefaultMaxContext   = 64 << 20
-	defaultGoProxy      = "https://proxy.golang.org,direct"
+	DefaultBuildMemory  = 2 << 30
+	DefaultBuildPids    = 1024
+	DefaultTmpBytes     = 512 << 20
+	DefaultMaxDownload  = 1 << 30
+	DefaultMaxUserCache = 4 << 30
+	defaultGoProxy      = "https://proxy.golang.org"
 )
 
 // caCertFiles are the usual CA bundle locations (as crypto/x509 knows them).
@@ -103,6 +139,9 @@ type Request struct {
 	// BuildID is the source's source.BuildID. Build checks that the stored
 	// source still hashes to it (ErrSourceMismatch otherwise).
 	BuildID string
+	// Owner is the user the program belongs to: part of the build id, and
+	// whose build caches a Go build uses.
+	Owner string
 	// SourceDir is the stored source tree (written by source.WriteTree).
 	SourceDir string
 	// Tag names the image, e.g. "hersh-program-<build id>". An existing image
@@ -120,20 +159,32 @@ type Builder struct {
 	opts      Options
 	dataDir   string
 	workDir   string
+	cacheDir  string // cache/: users/, modules/, helper/
 	framework string
-	goBin     string
-	goConfig  string // XDG_CONFIG_HOME of go commands: telemetry off
-	goVersion string
-	goErr     error // why Go-source builds cannot run, or nil
 	caCerts   []byte
 	logs      *Logs
 	locks     keyedMutex
+	queue     *queue
+	fetcher   *gomod.Fetcher
+	proxyNote string // what the operator's GOPROXY lost ("direct"), for the log
+
+	goBin     string
+	goRoot    string // the toolchain mounted into build sandboxes
+	goVersion string
+	goErr     error // why Go-source builds cannot run, or nil
+
+	sandboxMu    sync.Mutex
+	sandboxImage string // the build sandbox's image, once made
+
+	warmMu sync.Mutex
+	warmed bool // the shared cache layer is warm
 }
 
 // New prepares a Builder over dataDir (created if missing): it extracts the
 // embedded hersh framework, creates the caches, clears work folders left by
 // an earlier run, and finds the Go toolchain. A Host without Go gets a
-// Builder anyway: Go-source builds then fail with ErrNoGo.
+// Builder anyway: Go-source builds then fail with ErrNoGo. The build
+// sandbox's image is made at the first Go build (or by WarmUp).
 func New(dataDir string, driver runtime.Driver, opts Options) (*Builder, error) {
 	if driver == nil {
 		return nil, errors.New("build: New: nil driver")
@@ -145,57 +196,46 @@ func New(dataDir string, driver runtime.Driver, opts Options) (*Builder, error) 
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	if opts.GoTimeout <= 0 {
-		opts.GoTimeout = DefaultGoTimeout
+	if err := opts.setDefaults(dataDir); err != nil {
+		return nil, err
 	}
-	if opts.ImageTimeout <= 0 {
-		opts.ImageTimeout = DefaultImageTimeout
+	b := &Builder{
+		driver: driver, opts: opts, dataDir: dataDir,
+		workDir:  filepath.Join(dataDir, "work"),
+		cacheDir: filepath.Join(dataDir, "cache"),
+		queue:    newQueue(opts.MaxConcurrent),
 	}
-	if opts.MaxOutput <= 0 {
-		opts.MaxOutput = DefaultMaxOutput
-	}
-	if opts.MaxLog <= 0 {
-		opts.MaxLog = DefaultMaxLog
-	}
-	if opts.MaxContext <= 0 {
-		opts.MaxContext = DefaultMaxContext
-	}
-	if opts.GOARCH == "" {
-		opts.GOARCH = goruntime.GOARCH
-	}
-	if opts.GoProxy == "" {
-		opts.GoProxy = os.Getenv("GOPROXY")
-	}
-	if opts.GoProxy == "" {
-		opts.GoProxy = defaultGoProxy
-	}
-	if opts.GoCacheDir == "" {
-		opts.GoCacheDir = filepath.Join(dataDir, "cache", "go-build")
-	}
-	if opts.GoModCacheDir == "" {
-		opts.GoModCacheDir = filepath.Join(dataDir, "cache", "gomod")
-	}
-	for _, p := range []*string{&opts.GoCacheDir, &opts.GoModCacheDir} {
-		if *p, err = filepath.Abs(*p); err != nil { // the go command wants absolute paths
-			return nil, fmt.Errorf("build: %w", err)
-		}
-	}
-
-	b := &Builder{driver: driver, opts: opts, dataDir: dataDir, workDir: filepath.Join(dataDir, "work"), goConfig: filepath.Join(dataDir, "cache", "goconfig")}
-	for _, d := range []string{dataDir, opts.GoCacheDir, opts.GoModCacheDir, b.goConfig} {
+	for _, d := range []string{dataDir, b.cacheDir, filepath.Join(b.cacheDir, "users"), filepath.Join(b.cacheDir, "helper")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("build: %w", err)
 		}
 	}
+	if err := os.MkdirAll(opts.SharedCacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	proxies, dropped, err := gomod.ParseProxies(opts.GoProxy)
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	if len(dropped) > 0 {
+		b.proxyNote = fmt.Sprintf("module proxy list %q: %s not used (dependencies come only through a proxy)", opts.GoProxy, strings.Join(dropped, ", "))
+	}
+	if b.fetcher, err = gomod.NewFetcher(filepath.Join(b.cacheDir, "modules"), proxies, nil); err != nil {
+		return nil, err
+	}
 	// Work folders of builds a previous Host process did not finish.
 	if err := os.RemoveAll(b.workDir); err != nil {
-		return nil, fmt.Errorf("build: clear %s: %w", b.workDir, err)
+		return nil, fmt.Errorf("build: clear work folder: %w", err)
 	}
 	if err := os.Mkdir(b.workDir, 0o700); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	if b.framework, err = extractFramework(filepath.Join(dataDir, "framework")); err != nil {
 		return nil, err
+	}
+	// The build sandbox reads the framework as its user.
+	if err := openUp(b.framework); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
 	}
 	if b.logs, err = NewLogs(filepath.Join(dataDir, "logs")); err != nil {
 		return nil, err
@@ -206,6 +246,72 @@ func New(dataDir string, driver runtime.Driver, opts Options) (*Builder, error) 
 	}
 	b.findGo()
 	return b, nil
+}
+
+func (o *Options) setDefaults(dataDir string) error {
+	if o.GoTimeout <= 0 {
+		o.GoTimeout = DefaultGoTimeout
+	}
+	if o.ImageTimeout <= 0 {
+		o.ImageTimeout = DefaultImageTimeout
+	}
+	if o.MaxOutput <= 0 {
+		o.MaxOutput = DefaultMaxOutput
+	}
+	if o.MaxLog <= 0 {
+		o.MaxLog = DefaultMaxLog
+	}
+	if o.MaxContext <= 0 {
+		o.MaxContext = DefaultMaxContext
+	}
+	if o.GOARCH == "" {
+		o.GOARCH = goruntime.GOARCH
+	}
+	if o.GoProxy == "" {
+		o.GoProxy = os.Getenv("GOPROXY")
+	}
+	if o.GoProxy == "" {
+		o.GoProxy = defaultGoProxy
+	}
+	switch o.Runtime {
+	case "":
+		o.Runtime = runtime.RuntimeRunsc
+	case runtime.RuntimeRunsc, runtime.RuntimeRunc:
+	default:
+		return fmt.Errorf("build: unknown sandbox runtime %q", o.Runtime)
+	}
+	if o.Limits.MemoryBytes <= 0 {
+		o.Limits.MemoryBytes = DefaultBuildMemory
+	}
+	if o.Limits.CPUs <= 0 {
+		o.Limits.CPUs = float64(min(2, goruntime.NumCPU()))
+	}
+	if o.Limits.Pids <= 0 {
+		o.Limits.Pids = DefaultBuildPids
+	}
+	if o.TmpBytes <= 0 {
+		o.TmpBytes = DefaultTmpBytes
+	}
+	if o.TmpBytes >= o.Limits.MemoryBytes {
+		return fmt.Errorf("build: the build sandbox's /tmp (%d bytes) must be smaller than its memory limit (%d bytes)", o.TmpBytes, o.Limits.MemoryBytes)
+	}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = 1
+	}
+	if o.MaxDownload <= 0 {
+		o.MaxDownload = DefaultMaxDownload
+	}
+	if o.MaxUserCache <= 0 {
+		o.MaxUserCache = DefaultMaxUserCache
+	}
+	if o.SharedCacheDir == "" {
+		o.SharedCacheDir = filepath.Join(dataDir, "cache", "go-shared")
+	}
+	var err error
+	if o.SharedCacheDir, err = filepath.Abs(o.SharedCacheDir); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	return nil
 }
 
 func readCACerts(file string) ([]byte, error) {
@@ -225,8 +331,9 @@ func readCACerts(file string) ([]byte, error) {
 	return nil, fmt.Errorf("build: no CA certificate bundle found (looked in %s); set Options.CACertFile", strings.Join(caCertFiles, ", "))
 }
 
-// findGo locates the go command and asks its version, recording why Go
-// builds cannot run if that fails.
+// findGo locates the Host's go command and asks it for its version and
+// GOROOT, recording why Go builds cannot run if that fails. Only `go env`
+// runs here, with a clean environment; programs are compiled in sandboxes.
 func (b *Builder) findGo() {
 	name := b.opts.GoBinary
 	if name == "" {
@@ -243,31 +350,14 @@ func (b *Builder) findGo() {
 	b.goBin = bin
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	home, err := os.MkdirTemp(b.workDir, "go-env-")
-	if err != nil {
-		b.goErr = fmt.Errorf("build: %w", err)
+	out, err := b.hostGo(ctx, b.workDir, "env", "GOVERSION", "GOROOT").Output()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) != 2 {
+		b.goErr = fmt.Errorf("build: %w: %s env: %v", ErrNoGo, bin, err)
 		return
 	}
-	defer os.RemoveAll(home)
-	goCmd := func(args ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = []string{"PATH=" + filepath.Dir(bin) + ":/usr/bin:/bin", "HOME=" + home, "XDG_CONFIG_HOME=" + b.goConfig, "GOENV=off", "GOTOOLCHAIN=local", "GOFLAGS="}
-		if root, ok := os.LookupEnv("GOROOT"); ok {
-			cmd.Env = append(cmd.Env, "GOROOT="+root)
-		}
-		return cmd
-	}
-	// Telemetry off in the builds' config folder: otherwise every go
-	// command may leave a detached sidecar process writing counters.
-	// (Toolchains before Go 1.23 have no telemetry and fail here: fine.)
-	_ = goCmd("telemetry", "off").Run()
-	out, err := goCmd("env", "GOVERSION").Output()
-	if err != nil {
-		b.goErr = fmt.Errorf("build: %w: %s env GOVERSION: %v", ErrNoGo, bin, err)
-		return
-	}
-	b.goVersion = strings.TrimSpace(string(out))
-	if v, _, _ := strings.Cut(b.goVersion, " "); v != "" {
+	b.goVersion, b.goRoot = f[0], f[1]
+	if v, _, _ := strings.Cut(b.goVersion, "-"); v != "" {
 		b.goVersion = v // drop experiment suffixes
 	}
 }
@@ -288,7 +378,8 @@ func (b *Builder) Logs() *Logs { return b.logs }
 //
 // Progress, the compiler's output and the engine's output are written to log
 // as they come (capped at Options.MaxLog). Errors: ErrNoBuildFile,
-// ErrSourceMismatch, ErrContextTooLarge, ErrNoGo, ErrToolchain and ErrGoMod
+// ErrSourceMismatch, ErrContextTooLarge, ErrNoGo, ErrToolchain, ErrGoMod and
+// gomod.ErrFetch
 // (wrapped), or an *Error for a failed step (compile errors: its message
 // holds the compiler's first lines); a timeout wraps
 // context.DeadlineExceeded, a cancelled ctx context.Canceled.
@@ -298,6 +389,9 @@ func (b *Builder) Build(ctx context.Context, req Request, log io.Writer) (imageI
 	}
 	if req.Tag == "" || req.SourceDir == "" {
 		return "", errors.New("build: request needs a Tag and a SourceDir")
+	}
+	if err := source.ValidateUserID(req.Owner); err != nil {
+		return "", fmt.Errorf("build: owner: %w", err)
 	}
 	if log == nil {
 		log = io.Discard
@@ -329,9 +423,18 @@ func (b *Builder) Build(ctx context.Context, req Request, log io.Writer) (imageI
 	if err != nil {
 		return "", fmt.Errorf("build: %w", err)
 	}
-	if id := source.BuildID(dockerfile, files); id != req.BuildID {
-		return "", fmt.Errorf("build: %w: %s hashes to %s, not %s", ErrSourceMismatch, req.SourceDir, id, req.BuildID)
+	if id := source.BuildID(req.Owner, dockerfile, files); id != req.BuildID {
+		return "", fmt.Errorf("build: %w: it hashes to %s, not %s", ErrSourceMismatch, id, req.BuildID)
 	}
+
+	// Wait for a build slot; the log shows the place in the queue.
+	release, err := b.queue.wait(ctx, req.BuildID, func(pos int) {
+		lw.notef("waiting for a build slot: %d build(s) ahead", pos)
+	})
+	if err != nil {
+		return "", fmt.Errorf("build: waiting in the build queue: %w", err)
+	}
+	defer release()
 	labels := maps.Clone(req.Labels)
 	if labels == nil {
 		labels = map[string]string{}
@@ -362,7 +465,7 @@ func (b *Builder) Build(ctx context.Context, req Request, log io.Writer) (imageI
 		if err := newImageContext(imageDir, b.caCerts); err != nil {
 			return "", fmt.Errorf("build: image context: %w", err)
 		}
-		if err := b.compileGo(ctx, work, files, filepath.Join(imageDir, filepath.FromSlash(imageBinary)), lw); err != nil {
+		if err := b.compileGo(ctx, req.Owner, work, files, filepath.Join(imageDir, filepath.FromSlash(imageBinary)), lw); err != nil {
 			return "", err
 		}
 		spec = runtime.ImageSpec{ContextDir: imageDir, Dockerfile: "Dockerfile"}

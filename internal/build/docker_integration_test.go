@@ -115,8 +115,8 @@ func main() {
 
 func TestDockerImageRuns(t *testing.T) {
 	rts := dockerRuntimes(t)
-	d := &cliDriver{}
-	b, err := New(t.TempDir(), d, Options{GoCacheDir: sharedGoCache(t), GoProxy: "off"})
+	d := &cliDriver{fakeDriver{engine: testEngine(t)}}
+	b, err := New(t.TempDir(), d, Options{SharedCacheDir: testSharedCache, GoProxy: "off", Runtime: runtime.RuntimeRunc})
 	if err != nil {
 		t.Fatal(err)
 	}

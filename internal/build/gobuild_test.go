@@ -5,42 +5,81 @@ import (
 	"context"
 	"debug/elf"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/gomod"
+	"github.com/hershyorg/hershy/internal/gomod/gomodtest"
+	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 )
 
-// compile runs the Go stage alone (no image build) into a fresh work folder.
+// compile runs the Go stage alone (no image build) for owner alice into a
+// fresh work folder.
 func compile(t *testing.T, b *Builder, files source.Files) (bin string, log string, err error) {
+	t.Helper()
+	return compileCtx(context.Background(), t, b, files)
+}
+
+func compileCtx(ctx context.Context, t *testing.T, b *Builder, files source.Files) (bin string, log string, err error) {
 	t.Helper()
 	work, err := os.MkdirTemp(b.workDir, "test-")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(work) })
 	bin = filepath.Join(t.TempDir(), "app")
 	var buf bytes.Buffer
-	err = b.compileGo(context.Background(), work, files, bin, newLogLimiter(&buf, DefaultMaxLog))
+	err = b.compileGo(ctx, "alice", work, files, bin, newLogLimiter(&buf, DefaultMaxLog))
 	return bin, buf.String(), err
 }
 
 func TestCompileGoWithFramework(t *testing.T) {
-	b, _ := newTestBuilder(t, Options{})
-	start := time.Now()
-	bin, log, err := compile(t, b, helloFiles())
-	if err != nil {
-		t.Fatalf("%v\nlog:\n%s", err, log)
+	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+		t.Run(rt, func(t *testing.T) {
+			b, d := newTestBuilder(t, Options{Runtime: rt})
+			start := time.Now()
+			bin, log, err := compile(t, b, helloFiles())
+			if err != nil {
+				t.Fatalf("%v\nlog:\n%s", err, log)
+			}
+			t.Logf("compiled in %s", time.Since(start))
+			if !strings.Contains(log, "go build (") || !strings.Contains(log, "in the build sandbox under "+rt) {
+				t.Errorf("log does not announce the sandboxed compile:\n%s", log)
+			}
+			// The compile ran in a sandbox of the requested runtime with
+			// network none (the driver's contract) and the build limits.
+			jobs := d.jobs
+			if len(jobs) == 0 {
+				t.Fatal("no build sandbox was run")
+			}
+			job := jobs[len(jobs)-1]
+			if job.Runtime != rt || job.User != "65532:65532" || job.Limits.MemoryBytes != DefaultBuildMemory {
+				t.Errorf("build sandbox spec %+v", job)
+			}
+			checkStaticBinary(t, bin, b)
+			out, err := exec.Command(bin).CombinedOutput()
+			if err != nil {
+				t.Fatalf("running the program: %v\n%s", err, out)
+			}
+			if got, want := strings.TrimSpace(string(out)), "hello HERSH_STATE_DIR :8080 50000"; got != want {
+				t.Fatalf("program printed %q, want %q", got, want)
+			}
+		})
 	}
-	t.Logf("compiled in %s", time.Since(start))
-	if !strings.Contains(log, "go build (") {
-		t.Errorf("log does not announce the compile:\n%s", log)
-	}
+}
 
-	// A static linux executable: no interpreter, no dynamic section.
+// checkStaticBinary: a static linux executable, stripped, with no trace of
+// the Host's folders.
+func checkStaticBinary(t *testing.T, bin string, b *Builder) {
+	t.Helper()
 	f, err := elf.Open(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -54,29 +93,20 @@ func TestCompileGoWithFramework(t *testing.T) {
 	if f.Section(".symtab") != nil {
 		t.Error("binary has a symbol table; -ldflags=-s was not applied")
 	}
-	// -trimpath: no trace of the Host's folders in the binary.
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, leak := range []string{b.dataDir, b.framework} {
+	for _, leak := range []string{b.dataDir, b.framework, b.goRoot} {
 		if bytes.Contains(data, []byte(leak)) {
 			t.Errorf("binary contains the Host path %s", leak)
 		}
 	}
-
-	out, err := exec.Command(bin).CombinedOutput()
-	if err != nil {
-		t.Fatalf("running the program: %v\n%s", err, out)
-	}
-	if got, want := strings.TrimSpace(string(out)), "hello HERSH_STATE_DIR :8080 50000"; got != want {
-		t.Fatalf("program printed %q, want %q", got, want)
-	}
 }
 
 func TestCompileGoFrameworkWithoutRequire(t *testing.T) {
-	// A go.mod that forgot the require line still builds (-mod=mod adds it,
-	// resolving to the Host's copy).
+	// A go.mod that forgot the require line still builds: the build's copy
+	// requires the Host's framework.
 	b, _ := newTestBuilder(t, Options{})
 	files := helloFiles()
 	files["go.mod"] = "module example.com/hello\n\ngo 1.25\n"
@@ -138,65 +168,58 @@ func main() {
 	if !strings.Contains(log, "undefined: undefinedThing") {
 		t.Errorf("log does not hold the compiler's message:\n%s", log)
 	}
+	if strings.Contains(err.Error(), b.dataDir) || strings.Contains(log, b.dataDir) {
+		t.Errorf("the Host's data path shows in the build's output:\n%s\n%s", err, log)
+	}
 }
 
 func TestCompileGoTimeout(t *testing.T) {
-	// A cold build cache: compiling the standard library takes seconds.
-	b, _ := newTestBuilder(t, Options{GoTimeout: 700 * time.Millisecond, GoCacheDir: filepath.Join(t.TempDir(), "cold")})
-	start := time.Now()
+	// A cold shared cache: compiling the standard library takes far longer
+	// than the timeout. The cleanup checks that no build sandbox is left.
+	b, _ := newTestBuilder(t, Options{GoTimeout: 1500 * time.Millisecond, SharedCacheDir: filepath.Join(t.TempDir(), "cold")})
 	_, log, err := compile(t, b, helloFiles())
-	took := time.Since(start)
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timed out after 700ms") {
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timed out after 1.5s") {
 		t.Fatalf("err = %v, want a timeout\nlog:\n%s", err, log)
 	}
-	if took > 10*time.Second {
-		t.Errorf("the build took %s to give up", took)
-	}
-	// The compiler and linker ran in the build's process group: none is left.
-	waitGone(t, b.workDir)
 }
 
 func TestCompileGoCancel(t *testing.T) {
-	b, _ := newTestBuilder(t, Options{GoCacheDir: filepath.Join(t.TempDir(), "cold")})
-	work, err := os.MkdirTemp(b.workDir, "test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	b, _ := newTestBuilder(t, Options{SharedCacheDir: filepath.Join(t.TempDir(), "cold")})
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	err = b.compileGo(ctx, work, helloFiles(), filepath.Join(work, "app"), newLogLimiter(&bytes.Buffer{}, DefaultMaxLog))
+	_, _, err := compileCtx(ctx, t, b, helloFiles())
 	if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "timed out after") {
 		t.Fatalf("err = %v, want the caller's deadline, not the build timeout", err)
 	}
-	waitGone(t, b.workDir)
 }
 
-func TestCompileGoToolchainTooNew(t *testing.T) {
-	b, _ := newTestBuilder(t, Options{})
-	files := helloFiles()
-	files["go.mod"] = "module example.com/hello\n\ngo 1.99\n"
-	_, _, err := compile(t, b, files)
-	if !errors.Is(err, ErrToolchain) || !strings.Contains(err.Error(), "go 1.99") || !strings.Contains(err.Error(), b.goVersion) {
-		t.Fatalf("err = %v, want ErrToolchain naming both versions", err)
-	}
-}
-
-func TestCompileGoBadGoMod(t *testing.T) {
-	b, _ := newTestBuilder(t, Options{})
+func TestCheckGoModule(t *testing.T) {
+	b, d := newTestBuilder(t, Options{})
 	tests := []struct {
-		name, gomod, want string
+		name, gomod, gosum, want string
+		is                       error
 	}{
-		{"syntax", "module example.com/hello\n\nthis is not go.mod\n", "unknown directive"},
-		{"absolute replace", "module example.com/hello\n\ngo 1.25\n\nreplace example.com/x => /etc\n", "points outside"},
-		{"escaping replace", "module example.com/hello\n\ngo 1.25\n\nreplace example.com/x => ../x\n", "points outside"},
-		{"escaping replace 2", "module example.com/hello\n\ngo 1.25\n\nreplace example.com/x => ./a/../../x\n", "points outside"},
+		{"syntax", "module example.com/hello\n\nthis is not go.mod\n", "", "unknown directive", ErrGoMod},
+		{"absolute replace", "module example.com/hello\n\ngo 1.25\n\nreplace example.com/x => /etc\n", "", "points outside", ErrGoMod},
+		{"escaping replace", "module example.com/hello\n\ngo 1.25\n\nreplace example.com/x => ../x\n", "", "points outside", ErrGoMod},
+		{"escaping replace 2", "module example.com/hello\n\ngo 1.25\n\nreplace example.com/x => ./a/../../x\n", "", "points outside", ErrGoMod},
+		{"missing go.sum", "module example.com/hello\n\ngo 1.25\n\nrequire example.com/dep v1.0.0\n", "", "go.sum has no entry for go.mod:5: example.com/dep v1.0.0", ErrGoMod},
+		{"newer go", "module example.com/hello\n\ngo 1.99\n", "", "go 1.99", ErrToolchain},
 	}
 	for _, tt := range tests {
 		files := helloFiles()
 		files["go.mod"] = tt.gomod
-		_, _, err := compile(t, b, files)
-		if !errors.Is(err, ErrGoMod) || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: err = %v, want ErrGoMod mentioning %q", tt.name, err, tt.want)
+		if tt.gosum != "" {
+			files["go.sum"] = tt.gosum
+		}
+		err := b.CheckGoModule(files)
+		if !errors.Is(err, tt.is) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want %v mentioning %q", tt.name, err, tt.is, tt.want)
+		}
+		// The build refuses the same, before any sandbox runs.
+		n := len(d.jobs)
+		if _, _, err := compile(t, b, files); !errors.Is(err, tt.is) || len(d.jobs) != n {
+			t.Errorf("%s: compile = %v after %d sandboxes", tt.name, err, len(d.jobs)-n)
 		}
 	}
 	// A replace inside the source is fine.
@@ -209,21 +232,19 @@ func TestCompileGoBadGoMod(t *testing.T) {
 	}
 }
 
-func TestCheckGoVersion(t *testing.T) {
-	b := &Builder{goVersion: "go1.26.8"}
-	for need, ok := range map[string]bool{"": true, "1.21": true, "1.26": true, "1.26.8": true, "1.26.9": false, "1.27": false, "2.0": false} {
-		if err := b.checkGoVersion(need); (err == nil) != ok {
-			t.Errorf("checkGoVersion(%q) = %v", need, err)
-		}
-	}
-	if err := b.checkGoVersion("banana"); !errors.Is(err, ErrGoMod) {
-		t.Errorf("checkGoVersion(banana) = %v, want ErrGoMod", err)
+func TestCompileGoOlderGoLine(t *testing.T) {
+	// The framework's go.mod says a newer go than the program's: the
+	// build's copy raises the program's go line instead of failing.
+	b, _ := newTestBuilder(t, Options{})
+	files := helloFiles()
+	files["go.mod"] = strings.Replace(files["go.mod"], "go 1.25", "go 1.21", 1)
+	if _, log, err := compile(t, b, files); err != nil {
+		t.Fatalf("%v\nlog:\n%s", err, log)
 	}
 }
 
 func TestNoGoToolchain(t *testing.T) {
-	b, _ := newTestBuilder(t, Options{})
-	nogo, err := New(t.TempDir(), &fakeDriver{}, Options{GoBinary: "/nonexistent/go"})
+	nogo, err := New(t.TempDir(), &fakeDriver{}, Options{GoBinary: "/nonexistent/go", SharedCacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,59 +255,219 @@ func TestNoGoToolchain(t *testing.T) {
 	if _, err := nogo.Build(context.Background(), req, nil); !errors.Is(err, ErrNoGo) {
 		t.Fatalf("Build without Go = %v, want ErrNoGo", err)
 	}
-	_ = b
 }
 
-func TestGoEnvIsMinimal(t *testing.T) {
-	t.Setenv("GOFLAGS", "-toolexec=/bin/false")
-	t.Setenv("GOPROXY", "https://proxy.example")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
-	t.Setenv("GONOSUMDB", "example.com")
-	b, _ := newTestBuilder(t, Options{GoProxy: "https://proxy.example"})
-	env := strings.Join(b.goEnv("/w"), "\n")
-	for _, want := range []string{"GOFLAGS=-mod=mod -modcacherw -buildvcs=false", "GOPROXY=https://proxy.example", "HOME=/w/home", "GOTOOLCHAIN=local", "CGO_ENABLED=0", "GOENV=off", "GOWORK=off", "GOOS=linux", "GONOSUMDB=example.com"} {
-		if !strings.Contains("\n"+env+"\n", "\n"+want+"\n") {
-			t.Errorf("env lacks %s:\n%s", want, env)
+// countObjects counts a cache layer's outputs.
+func countObjects(dir string) int {
+	n := 0
+	filepath.WalkDir(filepath.Join(dir, "o"), func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
 		}
-	}
-	if strings.Contains(env, "toolexec") || strings.Contains(env, "AWS_") {
-		t.Errorf("the Host's environment leaked into the build:\n%s", env)
-	}
-	// The default proxy comes from the Host's environment.
-	d := &fakeDriver{}
-	b2, err := New(t.TempDir(), d, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b2.opts.GoProxy != "https://proxy.example" {
-		t.Errorf("GoProxy = %q, want the Host's $GOPROXY", b2.opts.GoProxy)
-	}
+		return nil
+	})
+	return n
 }
 
-func TestWarmUp(t *testing.T) {
+// TestSharedCacheLayer: after the warm-up, a user's build compiles only its
+// own packages into the user's cache; the standard library and the
+// framework come from the shared layer, which the build cannot write.
+func TestSharedCacheLayer(t *testing.T) {
 	b, _ := newTestBuilder(t, Options{})
 	var log bytes.Buffer
 	if err := b.WarmUp(context.Background(), &log); err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	if !strings.Contains(log.String(), "go build finished") {
-		t.Errorf("log = %q", log.String())
+	shared := countObjects(b.opts.SharedCacheDir)
+	if shared < 50 {
+		t.Fatalf("the shared layer holds %d objects after the warm-up", shared)
 	}
-	if v := frameworkGoLine(); v == "" {
-		t.Error("the framework's go.mod has no go line?")
+	if _, out, err := compile(t, b, helloFiles()); err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
-	if ents, _ := os.ReadDir(b.workDir); len(ents) != 0 {
-		t.Errorf("work folder not cleaned: %v", ents)
+	user := filepath.Join(b.cacheDir, "users", "alice", "go-build")
+	if n := countObjects(user); n == 0 || n > 12 {
+		t.Errorf("alice's cache holds %d objects; want only her program's few (the shared layer has %d)", n, shared)
+	}
+	if n := countObjects(b.opts.SharedCacheDir); n != shared {
+		t.Errorf("a user's build changed the shared layer: %d objects, was %d", n, shared)
+	}
+	// The warm-up is done once per toolchain and framework: a second costs
+	// no sandbox.
+	b2, d2 := newTestBuilder(t, Options{})
+	if err := b2.WarmUp(context.Background(), nil); err != nil || len(d2.jobs) != 0 {
+		t.Fatalf("second warm-up: %v, %d sandboxes", err, len(d2.jobs))
 	}
 }
 
-func TestCompileGoOlderGoLine(t *testing.T) {
-	// The framework's go.mod says a newer go than the program's: -mod=mod
-	// raises the program's go line instead of failing.
-	b, _ := newTestBuilder(t, Options{})
-	files := helloFiles()
-	files["go.mod"] = strings.Replace(files["go.mod"], "go 1.25", "go 1.21", 1)
-	if _, log, err := compile(t, b, files); err != nil {
+// TestDependencies: a program's dependencies come through the configured
+// proxy, checked against its go.sum, and the build itself has no network.
+func TestDependencies(t *testing.T) {
+	greet := gomodtest.NewModule(t, "example.com/greet", "v1.2.0", map[string]string{
+		"greet.go": "package greet\n\nfunc Hello() string { return \"hello from a module\" }\n",
+	})
+	px := gomodtest.NewProxy(t, greet)
+	program := func(sum string) source.Files {
+		return source.Files{
+			"go.mod":  "module example.com/bot\n\ngo 1.25\n\nrequire example.com/greet v1.2.0\n",
+			"go.sum":  sum,
+			"main.go": "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/greet\"\n)\n\nfunc main() { fmt.Println(greet.Hello()) }\n",
+		}
+	}
+	b, _ := newTestBuilder(t, Options{GoProxy: px.URL + ",direct"})
+	bin, log, err := compile(t, b, program(greet.GoSum()))
+	if err != nil {
 		t.Fatalf("%v\nlog:\n%s", err, log)
+	}
+	if out, err := exec.Command(bin).Output(); err != nil || strings.TrimSpace(string(out)) != "hello from a module" {
+		t.Fatalf("program printed %q, %v", out, err)
+	}
+	if !strings.Contains(log, `"direct" not used`) && !strings.Contains(log, "direct not used") {
+		t.Errorf("the log does not say that direct was dropped:\n%s", log)
+	}
+
+	// A go.sum that does not match what the proxy serves: refused before
+	// the build.
+	bad := strings.Replace(greet.GoSum(), greet.ZipHash, "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", 1)
+	b2, d2 := newTestBuilder(t, Options{GoProxy: px.URL})
+	_, _, err = compile(t, b2, program(bad))
+	if !errors.Is(err, gomod.ErrFetch) || !strings.Contains(err.Error(), "checksum mismatch") || len(d2.jobs) != 0 {
+		t.Fatalf("err = %v after %d sandboxes, want a checksum mismatch before any", err, len(d2.jobs))
+	}
+
+	// vendor/: no proxy at all.
+	before := len(px.Requests())
+	files := program("")
+	files["vendor/modules.txt"] = "# example.com/greet v1.2.0\n## explicit\nexample.com/greet\n"
+	files["vendor/example.com/greet/greet.go"] = "package greet\n\nfunc Hello() string { return \"hello from vendor\" }\n"
+	b3, _ := newTestBuilder(t, Options{GoProxy: px.URL})
+	bin, log, err = compile(t, b3, files)
+	if err != nil {
+		t.Fatalf("vendored: %v\n%s", err, log)
+	}
+	if out, _ := exec.Command(bin).Output(); strings.TrimSpace(string(out)) != "hello from vendor" {
+		t.Fatalf("vendored program printed %q", out)
+	}
+	if len(px.Requests()) != before {
+		t.Errorf("a vendored build asked the proxy: %v", px.Requests()[before:])
+	}
+}
+
+// TestBuildSandboxLeaks is the attack of issue 9: an assembly file whose
+// #include names a Host file made `go build` on the Host open it, and the
+// assembler's error printed its first token (the admin token) into the
+// build log ("unrecognized instruction \"<token>\""); the canaries are single
+// tokens for that reason. In the sandbox the Host's files do not exist.
+func TestBuildSandboxLeaks(t *testing.T) {
+	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+		t.Run(rt, func(t *testing.T) {
+			t.Setenv("HERSHY_TEST_CANARY", "canaryEnv4f1c")
+			b, d := newTestBuilder(t, Options{Runtime: rt})
+			// A secret beside the data directory's work folder, at the
+			// relative path an #include climbs to from the build's source.
+			if err := os.WriteFile(filepath.Join(b.dataDir, "admin.token"), []byte("canaryToken9a7e\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Another user's stored source.
+			other := storeSource(t, "", source.Files{"go.mod": "module example.com/victim\n", "main.go": "canaryVictim77d2\n"})
+			for name, include := range map[string]string{
+				"relative":      "../../../admin.token",
+				"absolute":      filepath.Join(b.dataDir, "admin.token"),
+				"environ":       "/proc/self/environ",
+				"other's files": filepath.Join(other.SourceDir, "main.go"),
+			} {
+				files := helloProgram("package main\n\nfunc leak()\n\nfunc main() { leak() }\n")
+				files["leak_amd64.s"] = "#include \"" + include + "\"\n"
+				_, log, err := compile(t, b, files)
+				if err == nil {
+					t.Errorf("%s: the build succeeded", name)
+					continue
+				}
+				all := log + err.Error()
+				canaries := []string{"canaryToken9a7e", "canaryEnv4f1c", "canaryVictim77d2"}
+				if !strings.HasPrefix(include, "/") || name == "environ" {
+					// Unless the attacker wrote it in the source, no Host
+					// path may show either.
+					canaries = append(canaries, b.dataDir)
+				}
+				for _, canary := range canaries {
+					if strings.Contains(all, canary) {
+						t.Errorf("%s: the build's output reveals %q:\n%s", name, canary, all)
+					}
+				}
+				if name != "environ" && !strings.Contains(all, "no such file") && !strings.Contains(all, "not found") {
+					t.Errorf("%s: want the include to find no file:\n%s", name, all)
+				}
+			}
+			// /proc/self/environ is the sandbox's: only what the Builder set.
+			for _, job := range d.jobs {
+				for _, kv := range job.Env {
+					if strings.Contains(kv, "canaryEnv4f1c") || strings.Contains(kv, b.dataDir) {
+						t.Errorf("the build sandbox's environment holds %q", kv)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestBuildMemoryLimit: a build that needs more memory than the build
+// sandbox has ends with a clear error, not a Host out of memory.
+func TestBuildMemoryLimit(t *testing.T) {
+	b, _ := newTestBuilder(t, Options{Limits: runtime.Limits{MemoryBytes: 200 << 20}, TmpBytes: 64 << 20})
+	// A map literal of 250,000 entries takes the compiler over 250 MiB.
+	var big strings.Builder
+	big.WriteString("package main\n\nvar table = map[int]string{\n")
+	for i := range 250000 {
+		fmt.Fprintf(&big, "%d: \"x%d\",\n", i, i)
+	}
+	big.WriteString("}\n\nfunc main() { println(len(table)) }\n")
+	files := helloProgram(big.String())
+	_, log, err := compile(t, b, files)
+	if err == nil || !strings.Contains(err.Error(), "ran out of memory (limit 200 MiB") {
+		t.Fatalf("err = %v\nlog tail: %s", err, tail(log, 500))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// TestReadBinary: the output folder was writable by the build, so what is
+// there is hostile. A symbolic link to a Host file would have copied that
+// file into the program's image, where the program could read it.
+func TestReadBinary(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("\x7fELF secret"), 0o600)
+	good := filepath.Join(dir, "good")
+	os.WriteFile(good, []byte("\x7fELF program"), 0o755)
+	link := filepath.Join(dir, "link")
+	os.Symlink(secret, link)
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(dir, "text")
+	os.WriteFile(text, []byte("#!/bin/sh\n"), 0o755)
+	for name, src := range map[string]string{"symlink": link, "fifo": fifo, "folder": dir, "not a binary": text, "missing": filepath.Join(dir, "none")} {
+		dst := filepath.Join(t.TempDir(), "app")
+		if err := readBinary(src, dst); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if _, err := os.Stat(dst); err == nil {
+			b, _ := os.ReadFile(dst)
+			t.Errorf("%s: wrote %q", name, b)
+		}
+	}
+	dst := filepath.Join(t.TempDir(), "app")
+	if err := readBinary(good, dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "\x7fELF program" {
+		t.Fatalf("copied %q", b)
 	}
 }

@@ -2,12 +2,12 @@ package build
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,14 +15,19 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/runtime/docker"
 	"github.com/hershyorg/hershy/internal/source"
 )
 
-// fakeDriver records image builds; only the image methods are implemented.
-// It exists for unit tests of the Builder's argument plumbing: the real
-// engine is exercised by the Docker driver's own integration tests.
+// fakeDriver records program image builds (only the image methods are
+// implemented) and runs build sandboxes on the real engine when it has one:
+// the Builder's plumbing is tested without making images, its sandbox for
+// real. The Docker driver's own tests exercise the engine.
 type fakeDriver struct {
 	runtime.Driver // nil: any other method panics
+
+	engine *docker.Driver // build sandboxes (RunJob, the sandbox image)
+	jobs   []runtime.JobSpec
 
 	mu       sync.Mutex
 	images   map[string]bool
@@ -37,6 +42,9 @@ type fileInfo struct {
 }
 
 func (d *fakeDriver) BuildImage(ctx context.Context, spec runtime.ImageSpec, out io.Writer) (string, error) {
+	if strings.HasPrefix(spec.Tag, "hershy-build-sandbox:") && d.engine != nil {
+		return d.engine.BuildImage(ctx, spec, out)
+	}
 	snap := map[string]fileInfo{}
 	err := filepath.WalkDir(spec.ContextDir, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -83,6 +91,9 @@ func (d *fakeDriver) BuildImage(ctx context.Context, spec runtime.ImageSpec, out
 }
 
 func (d *fakeDriver) ImageExists(ctx context.Context, ref string) (bool, error) {
+	if strings.HasPrefix(ref, "hershy-build-sandbox:") && d.engine != nil {
+		return d.engine.ImageExists(ctx, ref)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.images[ref], nil
@@ -94,6 +105,16 @@ func (d *fakeDriver) builds() int {
 	return len(d.specs)
 }
 
+func (d *fakeDriver) RunJob(ctx context.Context, spec runtime.JobSpec, out io.Writer) (runtime.JobResult, error) {
+	d.mu.Lock()
+	d.jobs = append(d.jobs, spec)
+	d.mu.Unlock()
+	if d.engine == nil {
+		return runtime.JobResult{}, errors.New("fake driver: no engine for build sandboxes")
+	}
+	return d.engine.RunJob(ctx, spec, out)
+}
+
 var _ runtime.Driver = (*fakeDriver)(nil)
 
 // Unused parts of the interface, spelled out so a call is a clear failure.
@@ -101,30 +122,52 @@ func (d *fakeDriver) DialContext(ctx context.Context, id, addr string) (net.Conn
 	return nil, errors.New("fake driver: DialContext not implemented")
 }
 
-// sharedGoCache is the developer's (or CI's) own GOCACHE, so tests do not
-// compile the standard library from scratch each run; the go command keeps
-// its cache safe for concurrent and shared use.
-func sharedGoCache(t *testing.T) string {
+// testSharedCache is the shared cache layer of every test on this machine
+// (testenv.SharedBuildCache; testenv imports this package, so it is spelled
+// out here): warmed once, found warm by the other tests.
+const testSharedCache = "/var/cache/hershy-test/go-shared"
+
+// testEngine returns the real engine, or skips the test (fails it in CI).
+func testEngine(t *testing.T) *docker.Driver {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOCACHE").Output()
-	dir := strings.TrimSpace(string(out))
-	if err != nil || dir == "" || dir == "off" {
-		return filepath.Join(t.TempDir(), "gocache")
+	if testing.Short() {
+		t.Skip("needs the engine (-short)")
 	}
-	return dir
+	d, err := docker.New()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = d.Check(ctx, runtime.RuntimeRunc, runtime.RuntimeRunsc)
+		cancel()
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the engine is required in CI: %v", err)
+		}
+		t.Skipf("no engine: %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }
 
-// newTestBuilder makes a Builder over a temporary data folder that can
-// reach no module proxy: the framework must come from the Host's copy.
+// newTestBuilder makes a Builder over a temporary data folder whose build
+// sandboxes run on the real engine (under runc unless opts says otherwise:
+// faster, and the sandbox is the same) with no module proxy. Nothing it
+// starts is left behind: the test checks for leftover build containers.
 func newTestBuilder(t *testing.T, opts Options) (*Builder, *fakeDriver) {
 	t.Helper()
-	if opts.GoCacheDir == "" {
-		opts.GoCacheDir = sharedGoCache(t)
+	if opts.SharedCacheDir == "" {
+		opts.SharedCacheDir = testSharedCache
 	}
 	if opts.GoProxy == "" {
 		opts.GoProxy = "off"
 	}
-	d := &fakeDriver{}
+	if opts.Runtime == "" {
+		opts.Runtime = runtime.RuntimeRunc
+	}
+	if opts.Instance == "" {
+		opts.Instance = "buildtest-" + rand.Text()[:10]
+	}
+	d := &fakeDriver{engine: testEngine(t)}
 	b, err := New(t.TempDir(), d, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +175,21 @@ func newTestBuilder(t *testing.T, opts Options) (*Builder, *fakeDriver) {
 	if _, err := b.GoVersion(); err != nil {
 		t.Skipf("no Go toolchain: %v", err)
 	}
+	t.Cleanup(func() { noJobsLeft(t, d.engine, opts.Instance) })
 	return b, d
+}
+
+// noJobsLeft fails t if a build sandbox of instance still exists.
+func noJobsLeft(t *testing.T, d *docker.Driver, instance string) {
+	t.Helper()
+	left, err := d.ListContainers(context.Background(), map[string]string{runtime.LabelInstance: instance})
+	if err != nil {
+		t.Error(err)
+	}
+	for _, c := range left {
+		t.Errorf("build sandbox left behind: %s", c.Name)
+		d.RemoveContainer(context.Background(), c.ID)
+	}
 }
 
 // storeSource writes a program's source as the Host stores it and returns
@@ -146,8 +203,8 @@ func storeSource(t *testing.T, dockerfile string, files source.Files) Request {
 	if err := source.WriteTree(dir, dockerfile, files); err != nil {
 		t.Fatal(err)
 	}
-	id := source.BuildID(dockerfile, files)
-	return Request{BuildID: id, SourceDir: dir, Tag: "hersh-program-" + id, Labels: map[string]string{runtime.LabelProgram: "alice-" + id + "-01234567"}}
+	id := source.BuildID("alice", dockerfile, files)
+	return Request{BuildID: id, Owner: "alice", SourceDir: dir, Tag: "hersh-program-" + id, Labels: map[string]string{runtime.LabelProgram: "alice-" + id + "-01234567"}}
 }
 
 // helloProgram imports the framework at a version that was never published,
@@ -185,28 +242,4 @@ func helloFiles() source.Files {
 	f := helloProgram(helloMain)
 	f["internal/greet/greet.go"] = "package greet\n\nfunc Hello() string { return \"hello\" }\n"
 	return f
-}
-
-// waitGone fails t unless no process mentioning marker in its command line
-// is left within a few seconds.
-func waitGone(t *testing.T, marker string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var left []string
-		procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-		for _, p := range procs {
-			b, err := os.ReadFile(p)
-			if err == nil && strings.Contains(string(b), marker) {
-				left = append(left, strings.ReplaceAll(string(b), "\x00", " "))
-			}
-		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processes left behind: %q", left)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -7,13 +7,14 @@ import (
 	"time"
 )
 
-// TestBuildTimings reports how long Go-source compiles take with a cold and
-// a warm build cache. Opt-in: HERSHY_BUILD_TIMINGS=1 go test -run Timings -v
+// TestBuildTimings reports how long Go-source compiles in the build sandbox
+// take with a cold and a warm build cache. Opt-in:
+// HERSHY_BUILD_TIMINGS=1 go test -run Timings -v
 func TestBuildTimings(t *testing.T) {
 	if os.Getenv("HERSHY_BUILD_TIMINGS") == "" {
 		t.Skip("set HERSHY_BUILD_TIMINGS=1 to measure")
 	}
-	b, _ := newTestBuilder(t, Options{GoCacheDir: filepath.Join(t.TempDir(), "gocache")})
+	b, _ := newTestBuilder(t, Options{SharedCacheDir: filepath.Join(t.TempDir(), "shared")})
 	measure := func(name string, main string) {
 		files := helloFiles()
 		if main != "" {

@@ -227,11 +227,19 @@ func parseSum(b []byte) ([]Sum, error) {
 // BuildGoMod returns the go.mod the build uses: the program's, with the
 // framework required (when the program imports it without a require line)
 // and replaced by dir, the Host's copy as the build sandbox sees it. Other
-// replace directives of the framework are dropped.
-func BuildGoMod(goMod []byte, framework, dir string) ([]byte, error) {
+// replace directives of the framework are dropped. The go line is raised to
+// minGo (the framework's own) when lower: the go command would refuse a
+// dependency newer than the main module, and the program did not choose
+// this one.
+func BuildGoMod(goMod []byte, framework, dir, minGo string) ([]byte, error) {
 	mf, err := modfile.Parse("go.mod", goMod, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if minGo != "" && (mf.Go == nil || version.Compare("go"+mf.Go.Version, "go"+minGo) < 0) {
+		if err := mf.AddGoStmt(minGo); err != nil {
+			return nil, err
+		}
 	}
 	for _, r := range mf.Replace {
 		if r.Old.Path == framework {

@@ -78,16 +78,16 @@ func TestParseSumDedupAndLimit(t *testing.T) {
 
 func TestBuildGoMod(t *testing.T) {
 	in := "module example.com/bot\n\ngo 1.25\n\nrequire " + fw + " v0.3.0\n\nreplace " + fw + " v0.3.0 => ../../hersh\n"
-	out, err := BuildGoMod([]byte(in), fw, "/hersh")
+	out, err := BuildGoMod([]byte(in), fw, "/hersh", "1.24")
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := string(out)
-	if strings.Contains(got, "../../hersh") || !strings.Contains(got, "replace "+fw+" => /hersh") || !strings.Contains(got, "require "+fw+" v0.3.0") {
+	if strings.Contains(got, "../../hersh") || !strings.Contains(got, "go 1.25") || !strings.Contains(got, "replace "+fw+" => /hersh") || !strings.Contains(got, "require "+fw+" v0.3.0") {
 		t.Fatalf("go.mod for the build:\n%s", got)
 	}
-	out, err = BuildGoMod([]byte("module example.com/bot\n"), fw, "/hersh")
-	if err != nil || !strings.Contains(string(out), "require "+fw+" v0.0.0") {
+	out, err = BuildGoMod([]byte("module example.com/bot\n\ngo 1.21\n"), fw, "/hersh", "1.24")
+	if err != nil || !strings.Contains(string(out), "require "+fw+" v0.0.0") || !strings.Contains(string(out), "go 1.24") {
 		t.Fatalf("framework not required: %s %v", out, err)
 	}
 }

@@ -48,11 +48,7 @@ func runChild(spec string) int {
 		fmt.Println("error", err)
 		return 1
 	}
-	cache := strings.Fields(os.Getenv("HERSHY_TEST_GOCACHES"))
-	var bo build.Options
-	if len(cache) == 2 {
-		bo.GoCacheDir, bo.GoModCacheDir = cache[0], cache[1]
-	}
+	bo := build.Options{SharedCacheDir: os.Getenv("HERSHY_TEST_GOCACHES")}
 	h, err := Open(context.Background(), Options{DataDir: parts[0], Runtime: parts[1], StopGrace: 5 * time.Second, Build: bo}, d)
 	if err != nil {
 		fmt.Println("error", err)
@@ -109,7 +105,7 @@ func killChild(t *testing.T, dir, rt, cmds string, after time.Duration) []string
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	bo := testenv.GoCaches(t)
-	cmd.Env = append(os.Environ(), childEnv+"="+dir+"|"+rt+"|"+cmds, "HERSHY_TEST_GOCACHES="+bo.GoCacheDir+" "+bo.GoModCacheDir)
+	cmd.Env = append(os.Environ(), childEnv+"="+dir+"|"+rt+"|"+cmds, "HERSHY_TEST_GOCACHES="+bo.SharedCacheDir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

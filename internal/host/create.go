@@ -95,8 +95,11 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (store.Program, er
 	if err := h.checkDockerfile(ctx, req.UserID, req.Dockerfile, req.Files); err != nil {
 		return store.Program{}, err
 	}
+	if err := h.checkGoModule(req.Dockerfile, req.Files); err != nil {
+		return store.Program{}, err
+	}
 	policy, _ := lifecycle.ParseRestartPolicy(req.Options.RestartPolicy)
-	buildID := source.BuildID(req.Dockerfile, req.Files)
+	buildID := source.BuildID(req.UserID, req.Dockerfile, req.Files)
 	id := source.NewProgramID(req.UserID, buildID)
 
 	tmp, err := os.MkdirTemp(filepath.Join(h.opts.DataDir, "tmp"), id+"-")
@@ -224,6 +227,20 @@ func isImageID(ref string) bool {
 	return s != ""
 }
 
+// checkGoModule refuses (ErrInvalid) a Go-source program whose go.mod or
+// go.sum the build would refuse: unparsable, a newer Go than the Host's, a
+// replace pointing outside the source, a requirement without a go.sum
+// entry. Said now, with the line, rather than as a failed build later.
+func (h *Host) checkGoModule(dockerfile string, files source.Files) error {
+	if !source.IsGoModule(dockerfile, files) {
+		return nil
+	}
+	if err := h.builder.CheckGoModule(files); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, strings.TrimPrefix(err.Error(), "build: "))
+	}
+	return nil
+}
+
 // makeProgramDirs creates state/ (owned by the program's non-root user, the
 // only place it can write) and logs/ next to src/.
 func makeProgramDirs(dir string) error {
@@ -257,6 +274,9 @@ func (h *Host) ReplaceSource(ctx context.Context, id, dockerfile string, files s
 	if err := h.checkDockerfile(ctx, row.UserID, dockerfile, files); err != nil {
 		return store.Program{}, err
 	}
+	if err := h.checkGoModule(dockerfile, files); err != nil {
+		return store.Program{}, err
+	}
 	dir := h.programDir(id)
 	next := filepath.Join(dir, "src.next")
 	os.RemoveAll(next)
@@ -273,7 +293,7 @@ func (h *Host) ReplaceSource(ctx context.Context, id, dockerfile string, files s
 		return store.Program{}, err
 	}
 	os.RemoveAll(old)
-	if _, err := s.Do(ctx, lifecycle.SetSource{BuildID: source.BuildID(dockerfile, files)}); err != nil {
+	if _, err := s.Do(ctx, lifecycle.SetSource{BuildID: source.BuildID(row.UserID, dockerfile, files)}); err != nil {
 		return store.Program{}, err
 	}
 	return h.current(ctx, id)

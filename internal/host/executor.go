@@ -56,8 +56,13 @@ func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
 	if _, err := h.store.UpsertBuild(context.WithoutCancel(ctx), rec); err != nil {
 		return "", err
 	}
+	row, err := h.store.GetProgram(ctx, id)
+	if err != nil {
+		return "", err
+	}
 	img, err := h.builder.Build(ctx, build.Request{
 		BuildID:   buildID,
+		Owner:     row.UserID,
 		SourceDir: filepath.Join(h.programDir(id), "src"),
 		Tag:       imageTag(buildID),
 		Labels:    map[string]string{runtime.LabelInstance: h.instance},

@@ -187,7 +187,12 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 	if err != nil {
 		return nil, err
 	}
-	h.builder, err = build.New(o.DataDir, driver, o.Build)
+	bo := o.Build
+	if bo.Runtime == "" {
+		bo.Runtime = o.Runtime // builds run under the programs' sandbox runtime
+	}
+	bo.Instance = h.instance
+	h.builder, err = build.New(o.DataDir, driver, bo)
 	if err != nil {
 		return nil, err
 	}

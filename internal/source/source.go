@@ -61,34 +61,64 @@ func ValidateUserID(id string) error {
 // buildIDPrefix starts every build id; buildIDHexLen hex digits follow it.
 const (
 	buildIDPrefix = "build-"
-	buildIDHexLen = 12
+	buildIDHexLen = 24
+	// legacyBuildIDHexLen is the length of ids made before build ids
+	// included the owner (hershy/build-id/v1): still valid in stored
+	// records, which the Host migrates (see LegacyBuildID).
+	legacyBuildIDHexLen = 12
 	// buildIDDomain separates this hash from any other use of sha256 over
 	// similar bytes; bump its version if the encoding ever changes.
-	buildIDDomain = "hershy/build-id/v1\x00"
+	buildIDDomain       = "hershy/build-id/v2\x00"
+	legacyBuildIDDomain = "hershy/build-id/v1\x00"
 )
 
-// BuildID is the content hash of a program's source: "build-" and the first
-// 12 hex digits of a sha256 over an unambiguous encoding of the Dockerfile and
-// every file, sorted by path. Each string is preceded by its length, so no two
-// different inputs encode to the same bytes (moving bytes from a path into
-// its content, or from one file into the next, changes the id), and map order
-// does not matter.
+// BuildID is the content hash of a program's source as its owner sent it:
+// "build-" and the first 24 hex digits of a sha256 over an unambiguous
+// encoding of the owner, the Dockerfile and every file, sorted by path.
+// Each string is preceded by its length, so no two different inputs encode
+// to the same bytes (moving bytes from a path into its content, or from one
+// file into the next, changes the id), and map order does not matter.
+//
+// The owner is part of the id so that nothing built for one user is ever
+// reused for another: an image is tagged by build id, and two users sending
+// the same source get two builds, each from its owner's own build cache.
+// 96 bits leave no room to forge another user's id.
 //
 // A root file named "Dockerfile" given with an empty dockerfile counts as the
 // Dockerfile, exactly as if it had been passed as dockerfile: both forms
 // describe the same build and get the same id, and a tree read back with
 // ReadTree hashes to the id of the input it was written from.
-func BuildID(dockerfile string, files Files) string {
-	dockerfile, files = canonical(dockerfile, files)
+func BuildID(owner, dockerfile string, files Files) string {
 	h := sha256.New()
 	h.Write([]byte(buildIDDomain))
+	writeString(h, owner)
+	writeSource(h, dockerfile, files)
+	return buildIDPrefix + hex.EncodeToString(h.Sum(nil))[:buildIDHexLen]
+}
+
+// LegacyBuildID is the id the first Hosts gave a source (no owner, 12 hex
+// digits). The Host recognises stored programs by it and moves them to
+// BuildID.
+func LegacyBuildID(dockerfile string, files Files) string {
+	h := sha256.New()
+	h.Write([]byte(legacyBuildIDDomain))
+	writeSource(h, dockerfile, files)
+	return buildIDPrefix + hex.EncodeToString(h.Sum(nil))[:legacyBuildIDHexLen]
+}
+
+// IsLegacyBuildID reports whether id has the first Hosts' form.
+func IsLegacyBuildID(id string) bool {
+	return len(id) == len(buildIDPrefix)+legacyBuildIDHexLen && ValidateBuildID(id) == nil
+}
+
+func writeSource(h hash.Hash, dockerfile string, files Files) {
+	dockerfile, files = canonical(dockerfile, files)
 	writeString(h, dockerfile)
 	writeUint(h, uint64(len(files)))
 	for _, p := range files.Paths() {
 		writeString(h, p)
 		writeString(h, files[p])
 	}
-	return buildIDPrefix + hex.EncodeToString(h.Sum(nil))[:buildIDHexLen]
 }
 
 func writeUint(h hash.Hash, n uint64) {
@@ -119,9 +149,11 @@ func canonical(dockerfile string, files Files) (string, Files) {
 }
 
 // ValidateBuildID checks that id has the form BuildID produces.
+// (or the legacy form, with 12 digits).
 func ValidateBuildID(id string) error {
-	if !strings.HasPrefix(id, buildIDPrefix) || len(id) != len(buildIDPrefix)+buildIDHexLen || !isLowerHex(id[len(buildIDPrefix):]) {
-		return &ValidationError{Field: "build_id", Reason: fmt.Sprintf("%s is not of the form build-<12 lower-case hex digits>", quoteShort(id))}
+	n := len(id) - len(buildIDPrefix)
+	if !strings.HasPrefix(id, buildIDPrefix) || (n != buildIDHexLen && n != legacyBuildIDHexLen) || !isLowerHex(id[len(buildIDPrefix):]) {
+		return &ValidationError{Field: "build_id", Reason: fmt.Sprintf("%s is not of the form build-<24 lower-case hex digits>", quoteShort(id))}
 	}
 	return nil
 }
@@ -143,18 +175,20 @@ func NewProgramID(userID, buildID string) string {
 // ValidateProgramID checks that id has the form NewProgramID produces, so it
 // is safe to use as a folder or container name.
 func ValidateProgramID(id string) error {
-	bad := &ValidationError{Field: "program_id", Reason: fmt.Sprintf("%s is not of the form <user_id>-build-<12 hex>-<8 hex>", quoteShort(id))}
-	tail := 1 + len(buildIDPrefix) + buildIDHexLen + 1 + programIDRandLen // "-build-…-…"
-	if len(id) <= tail || len(id) > MaxUserIDLen+tail {
-		return bad
+	bad := &ValidationError{Field: "program_id", Reason: fmt.Sprintf("%s is not of the form <user_id>-build-<24 hex>-<8 hex>", quoteShort(id))}
+	for _, hexLen := range []int{buildIDHexLen, legacyBuildIDHexLen} {
+		tail := 1 + len(buildIDPrefix) + hexLen + 1 + programIDRandLen // "-build-…-…"
+		if len(id) <= tail || len(id) > MaxUserIDLen+tail {
+			continue
+		}
+		user, rest := id[:len(id)-tail], id[len(id)-tail:]
+		if rest[0] == '-' && ValidateBuildID(rest[1:1+len(buildIDPrefix)+hexLen]) == nil &&
+			rest[len(rest)-programIDRandLen-1] == '-' && isLowerHex(rest[len(rest)-programIDRandLen:]) &&
+			ValidateUserID(user) == nil {
+			return nil
+		}
 	}
-	user, rest := id[:len(id)-tail], id[len(id)-tail:]
-	if rest[0] != '-' || ValidateBuildID(rest[1:1+len(buildIDPrefix)+buildIDHexLen]) != nil ||
-		rest[len(rest)-programIDRandLen-1] != '-' || !isLowerHex(rest[len(rest)-programIDRandLen:]) ||
-		ValidateUserID(user) != nil {
-		return bad
-	}
-	return nil
+	return bad
 }
 
 func isLowerHex(s string) bool {

@@ -70,10 +70,10 @@ func TestBuildIDIgnoresMapOrder(t *testing.T) {
 	for i := range 200 {
 		files[fmt.Sprintf("pkg%d/file%03d.go", i%7, i)] = fmt.Sprintf("package pkg%d // %d\n", i%7, i)
 	}
-	want := BuildID("FROM scratch\n", files)
+	want := BuildID("alice", "FROM scratch\n", files)
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 100 {
-		if got := BuildID("FROM scratch\n", shuffled(r, files)); got != want {
+		if got := BuildID("alice", "FROM scratch\n", shuffled(r, files)); got != want {
 			t.Fatalf("BuildID changed with map order: %s, then %s", want, got)
 		}
 	}
@@ -103,7 +103,7 @@ func TestBuildIDDistinguishesInputs(t *testing.T) {
 	}
 	seen := map[string]string{}
 	for _, in := range inputs {
-		id := BuildID(in.dockerfile, in.files)
+		id := BuildID("alice", in.dockerfile, in.files)
 		if other, ok := seen[id]; ok {
 			t.Errorf("%q and %q share build id %s", in.name, other, id)
 		}
@@ -111,31 +111,43 @@ func TestBuildIDDistinguishesInputs(t *testing.T) {
 	}
 }
 
+func TestBuildIDOwner(t *testing.T) {
+	files := Files{"main.go": "package main\n", "go.mod": "module x\n"}
+	if BuildID("alice", "", files) == BuildID("bob", "", files) {
+		t.Fatal("two owners of the same source share a build id")
+	}
+	// The owner is length-prefixed: moving a byte between owner and
+	// source changes the id.
+	if BuildID("a", "b", Files{}) == BuildID("ab", "", Files{}) {
+		t.Fatal("owner and Dockerfile run together")
+	}
+}
+
 func TestBuildIDDockerfile(t *testing.T) {
 	files := Files{"main.go": "package main\n", "go.mod": "module x\n"}
-	with := BuildID("FROM scratch\n", files)
-	without := BuildID("", files)
+	with := BuildID("alice", "FROM scratch\n", files)
+	without := BuildID("alice", "", files)
 	if with == without {
 		t.Fatalf("a Dockerfile does not change the id: %s", with)
 	}
 	// A root "Dockerfile" file is the Dockerfile: same build, same id.
 	asFile := Files{"main.go": "package main\n", "go.mod": "module x\n", "Dockerfile": "FROM scratch\n"}
-	if got := BuildID("", asFile); got != with {
+	if got := BuildID("alice", "", asFile); got != with {
 		t.Fatalf("Dockerfile as a file: %s, as the dockerfile: %s; want equal", got, with)
 	}
 	if len(asFile) != 3 {
 		t.Fatalf("BuildID modified its input: %v", asFile)
 	}
 	// A Dockerfile in a subfolder is an ordinary file.
-	if got := BuildID("", Files{"main.go": "package main\n", "go.mod": "module x\n", "sub/Dockerfile": "FROM scratch\n"}); got == with {
+	if got := BuildID("alice", "", Files{"main.go": "package main\n", "go.mod": "module x\n", "sub/Dockerfile": "FROM scratch\n"}); got == with {
 		t.Fatalf("sub/Dockerfile counted as the Dockerfile")
 	}
 }
 
 func TestBuildIDFormatAndStability(t *testing.T) {
-	id := BuildID("", Files{"go.mod": "module example.com/x\n", "main.go": "package main\n\nfunc main() {}\n"})
-	if !regexp.MustCompile(`^build-[0-9a-f]{12}$`).MatchString(id) {
-		t.Fatalf("BuildID = %q, want build-<12 hex>", id)
+	id := BuildID("alice", "", Files{"go.mod": "module example.com/x\n", "main.go": "package main\n\nfunc main() {}\n"})
+	if !regexp.MustCompile(`^build-[0-9a-f]{24}$`).MatchString(id) {
+		t.Fatalf("BuildID = %q, want build-<24 hex>", id)
 	}
 	if err := ValidateBuildID(id); err != nil {
 		t.Fatal(err)
@@ -144,24 +156,31 @@ func TestBuildIDFormatAndStability(t *testing.T) {
 	// from the documented encoding): image reuse and stored records depend on ids
 	// staying the same across Host versions. Change this only together
 	// with buildIDDomain's version.
-	if want := "build-620ab2e7fedc"; id != want {
+	if want := "build-72c48a6bfbfcb36caba59df0"; id != want {
 		t.Fatalf("BuildID = %s, was %s: the encoding changed", id, want)
+	}
+	// The first Hosts' ids, which stored programs may still carry.
+	legacy := LegacyBuildID("", Files{"go.mod": "module example.com/x\n", "main.go": "package main\n\nfunc main() {}\n"})
+	if legacy != "build-620ab2e7fedc" || !IsLegacyBuildID(legacy) || IsLegacyBuildID(id) {
+		t.Fatalf("LegacyBuildID = %s", legacy)
 	}
 }
 
 func TestValidateBuildID(t *testing.T) {
-	for _, id := range []string{"", "build-", "build-0123456789a", "build-0123456789abc", "build-0123456789AB", "Build-0123456789ab", "build_0123456789ab", "build-0123456789ag", "../../etc"} {
+	for _, id := range []string{"", "build-", "build-0123456789a", "build-0123456789abc", "build-0123456789ab0123456789a", "build-0123456789AB", "Build-0123456789ab", "build_0123456789ab", "build-0123456789ag", "../../etc"} {
 		if err := ValidateBuildID(id); err == nil {
 			t.Errorf("ValidateBuildID(%q) = nil, want an error", id)
 		}
 	}
-	if err := ValidateBuildID("build-0123456789ab"); err != nil {
-		t.Error(err)
+	for _, id := range []string{"build-0123456789ab", "build-0123456789ab0123456789ab"} {
+		if err := ValidateBuildID(id); err != nil {
+			t.Error(err)
+		}
 	}
 }
 
 func TestProgramID(t *testing.T) {
-	build := BuildID("", Files{"go.mod": "module x\n"})
+	build := BuildID("alice", "", Files{"go.mod": "module x\n"})
 	re := regexp.MustCompile(`^alice-` + build + `-[0-9a-f]{8}$`)
 	seen := map[string]bool{}
 	for range 100 {

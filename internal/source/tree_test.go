@@ -57,7 +57,7 @@ func TestWriteReadTreeRoundTrip(t *testing.T) {
 	if dockerfile != "FROM scratch\n" || !reflect.DeepEqual(got, files) {
 		t.Fatalf("ReadTree = %q, %v; want the input back", dockerfile, got)
 	}
-	if BuildID(dockerfile, got) != BuildID("FROM scratch\n", files) {
+	if BuildID("alice", dockerfile, got) != BuildID("alice", "FROM scratch\n", files) {
 		t.Fatal("the build id changed across a write and read")
 	}
 	// Permissions: folders 0700, files 0600.

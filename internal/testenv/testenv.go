@@ -6,7 +6,6 @@ package testenv
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -37,20 +36,18 @@ func Engine(t testing.TB, rt string) *docker.Driver {
 	return d
 }
 
-// GoCaches points the builder at the go command's own caches, so a test's
+// SharedBuildCache is the shared (read-only to programs' builds) cache
+// layer that every test Host on this machine uses, so that each test's
 // fresh data directory does not pay for a cold compile of the standard
-// library.
+// library and the framework inside the build sandbox: the first Host warms
+// it (once per toolchain and framework version), the others find it warm.
+const SharedBuildCache = "/var/cache/hershy-test/go-shared"
+
+// GoCaches returns builder options for tests: the machine's shared build
+// cache layer.
 func GoCaches(t testing.TB) build.Options {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatalf("go env: %v", err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		t.Fatalf("go env: %q", out)
-	}
-	return build.Options{GoCacheDir: f[0], GoModCacheDir: f[1]}
+	return build.Options{SharedCacheDir: SharedBuildCache}
 }
 
 // WriteFiles writes files (slash paths relative to the folder, parents
