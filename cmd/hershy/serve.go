@@ -8,10 +8,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"math"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hershyorg/hershy/internal/host"
 )
 
 // version is set at link time (-ldflags "-X main.version=...").
@@ -21,6 +26,7 @@ type serveOpts struct {
 	dataDir, listen, runtime, logLevel string
 	proxyPorts                         string // per-program WatcherAPI ports, e.g. 9000-9999 ("" off)
 	goCache, goModCache                string // caches of program builds ("" under the data directory)
+	quotas                             host.Quotas
 }
 
 func defaultDataDir() string {
@@ -59,8 +65,60 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.goCache, "go-cache", "", "GOCACHE of program builds, e.g. shared with your own go command's (default DATA/cache/go-build)")
 	f.StringVar(&o.goModCache, "go-mod-cache", "", "GOMODCACHE of program builds (default DATA/cache/gomod)")
-	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI (default off)")
+	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI, for the owner's or the admin's token (default off)")
+	f.IntVar(&o.quotas.MaxPrograms, "max-programs", host.DefaultMaxPrograms, "programs one user may have, in any state")
+	f.Var((*byteSize)(&o.quotas.MaxProgramMemory), "max-program-memory", "the most memory_bytes one program may ask for, e.g. 2GiB (default 4GiB, at most the machine's memory)")
+	f.Var((*byteSize)(&o.quotas.MaxUserMemory), "max-user-memory", "memory one user's running programs may reserve in all, e.g. 16GiB (default 8GiB, at most the machine's memory)")
 	return cmd
+}
+
+// byteSize is a flag holding a byte count written as a number with an
+// optional binary unit: 536870912, 512MiB, 512M, 4GiB, 4g ("k", "m", "g",
+// "t" with or without "i" and "b" are powers of 1024, as docker --memory
+// reads them). 0 means the default.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if *b == 0 {
+		return ""
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *byteSize) Type() string { return "size" }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := t[:i], strings.TrimSuffix(t[i:], "b")
+	if u, ok := strings.CutSuffix(unit, "i"); ok {
+		if u == "" {
+			return 0, fmt.Errorf("%q is not a size (want e.g. 4GiB, 512MiB or a number of bytes)", s)
+		}
+		unit = u
+	}
+	shift := map[string]uint{"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
+	sh, ok := shift[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size (want e.g. 4GiB, 512MiB or a number of bytes)", s)
+	}
+	if n > math.MaxInt64>>sh {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n << sh, nil
 }
 
 // serveHTTP serves h on ln until ctx ends, then shuts down gracefully.

@@ -40,7 +40,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		return fmt.Errorf("serve: %w", err)
 	}
 	h, err := host.Open(ctx, host.Options{
-		DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts,
+		DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts, Quotas: o.quotas,
 		Build: build.Options{GoCacheDir: o.goCache, GoModCacheDir: o.goModCache},
 	}, driver)
 	if err != nil {
