@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hershyorg/hershy/internal/host"
 )
 
 // version is set at link time (-ldflags "-X main.version=...").
@@ -22,10 +27,11 @@ type serveOpts struct {
 	proxyPorts                         string // per-program WatcherAPI ports, e.g. 9000-9999 ("" off)
 	goSharedCache                      string // shared layer of the build cache ("" under the data directory)
 	goProxy                            string // module proxies for programs' dependencies
-	buildMemory                        string // memory of one build sandbox, e.g. 2g
+	buildMemory                        int64  // memory of one build sandbox
 	buildCPUs                          float64
 	buildTimeout                       time.Duration
 	maxBuilds                          int
+	quotas                             host.Quotas
 }
 
 func defaultDataDir() string {
@@ -64,12 +70,65 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.goSharedCache, "go-shared-cache", "", "shared, read-only layer of programs' build cache: the standard library and the framework, compiled by the Host (default DATA/cache/go-shared)")
 	f.StringVar(&o.goProxy, "go-proxy", "", "module proxies programs' dependencies are fetched through, GOPROXY syntax; \"direct\" is never used (default $GOPROXY, else https://proxy.golang.org)")
-	f.StringVar(&o.buildMemory, "build-memory", "2g", "memory limit of one build sandbox (its /tmp included)")
+	o.buildMemory = 2 << 30
+	f.Var((*byteSize)(&o.buildMemory), "build-memory", "memory limit of one build sandbox, its /tmp included (default 2GiB)")
 	f.Float64Var(&o.buildCPUs, "build-cpus", 0, "CPU limit of one build sandbox, in cores (default: up to 2)")
 	f.DurationVar(&o.buildTimeout, "build-timeout", 10*time.Minute, "time limit of one Go build")
 	f.IntVar(&o.maxBuilds, "max-builds", 1, "builds that run at once; the others wait in a queue")
-	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI (default off)")
+	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI, for the owner's or the admin's token (default off)")
+	f.IntVar(&o.quotas.MaxPrograms, "max-programs", host.DefaultMaxPrograms, "programs one user may have, in any state")
+	f.Var((*byteSize)(&o.quotas.MaxProgramMemory), "max-program-memory", "the most memory_bytes one program may ask for, e.g. 2GiB (default 4GiB, at most the machine's memory)")
+	f.Var((*byteSize)(&o.quotas.MaxUserMemory), "max-user-memory", "memory one user's running programs may reserve in all, e.g. 16GiB (default 8GiB, at most the machine's memory)")
 	return cmd
+}
+
+// byteSize is a flag holding a byte count written as a number with an
+// optional binary unit: 536870912, 512MiB, 512M, 4GiB, 4g ("k", "m", "g",
+// "t" with or without "i" and "b" are powers of 1024, as docker --memory
+// reads them). 0 means the default.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	if *b == 0 {
+		return ""
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *byteSize) Type() string { return "size" }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := t[:i], strings.TrimSuffix(t[i:], "b")
+	if u, ok := strings.CutSuffix(unit, "i"); ok {
+		if u == "" {
+			return 0, fmt.Errorf("%q is not a size (want e.g. 4GiB, 512MiB or a number of bytes)", s)
+		}
+		unit = u
+	}
+	shift := map[string]uint{"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
+	sh, ok := shift[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size (want e.g. 4GiB, 512MiB or a number of bytes)", s)
+	}
+	if n > math.MaxInt64>>sh {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n << sh, nil
 }
 
 // serveHTTP serves h on ln until ctx ends, then shuts down gracefully.

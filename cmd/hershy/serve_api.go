@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	units "github.com/docker/go-units"
-
 	"github.com/hershyorg/hershy/internal/api"
 	"github.com/hershyorg/hershy/internal/build"
 	"github.com/hershyorg/hershy/internal/host"
@@ -42,18 +40,17 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		driver.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
-	buildMem, err := units.RAMInBytes(o.buildMemory)
-	if err != nil || buildMem < 256<<20 {
-		return usageError{fmt.Errorf("--build-memory %q: want a size of at least 256m, e.g. 2g", o.buildMemory)}
+	if o.buildMemory < 256<<20 {
+		return usageError{fmt.Errorf("--build-memory: at least 256MiB")}
 	}
 	if o.buildCPUs < 0 || o.maxBuilds < 1 || o.buildTimeout <= 0 {
 		return usageError{fmt.Errorf("--build-cpus, --max-builds and --build-timeout must be positive")}
 	}
 	h, err := host.Open(ctx, host.Options{
-		DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts,
+		DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts, Quotas: o.quotas,
 		Build: build.Options{
 			SharedCacheDir: o.goSharedCache, GoProxy: o.goProxy,
-			Limits:    runtime.Limits{MemoryBytes: buildMem, CPUs: o.buildCPUs},
+			Limits:    runtime.Limits{MemoryBytes: o.buildMemory, CPUs: o.buildCPUs},
 			GoTimeout: o.buildTimeout, MaxConcurrent: o.maxBuilds,
 		},
 	}, driver)

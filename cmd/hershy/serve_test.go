@@ -65,3 +65,37 @@ func TestServeRefusesWithoutEngine(t *testing.T) {
 		t.Errorf("serve created its database before finding the engine: %v", err)
 	}
 }
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "536870912": 512 << 20, "512MiB": 512 << 20, "512M": 512 << 20, "512mb": 512 << 20,
+		"4GiB": 4 << 30, "4g": 4 << 30, " 4Gi ": 4 << 30, "1k": 1024, "2TiB": 2 << 40, "100b": 100,
+	} {
+		if got, err := parseByteSize(in); err != nil || got != want {
+			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "4ib", "4i", "1.5G", "-1G", "4PB", "4 G B", "9999999999T", "x"} {
+		if got, err := parseByteSize(in); err == nil {
+			t.Errorf("parseByteSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+// TestServeQuotaFlags: the quota flags take counts and sizes with units,
+// and refuse what is not a size.
+func TestServeQuotaFlags(t *testing.T) {
+	a := &app{}
+	cmd := a.serveCmd()
+	if err := cmd.ParseFlags([]string{"--max-programs", "5", "--max-program-memory", "1GiB", "--max-user-memory", "2g"}); err != nil {
+		t.Fatal(err)
+	}
+	for flag, want := range map[string]string{"max-programs": "5", "max-program-memory": "1073741824", "max-user-memory": "2147483648"} {
+		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
+			t.Errorf("--%s = %s, want %s", flag, got, want)
+		}
+	}
+	if err := cmd.ParseFlags([]string{"--max-user-memory", "lots"}); err == nil {
+		t.Error("--max-user-memory lots accepted")
+	}
+}

@@ -68,7 +68,7 @@ const (
 var routes = []route{
 	{"GET", "/healthz", public, (*server).healthz},
 	{"GET", "/version", public, (*server).version},
-	{"GET", "/metrics", user, (*server).serveMetrics},
+	{"GET", "/metrics", admin, (*server).serveMetrics}, // every tenant's counts: the operator's
 	{"GET", "/openapi.json", public, (*server).openapi},
 
 	{"POST", "/programs", user, (*server).createProgram},
@@ -115,6 +115,7 @@ func New(h *host.Host, opts Options) (http.Handler, error) {
 		}
 		s.mux.Handle(pattern, s.wrap(rt))
 	}
+	h.ServePorts(s.servePort)
 	return http.HandlerFunc(s.serve), nil
 }
 
@@ -279,6 +280,8 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, host.ErrInvalid), errors.Is(err, store.ErrInvalid):
 		code = http.StatusBadRequest
+	case errors.Is(err, host.ErrQuota):
+		code = http.StatusForbidden
 	case errors.Is(err, host.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, host.ErrConflict), errors.Is(err, store.ErrConflict):
@@ -288,7 +291,7 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
 	}
-	msg := err.Error()
+	msg := s.h.RelPaths(err.Error())
 	if code == http.StatusInternalServerError {
 		s.log.Error("request failed", "err", err)
 		msg = "internal error"

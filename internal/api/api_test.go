@@ -91,7 +91,7 @@ func TestContract(t *testing.T) {
 		adminOnly          bool
 	}
 	all := []rq{
-		{"GET", "/metrics", "", 200, false},
+		{"GET", "/metrics", "", 200, true},
 		{"POST", "/programs", goModule, 201, false},
 		{"GET", "/programs", "", 200, false},
 		{"GET", P, "", 200, false},

@@ -19,13 +19,17 @@ import (
 	"github.com/hershyorg/hershy/internal/store"
 )
 
-func openHost(t *testing.T, dir, rt string, d runtime.Driver) *host.Host {
+func openHost(t *testing.T, dir, rt string, d runtime.Driver, more ...func(*host.Options)) *host.Host {
 	t.Helper()
-	h, err := host.Open(context.Background(), host.Options{
+	o := host.Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
 		Backoff: lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
 		Build:   testenv.GoCaches(t),
-	}, d)
+	}
+	for _, f := range more {
+		f(&o)
+	}
+	h, err := host.Open(context.Background(), o, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +49,13 @@ type env struct {
 }
 
 // newEnv opens a Host on the engine (runc), serves the API and creates an
-// admin token and tokens for users alice and bob.
-func newEnv(t *testing.T) *env {
+// admin token and tokens for users alice and bob. more adjust the Host's
+// options.
+func newEnv(t *testing.T, more ...func(*host.Options)) *env {
 	t.Helper()
 	d := testenv.Engine(t, runtime.RuntimeRunc)
 	dir := t.TempDir()
-	h := openHost(t, dir, runtime.RuntimeRunc, d)
+	h := openHost(t, dir, runtime.RuntimeRunc, d, more...)
 	e := &env{t: t, h: h, d: d, dir: dir}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

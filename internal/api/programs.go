@@ -52,7 +52,7 @@ func (s *server) view(p store.Program) programView {
 	}
 	return programView{
 		ProgramID: p.ID, BuildID: p.BuildID, UserID: p.UserID, State: p.State, ImageID: p.ImageID,
-		ContainerID: p.ContainerID, ProxyURL: s.proxyURL(p.ID), ErrorMsg: p.ErrorMsg,
+		ContainerID: p.ContainerID, ProxyURL: s.proxyURL(p.ID), ErrorMsg: s.h.RelPaths(p.ErrorMsg),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.RestartPolicy,
 		RestartCount: p.RestartCount, NextRestartAt: p.NextRestartAt, LastExitCode: p.LastExitCode,
 		LastOOM: p.LastOOM, Options: o, ProxyPort: s.h.ProxyPort(p.ID),
@@ -326,7 +326,7 @@ func (s *server) history(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	out := make([]tv, 0, len(ts))
 	for _, t := range ts {
-		out = append(out, tv{t.From, t.To, t.Reason, t.At})
+		out = append(out, tv{t.From, t.To, s.h.RelPaths(t.Reason), t.At})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"program_id": row.ID, "transitions": out})
 }

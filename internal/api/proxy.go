@@ -12,13 +12,33 @@ import (
 // WatcherAPI through the Host's shared, pooled transport. The caller's
 // Authorization and cookies never reach the (untrusted) program.
 func (s *server) proxy(w http.ResponseWriter, r *http.Request, p principal) {
+	s.proxyTo(w, r, p, r.PathValue("id"), r.PathValue("path"))
+}
+
+// portRoute is how requests on the per-program proxy ports (hershy serve
+// --proxy-ports) are authenticated and counted: like every user route.
+var portRoute = route{pattern: "proxy port /watcher/...", auth: user}
+
+// servePort serves a request that arrived on program id's proxy port
+// (host.PortServer): the caller must show the owner's or the admin's
+// token, exactly as on /programs/{id}/proxy/, and the request goes through
+// the same proxy, which strips the credentials.
+func (s *server) servePort(w http.ResponseWriter, r *http.Request, id string) {
+	rt := portRoute
+	rt.handler = func(s *server, w http.ResponseWriter, r *http.Request, p principal) {
+		s.proxyTo(w, r, p, id, strings.TrimPrefix(r.URL.Path, "/"))
+	}
+	s.wrap(rt).ServeHTTP(w, r)
+}
+
+// proxyTo forwards r to /<path> of program id's WatcherAPI, if p may see
+// the program.
+func (s *server) proxyTo(w http.ResponseWriter, r *http.Request, p principal, id, path string) {
 	// The owner from the Host's memory: no database read on this hot path.
-	id := r.PathValue("id")
 	owner, err := s.h.Owner(r.Context(), id)
 	if !s.visible(w, id, owner, err, p) {
 		return
 	}
-	path := r.PathValue("path")
 	if path != "watcher" && !strings.HasPrefix(path, "watcher/") {
 		writeError(w, http.StatusNotFound, "only /watcher/ paths are proxied")
 		return

@@ -41,8 +41,8 @@ func (o ProgramOptions) validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
 	}
-	if o.MemoryBytes != 0 && (o.MemoryBytes < 32<<20 || o.MemoryBytes > 64<<30) {
-		return bad("memory_bytes must be between 32 MiB and 64 GiB")
+	if o.MemoryBytes != 0 && o.MemoryBytes < 32<<20 {
+		return bad("memory_bytes must be at least 32 MiB") // the upper limit is the operator's (Quotas)
 	}
 	if o.CPUs != 0 && (o.CPUs < 0.05 || o.CPUs > 64) {
 		return bad("cpus must be between 0.05 and 64")
@@ -57,14 +57,27 @@ func (o ProgramOptions) validate() error {
 		if !envName.MatchString(k) {
 			return bad("environment variable name %q is not valid", k)
 		}
-		if len(k) > 6 && k[:6] == "HERSH_" {
-			return bad("environment variable %q: the HERSH_ prefix is reserved for the Host", k)
+		if reservedEnv(k) {
+			return bad("environment variable %q is reserved for the Host (PATH, and names starting with HERSH_ or HERSHY_)", k)
 		}
 		if len(v) > 32<<10 || containsNUL(v) {
 			return bad("environment variable %q: value too long or contains NUL", k)
 		}
 	}
 	return nil
+}
+
+// reservedEnv reports whether name is one a program may not set: the
+// Host's own (spec sets HERSH_API_ADDR, HERSH_STATE_DIR, HERSHY_PROGRAM_ID,
+// and the HERSH_ and HERSHY_ prefixes are kept for more), and PATH, which
+// the image decides (a program's PATH pointing elsewhere would change which
+// binary its own exec calls run, with nothing in the source to show it).
+// The prefixes are matched regardless of case: the kernel would keep
+// "hershy_program_id" apart, but a reader of the program's options would
+// not.
+func reservedEnv(name string) bool {
+	up := strings.ToUpper(name)
+	return up == "PATH" || strings.HasPrefix(up, "HERSH_") || strings.HasPrefix(up, "HERSHY_")
 }
 
 func containsNUL(s string) bool {
@@ -78,8 +91,11 @@ func containsNUL(s string) bool {
 
 // Create validates and stores a new program; it builds nothing yet. It is
 // atomic: the program's folder is assembled under tmp/ and renamed into
-// place, then recorded; any failure leaves nothing behind.
-func (h *Host) Create(ctx context.Context, req CreateRequest) (store.Program, error) {
+// place, then recorded; any failure leaves nothing behind. It fails with
+// ErrQuota when the user has the most programs allowed or memory_bytes is
+// above the operator's limit.
+func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, err error) {
+	defer func() { err = h.relErr(err) }()
 	if err := source.ValidateUserID(req.UserID); err != nil {
 		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -90,6 +106,14 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (store.Program, er
 		return store.Program{}, fmt.Errorf("%w: without a dockerfile the files must form a Go module (a go.mod at the root)", ErrInvalid)
 	}
 	if err := req.Options.validate(); err != nil {
+		return store.Program{}, err
+	}
+	if err := h.checkMemoryOption(req.Options.MemoryBytes); err != nil {
+		return store.Program{}, err
+	}
+	// A first count, before writing anything; the one that decides is
+	// made again below, under the lock, with the record.
+	if err := h.checkProgramCount(req.UserID); err != nil {
 		return store.Program{}, err
 	}
 	if err := h.checkDockerfile(ctx, req.UserID, req.Dockerfile, req.Files); err != nil {
@@ -111,6 +135,11 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (store.Program, er
 		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if err := makeProgramDirs(tmp); err != nil {
+		return store.Program{}, err
+	}
+	h.quotaMu.Lock()
+	defer h.quotaMu.Unlock()
+	if err := h.checkProgramCount(req.UserID); err != nil {
 		return store.Program{}, err
 	}
 	dir := h.programDir(id)
@@ -256,7 +285,8 @@ func makeProgramDirs(dir string) error {
 
 // ReplaceSource stores new source for a program (a new build id; the same
 // /state). It takes effect at the next start or restart.
-func (h *Host) ReplaceSource(ctx context.Context, id, dockerfile string, files source.Files) (store.Program, error) {
+func (h *Host) ReplaceSource(ctx context.Context, id, dockerfile string, files source.Files) (_ store.Program, err error) {
+	defer func() { err = h.relErr(err) }()
 	s, err := h.sup(id)
 	if err != nil {
 		return store.Program{}, err

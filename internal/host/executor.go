@@ -17,19 +17,23 @@ import (
 // executor performs the lifecycle's effects for the supervisors.
 type executor struct{ h *Host }
 
+// The errors of build, launch and probe become the program's error_msg and
+// history: relErr takes the Host's data directory out of them.
 func (e executor) Build(ctx context.Context, id, buildID string) (string, error) {
-	return e.h.build(ctx, id, buildID)
+	img, err := e.h.build(ctx, id, buildID)
+	return img, e.h.relErr(err)
 }
 func (e executor) Launch(ctx context.Context, id, image string) (string, error) {
-	return e.h.launch(ctx, id, image)
+	cid, err := e.h.launch(ctx, id, image)
+	return cid, e.h.relErr(err)
 }
 func (e executor) Probe(ctx context.Context, id, cid string) error {
 	ctx, cancel := context.WithTimeout(ctx, e.h.opts.StartTimeout)
 	defer cancel()
-	return probeReady(ctx, e.h.watcher, cid)
+	return e.h.relErr(probeReady(ctx, e.h.watcher, cid))
 }
-func (e executor) Halt(ctx context.Context, id string) error  { return e.h.halt(ctx, id) }
-func (e executor) Purge(ctx context.Context, id string) error { return e.h.purge(ctx, id) }
+func (e executor) Halt(ctx context.Context, id string) error  { return e.h.relErr(e.h.halt(ctx, id)) }
+func (e executor) Purge(ctx context.Context, id string) error { return e.h.relErr(e.h.purge(ctx, id)) }
 
 // imageTag names the image of a build (REFERENCE §3).
 func imageTag(buildID string) string { return "hersh-program-" + buildID }

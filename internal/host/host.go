@@ -52,7 +52,10 @@ type Options struct {
 	Logger       *slog.Logger
 	// PortRange, e.g. "9000-9999", gives each Ready program a loopback
 	// port forwarding to its WatcherAPI (seed compatibility). Empty: off.
+	// What a port serves is installed with ServePorts.
 	PortRange string
+	// Quotas are the operator's limits per user (zero fields: defaults).
+	Quotas Quotas
 }
 
 // Default resource limits for a program container. Pids leaves room for
@@ -107,6 +110,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Quotas, err = o.Quotas.withDefaults(o.Limits.MemoryBytes); err != nil {
+		return o, err
+	}
 	if o.PortRange != "" {
 		if _, _, err := parsePortRange(o.PortRange); err != nil {
 			return o, err
@@ -127,6 +133,10 @@ type Host struct {
 	instance string
 	lock     *os.File
 	buildsMu sync.RWMutex // builds (shared) against collectBuilds (exclusive)
+	// quotaMu makes each quota check and the change it admits one step
+	// (a create's count and record, a start's memory sum and command).
+	// Taken before mu, never while holding it.
+	quotaMu sync.Mutex
 
 	watcher *http.Client // reaches WatcherAPIs through the driver
 	wt      *http.Transport
@@ -143,6 +153,7 @@ type Host struct {
 	oom      map[string]bool           // container ids the engine reported OOM for
 
 	ports *portProxies // per-program proxy ports (nil: off)
+	paths pathScrubber // hides the data directory in messages (relpath.go)
 }
 
 // Open starts a Host on opts.DataDir with driver: it takes the directory's
@@ -169,6 +180,7 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 		rows:     map[string]store.Program{},
 		captures: map[string]*capture{},
 		oom:      map[string]bool{},
+		paths:    newPathScrubber(o.DataDir),
 	}
 	ok := false
 	defer func() {

@@ -2,16 +2,14 @@ package host
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
@@ -27,6 +25,11 @@ import (
 // released program prefers its previous port when it is Ready again and
 // the port is still free. When the range is exhausted the program runs
 // without a port (a warning is logged).
+//
+// The Host owns the listeners; what they serve is the API's (ServePorts):
+// the same token check, ownership rule and credential-stripping proxy as
+// /programs/{id}/proxy/, so a port is no way around them. Until the API
+// installs its server, and when it is removed, every port answers 503.
 
 // parsePortRange parses "LOW-HIGH": two ports in 1024-65535, LOW <= HIGH.
 func parsePortRange(s string) (low, high int, err error) {
@@ -53,6 +56,7 @@ func parsePortRange(s string) (low, high int, err error) {
 type portProxies struct {
 	h         *Host
 	low, high int
+	serve     atomic.Pointer[PortServer] // what the ports serve (nil: 503)
 
 	mu     sync.Mutex
 	open   map[string]*portProxy // program id -> its open port
@@ -78,6 +82,25 @@ func newPortProxies(h *Host, spec string) (*portProxies, error) {
 		h: h, low: low, high: high,
 		open: map[string]*portProxy{}, used: map[int]string{}, last: map[string]int{},
 	}, nil
+}
+
+// PortServer serves one request that arrived on the proxy port of program
+// programID.
+type PortServer func(w http.ResponseWriter, r *http.Request, programID string)
+
+// ServePorts installs what every program's proxy port serves (nil: nothing,
+// every port answers 503). The API installs its authenticated WatcherAPI
+// proxy; ports may open before it does (Open re-adopts Ready programs), so
+// until then they refuse. Without a port range it does nothing.
+func (h *Host) ServePorts(f PortServer) {
+	if h.ports == nil {
+		return
+	}
+	if f == nil {
+		h.ports.serve.Store(nil)
+		return
+	}
+	h.ports.serve.Store(&f)
 }
 
 // ProxyPort returns the loopback port forwarding to the program's
@@ -138,7 +161,7 @@ func (pp *portProxies) assign(id string) {
 			return false // taken by something outside this Host
 		}
 		srv := &http.Server{
-			Handler:           pp.h.portHandler(id),
+			Handler:           pp.handler(id),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    1 << 20,
@@ -197,44 +220,22 @@ func (pp *portProxies) closeAll() {
 	}
 }
 
-// portHandler forwards /watcher/ requests to the program's WatcherAPI.
-func (h *Host) portHandler(id string) http.Handler {
+// handler is the port of program id: it hands every request to the
+// installed PortServer, looked up per request.
+func (pp *portProxies) handler(id string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/watcher/") {
-			portError(w, http.StatusNotFound, "not found: only /watcher/ paths are forwarded")
+		f := pp.serve.Load()
+		if f == nil {
+			portError(w, http.StatusServiceUnavailable, "this port is not served yet")
 			return
 		}
-		base, rt, err := h.WatcherAPI(id)
-		if err != nil {
-			status := http.StatusServiceUnavailable
-			if errors.Is(err, ErrNotFound) {
-				status = http.StatusNotFound
-			}
-			portError(w, status, err.Error())
-			return
-		}
-		target, err := url.Parse(base)
-		if err != nil {
-			portError(w, http.StatusInternalServerError, err.Error())
-			return
-		}
-		rp := &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(target)
-				pr.Out.Host = ""
-			},
-			Transport:     rt,
-			FlushInterval: -1,
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				portError(w, http.StatusBadGateway, "WatcherAPI unreachable: "+err.Error())
-			},
-		}
-		rp.ServeHTTP(w, r)
+		(*f)(w, r, id)
 	})
 }
 
+// portError answers in the API's error shape.
 func portError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	json.NewEncoder(w).Encode(map[string]any{"error": http.StatusText(status), "code": status, "message": msg})
 }

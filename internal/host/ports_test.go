@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +17,6 @@ import (
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/runtime"
-	"github.com/hershyorg/hershy/internal/supervisor"
 )
 
 func TestParsePortRange(t *testing.T) {
@@ -49,32 +50,61 @@ func TestParsePortRange(t *testing.T) {
 	}
 }
 
-// TestPortHandlerNotReady: the port answers JSON errors without an
-// engine: 503 while the program is not Ready, 404 outside /watcher/ and
-// for an unknown program.
-func TestPortHandlerNotReady(t *testing.T) {
-	h := &Host{sups: map[string]*supervisor.Supervisor{
-		"p": supervisor.New("p", lifecycle.Program{State: lifecycle.Stopped}, supervisor.Config{}),
-	}}
-	for _, c := range []struct {
-		id, path string
-		want     int
-	}{
-		{"p", "/watcher/status", http.StatusServiceUnavailable},
-		{"p", "/status", http.StatusNotFound},
-		{"gone", "/watcher/status", http.StatusNotFound},
-	} {
+// TestPortsServeWhatIsInstalled: a port answers 503 in the API's error
+// shape until a PortServer is installed (and after it is removed), then
+// hands each request to it with its program's id. No engine needed.
+func TestPortsServeWhatIsInstalled(t *testing.T) {
+	h := &Host{}
+	var err error
+	if h.ports, err = newPortProxies(h, "9000-9001"); err != nil {
+		t.Fatal(err)
+	}
+	get := func() *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
-		h.portHandler(c.id).ServeHTTP(w, httptest.NewRequest("GET", c.path, nil))
-		var body map[string]string
-		if w.Code != c.want || w.Header().Get("Content-Type") != "application/json" ||
-			json.Unmarshal(w.Body.Bytes(), &body) != nil || body["error"] == "" {
-			t.Errorf("%s %s: %d %q %s", c.id, c.path, w.Code, w.Header().Get("Content-Type"), w.Body)
+		h.ports.handler("p").ServeHTTP(w, httptest.NewRequest("GET", "/watcher/status", nil))
+		return w
+	}
+	notServed := func(when string) {
+		w := get()
+		var body struct {
+			Error   string `json:"error"`
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Content-Type") != "application/json" ||
+			json.Unmarshal(w.Body.Bytes(), &body) != nil || body.Code != 503 || body.Error == "" || body.Message == "" {
+			t.Errorf("%s: %d %q %s", when, w.Code, w.Header().Get("Content-Type"), w.Body)
 		}
 	}
-	if h.ProxyPort("p") != 0 {
-		t.Fatal("ports off, yet a port")
+	notServed("before ServePorts")
+	h.ServePorts(func(w http.ResponseWriter, r *http.Request, id string) {
+		fmt.Fprintf(w, "%s %s", id, r.URL.Path)
+	})
+	if w := get(); w.Code != 200 || w.Body.String() != "p /watcher/status" {
+		t.Errorf("served: %d %s", w.Code, w.Body)
 	}
+	h.ServePorts(nil)
+	notServed("after ServePorts(nil)")
+	(&Host{}).ServePorts(func(http.ResponseWriter, *http.Request, string) {}) // ports off: nothing to do
+}
+
+// forwardPorts installs a PortServer that forwards to the program's
+// WatcherAPI without any check: the Host's side of the ports (which port,
+// when, following restarts) is tested here, the API's check in package api.
+func forwardPorts(h *Host) {
+	h.ServePorts(func(w http.ResponseWriter, r *http.Request, id string) {
+		if !strings.HasPrefix(r.URL.Path, "/watcher/") {
+			portError(w, http.StatusNotFound, "only /watcher/ paths")
+			return
+		}
+		base, rt, err := h.WatcherAPI(id)
+		if err != nil {
+			portError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		target, _ := url.Parse(base)
+		(&httputil.ReverseProxy{Transport: rt, Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}).ServeHTTP(w, r)
+	})
 }
 
 func openHostPorts(t *testing.T, dir, rt string, d runtime.Driver, ports string) *Host {
@@ -88,6 +118,7 @@ func openHostPorts(t *testing.T, dir, rt string, d runtime.Driver, ports string)
 	if err != nil {
 		t.Fatal(err)
 	}
+	forwardPorts(h)
 	return h
 }
 

@@ -9,9 +9,10 @@ import (
 )
 
 // Restart stops the program and starts it again (reusing the image unless
-// the source changed).
+// the source changed). Restarting a program that is not running is a
+// start, checked against the memory quota like one.
 func (h *Host) Restart(ctx context.Context, id string) (store.Program, error) {
-	return h.command(ctx, id, lifecycle.Restart{})
+	return h.commandAdmitted(ctx, id, lifecycle.Restart{})
 }
 
 // SetRestartPolicy changes when the program is restarted after its

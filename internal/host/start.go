@@ -9,6 +9,8 @@ import (
 
 // Start builds the program if its image is missing, then runs it. Allowed
 // from Created, Stopped and Error; a manual start resets the restart backoff.
+// It fails with ErrQuota when the program's memory does not fit in what its
+// user's running programs leave of the user's memory quota.
 func (h *Host) Start(ctx context.Context, id string) (store.Program, error) {
-	return h.command(ctx, id, lifecycle.Start{})
+	return h.commandAdmitted(ctx, id, lifecycle.Start{})
 }

@@ -54,31 +54,22 @@ func newWatcherTransport(d runtime.Driver) *http.Transport {
 	}
 }
 
-// probeReady polls the program's readiness route until it answers 200 or
-// ctx ends (the supervisor's start timeout, or a stop).
+// probeReady polls the program until it is ready or ctx ends (the
+// supervisor's start timeout, or a stop). See readyOnce for what ready
+// means.
 func probeReady(ctx context.Context, client *http.Client, containerID string) error {
 	var last error
 	delay := 50 * time.Millisecond
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, watcherURL(containerID)+"/watcher/ready", nil)
-		resp, err := client.Do(req)
+		err := readyOnce(ctx, client, watcherURL(containerID))
 		if err == nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Errorf("WatcherAPI answered %s", resp.Status)
-		} else {
-			last = err
+			return nil
 		}
+		last = err
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			if last == nil {
-				last = ctx.Err()
-			}
 			return fmt.Errorf("WatcherAPI did not answer: %w", last)
 		case <-t.C:
 		}
@@ -86,6 +77,52 @@ func probeReady(ctx context.Context, client *http.Client, containerID string) er
 			delay *= 2
 		}
 	}
+}
+
+// readyOnce asks the WatcherAPI at base once whether the program is ready:
+//   - GET /watcher/ready answers 200: ready (a hersh program, which answers
+//     503 until its watcher runs);
+//   - it answers 404: the program has no readiness route, as programs
+//     written to the seed's WatcherAPI contract have not. Then GET
+//     /watcher/status answering 200 is ready: the seed's contract promises
+//     no more than that its WatcherAPI answers;
+//   - any other answer (503 above all: "not yet"), or no answer: not ready.
+//     A program that has the route is never judged by its status.
+func readyOnce(ctx context.Context, client *http.Client, base string) error {
+	code, err := probeGet(ctx, client, base+"/watcher/ready")
+	if err != nil {
+		return err
+	}
+	switch code {
+	case http.StatusOK:
+		return nil
+	case http.StatusNotFound:
+		code, err = probeGet(ctx, client, base+"/watcher/status")
+		if err != nil {
+			return err
+		}
+		if code == http.StatusOK {
+			return nil
+		}
+		return fmt.Errorf("no /watcher/ready, and /watcher/status answered %d %s", code, http.StatusText(code))
+	}
+	return fmt.Errorf("WatcherAPI answered %d %s", code, http.StatusText(code))
+}
+
+// probeGet GETs url and returns the status code; the body is drained (a
+// little) so the connection goes back to the pool.
+func probeGet(ctx context.Context, client *http.Client, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 // ErrNotReady is returned for WatcherAPI access to a program that is not
