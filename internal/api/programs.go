@@ -36,6 +36,9 @@ type programView struct {
 	LastExitCode  *int          `json:"last_exit_code"`
 	LastOOM       bool          `json:"last_oom"`
 	Options       store.Options `json:"options"`
+	// QueuePosition: while Building, n when the build waits for a build
+	// slot with n-1 builds ahead of it (0: running, or not building).
+	QueuePosition int `json:"queue_position,omitempty"`
 }
 
 func (s *server) proxyURL(id string) string { return s.opts.ProxyBase + "/programs/" + id + "/proxy" }
@@ -50,8 +53,13 @@ func (s *server) view(p store.Program) programView {
 		}
 		o.Env = masked
 	}
+	queued := 0
+	if p.State == string(lifecycle.Building) {
+		queued = s.h.QueuePosition(p.BuildID)
+	}
 	return programView{
-		ProgramID: p.ID, BuildID: p.BuildID, UserID: p.UserID, State: p.State, ImageID: p.ImageID,
+		QueuePosition: queued,
+		ProgramID:     p.ID, BuildID: p.BuildID, UserID: p.UserID, State: p.State, ImageID: p.ImageID,
 		ContainerID: p.ContainerID, ProxyURL: s.proxyURL(p.ID), ErrorMsg: s.h.RelPaths(p.ErrorMsg),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.RestartPolicy,
 		RestartCount: p.RestartCount, NextRestartAt: p.NextRestartAt, LastExitCode: p.LastExitCode,

@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -223,9 +224,15 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 		h.cancel()
 		return nil, fmt.Errorf("host: reconcile: %w", err)
 	}
+	if err := h.migrateBuildIDs(ctx); err != nil {
+		h.cancel()
+		return nil, fmt.Errorf("host: build ids: %w", err)
+	}
 	h.collectBuildsLogged(ctx) // left over from deletes or upgrades a previous Host did not finish
 	h.wg.Add(1)
 	go h.eventLoop(events, errs)
+	h.wg.Add(1)
+	go h.warmUp()
 	ok = true
 	h.log.Info("host ready", "data", o.DataDir, "runtime", o.Runtime, "instance", h.instance)
 	return h, nil
@@ -262,6 +269,24 @@ func (h *Host) closeResources() error {
 	}
 	return errors.Join(errs...)
 }
+
+// warmUp fills the builder's shared cache layer in the background (see
+// build.Builder.WarmUp); builds that start meanwhile wait for it.
+func (h *Host) warmUp() {
+	defer h.wg.Done()
+	start := time.Now()
+	if err := h.builder.WarmUp(h.ctx, io.Discard); err != nil {
+		if h.ctx.Err() == nil {
+			h.log.Warn("warming the shared build cache failed; builds will compile the standard library themselves", "err", err)
+		}
+		return
+	}
+	h.log.Debug("shared build cache warm", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// QueuePosition reports where the build of buildID waits: n when n-1
+// builds are ahead of it, 0 when it runs or is not building.
+func (h *Host) QueuePosition(buildID string) int { return h.builder.QueuePosition(buildID) }
 
 // Runtime reports the OCI runtime programs run under.
 func (h *Host) Runtime() string { return h.opts.Runtime }
