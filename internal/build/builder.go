@@ -97,6 +97,9 @@ type Options struct {
 	// MaxUserCache caps a user's build and module caches; past it they are
 	// emptied after the build. Default 4 GiB.
 	MaxUserCache int64
+	// MaxModuleStore caps the modules the Host keeps for all users; past it
+	// the least recently used go. Default 8 GiB.
+	MaxModuleStore int64
 	// SharedCacheDir is the read-only layer of every build's cache: the
 	// standard library and the framework, compiled by the Host's warm-up.
 	// Several Hosts may share one. Default <data>/cache/go-shared.
@@ -122,6 +125,7 @@ const (
 	DefaultTmpBytes     = 512 << 20
 	DefaultMaxDownload  = 1 << 30
 	DefaultMaxUserCache = 4 << 30
+	DefaultModuleStore  = 8 << 30
 	defaultGoProxy      = "https://proxy.golang.org"
 )
 
@@ -303,6 +307,9 @@ func (o *Options) setDefaults(dataDir string) error {
 	}
 	if o.MaxUserCache <= 0 {
 		o.MaxUserCache = DefaultMaxUserCache
+	}
+	if o.MaxModuleStore <= 0 {
+		o.MaxModuleStore = DefaultModuleStore
 	}
 	if o.SharedCacheDir == "" {
 		o.SharedCacheDir = filepath.Join(dataDir, "cache", "go-shared")

@@ -78,7 +78,12 @@ func (b *Builder) compileGo(ctx context.Context, owner, work string, files sourc
 		if b.proxyNote != "" {
 			log.notef("%s", b.proxyNote)
 		}
-		if err := b.fetcher.Prepare(ctx, plan, proxy, gomod.Limits{MaxBytes: b.opts.MaxDownload}, log); err != nil {
+		err := b.fetcher.Prepare(ctx, plan, proxy, gomod.Limits{MaxBytes: b.opts.MaxDownload}, log)
+		// The view holds its own links: trimming now frees what no build uses.
+		if terr := b.fetcher.Trim(b.opts.MaxModuleStore); terr != nil {
+			log.notef("trimming the module store: %v", terr)
+		}
+		if err != nil {
 			return fmt.Errorf("build: %w", err)
 		}
 	}

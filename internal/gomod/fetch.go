@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -144,6 +146,9 @@ func (f *Fetcher) Prepare(ctx context.Context, plan *Plan, dir string, lim Limit
 		}
 		if fetched {
 			fmt.Fprintf(log, "fetched %s\n", s)
+		} else {
+			now := time.Now() // last use, for Trim
+			os.Chtimes(p, now, now)
 		}
 		if err := link(p, f.viewPath(dir, s.Path, s.Version, kind)); err != nil {
 			return err
@@ -368,4 +373,47 @@ func link(src, dst string) error {
 	}
 	_, err = io.Copy(out, in)
 	return errors.Join(err, out.Close())
+}
+
+// Trim removes the least recently used module files until the store holds
+// at most max bytes: every user's builds add to it, so without a bound one
+// user could fill the Host's disk with public modules. A build that has
+// linked a file into its view keeps it (the link holds the data).
+func (f *Fetcher) Trim(max int64) error {
+	type entry struct {
+		path string
+		size int64
+		used time.Time
+	}
+	var files []entry
+	var total int64
+	err := filepath.WalkDir(f.store, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || strings.HasSuffix(p, ".h1") || strings.Contains(filepath.Base(p), ".download-") {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		files = append(files, entry{p, fi.Size(), fi.ModTime()})
+		total += fi.Size()
+		return nil
+	})
+	if err != nil || total <= max {
+		return err
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].used.Before(files[j].used) })
+	for _, e := range files {
+		if total <= max {
+			break
+		}
+		lock := f.lock(e.path)
+		lock.Lock()
+		if err := os.Remove(e.path); err == nil {
+			os.Remove(e.path + ".h1")
+			total -= e.size
+		}
+		lock.Unlock()
+	}
+	return nil
 }

@@ -171,3 +171,49 @@ func TestFileProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestTrim(t *testing.T) {
+	var mods []gomodtest.Module
+	for _, name := range []string{"a", "b", "c"} {
+		noise := make([]byte, 32<<10)
+		rand.Read(noise)
+		mods = append(mods, gomodtest.NewModule(t, "example.com/"+name, "v1.0.0", map[string]string{"x.txt": base64.StdEncoding.EncodeToString(noise)}))
+	}
+	px := gomodtest.NewProxy(t, mods...)
+	store := t.TempDir()
+	f, _ := gomod.NewFetcher(store, proxies(t, px.URL), nil)
+	for _, m := range mods {
+		if _, err := prepare(t, f, plan(t, m, m.GoSum()), gomod.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Use a again: b is now the least recently used.
+	if _, err := prepare(t, f, plan(t, mods[0], mods[0].GoSum()), gomod.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	size := func() (n int64, names []string) {
+		filepath.WalkDir(store, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.HasSuffix(p, ".h1") {
+				return nil
+			}
+			fi, _ := d.Info()
+			n += fi.Size()
+			if strings.HasSuffix(p, ".zip") {
+				names = append(names, filepath.Base(filepath.Dir(filepath.Dir(p))))
+			}
+			return nil
+		})
+		return
+	}
+	total, _ := size()
+	if err := f.Trim(total * 3 / 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, names := size(); strings.Join(names, ",") != "a,c" {
+		t.Fatalf("after the trim the store holds %v, want a and c (b was used least recently)", names)
+	}
+	// A trimmed module is fetched again when needed.
+	if _, err := prepare(t, f, plan(t, mods[1], mods[1].GoSum()), gomod.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+}
