@@ -12,7 +12,7 @@ import (
 type queue struct {
 	mu      sync.Mutex
 	free    int
-	waiting []*waiter // in arrival order
+	waiting []*waiter     // in arrival order
 	moved   chan struct{} // closed (and replaced) whenever waiting shrinks
 }
 
