@@ -21,6 +21,8 @@ type serveOpts struct {
 	dataDir, listen, runtime, logLevel string
 	proxyPorts                         string // per-program WatcherAPI ports, e.g. 9000-9999 ("" off)
 	goCache, goModCache                string // caches of program builds ("" under the data directory)
+	stateBytes, maxStateBytes          int64  // /state size caps (0: the Host's defaults)
+	uncappedState                      bool   // /state without a size cap (development only)
 }
 
 func defaultDataDir() string {
@@ -59,6 +61,9 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.goCache, "go-cache", "", "GOCACHE of program builds, e.g. shared with your own go command's (default DATA/cache/go-build)")
 	f.StringVar(&o.goModCache, "go-mod-cache", "", "GOMODCACHE of program builds (default DATA/cache/gomod)")
+	f.Int64Var(&o.stateBytes, "state-bytes", 0, "size cap of a program's /state in bytes when it sets none (default 256 MiB)")
+	f.Int64Var(&o.maxStateBytes, "max-state-bytes", 0, "the most state_bytes a program may ask for (default 4 GiB)")
+	f.BoolVar(&o.uncappedState, "uncapped-state", false, "DEVELOPMENT ONLY: /state is a plain directory with NO size cap (no root or loop devices needed); a program can fill the disk")
 	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI (default off)")
 	return cmd
 }

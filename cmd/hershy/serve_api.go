@@ -41,7 +41,8 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	}
 	h, err := host.Open(ctx, host.Options{
 		DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts,
-		Build: build.Options{GoCacheDir: o.goCache, GoModCacheDir: o.goModCache},
+		Build:      build.Options{GoCacheDir: o.goCache, GoModCacheDir: o.goModCache},
+		StateBytes: o.stateBytes, MaxStateBytes: o.maxStateBytes, UncappedState: o.uncappedState,
 	}, driver)
 	if err != nil {
 		return fmt.Errorf("serve: opening host: %w", err)
