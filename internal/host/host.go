@@ -241,8 +241,10 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 	return h, nil
 }
 
-// Close stops the supervisors, event loop and log captures. Containers
-// keep running: a Host restart re-adopts them.
+// Close stops the supervisors, event loop and log captures, and unmounts
+// the programs' /state filesystems from the data directory. Containers
+// keep running, each with its own /state: a Host restart re-adopts them
+// and mounts their filesystems here again.
 func (h *Host) Close() error {
 	h.cancel()
 	h.ports.closeAll()
@@ -258,6 +260,7 @@ func (h *Host) Close() error {
 	h.wg.Wait()
 	h.wt.CloseIdleConnections()
 	h.closeLogs()
+	h.releaseStates()
 	return h.closeResources()
 }
 

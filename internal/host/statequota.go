@@ -114,6 +114,24 @@ func (h *Host) removeProgramDir(id string) error {
 	return h.states.Remove(h.programDir(id))
 }
 
+// releaseStates unmounts every program's /state from the data directory
+// (Close), so a data directory without a Host holds no mounts.
+func (h *Host) releaseStates() {
+	if h.states == nil {
+		return
+	}
+	entries, err := os.ReadDir(filepath.Join(h.opts.DataDir, "programs"))
+	if err != nil {
+		h.log.Error("releasing /state filesystems", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if err := h.states.Release(filepath.Join(h.opts.DataDir, "programs", e.Name())); err != nil {
+			h.log.Error("releasing /state", "program", e.Name(), "err", err)
+		}
+	}
+}
+
 // StateUsage reports how much of the program's /state is used and its
 // cap; ok is false when the Host does not cap /state. Used is 0 while the
 // filesystem is not mounted (a program being created or deleted).

@@ -562,9 +562,11 @@ func growOffline(ctx context.Context, dir string, limit int64) (err error) {
 // mounted ext4 to the given number of blocks (what resize2fs does online).
 const ext4IocResizeFS = 0x40086610
 
-// Release unmounts the program's filesystem (lazily if something on the
-// host still has a file open in it); its loop device goes with the last
-// mount. The image stays: Ensure mounts it again.
+// Release unmounts the program's filesystem here (lazily if something on
+// the host still has a file open in it); its loop device goes with the
+// last mount, which may be a running container's: that container keeps
+// its /state, and Ensure later mounts the same device here again. The
+// image stays.
 func (m *Manager) Release(dir string) error {
 	dir, err := canonical(dir)
 	if err != nil {
@@ -801,7 +803,26 @@ func unmountAll(point string) error {
 // freed when its last mount goes) and mounts it at point: ext4, no device
 // files, no setuid, discard (blocks the program frees go back to the
 // host's disk), noinit_itable (see create).
+//
+// If a loop device is still bound to img (a running container's mount
+// namespace holds the filesystem after the Host unmounted its own copy),
+// that device is mounted again: the kernel then shares the one mounted
+// filesystem. A second loop device on the same file would be a second,
+// independent ext4 over the same blocks, and corrupt both.
 func mountImage(img, point string) error {
+	loops, err := boundLoops(img)
+	if err != nil {
+		return fmt.Errorf("statefs: %w", err)
+	}
+	for _, l := range loops {
+		if err := unix.Mount("/dev/"+l, point, "ext4", mountFlags, mountData); err == nil {
+			return nil
+		}
+		// Detached meanwhile (its last user went): attach anew below.
+	}
+	if loops, _ := boundLoops(img); len(loops) > 0 {
+		return fmt.Errorf("%w: %s is bound to %s, which cannot be mounted", ErrBusy, img, strings.Join(loops, ", "))
+	}
 	f, err := os.OpenFile(img, os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("statefs: %w", err)
@@ -814,12 +835,17 @@ func mountImage(img, point string) error {
 	// Closing our descriptor leaves the mount as the device's only user;
 	// without a mount, the close frees the device.
 	defer loop.Close()
-	err = unix.Mount(dev, point, "ext4", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOATIME, "discard,noinit_itable")
+	err = unix.Mount(dev, point, "ext4", mountFlags, mountData)
 	if err != nil {
 		return fmt.Errorf("statefs: mounting %s at %s: %w", img, point, err)
 	}
 	return nil
 }
+
+const (
+	mountFlags = unix.MS_NODEV | unix.MS_NOSUID | unix.MS_NOATIME
+	mountData  = "discard,noinit_itable"
+)
 
 // attach binds the open image f to a free loop device and returns the
 // device, open. Another process may take the same free device between
