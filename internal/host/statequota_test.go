@@ -194,6 +194,12 @@ func TestStateCapAgainstTheEngine(t *testing.T) {
 			}
 			id := p.ID
 			pdir := h.programDir(id)
+			deleted := false
+			defer func() { // a failed run leaves no container behind
+				if !deleted {
+					h.Delete(context.Background(), id)
+				}
+			}()
 			if u, ok := h.StateUsage(p); !ok || u.Limit != testStateCap {
 				t.Fatalf("usage of a new program: %+v %v, want limit %d", u, ok, testStateCap)
 			}
@@ -288,6 +294,7 @@ func TestStateCapAgainstTheEngine(t *testing.T) {
 			if err := h.Delete(ctx, id); err != nil {
 				t.Fatal(err)
 			}
+			deleted = true
 			if cs := containersOf(t, d, id); len(cs) != 0 {
 				t.Errorf("containers left: %v", cs)
 			}
