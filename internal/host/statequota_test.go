@@ -394,3 +394,34 @@ func TestSetStateBytes(t *testing.T) {
 		t.Fatalf("the program after the changes: %v %v", row.State, err)
 	}
 }
+
+// An operator's opt-out for development: /state is then a plain directory,
+// a size cap cannot be asked for, and no usage is reported.
+func TestUncappedState(t *testing.T) {
+	d := testenv.Engine(t, runtime.RuntimeRunc)
+	h, err := Open(context.Background(), Options{DataDir: t.TempDir(), Runtime: runtime.RuntimeRunc, Build: testenv.GoCaches(t), UncappedState: true}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	if _, err := h.Create(ctx, CreateRequest{UserID: "alice", Files: fillerProgram(t), Options: ProgramOptions{StateBytes: testStateCap}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("state_bytes on an uncapped Host: %v, want ErrInvalid", err)
+	}
+	p, err := h.Create(ctx, CreateRequest{UserID: "alice", Files: fillerProgram(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.StateUsage(p); ok {
+		t.Error("usage reported for an uncapped /state")
+	}
+	if _, err := os.Stat(filepath.Join(h.programDir(p.ID), statefs.ImageName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an uncapped Host made an image: %v", err)
+	}
+	if err := h.Delete(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, Options{DataDir: t.TempDir(), StateBytes: 64 << 20, MaxStateBytes: 32 << 20}, d); err == nil {
+		t.Error("a default cap above the maximum was accepted")
+	}
+}

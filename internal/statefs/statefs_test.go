@@ -629,3 +629,24 @@ func BenchmarkEnsureMounted(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRemount is what a Host pays per program when it opens after a
+// reboot or a restart: mount an existing filesystem again.
+func BenchmarkRemount(b *testing.B) {
+	m := manager(b)
+	ctx := context.Background()
+	dir := programDir(b, m)
+	if err := m.Ensure(ctx, dir, 256<<20); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		b.StopTimer()
+		if err := m.Release(dir); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := m.Ensure(ctx, dir, 256<<20); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
