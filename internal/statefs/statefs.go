@@ -721,7 +721,10 @@ func mountedDevice(point string) (string, error) {
 	return "/dev/" + filepath.Base(link), nil
 }
 
-// boundLoops lists the loop devices whose backing file is img.
+// boundLoops lists the loop devices whose backing file is img as it is
+// now. A device bound to a file since removed or replaced (the kernel
+// shows "<path> (deleted)") is another filesystem: an image a shrink
+// replaced, or a deleted program's still held by its dying sandbox.
 func boundLoops(img string) ([]string, error) {
 	paths, err := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	if err != nil {
@@ -733,22 +736,11 @@ func boundLoops(img string) ([]string, error) {
 		if err != nil {
 			continue // detached meanwhile
 		}
-		if f := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)"); f == img {
+		if strings.TrimSuffix(string(b), "\n") == img {
 			out = append(out, filepath.Base(filepath.Dir(filepath.Dir(p))))
 		}
 	}
 	return out, nil
-}
-
-// BoundLoops lists the loop devices (loop0, ...) whose backing file is the
-// image of the program folder dir: none once its filesystem is released
-// everywhere. For checks and tests.
-func BoundLoops(dir string) ([]string, error) {
-	dir, err := canonical(dir)
-	if err != nil {
-		return nil, err
-	}
-	return boundLoops(filepath.Join(dir, ImageName))
 }
 
 // waitDetached waits until no loop device is bound to img (autoclear acts
