@@ -2,7 +2,8 @@
 # Installs (when missing) and starts the Docker engine with gVisor, as the
 # Host and its tests need them. Idempotent: safe to run again at any time.
 #
-#   - packages from Debian: docker.io (Docker Engine, containerd, runc) and runsc (gVisor);
+#   - packages from Debian: docker.io (Docker Engine, containerd, runc) and runsc (gVisor),
+#     e2fsprogs (each program's /state is a loop-mounted ext4 image of its size cap);
 #   - registers runsc in /etc/docker/daemon.json with --network=host (gVisor then uses the
 #     container's own network namespace: with --network none that holds only lo), and
 #     live-restore so containers outlive a dockerd restart;
@@ -23,6 +24,16 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v runsc >/dev/null 2>&1; t
 	apt-get install -y -qq docker.io runsc >/dev/null || die "apt-get install docker.io runsc failed"
 fi
 command -v dockerd >/dev/null || die "dockerd missing after install"
+# Each program's /state is a loop-mounted ext4 image of its size cap: the
+# Host formats and resizes it with e2fsprogs.
+if ! command -v mkfs.ext4 >/dev/null 2>&1 || ! command -v e2fsck >/dev/null 2>&1 || ! command -v resize2fs >/dev/null 2>&1; then
+	log "installing e2fsprogs from Debian's packages"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq || die "apt-get update failed"
+	apt-get install -y -qq e2fsprogs >/dev/null || die "apt-get install e2fsprogs failed"
+fi
+[ -e /dev/loop-control ] || modprobe loop 2>/dev/null || true
+[ -e /dev/loop-control ] || die "no /dev/loop-control: the Host needs loop devices to cap each program's /state"
 RUNSC=$(command -v runsc) || die "runsc missing after install"
 
 want=$(cat <<JSON

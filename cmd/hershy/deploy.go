@@ -18,7 +18,7 @@ import (
 type deployOpts struct {
 	programID, userID, restartPolicy string
 	network, noStart                 bool
-	memory                           int64
+	memory, stateBytes               int64
 	cpus                             float64
 	env                              []string
 	timeout, poll                    time.Duration
@@ -40,6 +40,7 @@ func (a *app) deployCmd() *cobra.Command {
 	f.BoolVar(&o.network, "network", false, "allow outbound network")
 	f.Int64Var(&o.memory, "memory", 0, "memory limit in bytes (0: Host default)")
 	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit (0: Host default)")
+	f.Int64Var(&o.stateBytes, "state-bytes", 0, "size cap of /state in bytes (0: Host default; raising or lowering it on --program may need the program stopped)")
 	f.StringVar(&o.restartPolicy, "restart", "", "restart policy (e.g. no, on-failure, always)")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable NAME=VALUE (repeatable)")
 	f.BoolVar(&o.noStart, "no-start", false, "only store the source")
@@ -63,7 +64,7 @@ func (a *app) deploy(cmd *cobra.Command, dir string, o deployOpts) error {
 	}
 	req := client.SourceRequest{
 		UserID: o.userID, Dockerfile: files.Dockerfile, SrcFiles: files.Files,
-		MemoryBytes: o.memory, CPUs: o.cpus, RestartPolicy: o.restartPolicy,
+		MemoryBytes: o.memory, CPUs: o.cpus, RestartPolicy: o.restartPolicy, StateBytes: o.stateBytes,
 	}
 	if cmd.Flags().Changed("network") {
 		req.Network = &o.network

@@ -53,6 +53,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 			Limits:    runtime.Limits{MemoryBytes: o.buildMemory, CPUs: o.buildCPUs},
 			GoTimeout: o.buildTimeout, MaxConcurrent: o.maxBuilds,
 		},
+		StateBytes: o.stateBytes, MaxStateBytes: o.maxStateBytes, UncappedState: o.uncappedState,
 	}, driver)
 	if err != nil {
 		return fmt.Errorf("serve: opening host: %w", err)

@@ -28,6 +28,8 @@ type stateCollector struct {
 	restarts *prometheus.Desc
 	builds   *prometheus.Desc
 	buildDur *prometheus.Desc
+	state    *prometheus.Desc
+	stateCap *prometheus.Desc
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -35,6 +37,8 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.restarts
 	ch <- c.builds
 	ch <- c.buildDur
+	ch <- c.state
+	ch <- c.stateCap
 }
 
 var allStates = []string{store.StateCreated, store.StateBuilding, store.StateStarting, store.StateReady,
@@ -50,6 +54,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range rows {
 			counts[r.State]++
 			restarts += r.RestartCount
+			if u, ok := c.s.h.StateUsage(r); ok {
+				ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, float64(u.Used), r.ID)
+				ch <- prometheus.MustNewConstMetric(c.stateCap, prometheus.GaugeValue, float64(u.Limit), r.ID)
+			}
 		}
 		for _, st := range allStates {
 			ch <- prometheus.MustNewConstMetric(c.programs, prometheus.GaugeValue, float64(counts[st]), st)
@@ -91,6 +99,8 @@ func newMetrics(s *server) *metrics {
 			restarts: prometheus.NewDesc("hershy_program_restarts", "Sum of the programs' current restart counts.", nil, nil),
 			builds:   prometheus.NewDesc("hershy_builds", "Recorded builds by status.", []string{"status"}, nil),
 			buildDur: prometheus.NewDesc("hershy_build_duration_seconds_sum", "Total duration of recorded builds by status.", []string{"status"}, nil),
+			state:    prometheus.NewDesc("hershy_program_state_bytes", "Bytes a program stores in /state.", []string{"program"}, nil),
+			stateCap: prometheus.NewDesc("hershy_program_state_limit_bytes", "Size cap of a program's /state.", []string{"program"}, nil),
 		})
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m

@@ -39,6 +39,10 @@ type programView struct {
 	// QueuePosition: while Building, n when the build waits for a build
 	// slot with n-1 builds ahead of it (0: running, or not building).
 	QueuePosition int `json:"queue_position,omitempty"`
+	// What the program stores in /state, and its size cap (absent when
+	// the Host runs with uncapped /state).
+	StateBytesUsed  *int64 `json:"state_bytes_used,omitempty"`
+	StateBytesLimit *int64 `json:"state_bytes_limit,omitempty"`
 }
 
 func (s *server) proxyURL(id string) string { return s.opts.ProxyBase + "/programs/" + id + "/proxy" }
@@ -57,7 +61,7 @@ func (s *server) view(p store.Program) programView {
 	if p.State == string(lifecycle.Building) {
 		queued = s.h.QueuePosition(p.BuildID)
 	}
-	return programView{
+	v := programView{
 		QueuePosition: queued,
 		ProgramID:     p.ID, BuildID: p.BuildID, UserID: p.UserID, State: p.State, ImageID: p.ImageID,
 		ContainerID: p.ContainerID, ProxyURL: s.proxyURL(p.ID), ErrorMsg: s.h.RelPaths(p.ErrorMsg),
@@ -65,6 +69,10 @@ func (s *server) view(p store.Program) programView {
 		RestartCount: p.RestartCount, NextRestartAt: p.NextRestartAt, LastExitCode: p.LastExitCode,
 		LastOOM: p.LastOOM, Options: o, ProxyPort: s.h.ProxyPort(p.ID),
 	}
+	if u, ok := s.h.StateUsage(p); ok {
+		v.StateBytesUsed, v.StateBytesLimit = &u.Used, &u.Limit
+	}
+	return v
 }
 
 // program loads the program named in the path and checks that the caller
@@ -105,6 +113,7 @@ type programBody struct {
 	CPUs          float64           `json:"cpus"`
 	RestartPolicy string            `json:"restart_policy"`
 	Env           map[string]string `json:"env"`
+	StateBytes    int64             `json:"state_bytes"` // size cap of /state (0: the Host's default)
 }
 
 func (s *server) createProgram(w http.ResponseWriter, r *http.Request, p principal) {
@@ -124,7 +133,7 @@ func (s *server) createProgram(w http.ResponseWriter, r *http.Request, p princip
 		UserID: uid, Dockerfile: b.Dockerfile, Files: source.Files(b.SrcFiles),
 		Options: host.ProgramOptions{
 			Network: b.Network, MemoryBytes: b.MemoryBytes, CPUs: b.CPUs,
-			RestartPolicy: b.RestartPolicy, Env: b.Env,
+			RestartPolicy: b.RestartPolicy, Env: b.Env, StateBytes: b.StateBytes,
 		},
 	})
 	if err != nil {
@@ -252,8 +261,8 @@ func (s *server) replaceSource(w http.ResponseWriter, r *http.Request, p princip
 	}
 	// The same body as POST /programs. The owner cannot change; options
 	// are fixed at create (the restart policy has its own route, and is
-	// applied here too), so differing options are refused rather than
-	// silently ignored.
+	// applied here too; state_bytes is applied here first), so differing
+	// options are refused rather than silently ignored.
 	if b.UserID != "" && b.UserID != row.UserID {
 		writeError(w, http.StatusBadRequest, "user_id cannot change (the program belongs to "+row.UserID+")")
 		return
@@ -267,6 +276,12 @@ func (s *server) replaceSource(w http.ResponseWriter, r *http.Request, p princip
 	if _, err := lifecycle.ParseRestartPolicy(b.RestartPolicy); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	if b.StateBytes != 0 && b.StateBytes != row.Options.StateBytes {
+		if _, err := s.h.SetStateBytes(r.Context(), row.ID, b.StateBytes); err != nil {
+			s.fail(w, err)
+			return
+		}
 	}
 	next, err := s.h.ReplaceSource(r.Context(), row.ID, b.Dockerfile, source.Files(b.SrcFiles))
 	if err != nil {

@@ -80,6 +80,10 @@ type Program struct {
 	RestartCount  int             `json:"restart_count"`
 	NextRestartAt *string         `json:"next_restart_at,omitempty"`
 	LastExitCode  *int            `json:"last_exit_code,omitempty"`
+	// What the program stores in /state and its size cap (absent when the
+	// Host runs uncapped).
+	StateBytesUsed  *int64 `json:"state_bytes_used,omitempty"`
+	StateBytesLimit *int64 `json:"state_bytes_limit,omitempty"`
 }
 
 // Created parses CreatedAt (RFC 3339); the zero time if absent or malformed.
@@ -98,6 +102,7 @@ type SourceRequest struct {
 	CPUs          float64           `json:"cpus,omitempty"`
 	RestartPolicy string            `json:"restart_policy,omitempty"`
 	Env           map[string]string `json:"env,omitempty"`
+	StateBytes    int64             `json:"state_bytes,omitempty"` // size cap of /state (0: the Host's default)
 }
 
 // CreateResponse answers POST /programs (and source replacement).

@@ -32,6 +32,7 @@ type ProgramOptions struct {
 	CPUs          float64           // CPU quota in cores
 	RestartPolicy string            // always | on-failure (default) | never
 	Env           map[string]string // extra environment variables
+	StateBytes    int64             // size cap of /state (at most the Host's MaxStateBytes)
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
@@ -116,6 +117,9 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, 
 	if err := h.checkProgramCount(req.UserID); err != nil {
 		return store.Program{}, err
 	}
+	if err := h.checkStateBytes(req.Options.StateBytes); err != nil {
+		return store.Program{}, err
+	}
 	if err := h.checkDockerfile(ctx, req.UserID, req.Dockerfile, req.Files); err != nil {
 		return store.Program{}, err
 	}
@@ -146,17 +150,27 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, 
 	if err := os.Rename(tmp, dir); err != nil {
 		return store.Program{}, err
 	}
+	// The cap is fixed now: a later change of the Host's default does not
+	// move it.
+	stateBytes := req.Options.StateBytes
+	if stateBytes == 0 && h.states != nil {
+		stateBytes = h.opts.StateBytes
+	}
+	if err := h.ensureState(ctx, store.Program{ID: id, Options: store.Options{StateBytes: stateBytes}}); err != nil {
+		h.removeProgramDir(id)
+		return store.Program{}, err
+	}
 	row, err := h.store.CreateProgram(ctx, store.Program{
 		ID: id, UserID: req.UserID, BuildID: buildID,
 		State: string(lifecycle.Created), Desired: string(lifecycle.DesiredStopped),
 		RestartPolicy: string(policy),
 		Options: store.Options{
 			Network: req.Options.Network, MemoryBytes: req.Options.MemoryBytes,
-			CPUs: req.Options.CPUs, Env: req.Options.Env,
+			CPUs: req.Options.CPUs, Env: req.Options.Env, StateBytes: stateBytes,
 		},
 	})
 	if err != nil {
-		os.RemoveAll(dir)
+		h.removeProgramDir(id)
 		return store.Program{}, err
 	}
 	h.supervise(row)
@@ -271,7 +285,8 @@ func (h *Host) checkGoModule(dockerfile string, files source.Files) error {
 }
 
 // makeProgramDirs creates state/ (owned by the program's non-root user, the
-// only place it can write) and logs/ next to src/.
+// only place it can write; the mount point of its capped filesystem unless
+// the Host runs uncapped) and logs/ next to src/.
 func makeProgramDirs(dir string) error {
 	state := filepath.Join(dir, "state")
 	if err := os.Mkdir(state, 0o700); err != nil {

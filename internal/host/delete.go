@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
@@ -53,7 +52,7 @@ func (h *Host) purge(ctx context.Context, id string) error {
 		delete(h.files, id)
 	}
 	h.mu.Unlock()
-	if err := os.RemoveAll(h.programDir(id)); err != nil {
+	if err := h.removeProgramDir(id); err != nil {
 		return fmt.Errorf("removing storage: %w", err)
 	}
 	if err := h.store.DeleteProgram(ctx, id); err != nil {

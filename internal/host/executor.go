@@ -137,6 +137,11 @@ func (h *Host) launch(ctx context.Context, id, image string) (cid string, err er
 	if err != nil {
 		return "", err
 	}
+	// Never a container on an unmounted /state: it would write, uncapped,
+	// into the bare mount point.
+	if err := h.ensureState(ctx, row); err != nil {
+		return "", err
+	}
 	cid, err = h.driver.CreateContainer(ctx, h.spec(row, image))
 	if err != nil {
 		return "", err

@@ -9,7 +9,10 @@
 //	hershy.db                    programs, transitions, builds (SQLite)
 //	lock                         held while a Host runs (one Host per directory)
 //	programs/<id>/src/           the stored source (the build context)
-//	programs/<id>/state/         mounted at /state, the program's only writable place
+//	programs/<id>/state.img      the program's /state filesystem: a sparse ext4 image of
+//	                             its size cap (package statefs)
+//	programs/<id>/state/         where state.img is loop-mounted; bind-mounted at /state,
+//	                             the program's only writable place
 //	programs/<id>/logs/          captured container output, rotated
 //	builds/<build-id>.log        build logs (package build)
 //	cache/, framework/, work/    builder caches and scratch (package build)
@@ -33,6 +36,7 @@ import (
 	"github.com/hershyorg/hershy/internal/logstore"
 	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/statefs"
 	"github.com/hershyorg/hershy/internal/store"
 	"github.com/hershyorg/hershy/internal/supervisor"
 )
@@ -57,6 +61,14 @@ type Options struct {
 	PortRange string
 	// Quotas are the operator's limits per user (zero fields: defaults).
 	Quotas Quotas
+	// StateBytes is the size cap of a program's /state when it sets none
+	// (default DefaultStateBytes); MaxStateBytes the most a program may
+	// ask for (default DefaultMaxStateBytes).
+	StateBytes, MaxStateBytes int64
+	// UncappedState leaves /state a plain directory with no size cap, for
+	// development without root or loop devices. Never in production: a
+	// program can then fill the Host's disk.
+	UncappedState bool
 }
 
 // Default resource limits for a program container. Pids leaves room for
@@ -119,6 +131,15 @@ func (o Options) withDefaults() (Options, error) {
 			return o, err
 		}
 	}
+	if o.StateBytes <= 0 {
+		o.StateBytes = DefaultStateBytes
+	}
+	if o.MaxStateBytes <= 0 {
+		o.MaxStateBytes = max(DefaultMaxStateBytes, o.StateBytes)
+	}
+	if o.StateBytes < statefs.MinBytes || o.StateBytes > o.MaxStateBytes {
+		return o, fmt.Errorf("host: the default /state size %d must be between %d and the maximum %d", o.StateBytes, int64(statefs.MinBytes), o.MaxStateBytes)
+	}
 	return o, nil
 }
 
@@ -138,6 +159,8 @@ type Host struct {
 	// (a create's count and record, a start's memory sum and command).
 	// Taken before mu, never while holding it.
 	quotaMu sync.Mutex
+	states  *statefs.Manager // the programs' /state filesystems (nil: uncapped)
+	saveMu  sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
 
 	watcher *http.Client // reaches WatcherAPIs through the driver
 	wt      *http.Transport
@@ -170,12 +193,16 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 			return nil, fmt.Errorf("host: data directory: %w", err)
 		}
 	}
+	states, err := openStates(o)
+	if err != nil {
+		return nil, err
+	}
 	lock, err := lockDir(o.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{
-		opts: o, log: o.Logger, driver: driver, lock: lock,
+		opts: o, log: o.Logger, driver: driver, lock: lock, states: states,
 		machine:  lifecycle.Machine{Backoff: o.Backoff},
 		sups:     map[string]*supervisor.Supervisor{},
 		rows:     map[string]store.Program{},
@@ -238,8 +265,10 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 	return h, nil
 }
 
-// Close stops the supervisors, event loop and log captures. Containers
-// keep running: a Host restart re-adopts them.
+// Close stops the supervisors, event loop and log captures, and unmounts
+// the programs' /state filesystems from the data directory. Containers
+// keep running, each with its own /state: a Host restart re-adopts them
+// and mounts their filesystems here again.
 func (h *Host) Close() error {
 	h.cancel()
 	h.ports.closeAll()
@@ -255,6 +284,7 @@ func (h *Host) Close() error {
 	h.wg.Wait()
 	h.wt.CloseIdleConnections()
 	h.closeLogs()
+	h.releaseStates()
 	return h.closeResources()
 }
 

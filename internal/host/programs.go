@@ -103,6 +103,8 @@ func (h *Host) supervise(r store.Program) *supervisor.Supervisor {
 // in one transaction.
 func (h *Host) save(ctx context.Context, id string, p lifecycle.Program, from lifecycle.State, reason string) error {
 	ctx = context.WithoutCancel(ctx) // a change that happened must be recorded even during shutdown
+	h.saveMu.Lock()
+	defer h.saveMu.Unlock()
 	h.mu.Lock()
 	row, ok := h.rows[id]
 	h.mu.Unlock()

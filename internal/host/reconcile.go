@@ -45,8 +45,11 @@ func (h *Host) reconcile(ctx context.Context) error {
 		if _, err := os.Stat(filepath.Join(h.programDir(r.ID), "src")); err != nil && r.State != string(lifecycle.Deleting) {
 			r.ErrorMsg = "program storage missing: " + err.Error()
 		}
-		s := h.supervise(r)
 		chosen := pick(byProgram[r.ID], r.ContainerID)
+		// After a reboot nothing is mounted: /state first, before the
+		// supervisor may launch or re-adopt a container.
+		h.ensureStateAtOpen(ctx, r, chosen.Running)
+		s := h.supervise(r)
 		if chosen.Running {
 			h.startCapture(r.ID, chosen.ID, logSince(filepath.Join(h.programDir(r.ID), "logs", "container.log")))
 		}

@@ -61,6 +61,7 @@ type Options struct {
 	MemoryBytes int64             `json:"memory_bytes"` // 0: the Host's default
 	CPUs        float64           `json:"cpus"`         // 0: the Host's default
 	Env         map[string]string `json:"env,omitempty"`
+	StateBytes  int64             `json:"state_bytes,omitempty"` // size cap of /state; 0: the Host's default
 }
 
 // Program is one row of the programs table.
