@@ -49,6 +49,9 @@ type host struct {
 	addr    string // 127.0.0.1:port
 	logPath string
 
+	args []string // extra hershy serve flags
+	env  []string // extra environment of hershy serve (before the test's own)
+
 	cmd    *exec.Cmd
 	exited chan struct{}
 	admin  *client.Client
@@ -60,10 +63,16 @@ type host struct {
 // the standard library.
 func startHost(t testing.TB, rt string) *host {
 	t.Helper()
+	return startHostWith(t, rt, nil, nil)
+}
+
+// startHostWith starts a Host with extra serve flags and environment.
+func startHostWith(t testing.TB, rt string, args, env []string) *host {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	h := &host{t: t, rt: rt, engine: testenv.Engine(t, rt), dataDir: t.TempDir()}
+	h := &host{t: t, rt: rt, engine: testenv.Engine(t, rt), dataDir: t.TempDir(), args: args, env: env}
 	h.logPath = filepath.Join(t.TempDir(), "serve.log")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -87,10 +96,11 @@ func (h *host) start() {
 		h.t.Fatal(err)
 	}
 	fmt.Fprintf(logf, "---- hershy serve (%s)\n", time.Now().Format(time.RFC3339Nano))
-	h.cmd = exec.Command(hershyBin, "serve", "--data", h.dataDir, "--listen", h.addr, "--runtime", h.rt,
-		"--log-level", "debug", "--go-shared-cache", caches.SharedCacheDir)
+	args := append([]string{"serve", "--data", h.dataDir, "--listen", h.addr, "--runtime", h.rt,
+		"--log-level", "debug", "--go-shared-cache", caches.SharedCacheDir}, h.args...)
+	h.cmd = exec.Command(hershyBin, args...)
 	h.cmd.Stdout, h.cmd.Stderr = logf, logf
-	h.cmd.Env = append(os.Environ(), "HERSHY_CONFIG="+filepath.Join(h.dataDir, "no-cli-config.json"))
+	h.cmd.Env = append(append(append([]string(nil), h.env...), os.Environ()...), "HERSHY_CONFIG="+filepath.Join(h.dataDir, "no-cli-config.json"))
 	if err := h.cmd.Start(); err != nil {
 		logf.Close()
 		h.t.Fatal(err)

@@ -260,7 +260,10 @@ func TestNoDataDirInErrors(t *testing.T) {
 		}
 		return out["program_id"].(string)
 	}
-	badMod := create(map[string]string{"go.mod": "module x\n\ngo 1.25\n\nfrobnicate now\n", "main.go": "package main\n\nfunc main() {}\n"})
+	// A go.mod the go command refuses is a 400 at create now; a program
+	// that does not compile fails in the build sandbox.
+	call("POST", "/programs", e.tokA, `{"src_files":{"go.mod":"module x\n\ngo 1.25\n\nfrobnicate now\n","main.go":"package main\n"}}`)
+	badMod := create(map[string]string{"go.mod": "module x\n\ngo 1.25\n", "main.go": "package main\n\nfunc main() { nope }\n"})
 	stateFile := create(map[string]string{
 		"Dockerfile": "FROM scratch\nCOPY state /state\nCOPY state /prog\nENTRYPOINT [\"/prog\"]\n",
 		"state":      "not a folder",
@@ -306,8 +309,8 @@ func TestNoDataDirInErrors(t *testing.T) {
 	// The failures are still explained, in the program's own terms.
 	var p programView
 	json.Unmarshal(call("GET", "/programs/"+badMod, e.tokA, ""), &p)
-	if !strings.Contains(p.ErrorMsg, "go.mod") {
-		t.Errorf("bad go.mod: error_msg %q does not name the file", p.ErrorMsg)
+	if !strings.Contains(p.ErrorMsg, "main.go:3") {
+		t.Errorf("compile error: error_msg %q does not name the file", p.ErrorMsg)
 	}
 	json.Unmarshal(call("GET", "/programs/"+stateFile, e.tokA, ""), &p)
 	if !strings.Contains(p.ErrorMsg, "state") {

@@ -3,6 +3,8 @@ package build
 import (
 	"errors"
 	"fmt"
+
+	"github.com/hershyorg/hershy/internal/gomod"
 )
 
 // Errors a build can fail with (wrapped; test with errors.Is).
@@ -13,10 +15,11 @@ var (
 	ErrNoGo = errors.New("no Go toolchain on the Host")
 	// ErrToolchain: the program needs a newer Go than the Host's toolchain
 	// (toolchain downloads are disabled: GOTOOLCHAIN=local).
-	ErrToolchain = errors.New("the program needs a newer Go toolchain than the Host has")
-	// ErrGoMod: the program's go.mod is unusable (unreadable, or a replace
-	// directive pointing outside the program's source).
-	ErrGoMod = errors.New("unusable go.mod")
+	ErrToolchain = gomod.ErrToolchain
+	// ErrGoMod: the program's go.mod or go.sum is unusable (unreadable, a
+	// replace directive pointing outside the program's source, a
+	// requirement without a go.sum entry).
+	ErrGoMod = gomod.ErrInvalid
 	// ErrSourceMismatch: the stored source does not hash to the requested build id.
 	ErrSourceMismatch = errors.New("the stored source does not match its build id")
 	// ErrContextTooLarge: a Dockerfile build's context exceeds Options.MaxContext.

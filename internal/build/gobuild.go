@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -25,11 +24,8 @@ func (b *Builder) goPlan(files source.Files) (*gomod.Plan, error) {
 	_, vendored := files[vendorModules]
 	plan, err := gomod.Read([]byte(files[source.GoModName]), []byte(files[goSumName]), vendored,
 		gomod.Options{Toolchain: b.goVersion, Framework: FrameworkModule})
-	switch {
-	case errors.Is(err, gomod.ErrToolchain):
-		return nil, fmt.Errorf("build: %w: %w", ErrToolchain, err)
-	case err != nil:
-		return nil, fmt.Errorf("build: %w: %w", ErrGoMod, err)
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err) // ErrGoMod or ErrToolchain
 	}
 	return plan, nil
 }
@@ -59,7 +55,7 @@ func (b *Builder) compileGo(ctx context.Context, owner, work string, files sourc
 	if !plan.Vendor {
 		gm, err := gomod.BuildGoMod([]byte(files[source.GoModName]), FrameworkModule, sbFramework, frameworkGoLine())
 		if err != nil {
-			return fmt.Errorf("build: %w: %w", ErrGoMod, err)
+			return fmt.Errorf("build: %w", err)
 		}
 		build[source.GoModName] = string(gm)
 		modFlag = "-mod=readonly"

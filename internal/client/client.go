@@ -84,6 +84,11 @@ type Program struct {
 	// Host runs uncapped).
 	StateBytesUsed  *int64 `json:"state_bytes_used,omitempty"`
 	StateBytesLimit *int64 `json:"state_bytes_limit,omitempty"`
+	// ProxyPort is the program's loopback port to its WatcherAPI (serve
+	// --proxy-ports); QueuePosition its place in the build queue while it
+	// waits to build (n: n-1 builds ahead).
+	ProxyPort     int `json:"proxy_port,omitempty"`
+	QueuePosition int `json:"queue_position,omitempty"`
 }
 
 // Created parses CreatedAt (RFC 3339); the zero time if absent or malformed.

@@ -40,7 +40,7 @@ import (
 
 // ErrInvalid marks a go.mod or go.sum the Host refuses (wrapped; the API
 // answers 400 with the message).
-var ErrInvalid = errors.New("invalid Go module")
+var ErrInvalid = errors.New("unusable go.mod or go.sum")
 
 // ErrToolchain marks a go.mod that needs a newer Go than the Host's.
 var ErrToolchain = errors.New("the program needs a newer Go toolchain than the Host has")

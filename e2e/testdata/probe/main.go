@@ -6,6 +6,8 @@
 //	check ID {"write":[paths],"dial":[host:port]}   logs "probe-result ID {json}"
 //	listen PORT                                      accepts TCP on all interfaces
 //	exit N                                           exits with code N
+//	fill MIB                                         writes up to MIB MiB to /state/fill.bin, logs "probe-fill <bytes> <error>"
+//	spew MIB                                         prints MIB MiB of log lines, then "probe-spewed"
 //
 // A counter of runs is kept in durable context state and in /state/runs.txt,
 // so the suite can tell that state survived a restart.
@@ -76,6 +78,23 @@ func step(c *hersh.Context) error {
 				}
 			}()
 			log.Printf("probe-listen %s: ok", arg)
+		case "fill":
+			mib, err := strconv.Atoi(arg)
+			if err != nil {
+				return fmt.Errorf("fill: %w", err)
+			}
+			n, err := fill(filepath.Join(c.Watcher().Config().StateDir, "fill.bin"), mib)
+			log.Printf("probe-fill %d %v", n, err)
+		case "spew":
+			mib, err := strconv.Atoi(arg)
+			if err != nil {
+				return fmt.Errorf("spew: %w", err)
+			}
+			line := strings.Repeat("x", 1000)
+			for i := 0; i < mib*1024; i++ {
+				fmt.Printf("spew %07d %s\n", i, line)
+			}
+			log.Printf("probe-spewed")
 		case "exit":
 			code, err := strconv.Atoi(arg)
 			if err != nil {
@@ -155,4 +174,24 @@ func hasDefaultRoute() bool {
 		}
 	}
 	return false
+}
+
+// fill writes up to mib MiB to path, syncing, and reports how much it wrote
+// and the error that stopped it (ENOSPC past the /state cap).
+func fill(path string, mib int) (int64, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for i := 0; i < mib; i++ {
+		k, err := f.Write(buf)
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, f.Sync()
 }
