@@ -169,7 +169,7 @@ func (h *host) restart() {
 // cleanup deletes what the test left (so no container outlives it), stops
 // the Host, and shows the Host's log when the test failed.
 func (h *host) cleanup() {
-	if h.cmd != nil {
+	if h.cmd != nil && h.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		if l, err := h.admin.ListPrograms(ctx, client.ListOptions{Limit: 1000}); err == nil {
 			for _, p := range l.Programs {
@@ -187,6 +187,8 @@ func (h *host) cleanup() {
 			}
 		}
 		cancel()
+	}
+	if h.cmd != nil {
 		h.stop()
 	}
 	if h.t.Failed() {

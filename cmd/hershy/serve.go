@@ -81,8 +81,8 @@ func (a *app) serveCmd() *cobra.Command {
 	f.IntVar(&o.quotas.MaxPrograms, "max-programs", host.DefaultMaxPrograms, "programs one user may have, in any state")
 	f.Var((*byteSize)(&o.quotas.MaxProgramMemory), "max-program-memory", "the most memory_bytes one program may ask for, e.g. 2GiB (default 4GiB, at most the machine's memory)")
 	f.Var((*byteSize)(&o.quotas.MaxUserMemory), "max-user-memory", "memory one user's running programs may reserve in all, e.g. 16GiB (default 8GiB, at most the machine's memory)")
-	f.Int64Var(&o.stateBytes, "state-bytes", 0, "size cap of a program's /state in bytes when it sets none (default 256 MiB)")
-	f.Int64Var(&o.maxStateBytes, "max-state-bytes", 0, "the most state_bytes a program may ask for (default 4 GiB)")
+	f.Var((*byteSize)(&o.stateBytes), "state-bytes", "size cap of a program's /state when it sets none, e.g. 64MiB (default 256MiB)")
+	f.Var((*byteSize)(&o.maxStateBytes), "max-state-bytes", "the most state_bytes a program may ask for (default 4GiB)")
 	f.BoolVar(&o.uncappedState, "uncapped-state", false, "DEVELOPMENT ONLY: /state is a plain directory with NO size cap (no root or loop devices needed); a program can fill the disk")
 	return cmd
 }

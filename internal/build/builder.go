@@ -86,7 +86,8 @@ type Options struct {
 	// pids. Defaults: 2 GiB, up to 2 cores, 1024 pids.
 	Limits runtime.Limits
 	// TmpBytes sizes the build sandbox's /tmp (compiler scratch files).
-	// Default 512 MiB.
+	// It counts against the memory limit. Default 512 MiB, at most a
+	// quarter of the memory.
 	TmpBytes int64
 	// MaxConcurrent is how many builds run at once; the others wait in a
 	// queue. Default 1 (a build uses every core it may).
@@ -294,7 +295,7 @@ func (o *Options) setDefaults(dataDir string) error {
 		o.Limits.Pids = DefaultBuildPids
 	}
 	if o.TmpBytes <= 0 {
-		o.TmpBytes = DefaultTmpBytes
+		o.TmpBytes = min(DefaultTmpBytes, o.Limits.MemoryBytes/4)
 	}
 	if o.TmpBytes >= o.Limits.MemoryBytes {
 		return fmt.Errorf("build: the build sandbox's /tmp (%d bytes) must be smaller than its memory limit (%d bytes)", o.TmpBytes, o.Limits.MemoryBytes)
