@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hershyorg/hershy/internal/api"
 )
 
 // version is set at link time (-ldflags "-X main.version=...").
@@ -21,6 +23,7 @@ type serveOpts struct {
 	dataDir, listen, runtime, logLevel string
 	proxyPorts                         string // per-program WatcherAPI ports, e.g. 9000-9999 ("" off)
 	goCache, goModCache                string // caches of program builds ("" under the data directory)
+	maxFollows, maxAdminFollows        int    // open log streams per user, for the admin
 }
 
 func defaultDataDir() string {
@@ -44,6 +47,9 @@ func (a *app) serveCmd() *cobra.Command {
 			if o.runtime != "runsc" && o.runtime != "runc" {
 				return usageError{fmt.Errorf("--runtime %q: want runsc or runc", o.runtime)}
 			}
+			if o.maxFollows < 1 || o.maxAdminFollows < 1 {
+				return usageError{fmt.Errorf("--max-follows and --max-follows-admin must be at least 1")}
+			}
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return usageError{fmt.Errorf("--log-level: %w", err)}
@@ -59,6 +65,8 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.goCache, "go-cache", "", "GOCACHE of program builds, e.g. shared with your own go command's (default DATA/cache/go-build)")
 	f.StringVar(&o.goModCache, "go-mod-cache", "", "GOMODCACHE of program builds (default DATA/cache/gomod)")
+	f.IntVar(&o.maxFollows, "max-follows", api.DefaultMaxFollows, "log streams (logs -f, build-log follows) one user may have open at once; more get 429")
+	f.IntVar(&o.maxAdminFollows, "max-follows-admin", api.DefaultMaxAdminFollows, "log streams the admin may have open at once")
 	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI (default off)")
 	return cmd
 }
