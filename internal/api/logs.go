@@ -34,7 +34,7 @@ const (
 const maxTail = 100000
 
 // errTooManyFollows is a follow beyond the caller's cap: 429.
-var errTooManyFollows = errors.New("too many log streams open")
+var errTooManyFollows = errors.New("too many log streams")
 
 // follows counts the follows each user has open. The admin has its own cap
 // (Options.MaxAdminFollows): it is the operator, often several tools at
@@ -55,7 +55,7 @@ func (s *server) acquireFollow(p principal) (release func(), err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if n := f.open[p.UserID]; n >= limit {
-		return nil, fmt.Errorf("%w: %s has %d log streams open (at most %d at once); close one and retry",
+		return nil, fmt.Errorf("%w: %s has %d open (at most %d at once); close one and retry",
 			errTooManyFollows, p.UserID, n, limit)
 	}
 	if f.open == nil {

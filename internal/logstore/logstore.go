@@ -56,15 +56,15 @@ func Open(path string, maxBytes int64, keep int) (*File, error) {
 		return nil, err
 	}
 	l := &File{path: path, maxBytes: maxBytes, keep: keep, f: f, changed: make(chan struct{}), chunk: defaultChunk}
-	if err := l.recover(); err != nil {
+	if err := l.restore(); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
-// recover sets size and last from what is stored, ending a torn last line.
-func (l *File) recover() error {
+// restore sets size and last from what is stored, ending a torn last line.
+func (l *File) restore() error {
 	st, err := l.f.Stat()
 	if err != nil {
 		return err
