@@ -416,3 +416,63 @@ func TestReadsWhileRotating(t *testing.T) {
 	close(stop)
 	<-wrote
 }
+
+// openFiles counts the process's open descriptors (Linux).
+func openFiles(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(ents)
+}
+
+// TestReadsCloseTheirFiles: reads and follows (ended by their context, by
+// an emit error, or by Close across rotations) leave no file open.
+func TestReadsCloseTheirFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.log")
+	l, err := Open(path, 200, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		fmt.Fprintf(l, "line %03d\n", i)
+	}
+	before := openFiles(t)
+	for _, q := range []Query{{}, {Tail: 1}, {Tail: 30}, {Since: time.Now().Add(-time.Hour)}} {
+		texts(t, l, q)
+		stop := fmt.Errorf("enough")
+		if err := l.Read(context.Background(), q, func(Line) error { return stop }); err != stop {
+			t.Fatalf("emit error: %v", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	got := make(chan string, 100)
+	go func() {
+		done <- l.Read(ctx, Query{Tail: 1, Follow: true}, func(ln Line) error { got <- ln.Text; return nil })
+	}()
+	<-got
+	for i := 50; i < 80; i++ { // rotates under the follower
+		fmt.Fprintf(l, "line %03d\n", i)
+		if s := <-got; s != fmt.Sprintf("line %03d", i) {
+			t.Fatalf("followed %q", s)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if after := openFiles(t); after != before {
+		t.Errorf("%d files open before the reads, %d after", before, after)
+	}
+	go func() { done <- l.Read(context.Background(), Query{Follow: true}, func(Line) error { return nil }) }()
+	fmt.Fprint(l, "last\n")
+	l.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if after := openFiles(t); after != before-1 { // the writer's own file is closed too
+		t.Errorf("%d files open before, %d after Close", before, after)
+	}
+}

@@ -51,13 +51,24 @@ func (l *File) Read(ctx context.Context, q Query, emit func(Line) error) error {
 	if err != nil {
 		return err
 	}
-	for i := from.seg; i < len(snap.segs); i++ {
+	// Files are closed as soon as they are done with (a slow client then
+	// holds one open file, not every generation); the current one stays
+	// open for a follow.
+	last := len(snap.segs) - 1
+	for i := range snap.segs {
+		if i < from.seg {
+			snap.done(i)
+			continue
+		}
 		seg, off := snap.segs[i], int64(0)
 		if i == from.seg {
 			off = from.off
 		}
 		if err := sc.each(seg.f, off, seg.size, q.Since, emit); err != nil {
 			return err
+		}
+		if i < last {
+			snap.done(i)
 		}
 	}
 	if !q.Follow || snap.closed {
@@ -82,8 +93,16 @@ type snapshot struct {
 }
 
 func (s *snapshot) close() {
-	for _, seg := range s.segs {
-		seg.f.Close()
+	for i := range s.segs {
+		s.done(i)
+	}
+}
+
+// done closes the i-th file.
+func (s *snapshot) done(i int) {
+	if s.segs[i].f != nil {
+		s.segs[i].f.Close()
+		s.segs[i].f = nil
 	}
 }
 
@@ -327,7 +346,7 @@ func (s *scanner) next() (line []byte, ok bool, err error) {
 			return s.line[:len(s.line)-1], true, nil
 		case errors.Is(err, bufio.ErrBufferFull):
 		case errors.Is(err, io.EOF):
-			if long || len(s.line) == 0 {
+			if long || len(s.line) == 0 || len(s.line) > maxRecord {
 				return nil, false, nil
 			}
 			return s.line, true, nil
