@@ -372,6 +372,10 @@ func TestServeFlagsAndCompletion(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "want runsc or runc") {
 		t.Fatalf("serve --runtime kata: %d %q", code, errOut)
 	}
+	_, errOut, code = runCLI(t, "serve", "--max-follows", "0")
+	if code != 2 || !strings.Contains(errOut, "--max-follows") {
+		t.Fatalf("serve --max-follows 0: %d %q", code, errOut)
+	}
 	if out := mustRun(t, "completion", "bash"); !strings.Contains(out, "hershy") {
 		t.Fatal("no bash completion")
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hershyorg/hershy/internal/api"
 	"github.com/hershyorg/hershy/internal/host"
 )
 
@@ -34,6 +35,7 @@ type serveOpts struct {
 	quotas                             host.Quotas
 	stateBytes, maxStateBytes          int64 // /state size caps (0: the Host's defaults)
 	uncappedState                      bool  // /state without a size cap (development only)
+	maxFollows, maxAdminFollows        int   // open log streams per user, for the admin
 }
 
 func defaultDataDir() string {
@@ -56,6 +58,9 @@ func (a *app) serveCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.runtime != "runsc" && o.runtime != "runc" {
 				return usageError{fmt.Errorf("--runtime %q: want runsc or runc", o.runtime)}
+			}
+			if o.maxFollows < 1 || o.maxAdminFollows < 1 {
+				return usageError{fmt.Errorf("--max-follows and --max-follows-admin must be at least 1")}
 			}
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -84,6 +89,8 @@ func (a *app) serveCmd() *cobra.Command {
 	f.Var((*byteSize)(&o.stateBytes), "state-bytes", "size cap of a program's /state when it sets none, e.g. 64MiB (default 256MiB)")
 	f.Var((*byteSize)(&o.maxStateBytes), "max-state-bytes", "the most state_bytes a program may ask for (default 4GiB)")
 	f.BoolVar(&o.uncappedState, "uncapped-state", false, "DEVELOPMENT ONLY: /state is a plain directory with NO size cap (no root or loop devices needed); a program can fill the disk")
+	f.IntVar(&o.maxFollows, "max-follows", api.DefaultMaxFollows, "log streams (logs -f, build-log follows) one user may have open at once; more get 429")
+	f.IntVar(&o.maxAdminFollows, "max-follows-admin", api.DefaultMaxAdminFollows, "log streams the admin may have open at once")
 	return cmd
 }
 

@@ -72,7 +72,10 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	} else {
 		fmt.Fprintf(a.errOut, "Admin token: %s\n", path)
 	}
-	handler, err := api.New(h, api.Options{DataDir: dataDir, Version: version, Logger: logger, ProxyBase: "http://" + ln.Addr().String()})
+	handler, err := api.New(h, api.Options{
+		DataDir: dataDir, Version: version, Logger: logger, ProxyBase: "http://" + ln.Addr().String(),
+		MaxFollows: o.maxFollows, MaxAdminFollows: o.maxAdminFollows,
+	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -30,6 +30,11 @@ type Options struct {
 	Version   string
 	Logger    *slog.Logger
 	ProxyBase string // e.g. "http://127.0.0.1:18080", used to build proxy_url
+	// MaxFollows caps the log streams (logs?follow=1, build-log?follow=1)
+	// one user may have open at once, MaxAdminFollows the admin's; beyond
+	// it a follow is refused with 429. Zero: DefaultMaxFollows,
+	// DefaultMaxAdminFollows.
+	MaxFollows, MaxAdminFollows int
 }
 
 // Body limits.
@@ -46,6 +51,7 @@ type server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics *metrics
+	follows follows
 }
 
 // route is one registered route; the OpenAPI test checks the document
@@ -106,6 +112,12 @@ func New(h *host.Host, opts Options) (http.Handler, error) {
 		opts.Version = "dev"
 	}
 	opts.ProxyBase = strings.TrimRight(opts.ProxyBase, "/")
+	if opts.MaxFollows <= 0 {
+		opts.MaxFollows = DefaultMaxFollows
+	}
+	if opts.MaxAdminFollows <= 0 {
+		opts.MaxAdminFollows = DefaultMaxAdminFollows
+	}
 	s := &server{h: h, st: h.Store(), opts: opts, log: opts.Logger, mux: http.NewServeMux()}
 	s.metrics = newMetrics(s)
 	for _, rt := range routes {
@@ -288,6 +300,8 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, host.ErrNotReady):
 		code = http.StatusServiceUnavailable
+	case errors.Is(err, errTooManyFollows):
+		code = http.StatusTooManyRequests
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
 	}

@@ -1,18 +1,14 @@
 package api
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/logstore"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 )
@@ -374,118 +370,6 @@ func (s *server) setRestartPolicy(w http.ResponseWriter, r *http.Request, p prin
 }
 
 func isTrue(v string) bool { return v == "1" || v == "true" || v == "yes" }
-
-func (s *server) buildLog(w http.ResponseWriter, r *http.Request, p principal) {
-	row, ok := s.program(w, r, p)
-	if !ok {
-		return
-	}
-	follow := isTrue(r.URL.Query().Get("follow"))
-	rc, err := s.h.BuildLog(r.Context(), row.BuildID, follow)
-	if err != nil {
-		if errors.Is(err, host.ErrNotFound) || errors.Is(err, io.EOF) || strings.Contains(err.Error(), "no such file") {
-			writeError(w, http.StatusNotFound, "no build log for program "+row.ID+" yet")
-			return
-		}
-		s.fail(w, err)
-		return
-	}
-	defer rc.Close()
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	ctl := http.NewResponseController(w)
-	if follow {
-		ctl.SetWriteDeadline(time.Time{})
-	}
-	w.WriteHeader(http.StatusOK)
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := rc.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
-			}
-			if follow {
-				ctl.Flush()
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (s *server) logs(w http.ResponseWriter, r *http.Request, p principal) {
-	row, ok := s.program(w, r, p)
-	if !ok {
-		return
-	}
-	qv := r.URL.Query()
-	q := logstore.Query{Tail: 200, Follow: isTrue(qv.Get("follow"))}
-	if v := qv.Get("tail"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 100000 {
-			writeError(w, http.StatusBadRequest, "tail must be an integer between 0 and 100000 (0: all)")
-			return
-		}
-		q.Tail = n
-	}
-	if v := qv.Get("since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "since must be an RFC 3339 time")
-			return
-		}
-		q.Since = t
-		if qv.Get("tail") == "" {
-			q.Tail = 0
-		}
-	}
-	if !q.Follow {
-		var sb strings.Builder
-		err := s.h.Logs(r.Context(), row.ID, q, func(l logstore.Line) error {
-			sb.WriteString(l.Text)
-			sb.WriteByte('\n')
-			return nil
-		})
-		if err != nil {
-			s.fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"program_id": row.ID, "container_id": row.ContainerID, "logs": sb.String(), "timestamp": time.Now().UTC(),
-		})
-		return
-	}
-	// Server-sent events: one event per line, flushed at once, until the
-	// client goes away.
-	ctl := http.NewResponseController(w)
-	ctl.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	ctl.Flush()
-	bw := bufio.NewWriter(w)
-	err := s.h.Logs(r.Context(), row.ID, q, func(l logstore.Line) error {
-		// One data: field per line; the text never contains a newline
-		// (lines are split by the capture), but guard anyway.
-		for _, part := range strings.Split(strings.TrimRight(l.Text, "\r\n"), "\n") {
-			bw.WriteString("data: ")
-			bw.WriteString(strings.TrimRight(part, "\r"))
-			bw.WriteByte('\n')
-		}
-		bw.WriteByte('\n')
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		return ctl.Flush()
-	})
-	if err != nil && r.Context().Err() == nil {
-		s.log.Debug("log stream", "program", row.ID, "err", err)
-	}
-}
 
 // ---- secrets ----
 

@@ -3,17 +3,19 @@
 // size cap so a chatty program cannot fill the disk. Readers ask for the
 // last N lines, the lines since a time, and can follow new lines as they
 // are written (tail -f), in-process, without polling.
+//
+// Reads cost memory bounded by a chunk and the longest line, never by the
+// history's size: a tail is found by reading backwards from the end of the
+// newest file (into older generations only as far as it needs), since is
+// found the same way (stamps never go backwards, see Write), and the
+// selected lines are then streamed forward chunk by chunk.
 package logstore
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strings"
 	"sync"
 	"time"
 )
@@ -37,9 +39,14 @@ type File struct {
 	rotated int           // rotations so far (followers notice missed ones)
 	changed chan struct{} // closed and replaced on every write (wakes followers)
 	closed  bool
+	last    time.Time // the newest stamp written; no line is stamped before it
+
+	chunk int // bytes a reader reads at a time (tests make it small)
 }
 
-// Open opens (creating) the log at path.
+// Open opens (creating) the log at path. A last line torn by a crash is
+// ended, so the next line starts afresh, and the newest stored stamp is
+// remembered, so stamps keep going forward across Host restarts.
 func Open(path string, maxBytes int64, keep int) (*File, error) {
 	if maxBytes <= 0 || keep < 0 {
 		return nil, fmt.Errorf("logstore: invalid limits %d/%d", maxBytes, keep)
@@ -48,25 +55,84 @@ func Open(path string, maxBytes int64, keep int) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
+	l := &File{path: path, maxBytes: maxBytes, keep: keep, f: f, changed: make(chan struct{}), chunk: defaultChunk}
+	if err := l.restore(); err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &File{path: path, maxBytes: maxBytes, keep: keep, f: f, size: st.Size(), changed: make(chan struct{})}, nil
+	return l, nil
+}
+
+// restore sets size and last from what is stored, ending a torn last line.
+func (l *File) restore() error {
+	st, err := l.f.Stat()
+	if err != nil {
+		return err
+	}
+	l.size = st.Size()
+	r, err := os.Open(l.path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if l.size > 0 {
+		var b [1]byte
+		if _, err := r.ReadAt(b[:], l.size-1); err != nil {
+			return err
+		}
+		if b[0] != '\n' {
+			n, err := l.f.Write([]byte{'\n'})
+			l.size += int64(n)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	buf := make([]byte, 4<<10)
+	newest := func(f *os.File, size int64) error {
+		return scanBack(f, size, buf, func(_, _ int64, t time.Time) bool {
+			l.last = t
+			return false
+		})
+	}
+	if err := newest(r, l.size); err != nil || !l.last.IsZero() {
+		return err
+	}
+	// The current file holds no line yet: the newest is in a generation.
+	for g := 1; g <= l.keep && l.last.IsZero(); g++ {
+		f, err := os.Open(gen(l.path, g))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err == nil {
+			err = newest(f, st.Size())
+		}
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxLine bounds one stored line; longer output is split.
 const maxLine = 16 << 10
 
-// Write stores p, stamping each complete line with the current time.
+// Write stores p, stamping each complete line with the current time. The
+// time is taken under the lock and never goes backwards (a clock stepped
+// back stamps lines with the newest stamp until it catches up), so stored
+// stamps are in order and readers can find since by reading backwards.
 func (l *File) Write(p []byte) (int, error) {
-	now := time.Now().UTC()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return 0, os.ErrClosed
 	}
+	now := l.now()
 	n := len(p)
 	var buf bytes.Buffer
 	for len(p) > 0 {
@@ -97,6 +163,15 @@ func (l *File) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// now is the stamp of lines written now: the clock, or the newest stamp
+// if the clock went back. Called with l.mu held.
+func (l *File) now() time.Time {
+	if t := time.Now().UTC(); t.After(l.last) {
+		l.last = t
+	}
+	return l.last
 }
 
 func writeLine(buf *bytes.Buffer, t time.Time, text []byte) {
@@ -154,7 +229,7 @@ func (l *File) Flush() error {
 		return nil
 	}
 	var buf bytes.Buffer
-	writeLine(&buf, time.Now().UTC(), l.partial)
+	writeLine(&buf, l.now(), l.partial)
 	l.partial = l.partial[:0]
 	return l.append(buf.Bytes())
 }
@@ -170,152 +245,4 @@ func (l *File) Close() error {
 	l.closed = true
 	close(l.changed)
 	return l.f.Close()
-}
-
-// Query selects lines. Zero values: every line kept, no following.
-type Query struct {
-	Tail   int       // only the last Tail lines (0: all)
-	Since  time.Time // only lines captured at or after Since
-	Follow bool      // then wait for new lines until ctx is done or the file is closed
-}
-
-// Read calls emit for each selected line, oldest first. With Follow it
-// returns only when ctx is done (nil) or the log is closed (nil).
-func (l *File) Read(ctx context.Context, q Query, emit func(Line) error) error {
-	l.mu.Lock()
-	size, wake, closed, rotations := l.size, l.changed, l.closed, l.rotated
-	l.mu.Unlock()
-
-	lines, err := l.history(size)
-	if err != nil {
-		return err
-	}
-	var sel []Line
-	for _, ln := range lines {
-		if q.Since.IsZero() || !ln.Time.Before(q.Since) {
-			sel = append(sel, ln)
-		}
-	}
-	if q.Tail > 0 && len(sel) > q.Tail {
-		sel = sel[len(sel)-q.Tail:]
-	}
-	for _, ln := range sel {
-		if err := emit(ln); err != nil {
-			return err
-		}
-	}
-	if !q.Follow || closed {
-		return nil
-	}
-	// Follow: read what the current file gains past offset size. A rotation
-	// restarts the offset at 0.
-	offset := size
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-wake:
-		}
-		l.mu.Lock()
-		newSize, now := l.size, l.rotated
-		wake, closed = l.changed, l.closed
-		l.mu.Unlock()
-		if now != rotations {
-			// The file we were reading has moved to path.k (k rotations
-			// since): finish it from our offset, read the newer generations
-			// whole, then the new current file from 0. Generations already
-			// dropped by the cap are gone for everyone.
-			k := now - rotations
-			for g := min(k, l.keep); g >= 1; g-- {
-				from := int64(0)
-				if g == k {
-					from = offset
-				}
-				if rest, err := readRange(gen(l.path, g), from, -1); err == nil {
-					for _, ln := range parse(rest) {
-						if err := emit(ln); err != nil {
-							return err
-						}
-					}
-				}
-			}
-			rotations, offset = now, 0
-		}
-		if newSize > offset {
-			chunk, err := readRange(l.path, offset, newSize)
-			if err != nil {
-				return err
-			}
-			offset = newSize
-			for _, ln := range parse(chunk) {
-				if err := emit(ln); err != nil {
-					return err
-				}
-			}
-		}
-		if closed {
-			return nil
-		}
-	}
-}
-
-// history reads every kept generation, oldest first, up to size bytes of
-// the current file.
-func (l *File) history(size int64) ([]Line, error) {
-	var out []Line
-	for i := l.keep; i >= 1; i-- {
-		b, err := os.ReadFile(gen(l.path, i))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, parse(b)...)
-	}
-	b, err := readRange(l.path, 0, size)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, parse(b)...), nil
-}
-
-// readRange reads [from, to) of path; to < 0 means to the end.
-func readRange(path string, from, to int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if to < 0 {
-		st, err := f.Stat()
-		if err != nil {
-			return nil, err
-		}
-		to = st.Size()
-	}
-	if to <= from {
-		return nil, nil
-	}
-	b := make([]byte, to-from)
-	n, err := f.ReadAt(b, from)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return b[:n], nil
-}
-
-func parse(b []byte) []Line {
-	var out []Line
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 2*maxLine)
-	for sc.Scan() {
-		stamp, text, ok := strings.Cut(sc.Text(), " ")
-		t, err := time.Parse(time.RFC3339Nano, stamp)
-		if !ok || err != nil {
-			continue // a torn line from a crash: skip it
-		}
-		out = append(out, Line{Time: t, Text: text})
-	}
-	return out
 }
