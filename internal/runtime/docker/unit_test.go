@@ -119,60 +119,6 @@ func TestContainerConfigContract(t *testing.T) {
 	}
 }
 
-func TestBaseImages(t *testing.T) {
-	cases := []struct {
-		name, dockerfile string
-		want             []string
-		err              string
-	}{
-		{"scratch", "FROM scratch\nCOPY a /a\n", nil, ""},
-		{"scratch upper", "from SCRATCH\n", nil, ""},
-		{"one base", "FROM alpine:3.19\nRUN true\n", []string{"alpine:3.19"}, ""},
-		{"platform flag and stage", "FROM --platform=linux/amd64 golang:1.22 AS build\nFROM scratch\nCOPY --from=build /x /x\n", []string{"golang:1.22"}, ""},
-		{"stage as base", "FROM base:1 AS b\nFROM b\nFROM B AS c\n", []string{"base:1"}, ""},
-		{"copy from image", "FROM scratch\nCOPY --chown=1:1 --from=busybox:1 /bin/sh /sh\nCOPY --from=0 /a /b\n", []string{"busybox:1"}, ""},
-		{"global arg", "ARG BASE=hersh/base:2\nARG TAG\nFROM ${BASE}\nFROM other:${TAG:-latest}\n", []string{"hersh/base:2", "other:latest"}, ""},
-		{"stage arg ignored", "FROM a:1\nARG X=b\nFROM $X:1\n", []string{"a:1", ":1"}, ""},
-		{"continuation and comments", "# comment\nFROM \\\n  # inside\n  repo/img:tag \\\n  AS x\n", []string{"repo/img:tag"}, ""},
-		{"escape directive", "# escape=`\nFROM `\n  img:1\n", []string{"img:1"}, ""},
-		{"crlf", "FROM img:2\r\nRUN x\r\n", []string{"img:2"}, ""},
-		{"quoted arg", "ARG B=\"q:1\"\nFROM $B\n", []string{"q:1"}, ""},
-		{"empty from", "ARG B\nFROM $B\n", nil, "no image"},
-		{"no from", "RUN true\n", nil, "no FROM"},
-		{"malformed", "FROM a b\n", nil, "malformed"},
-		{"dash and plus forms", "ARG A=x\nFROM ${A-no}:${B-1}\nFROM y${A+:2}${B+no}\n", []string{"x:1", "y:2"}, ""},
-		{"arg without default is unset", "ARG A\nARG B=\nFROM x${A-1}${A+2}:${B-3}${B+4}\n", []string{"x1:4"}, ""},
-		{"nested variable left unexpanded", "ARG A=img:1\nARG B=$A\nFROM $B\n", nil, "may hold only"},
-		{"unsupported variable form", "ARG A=x\nFROM ${A#x}\n", nil, "unsupported variable"},
-		{"quoted reference", "FROM \"hersh-program-x\"\n", nil, "may hold only"},
-		{"escaped reference", "FROM hersh-progr\\am-x\n", nil, "may hold only"},
-		{"quoted copy from", "FROM scratch\nCOPY --from='img:1' /a /b\n", nil, "may hold only"},
-		{"byte-order mark", "\ufeff# escape=`\nFROM scratch\nLABEL a=b \\\nFROM hidden:1\n", []string{"hidden:1"}, ""},
-		{"escape after syntax", "# syntax=docker/dockerfile:1\n# escape=`\nFROM `\n  img:1\n", []string{"img:1"}, ""},
-		{"escape after unknown directive", "# foo=bar\n# escape=`\nFROM scratch\n", nil, "escape directive must come first"},
-		{"escape after comment", "# hello there\n# escape=`\nFROM scratch\n", nil, "escape directive must come first"},
-		{"escape twice", "# escape=`\n# escape=`\nFROM scratch\n", nil, "escape directive must come first"},
-		{"escape after blank line is a comment", "# hi\n\n# escape=`\nFROM a:1 \\\n  AS b\n", []string{"a:1"}, ""},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := BaseImages(c.dockerfile)
-			if c.err != "" {
-				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("err = %v, want %q", err, c.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, c.want) {
-				t.Fatalf("got %q, want %q", got, c.want)
-			}
-		})
-	}
-}
-
 func TestScanContext(t *testing.T) {
 	mk := func(t *testing.T) string {
 		dir := t.TempDir()
