@@ -214,7 +214,12 @@ func TestBuildImage(t *testing.T) {
 // when the test ends.
 func rawBuild(t *testing.T, d *Driver, tag, dockerfile string) {
 	t.Helper()
-	dir := probeContext(t, dockerfile)
+	rawBuildDir(t, d, tag, probeContext(t, dockerfile))
+}
+
+// rawBuildDir is rawBuild of a context directory holding its Dockerfile.
+func rawBuildDir(t *testing.T, d *Driver, tag, dir string) {
+	t.Helper()
 	cmd := exec.Command("docker", "build", "-q", "--network", "none", "--label", hrt.LabelInstance+"="+testRun, "-t", tag, dir)
 	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -1,6 +1,6 @@
 package docker
 
-// Tests that need no engine: spec validation, Dockerfile scanning, context
+// Tests that need no engine: spec validation, image overrides, context
 // scanning.
 
 import (
@@ -25,6 +25,9 @@ func validSpec() hrt.ContainerSpec {
 		Limits:  hrt.Limits{MemoryBytes: 64 << 20, CPUs: 0.5, Pids: 128, LogBytes: 1 << 20},
 	}
 }
+
+// testImage is an inspected image with nothing to override.
+var testImage = imageFacts{ID: "sha256:" + strings.Repeat("0a", 32)}
 
 func TestContainerConfigRefusals(t *testing.T) {
 	cases := []struct {
@@ -64,7 +67,7 @@ func TestContainerConfigRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := validSpec()
 			c.mutate(&s)
-			_, _, _, err := containerConfig(s)
+			_, _, _, err := containerConfig(s, testImage)
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -80,7 +83,7 @@ func TestContainerConfigRefusals(t *testing.T) {
 func TestContainerConfigContract(t *testing.T) {
 	s := validSpec()
 	s.Mounts = append(s.Mounts, hrt.Mount{Source: "/data/secret", Target: "/secret", ReadOnly: true})
-	cfg, hc, nc, err := containerConfig(s)
+	cfg, hc, nc, err := containerConfig(s, testImage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +106,8 @@ func TestContainerConfigContract(t *testing.T) {
 		"user":       cfg.User == "10001:10001",
 		"labels":     cfg.Labels[hrt.LabelManaged] == "true" && cfg.Labels[hrt.LabelProgram] == "p1",
 		"tty":        !cfg.Tty,
+		"image id":   cfg.Image == testImage.ID,
+		"health":     cfg.Healthcheck != nil && reflect.DeepEqual(cfg.Healthcheck.Test, []string{"NONE"}),
 	}
 	for name, ok := range checks {
 		if !ok {
@@ -113,9 +118,70 @@ func TestContainerConfigContract(t *testing.T) {
 		t.Fatalf("mounts: %+v", hc.Mounts)
 	}
 	s.Network = true
-	_, hc, nc, err = containerConfig(s)
+	_, hc, nc, err = containerConfig(s, testImage)
 	if err != nil || hc.NetworkMode != EgressNetwork || nc == nil || nc.EndpointsConfig[EgressNetwork] == nil {
 		t.Fatalf("network: %v %v %+v", err, hc.NetworkMode, nc)
+	}
+}
+
+// TestOverrideImage: what an image carries and the Host must not honour
+// (volumes, Host labels) is overridden in the container's configuration.
+func TestOverrideImage(t *testing.T) {
+	s := validSpec()
+	s.Mounts = append(s.Mounts, hrt.Mount{Source: "/data/p1/secrets", Target: "/run/secrets", ReadOnly: true})
+	img := testImage
+	img.Volumes = []string{"/data", "/var/cache/", "/tmp", "/tmp/sub", "/state", "/run", "/run/secrets", "/state/cache"}
+	img.Labels = map[string]string{
+		hrt.LabelProgram:        "victim",
+		hrt.LabelGeneration:     "9",
+		"ORG.HERSHY.Instance":   "other",
+		"org.opencontainers.x":  "kept by the engine",
+		"org.hershyfoo.unknown": "not the prefix",
+	}
+	cfg, hc, _, err := containerConfig(s, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type cover struct {
+		target string
+		ro     bool
+	}
+	var got []cover
+	for _, m := range hc.Mounts {
+		if m.Type != "tmpfs" {
+			continue
+		}
+		if m.TmpfsOptions == nil || m.TmpfsOptions.SizeBytes != 4096 || m.TmpfsOptions.Mode != 0o555 || m.Source != "" {
+			t.Errorf("cover %s: %+v", m.Target, m.TmpfsOptions)
+		}
+		got = append(got, cover{m.Target, m.ReadOnly})
+	}
+	// /tmp, /state and /run/secrets are mounted by the spec already; /run
+	// holds /run/secrets, so its cover stays writable for the engine (mode
+	// 0555 keeps the program out).
+	want := []cover{{"/data", true}, {"/run", false}, {"/state/cache", true}, {"/tmp/sub", true}, {"/var/cache", true}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("covers %v, want %v", got, want)
+	}
+	wantLabels := map[string]string{
+		hrt.LabelProgram:      "p1",
+		hrt.LabelManaged:      "true",
+		hrt.LabelGeneration:   "",
+		"ORG.HERSHY.Instance": "",
+	}
+	if !reflect.DeepEqual(cfg.Labels, wantLabels) {
+		t.Errorf("labels %v, want %v", cfg.Labels, wantLabels)
+	}
+
+	for _, v := range []string{"data", "./data", "/", "/proc/x", "/dev", "/etc/hosts", "/sys/fs"} {
+		img := testImage
+		img.Volumes = []string{"/ok", v}
+		if _, _, _, err := containerConfig(validSpec(), img); err == nil || !strings.Contains(err.Error(), "VOLUME") {
+			t.Errorf("VOLUME %q: err = %v", v, err)
+		}
+	}
+	if _, _, _, err := containerConfig(validSpec(), imageFacts{}); err == nil || !strings.Contains(err.Error(), "not inspected") {
+		t.Errorf("an image not inspected: err = %v", err)
 	}
 }
 
