@@ -385,7 +385,7 @@ func sep(what, ref string) string {
 // checkImageRef refuses image ids and anything the engine would not read
 // as a repository reference.
 func checkImageRef(line int, what, ref string) error {
-	if IsImageID(ref) {
+	if isImageID(ref) {
 		return refuse(line, "%s: name base images by repository and tag, not by image id", what)
 	}
 	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
@@ -394,11 +394,11 @@ func checkImageRef(line int, what, ref string) error {
 	return nil
 }
 
-// IsImageID reports whether the engine may read ref as an image id rather
+// isImageID reports whether the engine may read ref as an image id rather
 // than a name: "sha256:<hex>" (or another digest algorithm), or hex digits
 // alone, which the engine matches against id prefixes (two digits can be
 // enough).
-func IsImageID(ref string) bool {
+func isImageID(ref string) bool {
 	s := strings.ToLower(ref)
 	for _, alg := range []string{"sha256:", "sha384:", "sha512:"} {
 		if strings.HasPrefix(s, alg) {

@@ -213,13 +213,13 @@ func TestImages(t *testing.T) {
 
 func TestIsImageID(t *testing.T) {
 	for _, ref := range []string{"ec", "EC89", "0123456789ab", "sha256:ec89", "SHA256:" + strings.Repeat("a", 64), "sha512:00"} {
-		if !IsImageID(ref) {
-			t.Errorf("IsImageID(%q) = false", ref)
+		if !isImageID(ref) {
+			t.Errorf("isImageID(%q) = false", ref)
 		}
 	}
 	for _, ref := range []string{"", "alpine", "ec:latest", "ec89/x", "hersh-program-abc", "deadbeefz"} {
-		if IsImageID(ref) {
-			t.Errorf("IsImageID(%q) = true", ref)
+		if isImageID(ref) {
+			t.Errorf("isImageID(%q) = true", ref)
 		}
 	}
 }

@@ -55,7 +55,7 @@ func FuzzCheck(f *testing.F) {
 			return
 		}
 		for _, b := range res.Bases {
-			if b.Line < 1 || b.Line > lines || b.Ref == "" || b.Ref == "scratch" || IsImageID(b.Ref) || strings.ContainsAny(b.Ref, "$'\"\\`") {
+			if b.Line < 1 || b.Line > lines || b.Ref == "" || b.Ref == "scratch" || isImageID(b.Ref) || strings.ContainsAny(b.Ref, "$'\"\\`") {
 				t.Fatalf("accepted with base %+v", b)
 			}
 		}
