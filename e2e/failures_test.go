@@ -10,8 +10,9 @@ import (
 	"github.com/hershyorg/hershy/internal/client"
 )
 
-// TestBuildFailures: a Dockerfile the builder rejects and a Go program that
-// does not compile are accepted (they are well-formed input), end in Error
+// TestBuildFailures: a Dockerfile the builder rejects (it passes the Host's
+// policy, but COPYs a file the context lacks) and a Go program that does
+// not compile are accepted (they are well-formed input), end in Error
 // with the builder's own message in error_msg and the build log, and
 // leave nothing running; a Dockerfile naming an image the engine lacks is
 // refused by the build, never pulled. Fixing the source brings the program
@@ -24,7 +25,7 @@ func testBuildFailures(t *testing.T, rt string) {
 	tag := nonce()
 
 	badDockerfile := h.deploy(t, alice, "bad-dockerfile", client.SourceRequest{
-		Dockerfile: "FROM scratch\nLABEL e2e=" + tag + "\nFROBNICATE /x\n",
+		Dockerfile: "FROM scratch\nLABEL e2e=" + tag + "\nCOPY not-there.txt /x\n",
 		SrcFiles:   map[string]string{"a.txt": "a\n"},
 	})
 	missingBase := h.deploy(t, alice, "missing-base", client.SourceRequest{
@@ -39,7 +40,7 @@ func testBuildFailures(t *testing.T, rt string) {
 		p    *program
 		want string
 	}{
-		{badDockerfile, "frobnicate"},
+		{badDockerfile, "not-there.txt"},
 		{missingBase, "never pulled"},
 		{noCompile, "undefined: undefinedThing"},
 	} {

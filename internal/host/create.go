@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/dockerfile"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
@@ -177,48 +178,25 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, 
 	return row, nil
 }
 
-// dockerfileReader is what the Host asks of its driver to check a
-// Dockerfile before storing it: the images its build would take from the
-// engine, and the steps that would run code during the build, or why it
-// cannot be read. The Docker driver has it.
-type dockerfileReader interface {
-	BaseImages(dockerfile string) ([]string, error)
-	CodeSteps(dockerfile string) ([]int, error)
-}
-
-// checkDockerfile refuses (ErrInvalid) a Dockerfile that does not parse,
-// that would run code while it builds (RUN, ONBUILD: build steps run outside
-// gVisor and the program's limits, possibly as root), that names a base
-// image by image id, or that builds on a program's image
-// (hersh-program-<build id>, any tag) when no program of userID has that
-// build: otherwise a user could layer on, and read, another user's program.
-// Any other base the engine has (scratch, an image the operator loaded)
-// is left to the build, which refuses one that is missing.
-func (h *Host) checkDockerfile(ctx context.Context, userID, dockerfile string, files source.Files) error {
-	for _, df := range []string{dockerfile, files[source.DockerfileName]} {
-		if df == "" {
+// checkDockerfile refuses (ErrInvalid) a Dockerfile the policy of package
+// dockerfile refuses (read with the engine's own parser: RUN, ADD, VOLUME,
+// variables in FROM, image ids and the rest, each with its line), and one
+// that builds on a program's image (hersh-program-<build id>, any tag, by
+// FROM or COPY --from) when no program of userID has that build: otherwise
+// a user could layer on, and read, another user's program. Any other base
+// the engine has (an image the operator loaded) is left to the build, which
+// refuses one that is missing.
+func (h *Host) checkDockerfile(ctx context.Context, userID, df string, files source.Files) error {
+	for _, src := range []string{df, files[source.DockerfileName]} {
+		if src == "" {
 			continue
 		}
-		bi, ok := h.driver.(dockerfileReader)
-		if !ok {
-			return fmt.Errorf("%w: dockerfile: this runtime cannot check base images, so Dockerfile programs are refused", ErrInvalid)
-		}
-		refs, err := bi.BaseImages(df)
+		res, err := dockerfile.Check(src)
 		if err != nil {
 			return fmt.Errorf("%w: dockerfile: %v", ErrInvalid, err)
 		}
-		steps, err := bi.CodeSteps(df)
-		if err != nil {
-			return fmt.Errorf("%w: dockerfile: %v", ErrInvalid, err)
-		}
-		if len(steps) > 0 {
-			return fmt.Errorf("%w: dockerfile: line %d: RUN and ONBUILD are not allowed: build steps would run outside the sandbox; let the Host compile Go source, and use COPY, ENV and the like to layer on a base", ErrInvalid, steps[0])
-		}
-		for _, ref := range refs {
-			if isImageID(ref) {
-				return fmt.Errorf("%w: dockerfile: FROM %s: name base images by repository and tag, not by image id", ErrInvalid, ref)
-			}
-			buildID, ok := programImageBuild(ref)
+		for _, base := range res.Bases {
+			buildID, ok := programImageBuild(base.Ref)
 			if !ok {
 				continue
 			}
@@ -227,7 +205,7 @@ func (h *Host) checkDockerfile(ctx context.Context, userID, dockerfile string, f
 				return err
 			}
 			if !mine {
-				return fmt.Errorf("%w: dockerfile: FROM %s: no program of yours was built from it", ErrInvalid, ref)
+				return fmt.Errorf("%w: dockerfile: line %d: %s: no program of yours was built from it", ErrInvalid, base.Line, base)
 			}
 		}
 	}
@@ -250,24 +228,6 @@ func programImageBuild(ref string) (string, bool) {
 		return "", false
 	}
 	return name[len(prefix):], true
-}
-
-// isImageID reports whether the engine may read ref as an image id rather
-// than a name: "sha256:<hex>", or hex digits alone, which the engine
-// matches against id prefixes (two digits can be enough).
-func isImageID(ref string) bool {
-	s := strings.ToLower(ref)
-	for _, alg := range []string{"sha256:", "sha384:", "sha512:"} {
-		if strings.HasPrefix(s, alg) {
-			return true
-		}
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // checkGoModule refuses (ErrInvalid) a Go-source program whose go.mod or

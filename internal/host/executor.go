@@ -11,6 +11,7 @@ import (
 
 	"github.com/hershyorg/hershy/internal/build"
 	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 )
 
@@ -62,6 +63,16 @@ func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
 	}
 	row, err := h.store.GetProgram(ctx, id)
 	if err != nil {
+		return "", err
+	}
+	// The Dockerfile policy and its ownership rule again, at build time: a
+	// source stored by an older Host, or a base whose owner has since
+	// changed hands, is judged by today's rules.
+	files, dockerfile, err := source.ReadTree(filepath.Join(h.programDir(id), "src"))
+	if err != nil {
+		return "", err
+	}
+	if err := h.checkDockerfile(ctx, row.UserID, dockerfile, files); err != nil {
 		return "", err
 	}
 	img, err := h.builder.Build(ctx, build.Request{

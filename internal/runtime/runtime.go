@@ -18,7 +18,10 @@ import (
 
 // Labels put on every image and container the Host creates, so that
 // reconciliation can find them again and tell them from anything else.
+// Every one starts with LabelPrefix, which user Dockerfiles may not use and
+// image labels may not carry into a container.
 const (
+	LabelPrefix     = "org.hershy."
 	LabelManaged    = "org.hershy.managed"    // "true"
 	LabelProgram    = "org.hershy.program-id" // program id
 	LabelBuild      = "org.hershy.build-id"   // build id

@@ -105,11 +105,21 @@ func CheckContract(t testing.TB, d *docker.Driver, cid string, want Contract) {
 	check(hc.LogConfig.Config["max-size"] != "", "capped container logs", hc.LogConfig.Config)
 	writable := 0
 	for _, m := range ins.Mounts {
-		if m.RW {
+		if m.RW && m.Type != "tmpfs" { // a tmpfs covering an image VOLUME is root-owned, mode 0555
 			writable++
 			check(m.Destination == "/state" && (want.StateDir == "" || m.Source == want.StateDir), "/state is the only writable mount", m)
 		}
+		check(m.Type != "volume", "no volume (an image VOLUME is covered)", m)
 	}
 	check(writable == 1, "exactly one writable mount", writable)
 	check(len(ins.NetworkSettings.Ports) == 0, "no exposed ports", ins.NetworkSettings.Ports)
+	check(ins.Config.Healthcheck != nil && slices.Equal(ins.Config.Healthcheck.Test, []string{"NONE"}) && ins.State.Health == nil, "health check disabled", ins.Config.Healthcheck)
+	// The labels the Host sets; any other under its prefix came from the
+	// image and must have been blanked.
+	hostLabels := []string{runtime.LabelManaged, runtime.LabelProgram, runtime.LabelBuild, runtime.LabelInstance}
+	for k, v := range ins.Config.Labels {
+		if strings.HasPrefix(strings.ToLower(k), runtime.LabelPrefix) {
+			check(v == "" || slices.Contains(hostLabels, k), "no Host label from the image ("+k+")", v)
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 
+	"github.com/hershyorg/hershy/internal/dockerfile"
 	hrt "github.com/hershyorg/hershy/internal/runtime"
 )
 
@@ -26,12 +27,17 @@ import (
 //
 // Before anything is sent to the engine the context is checked: only regular
 // files, directories and symlinks that resolve inside the context; the sum of
-// file sizes within spec.MaxContext. The Dockerfile's base images (FROM, and
-// COPY --from naming an image) must already exist locally: the legacy
-// builder pulls a missing base image on its own even without the pull
-// option, so the driver refuses such a build itself, and never pulls.
+// file sizes within spec.MaxContext. The Dockerfile must pass the policy of
+// package dockerfile (read with the engine's own parser: no RUN, ADD,
+// VOLUME, HEALTHCHECK, variables in FROM, ...), so a source stored before a
+// rule existed cannot build either. Its base images (FROM, and COPY --from
+// naming an image) must already exist locally: the legacy builder pulls a
+// missing base image on its own even without the pull option, so the driver
+// refuses such a build itself, and never pulls. A FROM image carrying ONBUILD
+// triggers is refused too: the builder would run them in this build, where
+// no policy saw them.
 //
-// RUN steps have network "none"; intermediate containers are removed even on
+// The build has network "none"; intermediate containers are removed even on
 // failure. The builder's output is written to out as plain text as it
 // arrives; an error reported by the builder is returned with its message.
 func (d *Driver) BuildImage(ctx context.Context, spec hrt.ImageSpec, out io.Writer) (string, error) {
@@ -41,12 +47,12 @@ func (d *Driver) BuildImage(ctx context.Context, spec hrt.ImageSpec, out io.Writ
 	if spec.ContextDir == "" {
 		return "", errors.New("docker: build: no context directory")
 	}
-	dockerfile := spec.Dockerfile
-	if dockerfile == "" {
-		dockerfile = "Dockerfile"
+	dfPath := spec.Dockerfile
+	if dfPath == "" {
+		dfPath = "Dockerfile"
 	}
-	dockerfile = filepath.ToSlash(filepath.Clean(dockerfile))
-	if filepath.IsAbs(dockerfile) || dockerfile == ".." || strings.HasPrefix(dockerfile, "../") {
+	dfPath = filepath.ToSlash(filepath.Clean(dfPath))
+	if filepath.IsAbs(dfPath) || dfPath == ".." || strings.HasPrefix(dfPath, "../") {
 		return "", fmt.Errorf("docker: build: Dockerfile %q is not inside the context", spec.Dockerfile)
 	}
 
@@ -54,22 +60,16 @@ func (d *Driver) BuildImage(ctx context.Context, spec hrt.ImageSpec, out io.Writ
 	if err != nil {
 		return "", err
 	}
-	df, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(dockerfile)))
+	df, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(dfPath)))
 	if err != nil {
 		return "", fmt.Errorf("docker: build: read Dockerfile: %w", err)
 	}
-	bases, err := baseImages(string(df))
+	checked, err := dockerfile.Check(string(df))
 	if err != nil {
-		return "", fmt.Errorf("docker: build: %s: %w", dockerfile, err)
+		return "", fmt.Errorf("docker: build: %s: %w", dfPath, err)
 	}
-	for _, ref := range bases {
-		ok, err := d.ImageExists(ctx, ref)
-		if err != nil {
-			return "", fmt.Errorf("docker: build: check base image %s: %w", ref, err)
-		}
-		if !ok {
-			return "", fmt.Errorf("docker: build: base image %q is not present on this engine, and images are never pulled: build it first or use FROM scratch", ref)
-		}
+	if err := d.checkBases(ctx, checked.Bases); err != nil {
+		return "", err
 	}
 
 	pr, pw := io.Pipe()
@@ -86,7 +86,7 @@ func (d *Driver) BuildImage(ctx context.Context, spec hrt.ImageSpec, out io.Writ
 	}()
 
 	opts := build.ImageBuildOptions{
-		Dockerfile:  dockerfile,
+		Dockerfile:  dfPath,
 		Remove:      true,
 		ForceRemove: true,
 		PullParent:  false,
@@ -119,6 +119,24 @@ func (d *Driver) BuildImage(ctx context.Context, spec hrt.ImageSpec, out io.Writ
 		return "", errors.New("docker: build: the builder reported no image id")
 	}
 	return id, nil
+}
+
+// checkBases refuses a build whose base images are not all on the engine
+// (it would pull them), or whose FROM image carries ONBUILD triggers.
+func (d *Driver) checkBases(ctx context.Context, bases []dockerfile.Base) error {
+	for _, b := range bases {
+		ins, err := d.cli.ImageInspect(ctx, b.Ref)
+		if cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("docker: build: line %d: base image %q is not present on this engine, and images are never pulled: build it first or use FROM scratch", b.Line, b.Ref)
+		}
+		if err != nil {
+			return fmt.Errorf("docker: build: check base image %s: %w", b.Ref, ctxErr(ctx, err))
+		}
+		if !b.Copy && ins.Config != nil && len(ins.Config.OnBuild) > 0 {
+			return fmt.Errorf("docker: build: line %d: base image %q has ONBUILD triggers (%q), which would run in this build unchecked", b.Line, b.Ref, ins.Config.OnBuild)
+		}
+	}
+	return nil
 }
 
 // buildMessage is one message of the builder's JSON stream.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os/exec"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -46,8 +47,29 @@ const minLogBytes = 16 << 10
 //   - restart policy "no": the Host supervises restarts itself.
 //
 // A spec that asks for less isolation, or leaves a limit unset, is refused.
+//
+// An image may carry settings the Host must not honour (an image the
+// operator loaded may have them even though user Dockerfiles cannot add
+// them), so the image is inspected first and overridden (see overrideImage):
+// its volumes are covered, its health check disabled, and its labels under
+// hrt.LabelPrefix blanked. The container is created from the inspected
+// image's id, so the image checked is the image run.
 func (d *Driver) CreateContainer(ctx context.Context, spec hrt.ContainerSpec) (string, error) {
-	cfg, hc, nc, err := containerConfig(spec)
+	var img imageFacts
+	if spec.Image != "" {
+		ins, err := d.cli.ImageInspect(ctx, spec.Image)
+		if err != nil {
+			return "", notFound(ctxErr(ctx, err), "inspect image", spec.Image)
+		}
+		img.ID = ins.ID
+		if ins.Config != nil {
+			for v := range ins.Config.Volumes {
+				img.Volumes = append(img.Volumes, v)
+			}
+			img.Labels = ins.Config.Labels
+		}
+	}
+	cfg, hc, nc, err := containerConfig(spec, img)
 	if err != nil {
 		return "", err
 	}
@@ -63,9 +85,17 @@ func (d *Driver) CreateContainer(ctx context.Context, spec hrt.ContainerSpec) (s
 	return resp.ID, nil
 }
 
+// imageFacts is what CreateContainer reads from the image before it
+// creates a container from it.
+type imageFacts struct {
+	ID      string            // the image id the container is created from
+	Volumes []string          // paths the image declares as VOLUME
+	Labels  map[string]string // the image's labels
+}
+
 // containerConfig validates spec and translates it into the engine's
-// configuration. It is pure, so the refusals are unit-tested.
-func containerConfig(spec hrt.ContainerSpec) (*container.Config, *container.HostConfig, *network.NetworkingConfig, error) {
+// configuration for image img. It is pure, so the refusals are unit-tested.
+func containerConfig(spec hrt.ContainerSpec, img imageFacts) (*container.Config, *container.HostConfig, *network.NetworkingConfig, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("docker: container spec: "+format, args...)
 	}
@@ -93,12 +123,25 @@ func containerConfig(spec hrt.ContainerSpec) (*container.Config, *container.Host
 	if err != nil {
 		return nil, nil, nil, bad("%v", err)
 	}
+	targets := make(map[string]bool, len(mounts))
+	for _, m := range mounts {
+		targets[m.Target] = true
+	}
 
 	labels := make(map[string]string, len(spec.Labels)+1)
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
 	labels[hrt.LabelManaged] = "true"
+
+	if img.ID == "" {
+		return nil, nil, nil, bad("image %s was not inspected", spec.Image)
+	}
+	covers, err := overrideImage(img, targets, labels)
+	if err != nil {
+		return nil, nil, nil, bad("image %s: %v", spec.Image, err)
+	}
+	mounts = append(mounts, covers...)
 
 	netMode := container.NetworkMode("none")
 	var nc *network.NetworkingConfig
@@ -110,13 +153,17 @@ func containerConfig(spec hrt.ContainerSpec) (*container.Config, *container.Host
 	pids := lim.Pids
 	useInit := true
 	cfg := &container.Config{
-		Image:      spec.Image,
+		Image:      img.ID,
 		User:       spec.User,
 		Env:        append([]string(nil), spec.Env...),
 		Labels:     labels,
 		StopSignal: "SIGTERM",
 		Tty:        false,
 		OpenStdin:  false,
+		// The engine would run an image's HEALTHCHECK inside the container
+		// on its own schedule (every millisecond, if the image says so),
+		// outside the program's limits; the Host probes readiness itself.
+		Healthcheck: &container.HealthConfig{Test: []string{"NONE"}},
 	}
 	hc := &container.HostConfig{
 		Runtime:        rtName,
@@ -188,6 +235,67 @@ func bindMounts(ms []hrt.Mount) ([]mount.Mount, error) {
 		})
 	}
 	return mounts, nil
+}
+
+// The tmpfs that covers each VOLUME an image declares is empty, 4 KiB,
+// owned by root with mode 0555, and read-only unless a mount of the spec
+// lies below it (the engine must be able to create that mount's mount point
+// in it). Either way the program, a non-root user without capabilities,
+// cannot write there.
+const (
+	volumeCoverSize = 4 << 10
+	volumeCoverMode = 0o555
+)
+
+// overrideImage returns what overrides the image's own settings in a
+// container of the Host:
+//
+//   - every VOLUME gets a tmpfs mount (volumeCoverSize) at its path, so
+//     the engine, which creates an anonymous volume only where nothing is
+//     mounted, creates none: a volume would be writable storage outside
+//     /state, kept by the engine after the container. Covering rather than
+//     refusing lets stock images that declare volumes run; their program
+//     sees an empty read-only directory there and keeps its data in /state.
+//     A path already mounted by the spec (or /tmp) is left alone; a relative
+//     path (the engine mounts it at a path no cover can name), / and the
+//     engine's own places (/proc, /sys, /dev, /etc/hosts...) are refused;
+//   - every image label under hrt.LabelPrefix that the spec does not set is
+//     set to "" in labels: the engine copies an image's labels into the
+//     container's unless the container has the key, and reconciliation and
+//     the event loop trust these labels (an empty one names nothing).
+//
+// targets are the spec's mount targets.
+func overrideImage(img imageFacts, targets map[string]bool, labels map[string]string) ([]mount.Mount, error) {
+	vols := append([]string(nil), img.Volumes...)
+	sort.Strings(vols)
+	var covers []mount.Mount
+	for _, v := range vols {
+		dst := path.Clean(v)
+		switch {
+		case !path.IsAbs(v):
+			return nil, fmt.Errorf("it declares VOLUME %q, a relative path the Host cannot cover; rebuild it without the volume", v)
+		case dst == "/" || reservedTarget(dst):
+			return nil, fmt.Errorf("it declares VOLUME %q, where the Host cannot cover it; rebuild it without the volume", v)
+		case targets[dst] || dst == "/tmp":
+			continue // the spec's own mount is there already
+		}
+		below := false
+		for t := range targets {
+			below = below || strings.HasPrefix(t, dst+"/")
+		}
+		covers = append(covers, mount.Mount{
+			Type:         mount.TypeTmpfs,
+			Target:       dst,
+			ReadOnly:     !below,
+			TmpfsOptions: &mount.TmpfsOptions{SizeBytes: volumeCoverSize, Mode: volumeCoverMode},
+		})
+	}
+	for k := range img.Labels {
+		if _, set := labels[k]; !set && strings.HasPrefix(strings.ToLower(k), hrt.LabelPrefix) {
+			labels[k] = ""
+		}
+	}
+	return covers, nil
 }
 
 func reservedTarget(dst string) bool {

@@ -211,6 +211,79 @@ func TestContract(t *testing.T) {
 	})
 }
 
+// TestImageOverrides: an image as an operator might load it (the driver
+// refuses to build it), declaring volumes, a 1 ms health check and Host
+// labels, runs under the Host's settings instead: no volume is created and
+// the volume paths are not writable, no health check runs, and the image's
+// Host labels do not reach the container.
+func TestImageOverrides(t *testing.T) {
+	d := newDriver(t)
+	probeImage(t, d)
+	tag := "hershy-test-overrides:" + testRun
+	// The volume directories belong to the program's user, so a volume
+	// the engine made of them would be writable.
+	dir := probeContext(t, "FROM "+probeTag+"\n"+
+		"COPY --chown=10001:10001 vol /data\nCOPY --chown=10001:10001 vol /var/cache\nCOPY --chown=10001:10001 vol /run\n"+
+		"VOLUME /data /var/cache /run\n"+
+		"HEALTHCHECK --interval=1ms --timeout=1s --retries=1 CMD [\"/probe\", \"-exit\", \"0\", \"-serve=false\"]\n"+
+		"LABEL "+hrt.LabelProgram+"=victim "+hrt.LabelGeneration+"=9 "+hrt.LabelManaged+"=false\n")
+	if err := os.Mkdir(filepath.Join(dir, "vol"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rawBuildDir(t, d, tag, dir)
+	ctx := context.Background()
+	ins, err := d.Client().ImageInspect(ctx, tag)
+	if err != nil || len(ins.Config.Volumes) != 3 || ins.Config.Healthcheck == nil || ins.Config.Labels[hrt.LabelGeneration] != "9" {
+		t.Fatalf("the test image lacks what it should carry: %+v, %v", ins.Config, err)
+	}
+	forEachRuntime(t, d, func(t *testing.T, h *harness) {
+		secrets := t.TempDir()
+		spec := h.spec("overrides", "")
+		spec.Image = tag
+		spec.Mounts = []hrt.Mount{
+			{Source: stateDir(t), Target: "/state"},
+			{Source: secrets, Target: "/run/secrets", ReadOnly: true},
+		}
+		id := h.create(spec)
+		h.start(id)
+		pc := h.client(id)
+		h.waitReady(pc)
+		for _, p := range []string{"/data/x", "/var/cache/x", "/run/x"} {
+			if r := pc.probe(t, "/write?path="+p); r.OK {
+				t.Errorf("writing to %s (an image VOLUME) succeeded", p)
+			}
+		}
+		if r := pc.probe(t, "/write?path=/state/x"); !r.OK {
+			t.Errorf("writing to /state failed: %s", r.Error)
+		}
+
+		c, err := d.Client().ContainerInspect(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range c.Mounts {
+			if m.Type == "volume" || m.Type == "bind" && m.Destination != "/state" && m.Destination != "/run/secrets" {
+				t.Errorf("mount %s %s (%s) RW=%v: the engine made a volume", m.Type, m.Destination, m.Name, m.RW)
+			}
+		}
+		if hc := c.Config.Healthcheck; hc == nil || !slices.Equal(hc.Test, []string{"NONE"}) {
+			t.Errorf("health check %+v, want NONE", hc)
+		}
+		if c.State.Health != nil {
+			t.Errorf("the engine runs a health check: %+v", c.State.Health)
+		}
+		if c.Image != ins.ID {
+			t.Errorf("container of image %s, want the inspected %s", c.Image, ins.ID)
+		}
+		want := map[string]string{hrt.LabelManaged: "true", hrt.LabelProgram: "overrides", hrt.LabelInstance: testRun, hrt.LabelBuild: "probe", hrt.LabelGeneration: ""}
+		for k, v := range c.Config.Labels {
+			if strings.HasPrefix(k, hrt.LabelPrefix) && want[k] != v {
+				t.Errorf("label %s=%q, want %q", k, v, want[k])
+			}
+		}
+	})
+}
+
 // TestDialPooled sends many requests over one kept-alive connection dialled
 // into the container's namespace, then many in parallel over a few.
 func TestDialPooled(t *testing.T) {

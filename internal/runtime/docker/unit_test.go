@@ -1,6 +1,6 @@
 package docker
 
-// Tests that need no engine: spec validation, Dockerfile scanning, context
+// Tests that need no engine: spec validation, image overrides, context
 // scanning.
 
 import (
@@ -25,6 +25,9 @@ func validSpec() hrt.ContainerSpec {
 		Limits:  hrt.Limits{MemoryBytes: 64 << 20, CPUs: 0.5, Pids: 128, LogBytes: 1 << 20},
 	}
 }
+
+// testImage is an inspected image with nothing to override.
+var testImage = imageFacts{ID: "sha256:" + strings.Repeat("0a", 32)}
 
 func TestContainerConfigRefusals(t *testing.T) {
 	cases := []struct {
@@ -64,7 +67,7 @@ func TestContainerConfigRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := validSpec()
 			c.mutate(&s)
-			_, _, _, err := containerConfig(s)
+			_, _, _, err := containerConfig(s, testImage)
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -80,7 +83,7 @@ func TestContainerConfigRefusals(t *testing.T) {
 func TestContainerConfigContract(t *testing.T) {
 	s := validSpec()
 	s.Mounts = append(s.Mounts, hrt.Mount{Source: "/data/secret", Target: "/secret", ReadOnly: true})
-	cfg, hc, nc, err := containerConfig(s)
+	cfg, hc, nc, err := containerConfig(s, testImage)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +106,8 @@ func TestContainerConfigContract(t *testing.T) {
 		"user":       cfg.User == "10001:10001",
 		"labels":     cfg.Labels[hrt.LabelManaged] == "true" && cfg.Labels[hrt.LabelProgram] == "p1",
 		"tty":        !cfg.Tty,
+		"image id":   cfg.Image == testImage.ID,
+		"health":     cfg.Healthcheck != nil && reflect.DeepEqual(cfg.Healthcheck.Test, []string{"NONE"}),
 	}
 	for name, ok := range checks {
 		if !ok {
@@ -113,63 +118,70 @@ func TestContainerConfigContract(t *testing.T) {
 		t.Fatalf("mounts: %+v", hc.Mounts)
 	}
 	s.Network = true
-	_, hc, nc, err = containerConfig(s)
+	_, hc, nc, err = containerConfig(s, testImage)
 	if err != nil || hc.NetworkMode != EgressNetwork || nc == nil || nc.EndpointsConfig[EgressNetwork] == nil {
 		t.Fatalf("network: %v %v %+v", err, hc.NetworkMode, nc)
 	}
 }
 
-func TestBaseImages(t *testing.T) {
-	cases := []struct {
-		name, dockerfile string
-		want             []string
-		err              string
-	}{
-		{"scratch", "FROM scratch\nCOPY a /a\n", nil, ""},
-		{"scratch upper", "from SCRATCH\n", nil, ""},
-		{"one base", "FROM alpine:3.19\nRUN true\n", []string{"alpine:3.19"}, ""},
-		{"platform flag and stage", "FROM --platform=linux/amd64 golang:1.22 AS build\nFROM scratch\nCOPY --from=build /x /x\n", []string{"golang:1.22"}, ""},
-		{"stage as base", "FROM base:1 AS b\nFROM b\nFROM B AS c\n", []string{"base:1"}, ""},
-		{"copy from image", "FROM scratch\nCOPY --chown=1:1 --from=busybox:1 /bin/sh /sh\nCOPY --from=0 /a /b\n", []string{"busybox:1"}, ""},
-		{"global arg", "ARG BASE=hersh/base:2\nARG TAG\nFROM ${BASE}\nFROM other:${TAG:-latest}\n", []string{"hersh/base:2", "other:latest"}, ""},
-		{"stage arg ignored", "FROM a:1\nARG X=b\nFROM $X:1\n", []string{"a:1", ":1"}, ""},
-		{"continuation and comments", "# comment\nFROM \\\n  # inside\n  repo/img:tag \\\n  AS x\n", []string{"repo/img:tag"}, ""},
-		{"escape directive", "# escape=`\nFROM `\n  img:1\n", []string{"img:1"}, ""},
-		{"crlf", "FROM img:2\r\nRUN x\r\n", []string{"img:2"}, ""},
-		{"quoted arg", "ARG B=\"q:1\"\nFROM $B\n", []string{"q:1"}, ""},
-		{"empty from", "ARG B\nFROM $B\n", nil, "no image"},
-		{"no from", "RUN true\n", nil, "no FROM"},
-		{"malformed", "FROM a b\n", nil, "malformed"},
-		{"dash and plus forms", "ARG A=x\nFROM ${A-no}:${B-1}\nFROM y${A+:2}${B+no}\n", []string{"x:1", "y:2"}, ""},
-		{"arg without default is unset", "ARG A\nARG B=\nFROM x${A-1}${A+2}:${B-3}${B+4}\n", []string{"x1:4"}, ""},
-		{"nested variable left unexpanded", "ARG A=img:1\nARG B=$A\nFROM $B\n", nil, "may hold only"},
-		{"unsupported variable form", "ARG A=x\nFROM ${A#x}\n", nil, "unsupported variable"},
-		{"quoted reference", "FROM \"hersh-program-x\"\n", nil, "may hold only"},
-		{"escaped reference", "FROM hersh-progr\\am-x\n", nil, "may hold only"},
-		{"quoted copy from", "FROM scratch\nCOPY --from='img:1' /a /b\n", nil, "may hold only"},
-		{"byte-order mark", "\ufeff# escape=`\nFROM scratch\nLABEL a=b \\\nFROM hidden:1\n", []string{"hidden:1"}, ""},
-		{"escape after syntax", "# syntax=docker/dockerfile:1\n# escape=`\nFROM `\n  img:1\n", []string{"img:1"}, ""},
-		{"escape after unknown directive", "# foo=bar\n# escape=`\nFROM scratch\n", nil, "escape directive must come first"},
-		{"escape after comment", "# hello there\n# escape=`\nFROM scratch\n", nil, "escape directive must come first"},
-		{"escape twice", "# escape=`\n# escape=`\nFROM scratch\n", nil, "escape directive must come first"},
-		{"escape after blank line is a comment", "# hi\n\n# escape=`\nFROM a:1 \\\n  AS b\n", []string{"a:1"}, ""},
+// TestOverrideImage: what an image carries and the Host must not honour
+// (volumes, Host labels) is overridden in the container's configuration.
+func TestOverrideImage(t *testing.T) {
+	s := validSpec()
+	s.Mounts = append(s.Mounts, hrt.Mount{Source: "/data/p1/secrets", Target: "/run/secrets", ReadOnly: true})
+	img := testImage
+	img.Volumes = []string{"/data", "/var/cache/", "/tmp", "/tmp/sub", "/state", "/run", "/run/secrets", "/state/cache"}
+	img.Labels = map[string]string{
+		hrt.LabelProgram:        "victim",
+		hrt.LabelGeneration:     "9",
+		"ORG.HERSHY.Instance":   "other",
+		"org.opencontainers.x":  "kept by the engine",
+		"org.hershyfoo.unknown": "not the prefix",
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := BaseImages(c.dockerfile)
-			if c.err != "" {
-				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("err = %v, want %q", err, c.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, c.want) {
-				t.Fatalf("got %q, want %q", got, c.want)
-			}
-		})
+	cfg, hc, _, err := containerConfig(s, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type cover struct {
+		target string
+		ro     bool
+	}
+	var got []cover
+	for _, m := range hc.Mounts {
+		if m.Type != "tmpfs" {
+			continue
+		}
+		if m.TmpfsOptions == nil || m.TmpfsOptions.SizeBytes != 4096 || m.TmpfsOptions.Mode != 0o555 || m.Source != "" {
+			t.Errorf("cover %s: %+v", m.Target, m.TmpfsOptions)
+		}
+		got = append(got, cover{m.Target, m.ReadOnly})
+	}
+	// /tmp, /state and /run/secrets are mounted by the spec already; /run
+	// holds /run/secrets, so its cover stays writable for the engine (mode
+	// 0555 keeps the program out).
+	want := []cover{{"/data", true}, {"/run", false}, {"/state/cache", true}, {"/tmp/sub", true}, {"/var/cache", true}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("covers %v, want %v", got, want)
+	}
+	wantLabels := map[string]string{
+		hrt.LabelProgram:      "p1",
+		hrt.LabelManaged:      "true",
+		hrt.LabelGeneration:   "",
+		"ORG.HERSHY.Instance": "",
+	}
+	if !reflect.DeepEqual(cfg.Labels, wantLabels) {
+		t.Errorf("labels %v, want %v", cfg.Labels, wantLabels)
+	}
+
+	for _, v := range []string{"data", "./data", "/", "/proc/x", "/dev", "/etc/hosts", "/sys/fs"} {
+		img := testImage
+		img.Volumes = []string{"/ok", v}
+		if _, _, _, err := containerConfig(validSpec(), img); err == nil || !strings.Contains(err.Error(), "VOLUME") {
+			t.Errorf("VOLUME %q: err = %v", v, err)
+		}
+	}
+	if _, _, _, err := containerConfig(validSpec(), imageFacts{}); err == nil || !strings.Contains(err.Error(), "not inspected") {
+		t.Errorf("an image not inspected: err = %v", err)
 	}
 }
 
