@@ -65,15 +65,19 @@ func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	// The Dockerfile policy and its ownership rule again, at build time: a
-	// source stored by an older Host, or a base whose owner has since
-	// changed hands, is judged by today's rules.
-	files, dockerfile, err := source.ReadTree(filepath.Join(h.programDir(id), "src"))
-	if err != nil {
+	// The Dockerfile policy and its ownership rule again before an image is
+	// built (an existing one is reused as it is): a source stored by an
+	// older Host is judged by today's rules.
+	if exists, err := h.driver.ImageExists(ctx, imageTag(buildID)); err != nil {
 		return "", err
-	}
-	if err := h.checkDockerfile(ctx, row.UserID, dockerfile, files); err != nil {
-		return "", err
+	} else if !exists {
+		files, dockerfile, err := source.ReadTree(filepath.Join(h.programDir(id), "src"))
+		if err != nil {
+			return "", err
+		}
+		if err := h.checkDockerfile(ctx, row.UserID, dockerfile, files); err != nil {
+			return "", err
+		}
 	}
 	img, err := h.builder.Build(ctx, build.Request{
 		BuildID:   buildID,
