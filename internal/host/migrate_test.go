@@ -65,24 +65,36 @@ func TestLegacyBuildIDMigrated(t *testing.T) {
 }
 
 // TestBuildRechecksDockerfile: a Dockerfile stored by an older Host, whose
-// checks let the blank-line bypass through, is refused when it would be
-// built, not built.
+// checks let it build on another user's image, is refused when it would be
+// built (the engine's own build would have taken bob's image).
 func TestBuildRechecksDockerfile(t *testing.T) {
 	d := testenv.Engine(t, runtime.RuntimeRunc)
 	dir := t.TempDir()
 	ctx := context.Background()
 	h := openHost(t, dir, runtime.RuntimeRunc, d)
+	victim, err := h.Create(ctx, CreateRequest{UserID: "bob", Dockerfile: "FROM scratch\nCOPY secret.txt /secret.txt\n", Files: source.Files{"secret.txt": "bob's\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Start(ctx, victim.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Bob's image is built (the program itself has no command to run).
+	waitState(t, h, victim.ID, lifecycle.Error, time.Minute)
+	if ok, _ := d.ImageExists(ctx, imageTag(victim.BuildID)); !ok {
+		t.Fatal("bob's image was not built")
+	}
 	p, err := h.Create(ctx, CreateRequest{UserID: "alice", Dockerfile: "FROM scratch\n", Files: source.Files{"a.txt": "a\n"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.Close()
 
-	// What the older Host stored: the bypass, with its build id.
-	bypass := "FROM scratch\nCOPY \\\n\n--from=hersh-program-build-0123456789ab0123456789ab /app /victim-app\n"
+	// What the older Host stored for alice: bob's image as her base.
+	stolen := "FROM " + imageTag(victim.BuildID) + "\n"
 	files := source.Files{"a.txt": "a\n"}
 	src := filepath.Join(dir, "programs", p.ID, "src")
-	if err := os.WriteFile(filepath.Join(src, source.DockerfileName), []byte(bypass), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(src, source.DockerfileName), []byte(stolen), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.Open(filepath.Join(dir, "hershy.db"))
@@ -90,7 +102,7 @@ func TestBuildRechecksDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	row, _ := st.GetProgram(ctx, p.ID)
-	row.BuildID = source.BuildID("alice", bypass, files)
+	row.BuildID = source.BuildID("alice", stolen, files)
 	if _, err := st.UpdateProgram(ctx, row); err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +114,15 @@ func TestBuildRechecksDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := waitState(t, h, p.ID, lifecycle.Error, time.Minute)
-	if !strings.Contains(got.ErrorMsg, "line 2") || !strings.Contains(got.ErrorMsg, "empty line") {
-		t.Fatalf("error_msg %q, want the policy's refusal of line 2", got.ErrorMsg)
+	if !strings.Contains(got.ErrorMsg, "no program of yours") {
+		t.Fatalf("error_msg %q, want the ownership rule's refusal", got.ErrorMsg)
 	}
-	if err := h.Delete(ctx, p.ID); err != nil {
-		t.Fatal(err)
+	if ok, _ := d.ImageExists(ctx, imageTag(row.BuildID)); ok {
+		t.Fatal("alice's image was built on bob's")
+	}
+	for _, id := range []string{p.ID, victim.ID} {
+		if err := h.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
