@@ -169,6 +169,9 @@ func TestJobConfigRefusals(t *testing.T) {
 		len(hc.PortBindings) != 0 || hc.LogConfig.Type != "none" || cfg.Healthcheck == nil || cfg.Healthcheck.Test[0] != "NONE" {
 		t.Fatalf("contract not applied: %+v %+v", cfg, hc)
 	}
+	if hc.Memory != 1<<30 || hc.MemorySwap != 1<<30 || hc.NanoCPUs != 1e9 || hc.PidsLimit == nil || *hc.PidsLimit != 256 {
+		t.Fatalf("limits not applied: memory %d/%d, cpus %d, pids %v", hc.Memory, hc.MemorySwap, hc.NanoCPUs, hc.PidsLimit)
+	}
 	for name, mutate := range map[string]func(*hrt.JobSpec){
 		"no image":         func(s *hrt.JobSpec) { s.Image = "" },
 		"no command":       func(s *hrt.JobSpec) { s.Cmd = nil },
