@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +73,10 @@ func TestBuildRechecksDockerfile(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	h := openHost(t, dir, runtime.RuntimeRunc, d)
-	victim, err := h.Create(ctx, CreateRequest{UserID: "bob", Dockerfile: "FROM scratch\nCOPY secret.txt /secret.txt\n", Files: source.Files{"secret.txt": "bob's\n"}})
+	// Nonces: images are named by build id on the whole engine, and an
+	// image left by an earlier run would be reused.
+	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
+	victim, err := h.Create(ctx, CreateRequest{UserID: "bob", Dockerfile: "FROM scratch\nCOPY secret.txt /secret.txt\n", Files: source.Files{"secret.txt": "bob's\n", "nonce": nonce}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +88,7 @@ func TestBuildRechecksDockerfile(t *testing.T) {
 	if ok, _ := d.ImageExists(ctx, imageTag(victim.BuildID)); !ok {
 		t.Fatal("bob's image was not built")
 	}
-	p, err := h.Create(ctx, CreateRequest{UserID: "alice", Dockerfile: "FROM scratch\n", Files: source.Files{"a.txt": "a\n"}})
+	p, err := h.Create(ctx, CreateRequest{UserID: "alice", Dockerfile: "FROM scratch\n", Files: source.Files{"a.txt": "a\n", "nonce": nonce}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +96,7 @@ func TestBuildRechecksDockerfile(t *testing.T) {
 
 	// What the older Host stored for alice: bob's image as her base.
 	stolen := "FROM " + imageTag(victim.BuildID) + "\n"
-	files := source.Files{"a.txt": "a\n"}
+	files := source.Files{"a.txt": "a\n", "nonce": nonce}
 	src := filepath.Join(dir, "programs", p.ID, "src")
 	if err := os.WriteFile(filepath.Join(src, source.DockerfileName), []byte(stolen), 0o600); err != nil {
 		t.Fatal(err)
