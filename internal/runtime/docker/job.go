@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path"
 	"strconv"
 	"time"
@@ -55,14 +56,30 @@ func (d *Driver) RunJob(ctx context.Context, spec hrt.JobSpec, out io.Writer) (r
 		<-copied
 		return res, fmt.Errorf("docker: start job %s: %w", spec.Name, ctxErr(ctx, err))
 	}
-	select {
-	case w := <-waitC:
-		res.ExitCode = int(w.StatusCode)
-		if w.Error != nil && w.Error.Message != "" {
-			err = fmt.Errorf("docker: job %s: %s", spec.Name, w.Error.Message)
+	// The engine's wait is the way a job's end is learned; a look at the
+	// container every few seconds backs it up, since the runsc shim has
+	// been seen to miss a sandbox's death (a job would then hang until its
+	// timeout).
+	check := time.NewTicker(jobCheckEvery)
+	defer check.Stop()
+wait:
+	for {
+		select {
+		case w := <-waitC:
+			res.ExitCode = int(w.StatusCode)
+			if w.Error != nil && w.Error.Message != "" {
+				err = fmt.Errorf("docker: job %s: %s", spec.Name, w.Error.Message)
+			}
+			break wait
+		case werr := <-waitErr:
+			err = fmt.Errorf("docker: wait for job %s: %w", spec.Name, ctxErr(ctx, werr))
+			break wait
+		case <-check.C:
+			if code, ended := d.jobEnded(ctx, id); ended {
+				res.ExitCode = code
+				break wait
+			}
 		}
-	case werr := <-waitErr:
-		err = fmt.Errorf("docker: wait for job %s: %w", spec.Name, ctxErr(ctx, werr))
 	}
 	if err != nil {
 		att.Close()
@@ -81,6 +98,29 @@ func (d *Driver) RunJob(ctx context.Context, spec hrt.JobSpec, out io.Writer) (r
 		res.OOMKilled = ins.State.OOMKilled
 	}
 	return res, nil
+}
+
+// jobCheckEvery paces RunJob's look at a running job.
+const jobCheckEvery = 3 * time.Second
+
+// jobEnded reports whether a job has ended though its wait has not said so:
+// the engine shows it stopped, or its init process (the sandbox under
+// runsc) is gone from the machine while the engine still shows it running.
+func (d *Driver) jobEnded(ctx context.Context, id string) (exitCode int, ended bool) {
+	ins, err := d.cli.ContainerInspect(ctx, id)
+	if err != nil || ins.State == nil {
+		return 0, false
+	}
+	st := ins.State
+	switch {
+	case !st.Running && st.Status != "created":
+		return st.ExitCode, true
+	case st.Running && st.Pid > 0:
+		if _, err := os.Stat("/proc/" + strconv.Itoa(st.Pid)); os.IsNotExist(err) {
+			return 137, true // killed, and the engine missed it
+		}
+	}
+	return 0, false
 }
 
 // jobConfig validates a job spec and translates it, with the contract of
