@@ -524,7 +524,7 @@ func testSecurityBuildLimits(t *testing.T, rt string) {
 		files[fmt.Sprintf("big%d.go", i)] = bigMap(fmt.Sprintf("big%d", i), 120000)
 	}
 	p := h.deploy(t, alice, "hungry", client.SourceRequest{SrcFiles: files})
-	if pr := p.waitState("Error", 5*time.Minute); !strings.Contains(pr.ErrorMsg, "ran out of memory (limit 256 MiB") {
+	if pr := p.waitState("Error", 5*time.Minute); !strings.Contains(pr.ErrorMsg, "memory limit (256 MiB)") {
 		t.Errorf("error_msg %q, want the build's memory limit", pr.ErrorMsg)
 	}
 

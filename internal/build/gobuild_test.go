@@ -424,7 +424,7 @@ func TestBuildMemoryLimit(t *testing.T) {
 	big.WriteString("}\n\nfunc main() { println(len(table)) }\n")
 	files := helloProgram(big.String())
 	_, log, err := compile(t, b, files)
-	if err == nil || !strings.Contains(err.Error(), "ran out of memory (limit 200 MiB") {
+	if err == nil || !strings.Contains(err.Error(), "memory limit (200 MiB)") {
 		t.Fatalf("err = %v\nlog tail: %s", err, tail(log, 500))
 	}
 }

@@ -256,8 +256,13 @@ func (b *Builder) runGo(ctx context.Context, job goJob, log io.Writer) error {
 	case ctx.Err() != nil:
 		err = ctx.Err()
 	case err != nil:
-	case res.OOMKilled || (res.ExitCode == 137 && spec.Runtime == runtime.RuntimeRunsc):
-		err = fmt.Errorf("the build ran out of memory (limit %d MiB; exit status %d)", spec.Limits.MemoryBytes>>20, res.ExitCode)
+	case res.Vanished:
+		err = fmt.Errorf("the build sandbox died and the engine did not report its exit (memory limit %d MiB)", spec.Limits.MemoryBytes>>20)
+	case res.OOMKilled:
+		err = fmt.Errorf("the build ran out of memory: it exceeded its memory limit (%d MiB)", spec.Limits.MemoryBytes>>20)
+	case res.ExitCode == 137:
+		// Under runsc the engine does not always flag a memory kill.
+		err = fmt.Errorf("the build was killed (exit status 137), most likely for exceeding its memory limit (%d MiB)", spec.Limits.MemoryBytes>>20)
 	case res.ExitCode != 0:
 		err = fmt.Errorf("exit status %d", res.ExitCode)
 	default:

@@ -154,6 +154,9 @@ type JobSpec struct {
 type JobResult struct {
 	ExitCode  int
 	OOMKilled bool // the kernel killed it for exceeding its memory limit
+	// Vanished: the job's process was gone while the engine still showed
+	// it running (ExitCode is then 137, as for a kill).
+	Vanished bool
 }
 
 // Mount is a bind mount from the Host's filesystem.

@@ -62,6 +62,7 @@ func (d *Driver) RunJob(ctx context.Context, spec hrt.JobSpec, out io.Writer) (r
 	// timeout).
 	check := time.NewTicker(jobCheckEvery)
 	defer check.Stop()
+	gone := 0 // consecutive looks that found the job's process gone
 wait:
 	for {
 		select {
@@ -75,9 +76,20 @@ wait:
 			err = fmt.Errorf("docker: wait for job %s: %w", spec.Name, ctxErr(ctx, werr))
 			break wait
 		case <-check.C:
-			if code, ended := d.jobEnded(ctx, id); ended {
+			stopped, code, vanished := d.jobEnded(ctx, id)
+			switch {
+			case stopped:
 				res.ExitCode = code
 				break wait
+			case vanished:
+				// Twice in a row, so a process between two states is
+				// not taken for a dead one.
+				if gone++; gone >= 2 {
+					res.ExitCode, res.Vanished = 137, true
+					break wait
+				}
+			default:
+				gone = 0
 			}
 		}
 	}
@@ -103,24 +115,24 @@ wait:
 // jobCheckEvery paces RunJob's look at a running job.
 const jobCheckEvery = 3 * time.Second
 
-// jobEnded reports whether a job has ended though its wait has not said so:
-// the engine shows it stopped, or its init process (the sandbox under
-// runsc) is gone from the machine while the engine still shows it running.
-func (d *Driver) jobEnded(ctx context.Context, id string) (exitCode int, ended bool) {
+// jobEnded looks at a job its wait has not reported ended: stopped when
+// the engine shows it stopped (with its exit code), vanished when its init
+// process (the sandbox under runsc) is gone from the machine while the
+// engine still shows it running.
+func (d *Driver) jobEnded(ctx context.Context, id string) (stopped bool, exitCode int, vanished bool) {
 	ins, err := d.cli.ContainerInspect(ctx, id)
 	if err != nil || ins.State == nil {
-		return 0, false
+		return false, 0, false
 	}
 	st := ins.State
 	switch {
 	case !st.Running && st.Status != "created":
-		return st.ExitCode, true
+		return true, st.ExitCode, false
 	case st.Running && st.Pid > 0:
-		if _, err := os.Stat("/proc/" + strconv.Itoa(st.Pid)); os.IsNotExist(err) {
-			return 137, true // killed, and the engine missed it
-		}
+		_, err := os.Stat("/proc/" + strconv.Itoa(st.Pid))
+		return false, 0, os.IsNotExist(err)
 	}
-	return 0, false
+	return false, 0, false
 }
 
 // jobConfig validates a job spec and translates it, with the contract of
