@@ -28,7 +28,7 @@ var (
 
 // Error is a failed build step with the output it produced.
 type Error struct {
-	// Step is what failed: "go mod edit", "go build" or "image build".
+	// Step is what failed: "go build" (in the build sandbox) or "image build".
 	Step string
 	// Output is the step's output (the first and the last parts when it
 	// was long, with a note of what was left out).
