@@ -50,8 +50,9 @@ type server struct {
 	opts    Options
 	log     *slog.Logger
 	mux     *http.ServeMux
-	metrics *metrics
-	follows follows
+	metrics   *metrics
+	follows   follows
+	bulkTurns chan struct{} // see bulk
 }
 
 // route is one registered route; the OpenAPI test checks the document
@@ -118,7 +119,7 @@ func New(h *host.Host, opts Options) (http.Handler, error) {
 	if opts.MaxAdminFollows <= 0 {
 		opts.MaxAdminFollows = DefaultMaxAdminFollows
 	}
-	s := &server{h: h, st: h.Store(), opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s := &server{h: h, st: h.Store(), opts: opts, log: opts.Logger, mux: http.NewServeMux(), bulkTurns: make(chan struct{}, maxBulk)}
 	s.metrics = newMetrics(s)
 	for _, rt := range routes {
 		pattern := rt.pattern

@@ -113,6 +113,11 @@ type programBody struct {
 }
 
 func (s *server) createProgram(w http.ResponseWriter, r *http.Request, p principal) {
+	release, ok := s.bulk(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	var b programBody
 	if !decode(w, r, maxSourceBody, &b) {
 		return
@@ -247,6 +252,11 @@ func (s *server) restartProgram(w http.ResponseWriter, r *http.Request, p princi
 }
 
 func (s *server) replaceSource(w http.ResponseWriter, r *http.Request, p principal) {
+	release, ok := s.bulk(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	var b programBody
 	if !decode(w, r, maxSourceBody, &b) {
 		return
@@ -310,6 +320,11 @@ func (s *server) getSource(w http.ResponseWriter, r *http.Request, p principal) 
 	if !ok {
 		return
 	}
+	release, ok := s.bulk(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	files, err := s.h.Source(r.Context(), row.ID)
 	if err != nil {
 		s.fail(w, err)
@@ -318,19 +333,27 @@ func (s *server) getSource(w http.ResponseWriter, r *http.Request, p principal) 
 	writeJSON(w, http.StatusOK, map[string]any{"program_id": row.ID, "files": files, "retrieved_at": time.Now().UTC()})
 }
 
+// maxHistory is the most transitions one history answer holds.
+const maxHistory = 1000
+
 func (s *server) history(w http.ResponseWriter, r *http.Request, p principal) {
 	row, ok := s.program(w, r, p)
 	if !ok {
 		return
 	}
-	limit := 0
+	// The newest transitions, at most maxHistory: a program that has
+	// crashed and restarted for months has a long history, and one answer
+	// must not cost the Host memory in proportion to it.
+	limit := maxHistory
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
 			writeError(w, http.StatusBadRequest, "limit must be a non-negative integer")
 			return
 		}
-		limit = n
+		if n > 0 {
+			limit = min(n, maxHistory)
+		}
 	}
 	ts, err := s.h.Transitions(r.Context(), row.ID, limit)
 	if err != nil {
