@@ -159,8 +159,10 @@ type Host struct {
 	// (a create's count and record, a start's memory sum and command).
 	// Taken before mu, never while holding it.
 	quotaMu sync.Mutex
-	states  *statefs.Manager // the programs' /state filesystems (nil: uncapped)
-	saveMu  sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
+	// secretsMu makes a secret's count check and its write one step.
+	secretsMu sync.Mutex
+	states    *statefs.Manager // the programs' /state filesystems (nil: uncapped)
+	saveMu    sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
 
 	watcher *http.Client // reaches WatcherAPIs through the driver
 	wt      *http.Transport

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 
 	"github.com/hershyorg/hershy/internal/build"
 	"github.com/hershyorg/hershy/internal/runtime"
@@ -25,6 +26,10 @@ const SecretsMountPath = "/run/secrets"
 
 // MaxSecretBytes caps one secret's value.
 const MaxSecretBytes = 32 << 10
+
+// MaxSecrets caps a program's secrets: with MaxSecretBytes, what one
+// program may keep on the Host's disk this way.
+const MaxSecrets = 100
 
 var secretName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
@@ -66,6 +71,15 @@ func (h *Host) SetSecret(ctx context.Context, id, name string, value []byte) (st
 	}
 	if _, err := h.store.GetProgram(ctx, id); err != nil {
 		return store.Secret{}, err
+	}
+	h.secretsMu.Lock() // the count and the write, one step
+	defer h.secretsMu.Unlock()
+	have, err := h.store.ListSecrets(ctx, id)
+	if err != nil {
+		return store.Secret{}, err
+	}
+	if len(have) >= MaxSecrets && !slices.ContainsFunc(have, func(s store.Secret) bool { return s.Name == name }) {
+		return store.Secret{}, fmt.Errorf("%w: a program has at most %d secrets", ErrQuota, MaxSecrets)
 	}
 	dir, err := h.ensureSecretsDir(id)
 	if err != nil {

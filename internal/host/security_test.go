@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -128,5 +129,32 @@ func TestBuildRechecksDockerfile(t *testing.T) {
 		if err := h.Delete(ctx, id); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestSecretsCapped: a program keeps at most MaxSecrets secrets; without
+// the cap a user could fill the Host's disk 32 KiB at a time.
+func TestSecretsCapped(t *testing.T) {
+	d := testenv.Engine(t, runtime.RuntimeRunc)
+	ctx := context.Background()
+	h := openHost(t, t.TempDir(), runtime.RuntimeRunc, d)
+	defer h.Close()
+	p, err := h.Create(ctx, CreateRequest{UserID: "alice", Dockerfile: "FROM scratch\n", Files: source.Files{"a": "a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range MaxSecrets {
+		if _, err := h.SetSecret(ctx, p.ID, "s"+strconv.Itoa(i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.SetSecret(ctx, p.ID, "one-more", []byte("x")); !errors.Is(err, ErrQuota) {
+		t.Fatalf("secret %d: %v, want ErrQuota", MaxSecrets+1, err)
+	}
+	if _, err := h.SetSecret(ctx, p.ID, "s0", []byte("new value")); err != nil {
+		t.Fatalf("replacing a secret at the cap: %v", err)
+	}
+	if err := h.Delete(ctx, p.ID); err != nil {
+		t.Fatal(err)
 	}
 }
