@@ -45,11 +45,11 @@ const (
 )
 
 type server struct {
-	h       *host.Host
-	st      *store.Store
-	opts    Options
-	log     *slog.Logger
-	mux     *http.ServeMux
+	h         *host.Host
+	st        *store.Store
+	opts      Options
+	log       *slog.Logger
+	mux       *http.ServeMux
 	metrics   *metrics
 	follows   follows
 	bulkTurns chan struct{} // see bulk

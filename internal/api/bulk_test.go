@@ -26,7 +26,9 @@ func TestBulkRequestsMemoryBounded(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create: %d %s", resp.StatusCode, b)
 	}
-	var created struct{ ProgramID string `json:"program_id"` }
+	var created struct {
+		ProgramID string `json:"program_id"`
+	}
 	json.Unmarshal(b, &created)
 	// Alice uploading for bob: the whole body is read and decoded, then
 	// refused (403).
