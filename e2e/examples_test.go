@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/client"
+	"github.com/hershyorg/hershy/internal/driver"
 	hershyhost "github.com/hershyorg/hershy/internal/host"
-	hrt "github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/testenv"
 )
 
@@ -454,7 +454,7 @@ func checkDelete(t *testing.T, p *program, imageGone bool) {
 	if code, m := p.watcher(http.MethodGet, "/watcher/status", nil); code != 404 {
 		t.Errorf("%s: proxy after delete: %d %v", p.name, code, m)
 	}
-	cs, err := p.h.engine.ListContainers(ctx, map[string]string{hrt.LabelProgram: p.id})
+	cs, err := p.h.engine.ListContainers(ctx, map[string]string{driver.LabelProgram: p.id})
 	if err != nil || len(cs) != 0 {
 		t.Errorf("%s: containers after delete: %v %v", p.name, cs, err)
 	}

@@ -25,8 +25,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 
 	"github.com/hershyorg/hershy/internal/client"
-	hrt "github.com/hershyorg/hershy/internal/runtime"
-	"github.com/hershyorg/hershy/internal/runtime/docker"
+	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/docker"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/testenv"
 )
@@ -213,7 +213,7 @@ func (h *host) instance() string {
 func (h *host) checkNothingLeft() {
 	h.t.Helper()
 	ctx := context.Background()
-	f := filters.NewArgs(filters.Arg("label", hrt.LabelInstance+"="+h.instance()))
+	f := filters.NewArgs(filters.Arg("label", driver.LabelInstance+"="+h.instance()))
 	cs, err := h.engine.Client().ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil || len(cs) != 0 {
 		h.t.Errorf("containers of this Host left: %d (%v)", len(cs), err)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/client"
-	"github.com/hershyorg/hershy/internal/runtime/docker"
+	"github.com/hershyorg/hershy/internal/driver/docker"
 )
 
 // TestSandbox looks at the sandbox from the inside, once per runtime: a

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/client"
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/gomod/gomodtest"
-	hrt "github.com/hershyorg/hershy/internal/runtime"
 )
 
 // The security suite: each attack of issue 9, tried against a real
@@ -256,7 +256,7 @@ func testSecurityImageSettings(t *testing.T, rt string) {
 	base := "hershy-e2e-base-" + nonce()
 	ctxDir := t.TempDir()
 	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+imageOf(t, probe)+
-		"\nVOLUME /data\nHEALTHCHECK --interval=1s --timeout=1s CMD [\"/app\"]\nLABEL "+hrt.LabelProgram+"=someone-else\n"), 0o644)
+		"\nVOLUME /data\nHEALTHCHECK --interval=1s --timeout=1s CMD [\"/app\"]\nLABEL "+driver.LabelProgram+"=someone-else\n"), 0o644)
 	ctx := context.Background()
 	// As the operator would: with the engine's own tools, not the Host.
 	build := exec.Command("docker", "build", "-q", "--network", "none", "-t", base, ctxDir)
@@ -280,8 +280,8 @@ func testSecurityImageSettings(t *testing.T, rt string) {
 	if hc := ins.Config.Healthcheck; hc == nil || len(hc.Test) == 0 || hc.Test[0] != "NONE" {
 		t.Errorf("health check not disabled: %+v", hc)
 	}
-	if got := ins.Config.Labels[hrt.LabelProgram]; got != p.id {
-		t.Errorf("container label %s = %q, want the program's own id", hrt.LabelProgram, got)
+	if got := ins.Config.Labels[driver.LabelProgram]; got != p.id {
+		t.Errorf("container label %s = %q, want the program's own id", driver.LabelProgram, got)
 	}
 	r := p.check([]string{"/data/x", "/state/x"}, nil)
 	if r.Write["/data/x"] == "ok" || r.Write["/state/x"] != "ok" {

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/api"
-	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/builder"
+	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/docker"
 	"github.com/hershyorg/hershy/internal/host"
-	"github.com/hershyorg/hershy/internal/runtime"
-	"github.com/hershyorg/hershy/internal/runtime/docker"
 )
 
 // serve opens the Host on the data directory and serves the API until ctx
@@ -27,17 +27,17 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		return fmt.Errorf("serve: listen %s: %w", o.listen, err)
 	}
 	defer ln.Close()
-	driver, err := docker.New()
+	engine, err := docker.New()
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	// Fail at once, and say why, when the engine is down or lacks the
 	// runtime: otherwise every program would fail at its first start.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = driver.Check(cctx, o.runtime)
+	err = engine.Check(cctx, o.runtime)
 	cancel()
 	if err != nil {
-		driver.Close()
+		engine.Close()
 		return fmt.Errorf("serve: %w", err)
 	}
 	if o.buildMemory < 256<<20 {
@@ -48,13 +48,13 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	}
 	h, err := host.Open(ctx, host.Options{
 		DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts, Quotas: o.quotas,
-		Build: build.Options{
+		Build: builder.Options{
 			SharedCacheDir: o.goSharedCache, GoProxy: o.goProxy,
-			Limits:    runtime.Limits{MemoryBytes: o.buildMemory, CPUs: o.buildCPUs},
+			Limits:    driver.Limits{MemoryBytes: o.buildMemory, CPUs: o.buildCPUs},
 			GoTimeout: o.buildTimeout, MaxConcurrent: o.maxBuilds,
 		},
 		StateBytes: o.stateBytes, MaxStateBytes: o.maxStateBytes, UncappedState: o.uncappedState,
-	}, driver)
+	}, engine)
 	if err != nil {
 		return fmt.Errorf("serve: opening host: %w", err)
 	}

@@ -12,14 +12,14 @@ import (
 
 	"github.com/hershyorg/hershy/internal/testenv"
 
+	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/docker"
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
-	"github.com/hershyorg/hershy/internal/runtime/docker"
 	"github.com/hershyorg/hershy/internal/store"
 )
 
-func openHost(t *testing.T, dir, rt string, d runtime.Driver, more ...func(*host.Options)) *host.Host {
+func openHost(t *testing.T, dir, rt string, d driver.Driver, more ...func(*host.Options)) *host.Host {
 	t.Helper()
 	o := host.Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
@@ -53,9 +53,9 @@ type env struct {
 // options.
 func newEnv(t *testing.T, more ...func(*host.Options)) *env {
 	t.Helper()
-	d := testenv.Engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, driver.RuntimeRunc)
 	dir := t.TempDir()
-	h := openHost(t, dir, runtime.RuntimeRunc, d, more...)
+	h := openHost(t, dir, driver.RuntimeRunc, d, more...)
 	e := &env{t: t, h: h, d: d, dir: dir}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -12,7 +12,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
-	hrt "github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/driver"
 )
 
 // Base is an image a build would take from the engine.
@@ -419,8 +419,8 @@ func checkLabelKey(line int, key string) error {
 	if strings.ContainsAny(key, "$\\`'\"") {
 		return refuse(line, "LABEL %s: variables, quotes and escapes are not allowed in label keys", key)
 	}
-	if strings.HasPrefix(strings.ToLower(key), hrt.LabelPrefix) {
-		return refuse(line, "LABEL %s: keys under %s are the Host's own", key, hrt.LabelPrefix)
+	if strings.HasPrefix(strings.ToLower(key), driver.LabelPrefix) {
+		return refuse(line, "LABEL %s: keys under %s are the Host's own", key, driver.LabelPrefix)
 	}
 	return nil
 }

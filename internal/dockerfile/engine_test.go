@@ -15,8 +15,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"github.com/hershyorg/hershy/internal/dockerfile"
-	"github.com/hershyorg/hershy/internal/runtime"
-	"github.com/hershyorg/hershy/internal/runtime/docker"
+	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/docker"
 	"github.com/hershyorg/hershy/internal/testenv"
 )
 
@@ -42,9 +42,9 @@ func buildContext(t *testing.T, df string) string {
 func build(t *testing.T, d *docker.Driver, tag, df string) engineBuild {
 	t.Helper()
 	var out strings.Builder
-	id, err := d.BuildImage(context.Background(), runtime.ImageSpec{
+	id, err := d.BuildImage(context.Background(), driver.ImageSpec{
 		ContextDir: buildContext(t, df), Tag: tag,
-		Labels: map[string]string{runtime.LabelInstance: "dftest-" + run},
+		Labels: map[string]string{driver.LabelInstance: "dftest-" + run},
 	}, &out)
 	if err != nil {
 		t.Fatalf("build %s: %v\n%s", tag, err, out.String())
@@ -96,7 +96,7 @@ func (b engineBuild) file(path string) string {
 	b.t.Helper()
 	ctx := context.Background()
 	cli := b.d.Client()
-	c, err := cli.ContainerCreate(ctx, &container.Config{Image: b.id, Cmd: []string{"/none"}, Labels: map[string]string{runtime.LabelInstance: "dftest-" + run}},
+	c, err := cli.ContainerCreate(ctx, &container.Config{Image: b.id, Cmd: []string{"/none"}, Labels: map[string]string{driver.LabelInstance: "dftest-" + run}},
 		&container.HostConfig{NetworkMode: "none"}, nil, nil, "")
 	if err != nil {
 		b.t.Fatal(err)
@@ -127,7 +127,7 @@ func (b engineBuild) file(path string) string {
 // and to be refused by the policy and by the driver before the engine
 // sees them.
 func TestEngineAgrees(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, driver.RuntimeRunc)
 	nameA, nameB := "hershy-dftest-a-"+run, "hershy-dftest-b-"+run
 	// Two bases told apart by their layers and by the content of /who
 	// (the build context's file f, copied under another name in each).
@@ -213,7 +213,7 @@ func TestEngineAgrees(t *testing.T) {
 				t.Errorf("%s: policy: %v, want %q", c.name, err, c.line)
 			}
 			var out strings.Builder
-			_, err := d.BuildImage(context.Background(), runtime.ImageSpec{ContextDir: buildContext(t, c.dockerfile)}, &out)
+			_, err := d.BuildImage(context.Background(), driver.ImageSpec{ContextDir: buildContext(t, c.dockerfile)}, &out)
 			if err == nil || !strings.Contains(err.Error(), c.line) || out.Len() > 0 {
 				t.Errorf("%s: driver: %v, output %q; want a refusal before the engine", c.name, err, out.String())
 			}
@@ -225,7 +225,7 @@ func TestEngineAgrees(t *testing.T) {
 // policy's parser: both refuse the same file (a newer parser would read it
 // as one COPY).
 func TestEngineHeredoc(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, driver.RuntimeRunc)
 	df := "FROM scratch\nCOPY <<EOF /x\nhello\nEOF\n"
 	if _, err := dockerfile.Check(df); err == nil || !strings.Contains(err.Error(), "line 3: unknown instruction HELLO") {
 		t.Fatalf("policy: %v", err)

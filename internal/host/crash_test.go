@@ -13,10 +13,10 @@ import (
 
 	"github.com/hershyorg/hershy/internal/testenv"
 
-	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/builder"
+	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/docker"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
-	"github.com/hershyorg/hershy/internal/runtime/docker"
 	"github.com/hershyorg/hershy/internal/source"
 )
 
@@ -48,7 +48,7 @@ func runChild(spec string) int {
 		fmt.Println("error", err)
 		return 1
 	}
-	bo := build.Options{SharedCacheDir: os.Getenv("HERSHY_TEST_GOCACHES")}
+	bo := builder.Options{SharedCacheDir: os.Getenv("HERSHY_TEST_GOCACHES")}
 	h, err := Open(context.Background(), Options{DataDir: parts[0], Runtime: parts[1], StopGrace: 5 * time.Second, Build: bo}, d)
 	if err != nil {
 		fmt.Println("error", err)
@@ -128,9 +128,9 @@ func killChild(t *testing.T, dir, rt, cmds string, after time.Duration) []string
 
 // noOrphans checks that the engine holds exactly the containers the
 // programs record, and nothing else with this Host's labels.
-func noOrphans(t *testing.T, h *Host, d runtime.Driver) {
+func noOrphans(t *testing.T, h *Host, d driver.Driver) {
 	t.Helper()
-	cs, err := d.ListContainers(context.Background(), map[string]string{runtime.LabelInstance: h.Instance()})
+	cs, err := d.ListContainers(context.Background(), map[string]string{driver.LabelInstance: h.Instance()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func noOrphans(t *testing.T, h *Host, d runtime.Driver) {
 	}
 	for _, c := range cs {
 		if _, ok := want[c.ID]; !ok {
-			t.Errorf("orphan container %s (program %s)", c.ID, c.Labels[runtime.LabelProgram])
+			t.Errorf("orphan container %s (program %s)", c.ID, c.Labels[driver.LabelProgram])
 		}
 		delete(want, c.ID)
 	}
@@ -156,7 +156,7 @@ func noOrphans(t *testing.T, h *Host, d runtime.Driver) {
 }
 
 func TestSIGKILLLosesNothing(t *testing.T) {
-	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+	for _, rt := range []string{driver.RuntimeRunc, driver.RuntimeRunsc} {
 		t.Run(rt, func(t *testing.T) {
 			d := testenv.Engine(t, rt)
 			dir := t.TempDir()

@@ -9,7 +9,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/builder"
 	"github.com/hershyorg/hershy/internal/dockerfile"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/source"
@@ -252,7 +252,7 @@ func makeProgramDirs(dir string) error {
 	if err := os.Mkdir(state, 0o700); err != nil {
 		return err
 	}
-	if err := os.Chown(state, build.ProgramUID, build.ProgramGID); err != nil && !errors.Is(err, os.ErrPermission) {
+	if err := os.Chown(state, builder.ProgramUID, builder.ProgramGID); err != nil && !errors.Is(err, os.ErrPermission) {
 		return err
 	}
 	return os.Mkdir(filepath.Join(dir, "logs"), 0o700)

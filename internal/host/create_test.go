@@ -11,9 +11,9 @@ import (
 
 	"github.com/hershyorg/hershy/internal/testenv"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/logstore"
-	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 )
@@ -21,9 +21,9 @@ import (
 // TestCreateRejectsBadInputAndLeavesNothing: validation at the edge, with
 // clear errors, and a failed create leaves no folder and no record.
 func TestCreateRejectsBadInputAndLeavesNothing(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, driver.RuntimeRunc)
 	dir := t.TempDir()
-	h := openHost(t, dir, runtime.RuntimeRunc, d)
+	h := openHost(t, dir, driver.RuntimeRunc, d)
 	defer h.Close()
 	good := counterProgram(t)
 	tests := []struct {
@@ -83,7 +83,7 @@ func TestCreateRejectsBadInputAndLeavesNothing(t *testing.T) {
 // TestStopDuringStartLeavesNoContainer: a stop right after a start cancels
 // the build or launch in flight, and nothing is left running.
 func TestStopDuringStartLeavesNoContainer(t *testing.T) {
-	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+	for _, rt := range []string{driver.RuntimeRunc, driver.RuntimeRunsc} {
 		t.Run(rt, func(t *testing.T) {
 			d := testenv.Engine(t, rt)
 			h := openHost(t, t.TempDir(), rt, d)
@@ -117,8 +117,8 @@ func TestStopDuringStartLeavesNoContainer(t *testing.T) {
 // TestDockerfileProgram builds a program from a Dockerfile whose base is an
 // image the Host built (no registry is reachable here), and runs it.
 func TestDockerfileProgram(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
-	h := openHost(t, t.TempDir(), runtime.RuntimeRunc, d)
+	d := testenv.Engine(t, driver.RuntimeRunc)
+	h := openHost(t, t.TempDir(), driver.RuntimeRunc, d)
 	defer h.Close()
 	ctx := context.Background()
 	base, err := h.Create(ctx, CreateRequest{UserID: "dan", Files: variant(8)})
@@ -208,9 +208,9 @@ func TestDockerfileProgram(t *testing.T) {
 // TestReplaceSourceKeepsState: a new source is a new build on the next
 // restart, and the program's /state carries over.
 func TestReplaceSourceKeepsState(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, driver.RuntimeRunc)
 	dir := t.TempDir()
-	h := openHost(t, dir, runtime.RuntimeRunc, d)
+	h := openHost(t, dir, driver.RuntimeRunc, d)
 	defer h.Close()
 	ctx := context.Background()
 	p, err := h.Create(ctx, CreateRequest{UserID: "erin", Files: variant(9)})

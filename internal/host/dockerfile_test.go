@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 	"github.com/hershyorg/hershy/internal/testenv"
@@ -125,7 +125,7 @@ func counterFiles() source.Files {
 // built on another user's program image with ErrInvalid, before writing
 // anything. Nothing is built, so it is quick under both runtimes.
 func TestDockerfileBaseOwnership(t *testing.T) {
-	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+	for _, rt := range []string{driver.RuntimeRunc, driver.RuntimeRunsc} {
 		t.Run(rt, func(t *testing.T) {
 			d := testenv.Engine(t, rt)
 			dir := t.TempDir()

@@ -4,15 +4,15 @@ import (
 	"context"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
 )
 
 // eventLoop follows the engine's event stream (no polling) and routes
 // container exits to their programs' supervisors. If the stream breaks it
 // re-subscribes and re-checks every program's container, so an exit during
 // the gap is not lost.
-func (h *Host) eventLoop(events <-chan runtime.Event, errs <-chan error) {
+func (h *Host) eventLoop(events <-chan driver.Event, errs <-chan error) {
 	defer h.wg.Done()
 	for {
 		for ev := range events {
@@ -37,17 +37,17 @@ func (h *Host) eventLoop(events <-chan runtime.Event, errs <-chan error) {
 	}
 }
 
-func (h *Host) onEvent(ev runtime.Event) {
-	pid := ev.Labels[runtime.LabelProgram]
-	if pid == "" || ev.Labels[runtime.LabelInstance] != h.instance {
+func (h *Host) onEvent(ev driver.Event) {
+	pid := ev.Labels[driver.LabelProgram]
+	if pid == "" || ev.Labels[driver.LabelInstance] != h.instance {
 		return
 	}
 	switch ev.Kind {
-	case runtime.EventOOM:
+	case driver.EventOOM:
 		h.mu.Lock()
 		h.oom[ev.ContainerID] = true
 		h.mu.Unlock()
-	case runtime.EventDie:
+	case driver.EventDie:
 		h.mu.Lock()
 		oom := h.oom[ev.ContainerID] || ev.OOMKilled
 		delete(h.oom, ev.ContainerID)

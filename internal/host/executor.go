@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hershyorg/hershy/internal/build"
-	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/builder"
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 )
@@ -79,12 +79,12 @@ func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
 			return "", err
 		}
 	}
-	img, err := h.builder.Build(ctx, build.Request{
+	img, err := h.builder.Build(ctx, builder.Request{
 		BuildID:   buildID,
 		Owner:     row.UserID,
 		SourceDir: filepath.Join(h.programDir(id), "src"),
 		Tag:       imageTag(buildID),
-		Labels:    map[string]string{runtime.LabelInstance: h.instance},
+		Labels:    map[string]string{driver.LabelInstance: h.instance},
 	}, lw)
 	finished := time.Now()
 	rec.FinishedAt, rec.Duration = &finished, finished.Sub(started)
@@ -102,8 +102,8 @@ func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
 	return imageTag(buildID), nil // the tag: stable across rebuilds and Host restarts
 }
 
-// spec is the container contract for a program (see runtime.ContainerSpec).
-func (h *Host) spec(row store.Program, image string) runtime.ContainerSpec {
+// spec is the container contract for a program (see driver.ContainerSpec).
+func (h *Host) spec(row store.Program, image string) driver.ContainerSpec {
 	lim := h.opts.Limits
 	if row.Options.MemoryBytes > 0 {
 		lim.MemoryBytes = row.Options.MemoryBytes
@@ -111,8 +111,8 @@ func (h *Host) spec(row store.Program, image string) runtime.ContainerSpec {
 	if row.Options.CPUs > 0 {
 		lim.CPUs = row.Options.CPUs
 	}
-	if h.opts.Runtime == runtime.RuntimeRunsc && lim.Pids < runtime.MinPidsRunsc {
-		lim.Pids = runtime.MinPidsRunsc
+	if h.opts.Runtime == driver.RuntimeRunsc && lim.Pids < driver.MinPidsRunsc {
+		lim.Pids = driver.MinPidsRunsc
 	}
 	env := []string{"HERSH_API_ADDR=" + watcherAddr, "HERSH_STATE_DIR=/state", "HERSHY_PROGRAM_ID=" + row.ID}
 	keys := make([]string, 0, len(row.Options.Env))
@@ -123,19 +123,19 @@ func (h *Host) spec(row store.Program, image string) runtime.ContainerSpec {
 	for _, k := range keys {
 		env = append(env, k+"="+row.Options.Env[k])
 	}
-	return runtime.ContainerSpec{
+	return driver.ContainerSpec{
 		Name:    containerName(row.ID),
 		Image:   image,
 		Runtime: h.opts.Runtime,
-		User:    strconv.Itoa(build.ProgramUID) + ":" + strconv.Itoa(build.ProgramGID),
+		User:    strconv.Itoa(builder.ProgramUID) + ":" + strconv.Itoa(builder.ProgramGID),
 		Env:     env,
 		Labels: map[string]string{
-			runtime.LabelManaged:  "true",
-			runtime.LabelProgram:  row.ID,
-			runtime.LabelBuild:    row.BuildID,
-			runtime.LabelInstance: h.instance,
+			driver.LabelManaged:  "true",
+			driver.LabelProgram:  row.ID,
+			driver.LabelBuild:    row.BuildID,
+			driver.LabelInstance: h.instance,
 		},
-		Mounts:  append([]runtime.Mount{{Source: filepath.Join(h.programDir(row.ID), "state"), Target: "/state"}}, h.secretMounts(row.ID)...),
+		Mounts:  append([]driver.Mount{{Source: filepath.Join(h.programDir(row.ID), "state"), Target: "/state"}}, h.secretMounts(row.ID)...),
 		Network: row.Options.Network,
 		Limits:  lim,
 	}
@@ -187,18 +187,18 @@ func (h *Host) launch(ctx context.Context, id, image string) (cid string, err er
 // and remove every container of the program, whatever the record says.
 func (h *Host) halt(ctx context.Context, id string) error {
 	ctx = context.WithoutCancel(ctx) // a halt, once begun, finishes
-	cs, err := h.driver.ListContainers(ctx, map[string]string{runtime.LabelProgram: id, runtime.LabelManaged: "true"})
+	cs, err := h.driver.ListContainers(ctx, map[string]string{driver.LabelProgram: id, driver.LabelManaged: "true"})
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, c := range cs {
-		if err := h.driver.StopContainer(ctx, c.ID, h.opts.StopGrace); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		if err := h.driver.StopContainer(ctx, c.ID, h.opts.StopGrace); err != nil && !errors.Is(err, driver.ErrNotFound) {
 			errs = append(errs, err)
 			continue
 		}
 		h.stopCapture(c.ID)
-		if err := h.driver.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		if err := h.driver.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, driver.ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}

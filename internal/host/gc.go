@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/driver"
 )
 
 // collectBuilds removes the image, build log and record of every build that
@@ -30,11 +30,11 @@ func (h *Host) collectBuilds(ctx context.Context) error {
 	var errs []error
 	for _, id := range ids {
 		err := h.driver.RemoveImage(ctx, imageTag(id))
-		if errors.Is(err, runtime.ErrInUse) {
+		if errors.Is(err, driver.ErrInUse) {
 			h.log.Debug("unused build's image still in use; kept", "build", id)
 			continue
 		}
-		if err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		if err != nil && !errors.Is(err, driver.ErrNotFound) {
 			errs = append(errs, fmt.Errorf("removing image of %s: %w", id, err))
 			continue
 		}

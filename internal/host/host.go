@@ -14,8 +14,8 @@
 //	programs/<id>/state/         where state.img is loop-mounted; bind-mounted at /state,
 //	                             the program's only writable place
 //	programs/<id>/logs/          captured container output, rotated
-//	builds/<build-id>.log        build logs (package build)
-//	cache/, framework/, work/    builder caches and scratch (package build)
+//	builds/<build-id>.log        build logs (package builder)
+//	cache/, framework/, work/    builder caches and scratch (package builder)
 package host
 
 import (
@@ -31,10 +31,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/builder"
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/logstore"
-	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/statefs"
 	"github.com/hershyorg/hershy/internal/store"
@@ -44,16 +44,16 @@ import (
 // Options configure a Host. Zero fields take the defaults below.
 type Options struct {
 	DataDir      string
-	Runtime      string        // runtime.RuntimeRunsc (default) or RuntimeRunc, the operator's choice
+	Runtime      string        // driver.RuntimeRunsc (default) or RuntimeRunc, the operator's choice
 	StartTimeout time.Duration // until the WatcherAPI must answer (default 60s)
 	StopGrace    time.Duration // SIGTERM to SIGKILL (default 10s)
 	BuildTimeout time.Duration // whole build (default 10m)
-	Limits       runtime.Limits
+	Limits       driver.Limits
 	LogMaxBytes  int64 // per captured log file before rotation (default 8 MiB)
 	LogKeep      int   // rotated files kept (default 3)
 	Source       source.Limits
 	Backoff      lifecycle.Backoff
-	Build        build.Options
+	Build        builder.Options
 	Logger       *slog.Logger
 	// PortRange, e.g. "9000-9999", gives each Ready program a loopback
 	// port forwarding to its WatcherAPI (seed compatibility). Empty: off.
@@ -73,7 +73,7 @@ type Options struct {
 
 // Default resource limits for a program container. Pids leaves room for
 // gVisor's own threads (about 45 for an idle sandbox).
-var DefaultLimits = runtime.Limits{MemoryBytes: 256 << 20, CPUs: 1, Pids: 128, LogBytes: 4 << 20}
+var DefaultLimits = driver.Limits{MemoryBytes: 256 << 20, CPUs: 1, Pids: 128, LogBytes: 4 << 20}
 
 func (o Options) withDefaults() (Options, error) {
 	if o.DataDir == "" {
@@ -86,8 +86,8 @@ func (o Options) withDefaults() (Options, error) {
 	o.DataDir = abs
 	switch o.Runtime {
 	case "":
-		o.Runtime = runtime.RuntimeRunsc
-	case runtime.RuntimeRunsc, runtime.RuntimeRunc:
+		o.Runtime = driver.RuntimeRunsc
+	case driver.RuntimeRunsc, driver.RuntimeRunc:
 	default:
 		return o, fmt.Errorf("host: unknown runtime %q (want runsc or runc)", o.Runtime)
 	}
@@ -149,8 +149,8 @@ type Host struct {
 	opts     Options
 	log      *slog.Logger
 	store    *store.Store
-	driver   runtime.Driver
-	builder  *build.Builder
+	driver   driver.Driver
+	builder  *builder.Builder
 	machine  lifecycle.Machine
 	instance string
 	lock     *os.File
@@ -185,7 +185,7 @@ type Host struct {
 // Open starts a Host on opts.DataDir with driver: it takes the directory's
 // lock, opens the store, reconciles with the engine, and starts one
 // supervisor per program and the engine event loop.
-func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, error) {
+func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -234,7 +234,7 @@ func Open(ctx context.Context, opts Options, driver runtime.Driver) (*Host, erro
 		bo.Runtime = o.Runtime // builds run under the programs' sandbox runtime
 	}
 	bo.Instance = h.instance
-	h.builder, err = build.New(o.DataDir, driver, bo)
+	h.builder, err = builder.New(o.DataDir, driver, bo)
 	if err != nil {
 		return nil, err
 	}
@@ -303,7 +303,7 @@ func (h *Host) closeResources() error {
 }
 
 // warmUp fills the builder's shared cache layer in the background (see
-// build.Builder.WarmUp); builds that start meanwhile wait for it.
+// builder.Builder.WarmUp); builds that start meanwhile wait for it.
 func (h *Host) warmUp() {
 	defer h.wg.Done()
 	start := time.Now()

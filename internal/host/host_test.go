@@ -15,9 +15,9 @@ import (
 
 	"github.com/hershyorg/hershy/internal/testenv"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/logstore"
-	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 )
@@ -40,7 +40,7 @@ func counterProgram(t *testing.T) source.Files {
 	}
 }
 
-func openHost(t *testing.T, dir, rt string, d runtime.Driver) *Host {
+func openHost(t *testing.T, dir, rt string, d driver.Driver) *Host {
 	t.Helper()
 	h, err := Open(context.Background(), Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
@@ -83,9 +83,9 @@ func waitState(t *testing.T, h *Host, id string, want lifecycle.State, timeout t
 	}
 }
 
-func containersOf(t *testing.T, d runtime.Driver, id string) []runtime.ContainerInfo {
+func containersOf(t *testing.T, d driver.Driver, id string) []driver.ContainerInfo {
 	t.Helper()
-	cs, err := d.ListContainers(context.Background(), map[string]string{runtime.LabelProgram: id})
+	cs, err := d.ListContainers(context.Background(), map[string]string{driver.LabelProgram: id})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func watcherSend(t *testing.T, h *Host, id, msg string) {
 }
 
 func TestLifecycleAgainstTheEngine(t *testing.T) {
-	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+	for _, rt := range []string{driver.RuntimeRunc, driver.RuntimeRunsc} {
 		t.Run(rt, func(t *testing.T) {
 			d := testenv.Engine(t, rt)
 			dir := t.TempDir()

@@ -15,8 +15,8 @@ import (
 
 	"github.com/hershyorg/hershy/internal/testenv"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
 )
 
 func TestParsePortRange(t *testing.T) {
@@ -107,7 +107,7 @@ func forwardPorts(h *Host) {
 	})
 }
 
-func openHostPorts(t *testing.T, dir, rt string, d runtime.Driver, ports string) *Host {
+func openHostPorts(t *testing.T, dir, rt string, d driver.Driver, ports string) *Host {
 	t.Helper()
 	h, err := Open(context.Background(), Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
@@ -157,7 +157,7 @@ func TestProxyPortsAgainstTheEngine(t *testing.T) {
 			ln.Close()
 		}
 	}
-	rt := runtime.RuntimeRunc
+	rt := driver.RuntimeRunc
 	d := testenv.Engine(t, rt)
 	dir := t.TempDir()
 	ports := fmt.Sprintf("%d-%d", low, high)

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 	"github.com/hershyorg/hershy/internal/testenv"
@@ -94,7 +94,7 @@ func TestFormatBytes(t *testing.T) {
 // PATH, and the HERSH_/HERSHY_ prefixes in any case are refused; other
 // names pass.
 func TestReservedEnv(t *testing.T) {
-	h := &Host{opts: Options{DataDir: t.TempDir(), Runtime: runtime.RuntimeRunc, Limits: DefaultLimits}}
+	h := &Host{opts: Options{DataDir: t.TempDir(), Runtime: driver.RuntimeRunc, Limits: DefaultLimits}}
 	os.MkdirAll(h.programDir("p"), 0o700)
 	names := []string{"PATH", "HERSHY_X", "hershy_token", "HERSH_ANYTHING", "Hersh_State_Dir"}
 	for _, kv := range h.spec(storeRow("p"), "img").Env {
@@ -122,9 +122,9 @@ func TestReservedEnv(t *testing.T) {
 //   - the per-user memory quota at start and restart, with two starts
 //     racing for room for one, and room coming back with a stop.
 func TestQuotasAgainstTheEngine(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, driver.RuntimeRunc)
 	h, err := Open(context.Background(), Options{
-		DataDir: t.TempDir(), Runtime: runtime.RuntimeRunc, StopGrace: 2 * time.Second,
+		DataDir: t.TempDir(), Runtime: driver.RuntimeRunc, StopGrace: 2 * time.Second,
 		Build:  testenv.GoCaches(t),
 		Quotas: Quotas{MaxPrograms: 4, MaxProgramMemory: 512 << 20, MaxUserMemory: 768 << 20},
 	}, d)

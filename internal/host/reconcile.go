@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/store"
 )
 
@@ -30,13 +30,13 @@ func (h *Host) reconcile(ctx context.Context) error {
 			break
 		}
 	}
-	containers, err := h.driver.ListContainers(ctx, map[string]string{runtime.LabelManaged: "true", runtime.LabelInstance: h.instance})
+	containers, err := h.driver.ListContainers(ctx, map[string]string{driver.LabelManaged: "true", driver.LabelInstance: h.instance})
 	if err != nil {
 		return err
 	}
-	byProgram := map[string][]runtime.ContainerInfo{}
+	byProgram := map[string][]driver.ContainerInfo{}
 	for _, c := range containers {
-		byProgram[c.Labels[runtime.LabelProgram]] = append(byProgram[c.Labels[runtime.LabelProgram]], c)
+		byProgram[c.Labels[driver.LabelProgram]] = append(byProgram[c.Labels[driver.LabelProgram]], c)
 	}
 	known := map[string]bool{}
 	for _, r := range rows {
@@ -63,7 +63,7 @@ func (h *Host) reconcile(ctx context.Context) error {
 		}
 		for _, c := range cs {
 			h.log.Warn("removing an orphan container", "container", c.ID, "program", pid)
-			if err := h.driver.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			if err := h.driver.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, driver.ErrNotFound) {
 				return err
 			}
 		}
@@ -74,8 +74,8 @@ func (h *Host) reconcile(ctx context.Context) error {
 // pick chooses the container that stands for a program: the recorded one
 // if it still exists, else a running one, else any. Extra containers are
 // removed by the next launch or halt.
-func pick(cs []runtime.ContainerInfo, recorded string) runtime.ContainerInfo {
-	var best runtime.ContainerInfo
+func pick(cs []driver.ContainerInfo, recorded string) driver.ContainerInfo {
+	var best driver.ContainerInfo
 	for _, c := range cs {
 		switch {
 		case c.ID == recorded:

@@ -9,8 +9,8 @@ import (
 	"regexp"
 	"slices"
 
-	"github.com/hershyorg/hershy/internal/build"
-	"github.com/hershyorg/hershy/internal/runtime"
+	"github.com/hershyorg/hershy/internal/builder"
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/store"
 )
 
@@ -45,20 +45,20 @@ func (h *Host) ensureSecretsDir(id string) (string, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return "", err
 	}
-	if err := os.Chown(dir, build.ProgramUID, build.ProgramGID); err != nil && !errors.Is(err, os.ErrPermission) {
+	if err := os.Chown(dir, builder.ProgramUID, builder.ProgramGID); err != nil && !errors.Is(err, os.ErrPermission) {
 		return "", err
 	}
 	return dir, nil
 }
 
 // secretMounts is the read-only mount of the program's secrets directory.
-func (h *Host) secretMounts(id string) []runtime.Mount {
+func (h *Host) secretMounts(id string) []driver.Mount {
 	dir, err := h.ensureSecretsDir(id)
 	if err != nil {
 		h.log.Warn("secrets directory", "program", id, "err", err)
 		return nil
 	}
-	return []runtime.Mount{{Source: dir, Target: SecretsMountPath, ReadOnly: true}}
+	return []driver.Mount{{Source: dir, Target: SecretsMountPath, ReadOnly: true}}
 }
 
 // SetSecret stores (or replaces) a named secret of a program.
@@ -96,7 +96,7 @@ func (h *Host) SetSecret(ctx context.Context, id, name string, value []byte) (st
 		err = f.Chmod(0o600)
 	}
 	if err == nil {
-		if cerr := f.Chown(build.ProgramUID, build.ProgramGID); cerr != nil && !errors.Is(cerr, os.ErrPermission) {
+		if cerr := f.Chown(builder.ProgramUID, builder.ProgramGID); cerr != nil && !errors.Is(cerr, os.ErrPermission) {
 			err = cerr
 		}
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 	"github.com/hershyorg/hershy/internal/testenv"
@@ -21,11 +21,11 @@ import (
 // did not include the owner gets an owner-scoped id when the Host opens,
 // and builds and runs under it.
 func TestLegacyBuildIDMigrated(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, driver.RuntimeRunc)
 	dir := t.TempDir()
 	ctx := context.Background()
 	files := counterProgram(t)
-	h := openHost(t, dir, runtime.RuntimeRunc, d)
+	h := openHost(t, dir, driver.RuntimeRunc, d)
 	p, err := h.Create(ctx, CreateRequest{UserID: "alice", Files: files})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func TestLegacyBuildIDMigrated(t *testing.T) {
 	}
 	st.Close()
 
-	h = openHost(t, dir, runtime.RuntimeRunc, d)
+	h = openHost(t, dir, driver.RuntimeRunc, d)
 	defer h.Close()
 	got, err := h.Get(ctx, p.ID)
 	if err != nil {
@@ -70,10 +70,10 @@ func TestLegacyBuildIDMigrated(t *testing.T) {
 // checks let it build on another user's image, is refused when it would be
 // built (the engine's own build would have taken bob's image).
 func TestBuildRechecksDockerfile(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, driver.RuntimeRunc)
 	dir := t.TempDir()
 	ctx := context.Background()
-	h := openHost(t, dir, runtime.RuntimeRunc, d)
+	h := openHost(t, dir, driver.RuntimeRunc, d)
 	// Nonces: images are named by build id on the whole engine, and an
 	// image left by an earlier run would be reused.
 	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -113,7 +113,7 @@ func TestBuildRechecksDockerfile(t *testing.T) {
 	}
 	st.Close()
 
-	h = openHost(t, dir, runtime.RuntimeRunc, d)
+	h = openHost(t, dir, driver.RuntimeRunc, d)
 	defer h.Close()
 	if _, err := h.Start(ctx, p.ID); err != nil {
 		t.Fatal(err)
@@ -135,9 +135,9 @@ func TestBuildRechecksDockerfile(t *testing.T) {
 // TestSecretsCapped: a program keeps at most MaxSecrets secrets; without
 // the cap a user could fill the Host's disk 32 KiB at a time.
 func TestSecretsCapped(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
+	d := testenv.Engine(t, driver.RuntimeRunc)
 	ctx := context.Background()
-	h := openHost(t, t.TempDir(), runtime.RuntimeRunc, d)
+	h := openHost(t, t.TempDir(), driver.RuntimeRunc, d)
 	defer h.Close()
 	p, err := h.Create(ctx, CreateRequest{UserID: "alice", Dockerfile: "FROM scratch\n", Files: source.Files{"a": "a"}})
 	if err != nil {

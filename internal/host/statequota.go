@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/hershyorg/hershy/internal/build"
+	"github.com/hershyorg/hershy/internal/builder"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/statefs"
 	"github.com/hershyorg/hershy/internal/store"
@@ -44,7 +44,7 @@ func openStates(o Options) (*statefs.Manager, error) {
 	if err := statefs.Check(); err != nil {
 		return nil, fmt.Errorf("host: %w; a Host caps each program's /state with a loop-mounted filesystem, so it must run as root with loop devices and e2fsprogs (for development only: --uncapped-state, which leaves /state without a size cap)", err)
 	}
-	return statefs.New(build.ProgramUID, build.ProgramGID), nil
+	return statefs.New(builder.ProgramUID, builder.ProgramGID), nil
 }
 
 // checkStateBytes validates a requested cap (0: the Host's default).

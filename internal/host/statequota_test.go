@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/logstore"
-	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/statefs"
 	"github.com/hershyorg/hershy/internal/store"
@@ -38,7 +38,7 @@ func fillerProgram(t *testing.T) source.Files {
 
 const testStateCap = 8 << 20
 
-func openCappedHost(t *testing.T, dir, rt string, d runtime.Driver) *Host {
+func openCappedHost(t *testing.T, dir, rt string, d driver.Driver) *Host {
 	t.Helper()
 	h, err := Open(context.Background(), Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
@@ -173,7 +173,7 @@ func loopsUnder(t *testing.T, dir string) []string {
 // stop/start, a Host restart and a reboot (nothing mounted); delete leaves
 // no mount, loop device or file.
 func TestStateCapAgainstTheEngine(t *testing.T) {
-	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+	for _, rt := range []string{driver.RuntimeRunc, driver.RuntimeRunsc} {
 		t.Run(rt, func(t *testing.T) {
 			d := testenv.Engine(t, rt)
 			dir, err := filepath.EvalSymlinks(t.TempDir())
@@ -319,7 +319,7 @@ func TestStateCapAgainstTheEngine(t *testing.T) {
 // below what it stores; while it runs, a change the kernel cannot make
 // online is refused with a conflict and changes nothing.
 func TestSetStateBytes(t *testing.T) {
-	rt := runtime.RuntimeRunc
+	rt := driver.RuntimeRunc
 	d := testenv.Engine(t, rt)
 	dir := t.TempDir()
 	h := openCappedHost(t, dir, rt, d)
@@ -398,8 +398,8 @@ func TestSetStateBytes(t *testing.T) {
 // An operator's opt-out for development: /state is then a plain directory,
 // a size cap cannot be asked for, and no usage is reported.
 func TestUncappedState(t *testing.T) {
-	d := testenv.Engine(t, runtime.RuntimeRunc)
-	h, err := Open(context.Background(), Options{DataDir: t.TempDir(), Runtime: runtime.RuntimeRunc, Build: testenv.GoCaches(t), UncappedState: true}, d)
+	d := testenv.Engine(t, driver.RuntimeRunc)
+	h, err := Open(context.Background(), Options{DataDir: t.TempDir(), Runtime: driver.RuntimeRunc, Build: testenv.GoCaches(t), UncappedState: true}, d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/runtime"
 )
 
 // Reaching a program's WatcherAPI: the program listens on 127.0.0.1:8080
@@ -32,7 +32,7 @@ func watcherURL(containerID string) string {
 	return "http://" + containerID + containerSuffix
 }
 
-func newWatcherTransport(d runtime.Driver) *http.Transport {
+func newWatcherTransport(d driver.Driver) *http.Transport {
 	return &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, _, err := net.SplitHostPort(addr)

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/logstore"
-	"github.com/hershyorg/hershy/internal/runtime"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/testenv"
 )
@@ -103,7 +103,7 @@ func seedProgram(t *testing.T) source.Files {
 // /watcher/ready, built and run by the Host, becomes Ready through the
 // fallback to /watcher/status, under both runtimes.
 func TestSeedContractProgramBecomesReady(t *testing.T) {
-	for _, rt := range []string{runtime.RuntimeRunc, runtime.RuntimeRunsc} {
+	for _, rt := range []string{driver.RuntimeRunc, driver.RuntimeRunsc} {
 		t.Run(rt, func(t *testing.T) {
 			d := testenv.Engine(t, rt)
 			h := openHost(t, t.TempDir(), rt, d)

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hershyorg/hershy/internal/build"
-	"github.com/hershyorg/hershy/internal/runtime"
-	"github.com/hershyorg/hershy/internal/runtime/docker"
+	"github.com/hershyorg/hershy/internal/builder"
+	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/docker"
 )
 
 // Engine returns a Docker driver whose engine has runtime rt registered.
@@ -45,9 +45,9 @@ const SharedBuildCache = "/var/cache/hershy-test/go-shared"
 
 // GoCaches returns builder options for tests: the machine's shared build
 // cache layer.
-func GoCaches(t testing.TB) build.Options {
+func GoCaches(t testing.TB) builder.Options {
 	t.Helper()
-	return build.Options{SharedCacheDir: SharedBuildCache}
+	return builder.Options{SharedCacheDir: SharedBuildCache}
 }
 
 // WriteFiles writes files (slash paths relative to the folder, parents
@@ -70,8 +70,8 @@ func WriteFiles(t testing.TB, files map[string]string) string {
 // Contract is what CheckContract expects of a program's container.
 type Contract struct {
 	Runtime  string
-	StateDir string         // the host folder mounted at /state ("": any)
-	Limits   runtime.Limits // memory and CPUs as the Host set them
+	StateDir string        // the host folder mounted at /state ("": any)
+	Limits   driver.Limits // memory and CPUs as the Host set them
 }
 
 // CheckContract reads docker inspect of a container the Host launched and
@@ -116,9 +116,9 @@ func CheckContract(t testing.TB, d *docker.Driver, cid string, want Contract) {
 	check(ins.Config.Healthcheck != nil && slices.Equal(ins.Config.Healthcheck.Test, []string{"NONE"}) && ins.State.Health == nil, "health check disabled", ins.Config.Healthcheck)
 	// The labels the Host sets; any other under its prefix came from the
 	// image and must have been blanked.
-	hostLabels := []string{runtime.LabelManaged, runtime.LabelProgram, runtime.LabelBuild, runtime.LabelInstance}
+	hostLabels := []string{driver.LabelManaged, driver.LabelProgram, driver.LabelBuild, driver.LabelInstance}
 	for k, v := range ins.Config.Labels {
-		if strings.HasPrefix(strings.ToLower(k), runtime.LabelPrefix) {
+		if strings.HasPrefix(strings.ToLower(k), driver.LabelPrefix) {
 			check(v == "" || slices.Contains(hostLabels, k), "no Host label from the image ("+k+")", v)
 		}
 	}

@@ -1,0 +1,109 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/gomod"
+	"github.com/hershyorg/hershy/internal/source"
+)
+
+// CheckGoModule checks a Go-source program's go.mod and go.sum before it is
+// stored (see gomod.Read): errors wrap ErrGoMod or ErrToolchain and say
+// what to fix. Nothing is fetched or built.
+func (b *Builder) CheckGoModule(files source.Files) error {
+	_, err := b.goPlan(files)
+	return err
+}
+
+func (b *Builder) goPlan(files source.Files) (*gomod.Plan, error) {
+	_, vendored := files[vendorModules]
+	plan, err := gomod.Read([]byte(files[source.GoModName]), []byte(files[goSumName]), vendored,
+		gomod.Options{Toolchain: b.goVersion, Framework: FrameworkModule})
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err) // ErrGoMod or ErrToolchain
+	}
+	return plan, nil
+}
+
+const (
+	goSumName     = "go.sum"
+	vendorModules = "vendor/modules.txt"
+)
+
+// compileGo builds a Go-source program of owner in the build sandbox: it
+// writes the build's copy of the source into work (go.mod pointing at the
+// Host's framework), fetches the modules go.sum pins, runs go build with no
+// network and copies the binary to binPath. Output goes to log.
+func (b *Builder) compileGo(ctx context.Context, owner, work string, files source.Files, binPath string, log *logLimiter) error {
+	if b.goErr != nil {
+		return b.goErr
+	}
+	if _, ok := files[source.GoModName]; !ok {
+		return fmt.Errorf("build: %w", ErrNoBuildFile)
+	}
+	plan, err := b.goPlan(files)
+	if err != nil {
+		return err
+	}
+	build := maps.Clone(files)
+	modFlag := "-mod=vendor" // vendor/ has everything, the framework included
+	if !plan.Vendor {
+		gm, err := gomod.BuildGoMod([]byte(files[source.GoModName]), FrameworkModule, sbFramework, frameworkGoLine())
+		if err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		build[source.GoModName] = string(gm)
+		modFlag = "-mod=readonly"
+	}
+	src := filepath.Join(work, "src")
+	if err := source.WriteTree(src, "", build); err != nil {
+		return fmt.Errorf("build: copy source: %w", err)
+	}
+	if err := openUp(src); err != nil {
+		return err
+	}
+	var proxy string
+	if len(plan.Sums) > 0 {
+		proxy = filepath.Join(work, "goproxy")
+		log.notef("dependencies: %d go.sum entries, through the module proxy", len(plan.Sums))
+		if b.proxyNote != "" {
+			log.notef("%s", b.proxyNote)
+		}
+		err := b.fetcher.Prepare(ctx, plan, proxy, gomod.Limits{MaxBytes: b.opts.MaxDownload}, log)
+		// The view holds its own links: trimming now frees what no build uses.
+		if terr := b.fetcher.Trim(b.opts.MaxModuleStore); terr != nil {
+			log.notef("trimming the module store: %v", terr)
+		}
+		if err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+	}
+	out := filepath.Join(work, "out")
+	if err := os.Mkdir(out, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chown(out, buildUID, buildGID); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	if err := b.warm(ctx, log); err != nil {
+		// A cold cache is slower, not wrong.
+		log.notef("the shared build cache could not be warmed (%v); building without it", firstLines(err.Error(), 1, 300))
+	}
+	log.notef("go build (%s, linux/%s, in the build sandbox under %s, timeout %s)", b.goVersion, b.opts.GOARCH, b.opts.Runtime, b.opts.GoTimeout)
+	start := time.Now()
+	err = b.runGo(ctx, goJob{
+		name: owner, owner: owner, src: src, out: out, proxy: proxy, modFlag: modFlag,
+		args: []string{"build", "-ldflags=-s -w", "-o", sbOut + "/app", "."},
+	}, log)
+	b.trimUserCaches(owner, log)
+	if err != nil {
+		return err
+	}
+	log.notef("go build finished in %s", time.Since(start).Round(time.Millisecond))
+	return readBinary(filepath.Join(out, "app"), binPath)
+}

@@ -1,0 +1,209 @@
+// Package driver is the seam between the Host and a container engine. The
+// Host's lifecycle code speaks only this interface; the Docker driver
+// (driver/docker) implements it today, a Kubernetes driver can later.
+//
+// The interface is deliberately small and verb-shaped (after Nomad's task
+// drivers): build an image, run a sandboxed container, watch exits, read
+// logs, dial the program's WatcherAPI, and list what exists so the Host can
+// reconcile after a restart.
+package driver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// Labels put on every image and container the Host creates, so that
+// reconciliation can find them again and tell them from anything else.
+// Every one starts with LabelPrefix, which user Dockerfiles may not use and
+// image labels may not carry into a container.
+const (
+	LabelPrefix     = "org.hershy."
+	LabelManaged    = "org.hershy.managed"    // "true"
+	LabelProgram    = "org.hershy.program-id" // program id
+	LabelBuild      = "org.hershy.build-id"   // build id
+	LabelInstance   = "org.hershy.instance"   // the Host instance (data directory) that owns it
+	LabelGeneration = "org.hershy.generation" // start attempt, to tell containers of one program apart
+	LabelJob        = "org.hershy.job"        // a one-shot job container (RunJob), e.g. "build"
+)
+
+// MinPidsRunsc is the lowest pids limit a gVisor sandbox starts reliably
+// with: its own threads count against it (51-62 idle with the full
+// contract, about 80 under load, measured here).
+const MinPidsRunsc = 128
+
+// ErrNotFound is returned (wrapped) when a container or image does not exist.
+var ErrNotFound = errors.New("runtime: not found")
+
+// ErrInUse is returned (wrapped) by RemoveImage when a container, running
+// or not, still uses the image.
+var ErrInUse = errors.New("runtime: image in use")
+
+// Runtime names: the OCI runtime a container runs under.
+const (
+	RuntimeRunsc = "runsc" // gVisor: the default
+	RuntimeRunc  = "runc"  // only when the operator chooses it
+)
+
+// Driver is what the Host needs from a container engine. Every method is
+// safe for concurrent use and honours ctx.
+type Driver interface {
+	// BuildImage builds an image from a context directory holding a
+	// Dockerfile, writing the build output to out as it comes. It never
+	// pulls base images. It returns the image id.
+	BuildImage(ctx context.Context, spec ImageSpec, out io.Writer) (imageID string, err error)
+	// ImageExists reports whether the image (id or tag) exists.
+	ImageExists(ctx context.Context, ref string) (bool, error)
+	// RemoveImage removes an image; a missing one is not an error.
+	RemoveImage(ctx context.Context, ref string) error
+
+	// CreateContainer creates (does not start) a container under the
+	// sandbox contract described by spec.
+	CreateContainer(ctx context.Context, spec ContainerSpec) (containerID string, err error)
+	// StartContainer starts a created container.
+	StartContainer(ctx context.Context, id string) error
+	// StopContainer asks the program to stop (SIGTERM), kills it after
+	// grace, and returns once it has exited. A missing or stopped container
+	// is not an error.
+	StopContainer(ctx context.Context, id string, grace time.Duration) error
+	// RemoveContainer force-removes a container; a missing one is not an error.
+	RemoveContainer(ctx context.Context, id string) error
+	// InspectContainer returns a container's current facts (ErrNotFound if gone).
+	InspectContainer(ctx context.Context, id string) (ContainerInfo, error)
+	// ListContainers returns every container (running or not) carrying all
+	// the given labels.
+	ListContainers(ctx context.Context, labels map[string]string) ([]ContainerInfo, error)
+
+	// Events streams container exits (and OOM kills) of containers with
+	// LabelManaged, from the moment of the call, until ctx is done. The
+	// channel is closed when the stream ends; the caller re-subscribes and
+	// reconciles after an error.
+	Events(ctx context.Context) (<-chan Event, <-chan error)
+
+	// Logs streams a container's stdout and stderr as plain demultiplexed
+	// text (no engine framing), from since (zero: from the start), following
+	// new output when follow is set.
+	Logs(ctx context.Context, id string, since time.Time, follow bool) (io.ReadCloser, error)
+
+	// RunJob runs a one-shot container to completion under the sandbox
+	// contract (as CreateContainer, but with network "none" always and the
+	// given command), streaming its output to out, and removes it. It
+	// returns the command's exit status; err is for the engine's failures
+	// (and ctx: a cancelled or timed-out job is killed and removed, and err
+	// wraps ctx's error). The Host compiles users' code this way.
+	RunJob(ctx context.Context, spec JobSpec, out io.Writer) (JobResult, error)
+
+	// DialContext connects to addr (e.g. "127.0.0.1:8080") inside the
+	// container's own network namespace, so a program with network "none"
+	// and no published port is still reachable by the Host alone.
+	DialContext(ctx context.Context, containerID, addr string) (net.Conn, error)
+
+	// Close releases the driver's resources.
+	Close() error
+}
+
+// ImageSpec describes an image build.
+type ImageSpec struct {
+	ContextDir string            // directory holding the Dockerfile and the files it copies
+	Dockerfile string            // path of the Dockerfile relative to ContextDir ("Dockerfile")
+	Tag        string            // e.g. "hersh-program-<build id>"
+	Labels     map[string]string // added to the image
+	MaxContext int64             // refuse a context larger than this many bytes (0: no cap)
+}
+
+// ContainerSpec describes a program container. The driver enforces the
+// sandbox contract: read-only root, Mounts the only writable places, a
+// noexec tmpfs at /tmp, no published ports, every capability dropped,
+// no-new-privileges, an init process, the given user, and the limits.
+type ContainerSpec struct {
+	Name    string            // engine-level name, e.g. "hersh-program-<program id>"
+	Image   string            // image id or tag
+	Runtime string            // RuntimeRunsc or RuntimeRunc
+	User    string            // "uid:gid", never root
+	Env     []string          // KEY=VALUE
+	Labels  map[string]string // must include LabelManaged and LabelProgram
+	Mounts  []Mount           // bind mounts (the program's /state, read-only secrets)
+	Network bool              // false: network "none"; true: outbound-only network
+	Limits  Limits
+}
+
+// JobSpec describes a one-shot sandboxed container (RunJob). The contract is
+// the program's (runtime, read-only root, no capabilities,
+// no-new-privileges, non-root numeric user, an init, limits), with network
+// "none" always: a job cannot ask for a network.
+type JobSpec struct {
+	Name    string // engine-level name
+	Image   string
+	Runtime string   // RuntimeRunsc or RuntimeRunc
+	User    string   // "uid:gid", never root
+	Cmd     []string // the command (the image's entrypoint is not used)
+	WorkDir string   // absolute
+	Env     []string // KEY=VALUE; nothing else of the Host's environment
+	Labels  map[string]string
+	Mounts  []Mount
+	// TmpBytes sizes the tmpfs at /tmp (0: the programs' default). It
+	// counts against MemoryBytes.
+	TmpBytes int64
+	Limits   Limits
+}
+
+// JobResult is how a job ended.
+type JobResult struct {
+	ExitCode  int
+	OOMKilled bool // the kernel killed it for exceeding its memory limit
+	// Vanished: the job's process was gone while the engine still showed
+	// it running (ExitCode is then 137, as for a kill).
+	Vanished bool
+}
+
+// Mount is a bind mount from the Host's filesystem.
+type Mount struct {
+	Source   string
+	Target   string
+	ReadOnly bool
+}
+
+// Limits are the container's resource limits.
+type Limits struct {
+	MemoryBytes int64   // hard memory limit
+	CPUs        float64 // CPU quota in cores
+	Pids        int64   // process/thread limit (>= 64 under runsc)
+	LogBytes    int64   // engine-side log size cap
+}
+
+// ContainerInfo is what the Host needs to know about a container.
+type ContainerInfo struct {
+	ID         string
+	Name       string
+	Image      string
+	Labels     map[string]string
+	Running    bool
+	Pid        int // host pid of the container's init, 0 when not running
+	ExitCode   int
+	OOMKilled  bool
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Runtime    string
+}
+
+// Event is a container lifecycle event the Host reacts to.
+type Event struct {
+	ContainerID string
+	Labels      map[string]string
+	Kind        EventKind
+	ExitCode    int
+	OOMKilled   bool
+	At          time.Time
+}
+
+// EventKind is what happened to a container.
+type EventKind string
+
+const (
+	EventStart EventKind = "start"
+	EventDie   EventKind = "die" // exited (ExitCode set)
+	EventOOM   EventKind = "oom" // the kernel killed it for memory; a die follows
+)
