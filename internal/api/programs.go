@@ -279,26 +279,16 @@ func (s *server) replaceSource(w http.ResponseWriter, r *http.Request, p princip
 		writeError(w, http.StatusBadRequest, "network, memory_bytes, cpus and env are set at create; delete and re-create the program to change them")
 		return
 	}
-	if _, err := lifecycle.ParseRestartPolicy(b.RestartPolicy); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
+	files := source.Files(b.SrcFiles)
+	if files == nil {
+		files = source.Files{}
 	}
-	if b.StateBytes != 0 && b.StateBytes != row.Options.StateBytes {
-		if _, err := s.h.SetStateBytes(r.Context(), row.ID, b.StateBytes); err != nil {
-			s.fail(w, err)
-			return
-		}
-	}
-	next, err := s.h.ReplaceSource(r.Context(), row.ID, b.Dockerfile, source.Files(b.SrcFiles))
+	next, err := s.h.Update(r.Context(), row.ID, host.UpdateRequest{
+		Dockerfile: b.Dockerfile, Files: files, StateBytes: b.StateBytes, RestartPolicy: b.RestartPolicy,
+	})
 	if err != nil {
 		s.fail(w, err)
 		return
-	}
-	if b.RestartPolicy != "" && b.RestartPolicy != next.RestartPolicy {
-		if next, err = s.h.SetRestartPolicy(r.Context(), row.ID, b.RestartPolicy); err != nil {
-			s.fail(w, err)
-			return
-		}
 	}
 	writeJSON(w, http.StatusOK, s.view(next))
 }

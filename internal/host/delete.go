@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
 )
@@ -16,24 +15,28 @@ func (h *Host) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.Do(ctx, lifecycle.Delete{}); err != nil {
+	if _, err := s.Do(ctx, lifecycle.Delete{}, nil); err != nil {
 		return err
 	}
 	// Done when the supervisor ends (the purge succeeded), or when the
 	// program leaves Deleting (the purge failed: it is in Error, and a
 	// new Delete may be tried).
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
 	for {
+		changed := s.Changed() // before the look, so no change falls between
+		if p := s.Program(); p.State != lifecycle.Deleting {
+			select {
+			case <-s.Done():
+				return nil
+			default:
+			}
+			return fmt.Errorf("program %s not deleted: %s", id, p.ErrorMsg)
+		}
 		select {
 		case <-s.Done():
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-tick.C:
-			if p := s.Program(); p.State != lifecycle.Deleting {
-				return fmt.Errorf("program %s not deleted: %s", id, p.ErrorMsg)
-			}
+		case <-changed:
 		}
 	}
 }

@@ -33,7 +33,7 @@ func (h *Host) migrateBuildIDs(ctx context.Context) error {
 			return err
 		}
 		id := source.BuildID(r.UserID, dockerfile, files)
-		if _, err := s.Do(ctx, lifecycle.SetSource{BuildID: id}); err != nil {
+		if _, err := s.Do(ctx, lifecycle.SetSource{BuildID: id}, nil); err != nil {
 			return err
 		}
 		h.log.Info("build id updated", "program", r.ID, "from", r.BuildID, "to", id)

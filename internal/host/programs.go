@@ -170,17 +170,16 @@ func (h *Host) Transitions(ctx context.Context, id string, limit int) ([]store.T
 	return h.store.ListTransitions(ctx, id, limit)
 }
 
-// command sends a user command to a program's supervisor after checking
-// that its state allows it.
-func (h *Host) command(ctx context.Context, id string, cmd lifecycle.Event) (store.Program, error) {
+// command sends a user command to a program's supervisor, whose reducer
+// admits it or refuses it (ErrConflict) on the program's current state;
+// guard, when not nil, is asked once the reducer admits it (see
+// supervisor.Supervisor.Do).
+func (h *Host) command(ctx context.Context, id string, cmd lifecycle.Event, guard func() error) (store.Program, error) {
 	s, err := h.sup(id)
 	if err != nil {
 		return store.Program{}, err
 	}
-	if err := lifecycle.Check(s.Program().State, cmd); err != nil {
-		return store.Program{}, err
-	}
-	if _, err := s.Do(ctx, cmd); err != nil {
+	if _, err := s.Do(ctx, cmd, guard); err != nil {
 		if errors.Is(err, supervisor.ErrGone) {
 			return store.Program{}, fmt.Errorf("program %s: %w", id, ErrNotFound)
 		}

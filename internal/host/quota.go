@@ -195,23 +195,16 @@ func (h *Host) checkUserMemory(id string) error {
 }
 
 // commandAdmitted sends cmd (start or restart) if the program's user has
-// memory left for it. The check and the command are one step under
+// memory left for it. The reducer admits the command first (a state
+// conflict is a 409 before any quota), then the quota is checked in the
+// supervisor's loop as the command's guard. The whole exchange holds
 // quotaMu: once the command is applied the program reserves (its
 // supervisor's snapshot says so), so a concurrent start of another program
-// of the same user counts it. A state conflict (409) is reported before
-// the quota.
+// of the same user counts it.
 func (h *Host) commandAdmitted(ctx context.Context, id string, cmd lifecycle.Event) (store.Program, error) {
 	h.quotaMu.Lock()
 	defer h.quotaMu.Unlock()
-	if s, err := h.sup(id); err == nil {
-		if err := lifecycle.Check(s.Program().State, cmd); err != nil {
-			return store.Program{}, err
-		}
-	}
-	if err := h.checkUserMemory(id); err != nil {
-		return store.Program{}, err
-	}
-	return h.command(ctx, id, cmd)
+	return h.command(ctx, id, cmd, func() error { return h.checkUserMemory(id) })
 }
 
 // formatBytes shows a byte count in the largest binary unit that keeps it

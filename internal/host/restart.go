@@ -22,5 +22,5 @@ func (h *Host) SetRestartPolicy(ctx context.Context, id, policy string) (store.P
 	if err != nil {
 		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return h.command(ctx, id, lifecycle.SetPolicy{Policy: p})
+	return h.command(ctx, id, lifecycle.SetPolicy{Policy: p}, nil)
 }

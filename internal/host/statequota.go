@@ -146,38 +146,6 @@ func (h *Host) StateUsage(row store.Program) (u StateUsage, ok bool) {
 	return StateUsage{Used: su.Used, Limit: su.Limit}, true
 }
 
-// SetStateBytes changes the cap of the program's /state (0: the Host's
-// default). Raising it works while the program runs where the kernel can
-// grow a mounted filesystem; otherwise, and to lower it, the program must
-// not be running (ErrConflict). A cap below what the program stores is
-// ErrInvalid.
-func (h *Host) SetStateBytes(ctx context.Context, id string, n int64) (store.Program, error) {
-	if err := h.checkStateBytes(n); err != nil {
-		return store.Program{}, err
-	}
-	row, err := h.current(ctx, id)
-	if err != nil {
-		return store.Program{}, err
-	}
-	if h.states == nil {
-		return row, nil
-	}
-	want := n
-	if want == 0 {
-		want = h.opts.StateBytes
-	}
-	err = h.states.Resize(ctx, h.programDir(id), want)
-	switch {
-	case errors.Is(err, statefs.ErrBusy):
-		return store.Program{}, fmt.Errorf("%w: state_bytes: the program's /state is in use: stop the program to change its size", ErrConflict)
-	case errors.Is(err, statefs.ErrTooSmall):
-		return store.Program{}, fmt.Errorf("%w: state_bytes: %v", ErrInvalid, err)
-	case err != nil:
-		return store.Program{}, err
-	}
-	return h.updateOptions(ctx, id, func(o *store.Options) { o.StateBytes = n })
-}
-
 // updateOptions changes a program's stored options. It holds saveMu, as
 // save does, so neither writes back a row the other has changed.
 func (h *Host) updateOptions(ctx context.Context, id string, change func(*store.Options)) (store.Program, error) {

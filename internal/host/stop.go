@@ -11,5 +11,5 @@ import (
 // flight; its containers are removed. It returns at once with the program
 // in Stopping (or already Stopped).
 func (h *Host) Stop(ctx context.Context, id string) (store.Program, error) {
-	return h.command(ctx, id, lifecycle.Stop{})
+	return h.command(ctx, id, lifecycle.Stop{}, nil)
 }

@@ -14,7 +14,21 @@ type Machine struct {
 // Reduce applies ev to p at time now and returns the new program and the
 // effects to run. r in [0,1) is the jitter draw. It is pure: the same inputs
 // give the same outputs.
-func (m Machine) Reduce(p Program, ev Event, now time.Time, r float64) (Program, []Effect) {
+//
+// Admission is the reducer's too: a user command the state does not allow
+// (start while building, starting or running; any command but a delete
+// while deleting) returns p unchanged, no effects and an error wrapping
+// ErrConflict. The supervisor reduces each command on the program's current
+// state in its loop, so of two concurrent starts exactly one is admitted.
+func (m Machine) Reduce(p Program, ev Event, now time.Time, r float64) (Program, []Effect, error) {
+	if err := admit(p.State, ev); err != nil {
+		return p, nil, err
+	}
+	next, fx := m.reduce(p, ev, now, r)
+	return next, fx, nil
+}
+
+func (m Machine) reduce(p Program, ev Event, now time.Time, r float64) (Program, []Effect) {
 	switch e := ev.(type) {
 	case Start:
 		return m.onStart(p, now)
@@ -306,17 +320,22 @@ func cancelWaiting(p *Program) []Effect {
 	return []Effect{Cancel{ID: id}}
 }
 
-// ErrConflict is returned by Check when the state forbids a command (409).
+// ErrConflict is returned by Reduce when the state forbids a command (409).
 var ErrConflict = errors.New("the program's state does not allow this")
 
-// Check reports whether a user command makes sense in state s. Commands the
-// reducer would ignore as redundant (start while running) are conflicts, so
-// the API can answer 409; idempotent ones (stop while stopped) are not.
-func Check(s State, cmd Event) error {
-	if s == Deleting {
-		return fmt.Errorf("%w: the program is being deleted", ErrConflict)
+// admit reports whether a user command makes sense in state s. Commands the
+// reducer would otherwise ignore as redundant (start while running) are
+// conflicts, so the API can answer 409; idempotent ones (stop while
+// stopped, delete while deleting) are not. Engine events and effect
+// results are always admitted (the reducer drops the stale ones).
+func admit(s State, ev Event) error {
+	switch ev.(type) {
+	case Start, Stop, Restart, SetSource, SetPolicy:
+		if s == Deleting {
+			return fmt.Errorf("%w: the program is being deleted", ErrConflict)
+		}
 	}
-	if _, ok := cmd.(Start); ok {
+	if _, ok := ev.(Start); ok {
 		switch s {
 		case Building, Starting, Ready:
 			return fmt.Errorf("%w: the program is already %s", ErrConflict, s)

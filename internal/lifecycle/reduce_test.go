@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -75,7 +76,8 @@ var events = []struct {
 }
 
 // want[state][event] = "NextState [effects]". "=" means ignored: the
-// program comes back unchanged and there are no effects.
+// program comes back unchanged and there are no effects. "409" means
+// refused: unchanged, no effects, and an error wrapping ErrConflict.
 var want = map[State]map[string]string{
 	Created: {
 		"Start": "Building DoBuild", "Stop": "=", "Restart": "Building DoBuild", "Delete": "Deleting DoPurge",
@@ -85,7 +87,7 @@ var want = map[State]map[string]string{
 		"ExitedOOM": "=", "ExitedOther": "=", "RecoverRunning": "Stopping DoHalt", "RecoverGone": "Stopping DoHalt", "RecoverNone": "=", "SetPolicy": "Created",
 	},
 	Building: {
-		"Start": "=", "Stop": "Stopping Cancel DoHalt", "Restart": "Stopping Cancel DoHalt", "Delete": "Deleting Cancel DoPurge",
+		"Start": "409", "Stop": "Stopping Cancel DoHalt", "Restart": "Stopping Cancel DoHalt", "Delete": "Deleting Cancel DoPurge",
 		"SetSource": "Building Cancel DoBuild", "Built": "Starting DoLaunch", "BuiltErr": "Error", "BuiltStale": "=",
 		"Launched": "=", "LaunchedErr": "=", "Probed": "=", "ProbedErr": "=", "ProbedStale": "=", "Halted": "=",
 		"HaltedErr": "=", "HaltedStale": "=", "RestartDue": "=", "RestartDueStale": "=", "Purged": "=", "PurgedErr": "=",
@@ -93,7 +95,7 @@ var want = map[State]map[string]string{
 		"RecoverRunning": "Building DoBuild", "RecoverGone": "Building DoBuild", "RecoverNone": "Building DoBuild", "SetPolicy": "Building",
 	},
 	Starting: {
-		"Start": "=", "Stop": "Stopping Cancel DoHalt", "Restart": "Stopping Cancel DoHalt", "Delete": "Deleting Cancel DoPurge",
+		"Start": "409", "Stop": "Stopping Cancel DoHalt", "Restart": "Stopping Cancel DoHalt", "Delete": "Deleting Cancel DoPurge",
 		"SetSource": "Starting", "Built": "=", "BuiltErr": "=", "BuiltStale": "=", "Launched": "Starting DoProbe",
 		"LaunchedErr": "Error DoTimer", "Probed": "Ready", "ProbedErr": "Error DoHalt", "ProbedStale": "=", "Halted": "=",
 		"HaltedErr": "=", "HaltedStale": "=", "RestartDue": "=", "RestartDueStale": "=", "Purged": "=", "PurgedErr": "=",
@@ -101,7 +103,7 @@ var want = map[State]map[string]string{
 		"ExitedOther": "=", "RecoverRunning": "Starting DoProbe", "RecoverGone": "Starting DoLaunch", "RecoverNone": "Starting DoLaunch", "SetPolicy": "Starting",
 	},
 	Ready: {
-		"Start": "=", "Stop": "Stopping DoHalt", "Restart": "Stopping DoHalt", "Delete": "Deleting DoPurge",
+		"Start": "409", "Stop": "Stopping DoHalt", "Restart": "Stopping DoHalt", "Delete": "Deleting DoPurge",
 		"SetSource": "Ready", "Built": "=", "BuiltErr": "=", "BuiltStale": "=", "Launched": "=", "LaunchedErr": "=",
 		"Probed": "=", "ProbedErr": "=", "ProbedStale": "=", "Halted": "=", "HaltedErr": "=", "HaltedStale": "=",
 		"RestartDue": "=", "RestartDueStale": "=", "Purged": "=", "PurgedErr": "=", "ExitedFail": "Error DoTimer",
@@ -132,11 +134,11 @@ var want = map[State]map[string]string{
 		"RecoverRunning": "Error DoHalt", "RecoverGone": "Error DoTimer", "RecoverNone": "Error DoTimer", "SetPolicy": "Error",
 	},
 	Deleting: {
-		"Start": "=", "Stop": "=", "Restart": "=", "Delete": "=", "SetSource": "=", "Built": "=", "BuiltErr": "=",
+		"Start": "409", "Stop": "409", "Restart": "409", "Delete": "=", "SetSource": "409", "Built": "=", "BuiltErr": "=",
 		"BuiltStale": "=", "Launched": "=", "LaunchedErr": "=", "Probed": "=", "ProbedErr": "=", "ProbedStale": "=",
 		"Halted": "=", "HaltedErr": "=", "HaltedStale": "=", "RestartDue": "=", "RestartDueStale": "=", "Purged": "Deleting",
 		"PurgedErr": "Error", "ExitedFail": "=", "ExitedClean": "=", "ExitedOOM": "=", "ExitedOther": "=",
-		"RecoverRunning": "Deleting DoPurge", "RecoverGone": "Deleting DoPurge", "RecoverNone": "Deleting DoPurge", "SetPolicy": "=",
+		"RecoverRunning": "Deleting DoPurge", "RecoverGone": "Deleting DoPurge", "RecoverNone": "Deleting DoPurge", "SetPolicy": "409",
 	},
 }
 
@@ -158,10 +160,16 @@ func TestEveryStateEveryEvent(t *testing.T) {
 		for _, e := range events {
 			t.Run(string(s)+"/"+e.name, func(t *testing.T) {
 				in := fixture(s)
-				out, fx := m.Reduce(in, e.ev, t0, 0)
+				out, fx, err := m.Reduce(in, e.ev, t0, 0)
 				w, ok := want[s][e.name]
 				if !ok {
 					t.Fatalf("no expectation for %s × %s", s, e.name)
+				}
+				if w == "409" || err != nil {
+					if w != "409" || !errors.Is(err, ErrConflict) || !reflect.DeepEqual(out, in) || len(fx) != 0 {
+						t.Fatalf("want %s, got %s, err %v", w, describe(out, fx), err)
+					}
+					return
 				}
 				if w == "=" {
 					if !reflect.DeepEqual(out, in) || len(fx) != 0 {
@@ -239,18 +247,18 @@ func checkInvariants(t *testing.T, in, out Program, fx []Effect) {
 
 func TestStopDuringBuildDropsTheBuild(t *testing.T) {
 	p := Program{State: Created, BuildID: "b1", Policy: RestartOnFailure}
-	p, fx := m.Reduce(p, Start{}, t0, 0)
+	p, fx := m.reduce(p, Start{}, t0, 0)
 	build := fx[0].(DoBuild)
-	p, fx = m.Reduce(p, Stop{}, t0, 0)
+	p, fx = m.reduce(p, Stop{}, t0, 0)
 	if got := describe(p, fx); got != "Stopping Cancel DoHalt" || fx[0].(Cancel).ID != build.ID {
 		t.Fatalf("stop during build: %s %v", got, fx)
 	}
 	// The build finishes anyway (its result raced the cancel): dropped.
-	p2, fx := m.Reduce(p, Built{Effect: build.ID, ImageID: "img"}, t0, 0)
+	p2, fx := m.reduce(p, Built{Effect: build.ID, ImageID: "img"}, t0, 0)
 	if !reflect.DeepEqual(p2, p) || len(fx) != 0 {
 		t.Fatalf("stale build result applied: %+v %v", p2, fx)
 	}
-	p, _ = m.Reduce(p, Halted{Effect: p.Waiting}, t0, 0)
+	p, _ = m.reduce(p, Halted{Effect: p.Waiting}, t0, 0)
 	if p.State != Stopped || p.ImageID != "" {
 		t.Fatalf("after halt: %+v", p)
 	}
@@ -258,11 +266,11 @@ func TestStopDuringBuildDropsTheBuild(t *testing.T) {
 
 func TestRestartStopsThenStartsWithoutRebuild(t *testing.T) {
 	p := fixture(Ready)
-	p, fx := m.Reduce(p, Restart{}, t0, 0)
+	p, fx := m.reduce(p, Restart{}, t0, 0)
 	if describe(p, fx) != "Stopping DoHalt" {
 		t.Fatal(describe(p, fx))
 	}
-	p, fx = m.Reduce(p, Halted{Effect: p.Waiting}, t0, 0)
+	p, fx = m.reduce(p, Halted{Effect: p.Waiting}, t0, 0)
 	if got := describe(p, fx); got != "Starting DoLaunch" || fx[0].(DoLaunch).ImageID != "img1" {
 		t.Fatalf("after halt: %s", got)
 	}
@@ -270,12 +278,12 @@ func TestRestartStopsThenStartsWithoutRebuild(t *testing.T) {
 
 func TestNewSourceRebuildsAtNextStart(t *testing.T) {
 	p := fixture(Ready)
-	p, _ = m.Reduce(p, SetSource{BuildID: "b2"}, t0, 0)
+	p, _ = m.reduce(p, SetSource{BuildID: "b2"}, t0, 0)
 	if p.State != Ready || p.ImageID != "" || p.BuildID != "b2" {
 		t.Fatalf("%+v", p)
 	}
-	p, _ = m.Reduce(p, Restart{}, t0, 0)
-	p, fx := m.Reduce(p, Halted{Effect: p.Waiting}, t0, 0)
+	p, _ = m.reduce(p, Restart{}, t0, 0)
+	p, fx := m.reduce(p, Halted{Effect: p.Waiting}, t0, 0)
 	if got := describe(p, fx); got != "Building DoBuild" || fx[0].(DoBuild).BuildID != "b2" {
 		t.Fatalf("%s %+v", got, fx)
 	}
@@ -291,14 +299,14 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	var delays []time.Duration
 	for i := 0; i < 12; i++ {
 		var fx []Effect
-		p, fx = m.Reduce(p, Exited{ContainerID: p.ContainerID, ExitCode: 1, At: now}, now, 0)
+		p, fx = m.reduce(p, Exited{ContainerID: p.ContainerID, ExitCode: 1, At: now}, now, 0)
 		timer := fx[len(fx)-1].(DoTimer)
 		delays = append(delays, timer.At.Sub(now))
 		now = timer.At
-		p, fx = m.Reduce(p, RestartDue{Effect: timer.ID}, now, 0)
+		p, fx = m.reduce(p, RestartDue{Effect: timer.ID}, now, 0)
 		launch := fx[0].(DoLaunch)
-		p, fx = m.Reduce(p, Launched{Effect: launch.ID, ContainerID: fmt.Sprintf("c%d", i+2)}, now, 0)
-		p, _ = m.Reduce(p, Probed{Effect: fx[0].(DoProbe).ID}, now, 0)
+		p, fx = m.reduce(p, Launched{Effect: launch.ID, ContainerID: fmt.Sprintf("c%d", i+2)}, now, 0)
+		p, _ = m.reduce(p, Probed{Effect: fx[0].(DoProbe).ID}, now, 0)
 		if p.State != Ready || p.RestartCount != i+1 {
 			t.Fatalf("round %d: %+v", i, p)
 		}
@@ -312,12 +320,12 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	}
 	// Healthy for 10 minutes: the next crash starts the schedule again.
 	now = now.Add(10 * time.Minute)
-	p, fx := m.Reduce(p, Exited{ContainerID: p.ContainerID, ExitCode: 1, At: now}, now, 0)
+	p, fx := m.reduce(p, Exited{ContainerID: p.ContainerID, ExitCode: 1, At: now}, now, 0)
 	if d := fx[0].(DoTimer).At.Sub(now); d != time.Second || p.RestartCount != 1 {
 		t.Fatalf("after a healthy period: delay %s count %d", d, p.RestartCount)
 	}
 	// A manual start resets the backoff and cancels the timer.
-	p, fx = m.Reduce(p, Start{}, now, 0)
+	p, fx = m.reduce(p, Start{}, now, 0)
 	if got := describe(p, fx); got != "Starting Cancel DoLaunch" || p.RestartCount != 0 || !p.NextRestartAt.IsZero() {
 		t.Fatalf("manual start: %s %+v", got, p)
 	}
@@ -341,7 +349,7 @@ func TestRestartPolicies(t *testing.T) {
 	for _, tt := range tests {
 		p := fixture(Ready)
 		p.Policy = tt.policy
-		out, fx := m.Reduce(p, Exited{ContainerID: "c1", ExitCode: tt.code, OOMKilled: tt.oom, At: t0}, t0, 0)
+		out, fx := m.reduce(p, Exited{ContainerID: "c1", ExitCode: tt.code, OOMKilled: tt.oom, At: t0}, t0, 0)
 		if got := describe(out, fx); got != tt.want {
 			t.Errorf("%s exit %d oom %v: got %q want %q", tt.policy, tt.code, tt.oom, got, tt.want)
 		}
@@ -373,27 +381,17 @@ func TestBackoffDelay(t *testing.T) {
 	}
 }
 
-func TestCheck(t *testing.T) {
-	for _, s := range States {
-		err := Check(s, Start{})
-		running := s == Building || s == Starting || s == Ready || s == Deleting
-		if (err != nil) != running {
-			t.Errorf("Check(%s, Start) = %v", s, err)
-		}
-		if err := Check(s, Stop{}); (err != nil) != (s == Deleting) {
-			t.Errorf("Check(%s, Stop) = %v", s, err)
-		}
-	}
-}
-
 // TestReduceIsPure: the same inputs always give the same outputs, and the
 // input program is never modified.
 func TestReduceIsPure(t *testing.T) {
 	for _, s := range States {
 		for _, e := range events {
 			in := fixture(s)
-			a, fa := m.Reduce(in, e.ev, t0, 0.3)
-			b, fb := m.Reduce(in, e.ev, t0, 0.3)
+			a, fa, erra := m.Reduce(in, e.ev, t0, 0.3)
+			b, fb, errb := m.Reduce(in, e.ev, t0, 0.3)
+			if (erra == nil) != (errb == nil) {
+				t.Fatalf("%s × %s: admission is not deterministic", s, e.name)
+			}
 			if !reflect.DeepEqual(a, b) || !reflect.DeepEqual(fa, fb) || !reflect.DeepEqual(in, fixture(s)) {
 				t.Fatalf("%s × %s is not deterministic", s, e.name)
 			}

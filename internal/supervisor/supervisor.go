@@ -54,16 +54,23 @@ type Supervisor struct {
 	quit  chan struct{} // closed when Run starts to return
 	done  chan struct{} // closed when Run has returned
 
-	mu      sync.Mutex // guards snap
+	mu      sync.Mutex // guards snap and changed
 	snap    lifecycle.Program
+	changed chan struct{}                 // closed (and replaced) when snap changes
 	effects map[uint64]context.CancelFunc // loop goroutine only
 	wg      sync.WaitGroup
 }
 
 type envelope struct {
-	ev       lifecycle.Event        // nil when an effect ended with nothing to say
-	reply    chan lifecycle.Program // for user commands
-	finished uint64                 // id of the effect that produced ev
+	ev       lifecycle.Event // nil when an effect ended with nothing to say
+	reply    chan reply      // for user commands
+	guard    func() error    // for user commands: asked once the reducer admits
+	finished uint64          // id of the effect that produced ev
+}
+
+type reply struct {
+	p   lifecycle.Program
+	err error
 }
 
 // Config bundles a supervisor's collaborators.
@@ -89,6 +96,7 @@ func New(id string, p lifecycle.Program, cfg Config) *Supervisor {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		snap:    p,
+		changed: make(chan struct{}),
 		effects: map[uint64]context.CancelFunc{},
 	}
 }
@@ -116,7 +124,16 @@ func (s *Supervisor) Run(ctx context.Context) {
 			if env.ev == nil {
 				continue
 			}
-			next, fx := s.machine.Reduce(p, env.ev, time.Now(), rand.Float64())
+			next, fx, err := s.machine.Reduce(p, env.ev, time.Now(), rand.Float64())
+			if err == nil && env.guard != nil {
+				err = env.guard()
+			}
+			if err != nil { // refused: nothing changes
+				if env.reply != nil {
+					env.reply <- reply{p, err}
+				}
+				continue
+			}
 			if changed(p, next) {
 				reason := describe(env.ev)
 				if err := s.save(ctx, next, p.State, reason); err != nil {
@@ -128,15 +145,20 @@ func (s *Supervisor) Run(ctx context.Context) {
 					s.observe(s.id, p, next, env.ev)
 				}
 			}
+			moved := changed(p, next)
 			p = next
 			s.mu.Lock()
 			s.snap = p
+			if moved {
+				close(s.changed)
+				s.changed = make(chan struct{})
+			}
 			s.mu.Unlock()
 			for _, e := range fx {
 				s.run(ctx, e)
 			}
 			if env.reply != nil {
-				env.reply <- p
+				env.reply <- reply{p, nil}
 			}
 			if _, purged := env.ev.(lifecycle.Purged); purged && p.State == lifecycle.Deleting && p.Waiting == 0 {
 				return // deleted: the record is gone
@@ -147,23 +169,40 @@ func (s *Supervisor) Run(ctx context.Context) {
 
 // Do sends a user command and returns the program as the command left it
 // (e.g. Building after Start). It never waits for effects.
-func (s *Supervisor) Do(ctx context.Context, cmd lifecycle.Event) (lifecycle.Program, error) {
-	reply := make(chan lifecycle.Program, 1)
+//
+// The command is reduced in the supervisor's loop on the program's current
+// state, so the reducer decides whether it is admitted: a refusal is its
+// error (wrapping lifecycle.ErrConflict) and changes nothing. When it is
+// admitted and guard is not nil, guard is asked next, still in the loop and
+// before anything is saved or run: its error refuses the command too (the
+// Host's quota check). guard must not wait on this supervisor.
+func (s *Supervisor) Do(ctx context.Context, cmd lifecycle.Event, guard func() error) (lifecycle.Program, error) {
+	rc := make(chan reply, 1)
 	select {
-	case s.inbox <- envelope{ev: cmd, reply: reply}:
+	case s.inbox <- envelope{ev: cmd, reply: rc, guard: guard}:
 	case <-s.quit:
 		return lifecycle.Program{}, ErrGone
 	case <-ctx.Done():
 		return lifecycle.Program{}, ctx.Err()
 	}
 	select {
-	case p := <-reply:
-		return p, nil
+	case r := <-rc:
+		return r.p, r.err
 	case <-s.done:
 		return lifecycle.Program{}, ErrGone
 	case <-ctx.Done():
 		return lifecycle.Program{}, ctx.Err()
 	}
+}
+
+// Changed returns a channel that is closed at the next persisted change of
+// the program (its state or any other recorded field), for waiting on an
+// outcome without polling. Take Program after it is closed, then Changed
+// again.
+func (s *Supervisor) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // Notify delivers an event that needs no answer (an engine event, Recover).

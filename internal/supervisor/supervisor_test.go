@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -139,7 +141,7 @@ func created() lifecycle.Program {
 
 func do(t *testing.T, s *Supervisor, cmd lifecycle.Event) lifecycle.Program {
 	t.Helper()
-	p, err := s.Do(context.Background(), cmd)
+	p, err := s.Do(context.Background(), cmd, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,14 +230,17 @@ func TestManyCommandsNeverDeadlock(t *testing.T) {
 		for g := range 10 {
 			wg.Go(func() {
 				for i := range 100 {
-					if _, err := s.Do(context.Background(), cmds[(g+i)%3]); err != nil {
+					// A start while running is refused (409): fine.
+					if _, err := s.Do(context.Background(), cmds[(g+i)%3], nil); err != nil && !errors.Is(err, lifecycle.ErrConflict) {
 						t.Error(err)
 					}
 				}
 			})
 		}
 		wg.Wait()
-		do(t, s, lifecycle.Start{})
+		if _, err := s.Do(context.Background(), lifecycle.Start{}, nil); err != nil && !errors.Is(err, lifecycle.ErrConflict) {
+			t.Fatal(err)
+		}
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		if p := s.Program(); p.State != lifecycle.Ready || w.running() != 1 {
@@ -287,7 +292,7 @@ func TestDeleteEndsTheSupervisor(t *testing.T) {
 		time.Sleep(10 * time.Second)
 		do(t, s, lifecycle.Delete{})
 		<-s.Done()
-		if _, err := s.Do(context.Background(), lifecycle.Start{}); !errors.Is(err, ErrGone) {
+		if _, err := s.Do(context.Background(), lifecycle.Start{}, nil); !errors.Is(err, ErrGone) {
 			t.Fatalf("Do after delete = %v", err)
 		}
 		if w.running() != 0 {
@@ -306,8 +311,103 @@ func TestRunCancelEndsEveryEffect(t *testing.T) {
 		cancel()
 		<-s.Done() // the blocked build was cancelled and its goroutine ended
 		equal(t, w.cancelled, []string{"build"})
-		if _, err := s.Do(context.Background(), lifecycle.Stop{}); !errors.Is(err, ErrGone) {
+		if _, err := s.Do(context.Background(), lifecycle.Stop{}, nil); !errors.Is(err, ErrGone) {
 			t.Fatalf("Do after Run ended = %v", err)
 		}
+	})
+}
+
+// TestAdmissionInTheLoop: the reducer admits commands on the program's
+// current state, in the loop: of many concurrent starts of a stopped
+// program exactly one is admitted, the others get 409.
+func TestAdmissionInTheLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, j := newWorld(), &journal{}
+		s, _ := startSup(t, w, j, created())
+		const n = 20
+		var wg sync.WaitGroup
+		var admitted, refused atomic.Int32
+		for range n {
+			wg.Go(func() {
+				_, err := s.Do(context.Background(), lifecycle.Start{}, nil)
+				switch {
+				case err == nil:
+					admitted.Add(1)
+				case errors.Is(err, lifecycle.ErrConflict):
+					refused.Add(1)
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if admitted.Load() != 1 || refused.Load() != n-1 {
+			t.Fatalf("%d starts admitted, %d refused; want exactly one admitted", admitted.Load(), refused.Load())
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if w.running() != 1 {
+			t.Fatalf("%d containers, want 1", w.running())
+		}
+	})
+}
+
+// TestGuardRefuses: a guard's error refuses an admitted command and
+// nothing changes; the guard is not asked for a command the reducer
+// refuses.
+func TestGuardRefuses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, j := newWorld(), &journal{}
+		s, _ := startSup(t, w, j, created())
+		quota := errors.New("over quota")
+		asked := 0
+		before := s.Program()
+		if _, err := s.Do(context.Background(), lifecycle.Start{}, func() error { asked++; return quota }); !errors.Is(err, quota) {
+			t.Fatalf("guarded start: %v", err)
+		}
+		if p := s.Program(); !reflect.DeepEqual(p, before) || asked != 1 {
+			t.Fatalf("a refused command changed the program: %+v (guard asked %d times)", p, asked)
+		}
+		do(t, s, lifecycle.Start{})
+		if _, err := s.Do(context.Background(), lifecycle.Start{}, func() error { asked++; return nil }); !errors.Is(err, lifecycle.ErrConflict) || asked != 1 {
+			t.Fatalf("start while building: %v, guard asked %d times", err, asked)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+	})
+}
+
+// TestChangedSignals: Changed is closed at the next persisted change, so
+// an outcome can be waited for without polling.
+func TestChangedSignals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, j := newWorld(), &journal{}
+		s, _ := startSup(t, w, j, created())
+		ch := s.Changed()
+		select {
+		case <-ch:
+			t.Fatal("closed before any change")
+		default:
+		}
+		do(t, s, lifecycle.Start{})
+		select {
+		case <-ch:
+		default:
+			t.Fatal("not closed by a start")
+		}
+		var states []lifecycle.State
+		for {
+			ch := s.Changed() // before the look: no change falls between
+			st := s.Program().State
+			states = append(states, st)
+			if st == lifecycle.Ready {
+				break
+			}
+			<-ch
+		}
+		if len(states) < 3 {
+			t.Fatalf("states seen: %v", states)
+		}
+		synctest.Wait()
 	})
 }
