@@ -47,7 +47,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		return usageError{fmt.Errorf("--build-cpus, --max-builds and --build-timeout must be positive")}
 	}
 	h, err := host.Open(ctx, host.Options{
-		DataDir: dataDir, Runtime: o.runtime, Logger: logger, PortRange: o.proxyPorts, Quotas: o.quotas,
+		DataDir: dataDir, Runtime: o.runtime, Logger: logger, Quotas: o.quotas,
 		Build: builder.Options{
 			SharedCacheDir: o.goSharedCache, GoProxy: o.goProxy,
 			Limits:    driver.Limits{MemoryBytes: o.buildMemory, CPUs: o.buildCPUs},
@@ -74,11 +74,12 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	}
 	handler, err := api.New(h, api.Options{
 		DataDir: dataDir, Version: version, Logger: logger, ProxyBase: "http://" + ln.Addr().String(),
-		MaxFollows: o.maxFollows, MaxAdminFollows: o.maxAdminFollows,
+		MaxFollows: o.maxFollows, MaxAdminFollows: o.maxAdminFollows, PortRange: o.proxyPorts,
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	defer handler.Close() // before the Host closes (deferred earlier)
 	fmt.Fprintf(a.errOut, "Hershy Host %s listening on http://%s (data %s, runtime %s)\n", version, ln.Addr(), dataDir, o.runtime)
 	return serveHTTP(ctx, ln, handler, logger)
 }

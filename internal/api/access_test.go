@@ -124,7 +124,7 @@ func (e *env) waitReady(id, tok string) programView {
 // admin's requests reach it without their credentials.
 func TestProxyPortAccess(t *testing.T) {
 	port := freePort(t)
-	e := newEnv(t, func(o *host.Options) { o.PortRange = fmt.Sprintf("%d-%d", port, port) })
+	e := newEnvWith(t, Options{PortRange: fmt.Sprintf("%d-%d", port, port)})
 	b, _ := json.Marshal(map[string]any{"src_files": seedFiles(t)})
 	var created map[string]any
 	e.do("POST", "/programs", e.tokA, string(b), 201, &created)

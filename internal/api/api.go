@@ -30,6 +30,10 @@ type Options struct {
 	Version   string
 	Logger    *slog.Logger
 	ProxyBase string // e.g. "http://127.0.0.1:18080", used to build proxy_url
+	// PortRange, e.g. "9000-9999", gives each Ready program a loopback
+	// port serving its WatcherAPI, for the owner's or the admin's token
+	// (seed compatibility). Empty: off.
+	PortRange string
 	// MaxFollows caps the log streams (logs?follow=1, build-log?follow=1)
 	// one user may have open at once, MaxAdminFollows the admin's; beyond
 	// it a follow is refused with 429. Zero: DefaultMaxFollows,
@@ -53,6 +57,7 @@ type server struct {
 	metrics   *metrics
 	follows   follows
 	bulkTurns chan struct{} // see bulk
+	ports     *ports         // per-program proxy ports (nil: off)
 }
 
 // route is one registered route; the OpenAPI test checks the document
@@ -101,8 +106,22 @@ var routes = []route{
 	{"DELETE", "/tokens/{id}", admin, (*server).revokeToken},
 }
 
-// New returns the API handler serving h.
-func New(h *host.Host, opts Options) (http.Handler, error) {
+// Server is the API: an http.Handler over a Host, and the per-program
+// proxy ports it opens (Options.PortRange). Close it when done.
+type Server struct{ s *server }
+
+// ServeHTTP serves the API.
+func (a *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.s.serve(w, r) }
+
+// Close closes the per-program proxy ports. Requests in flight are the
+// http.Server's to end.
+func (a *Server) Close() error {
+	a.s.ports.close()
+	return nil
+}
+
+// New returns the API serving h.
+func New(h *host.Host, opts Options) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("api: a host is required")
 	}
@@ -128,8 +147,11 @@ func New(h *host.Host, opts Options) (http.Handler, error) {
 		}
 		s.mux.Handle(pattern, s.wrap(rt))
 	}
-	h.ServePorts(s.servePort)
-	return http.HandlerFunc(s.serve), nil
+	var err error
+	if s.ports, err = startPorts(s, opts.PortRange); err != nil {
+		return nil, err
+	}
+	return &Server{s}, nil
 }
 
 // serve dispatches to the mux; unmatched requests (404, 405) get the JSON

@@ -42,6 +42,7 @@ type env struct {
 	d      *docker.Driver
 	dir    string
 	srv    *httptest.Server
+	api    *Server
 	admin  string
 	tokA   string
 	tokB   string
@@ -52,6 +53,13 @@ type env struct {
 // admin token and tokens for users alice and bob. more adjust the Host's
 // options.
 func newEnv(t *testing.T, more ...func(*host.Options)) *env {
+	t.Helper()
+	return newEnvWith(t, Options{}, more...)
+}
+
+// newEnvWith is newEnv with API options (DataDir, Version and ProxyBase
+// are set here).
+func newEnvWith(t *testing.T, opts Options, more ...func(*host.Options)) *env {
 	t.Helper()
 	d := testenv.Engine(t, driver.RuntimeRunc)
 	dir := t.TempDir()
@@ -72,10 +80,13 @@ func newEnv(t *testing.T, more ...func(*host.Options)) *env {
 	}
 	e.admin = tok
 	e.srv = httptest.NewUnstartedServer(nil)
-	handler, err := New(h, Options{DataDir: dir, Version: "test", ProxyBase: "http://" + e.srv.Listener.Addr().String()})
+	opts.DataDir, opts.Version, opts.ProxyBase = dir, "test", "http://"+e.srv.Listener.Addr().String()
+	handler, err := New(h, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.api = handler
+	t.Cleanup(func() { handler.Close() })
 	e.srv.Config.Handler = handler
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)

@@ -63,7 +63,7 @@ func (s *server) view(p store.Program) programView {
 		ContainerID: p.ContainerID, ProxyURL: s.proxyURL(p.ID), ErrorMsg: s.h.RelPaths(p.ErrorMsg),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.RestartPolicy,
 		RestartCount: p.RestartCount, NextRestartAt: p.NextRestartAt, LastExitCode: p.LastExitCode,
-		LastOOM: p.LastOOM, Options: o, ProxyPort: s.h.ProxyPort(p.ID),
+		LastOOM: p.LastOOM, Options: o, ProxyPort: s.ports.port(p.ID),
 	}
 	if u, ok := s.h.StateUsage(p); ok {
 		v.StateBytesUsed, v.StateBytesLimit = &u.Used, &u.Limit

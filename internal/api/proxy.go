@@ -20,7 +20,7 @@ func (s *server) proxy(w http.ResponseWriter, r *http.Request, p principal) {
 var portRoute = route{pattern: "proxy port /watcher/...", auth: user}
 
 // servePort serves a request that arrived on program id's proxy port
-// (host.PortServer): the caller must show the owner's or the admin's
+// (see ports.go): the caller must show the owner's or the admin's
 // token, exactly as on /programs/{id}/proxy/, and the request goes through
 // the same proxy, which strips the credentials.
 func (s *server) servePort(w http.ResponseWriter, r *http.Request, id string) {

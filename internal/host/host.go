@@ -55,10 +55,6 @@ type Options struct {
 	Backoff      lifecycle.Backoff
 	Build        builder.Options
 	Logger       *slog.Logger
-	// PortRange, e.g. "9000-9999", gives each Ready program a loopback
-	// port forwarding to its WatcherAPI (seed compatibility). Empty: off.
-	// What a port serves is installed with ServePorts.
-	PortRange string
 	// Quotas are the operator's limits per user (zero fields: defaults).
 	Quotas Quotas
 	// StateBytes is the size cap of a program's /state when it sets none
@@ -126,11 +122,6 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Quotas, err = o.Quotas.withDefaults(o.Limits.MemoryBytes); err != nil {
 		return o, err
 	}
-	if o.PortRange != "" {
-		if _, _, err := parsePortRange(o.PortRange); err != nil {
-			return o, err
-		}
-	}
 	if o.StateBytes <= 0 {
 		o.StateBytes = DefaultStateBytes
 	}
@@ -178,7 +169,9 @@ type Host struct {
 	files    map[string]*logstore.File // program id -> container log
 	oom      map[string]bool           // container ids the engine reported OOM for
 
-	ports *portProxies // per-program proxy ports (nil: off)
+	subsMu sync.Mutex
+	subs   map[int]func(Change) // replaced, never changed in place (observe reads it unlocked)
+	subSeq int
 	paths pathScrubber // hides the data directory in messages (relpath.go)
 }
 
@@ -218,9 +211,6 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 			h.closeResources()
 		}
 	}()
-	if h.ports, err = newPortProxies(h, o.PortRange); err != nil {
-		return nil, err
-	}
 	h.store, err = store.Open(filepath.Join(o.DataDir, "hershy.db"))
 	if err != nil {
 		return nil, err
@@ -273,7 +263,6 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 // and mounts their filesystems here again.
 func (h *Host) Close() error {
 	h.cancel()
-	h.ports.closeAll()
 	h.mu.Lock()
 	sups := make([]*supervisor.Supervisor, 0, len(h.sups))
 	for _, s := range h.sups {
@@ -291,7 +280,6 @@ func (h *Host) Close() error {
 }
 
 func (h *Host) closeResources() error {
-	h.ports.closeAll()
 	var errs []error
 	if h.store != nil {
 		errs = append(errs, h.store.Close())

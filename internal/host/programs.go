@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"maps"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -81,11 +82,6 @@ func (h *Host) supervise(r store.Program) *supervisor.Supervisor {
 		Logger:  h.log,
 	})
 	h.sups[id] = s
-	if r.State == string(lifecycle.Ready) {
-		// Re-adopted Ready (no state change to observe): its port now.
-		// assign takes only the ports' lock, never h.mu.
-		h.ports.assignIfOn(id)
-	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -139,7 +135,55 @@ func (h *Host) observe(id string, prev, next lifecycle.Program, ev lifecycle.Eve
 	if prev.State != next.State {
 		h.log.Info("program state", "program", id, "from", prev.State, "to", next.State, "error", next.ErrorMsg)
 	}
-	h.portsObserve(id, prev, next)
+	h.subsMu.Lock()
+	subs := h.subs
+	h.subsMu.Unlock()
+	for _, fn := range subs {
+		fn(Change{ProgramID: id, Prev: prev, Next: next})
+	}
+}
+
+// ReadyPrograms lists the programs that are Ready now.
+func (h *Host) ReadyPrograms() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ids []string
+	for id, s := range h.sups {
+		if s.Program().State == lifecycle.Ready {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Change is one persisted change of a program's lifecycle, as Subscribe
+// delivers it.
+type Change struct {
+	ProgramID  string
+	Prev, Next lifecycle.Program
+}
+
+// Subscribe calls fn with every persisted change of every program, from
+// the programs' supervisor loops, in each program's order; fn must not
+// block. Changes made before the call are not replayed: read the programs'
+// current state after subscribing. It returns the function that ends the
+// subscription.
+func (h *Host) Subscribe(fn func(Change)) (cancel func()) {
+	h.subsMu.Lock()
+	defer h.subsMu.Unlock()
+	h.subSeq++
+	key := h.subSeq
+	h.subs = maps.Clone(h.subs)
+	if h.subs == nil {
+		h.subs = map[int]func(Change){}
+	}
+	h.subs[key] = fn
+	return func() {
+		h.subsMu.Lock()
+		defer h.subsMu.Unlock()
+		h.subs = maps.Clone(h.subs)
+		delete(h.subs, key)
+	}
 }
 
 func (h *Host) sup(id string) (*supervisor.Supervisor, error) {
