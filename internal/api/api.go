@@ -57,7 +57,7 @@ type server struct {
 	metrics   *metrics
 	follows   follows
 	bulkTurns chan struct{} // see bulk
-	ports     *ports         // per-program proxy ports (nil: off)
+	ports     *ports        // per-program proxy ports (nil: off)
 }
 
 // route is one registered route; the OpenAPI test checks the document

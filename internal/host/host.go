@@ -172,7 +172,7 @@ type Host struct {
 	subsMu sync.Mutex
 	subs   map[int]func(Change) // replaced, never changed in place (observe reads it unlocked)
 	subSeq int
-	paths pathScrubber // hides the data directory in messages (relpath.go)
+	paths  pathScrubber // hides the data directory in messages (relpath.go)
 }
 
 // Open starts a Host on opts.DataDir with driver: it takes the directory's

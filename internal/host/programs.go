@@ -2,11 +2,11 @@ package host
 
 import (
 	"context"
-	"maps"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
