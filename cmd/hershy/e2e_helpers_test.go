@@ -44,7 +44,7 @@ func startE2EHost(t *testing.T, rt string) *e2eHost {
 			t.Errorf("closing host: %v", err)
 		}
 	})
-	tok, _, created, err := api.EnsureAdminToken(ctx, h.Store(), dir)
+	tok, _, created, err := h.Tokens().EnsureAdmin(ctx, dir)
 	if err != nil || !created || tok == "" {
 		t.Fatalf("EnsureAdminToken: %q created=%v %v", tok, created, err)
 	}

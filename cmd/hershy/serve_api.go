@@ -63,7 +63,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 			logger.Error("closing host", "err", err)
 		}
 	}()
-	_, path, created, err := api.EnsureAdminToken(ctx, h.Store(), dataDir)
+	_, path, created, err := h.Tokens().EnsureAdmin(ctx, dataDir)
 	if err != nil {
 		return fmt.Errorf("serve: admin token: %w", err)
 	}

@@ -5,9 +5,6 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,13 +12,12 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/store"
+	"github.com/hershyorg/hershy/internal/tokens"
 )
 
 // Options configure the API handler.
@@ -50,7 +46,7 @@ const (
 
 type server struct {
 	h         *host.Host
-	st        *store.Store
+	tokens    *tokens.Tokens
 	opts      Options
 	log       *slog.Logger
 	mux       *http.ServeMux
@@ -138,7 +134,7 @@ func New(h *host.Host, opts Options) (*Server, error) {
 	if opts.MaxAdminFollows <= 0 {
 		opts.MaxAdminFollows = DefaultMaxAdminFollows
 	}
-	s := &server{h: h, st: h.Store(), opts: opts, log: opts.Logger, mux: http.NewServeMux(), bulkTurns: make(chan struct{}, maxBulk)}
+	s := &server{h: h, tokens: h.Tokens(), opts: opts, log: opts.Logger, mux: http.NewServeMux(), bulkTurns: make(chan struct{}, maxBulk)}
 	s.metrics = newMetrics(s)
 	for _, rt := range routes {
 		pattern := rt.pattern
@@ -184,11 +180,8 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 	writeError(w, code, msg)
 }
 
-type principal struct {
-	TokenID string
-	UserID  string
-	Admin   bool
-}
+// principal is who a request's token speaks for.
+type principal = tokens.Principal
 
 func (s *server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -228,61 +221,14 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (principal
 	if tok == "" || len(tok) > 512 {
 		return fail("invalid token")
 	}
-	t, err := s.st.TokenByHash(r.Context(), hashToken(tok))
+	p, err := s.tokens.Check(r.Context(), tok)
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
+		if !errors.Is(err, tokens.ErrInvalid) {
 			s.log.Error("token lookup", "err", err)
 		}
 		return fail("invalid or revoked token")
 	}
-	return principal{TokenID: t.ID, UserID: t.UserID, Admin: t.IsAdmin}, true
-}
-
-func hashToken(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:])
-}
-
-func newToken() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return "hsy_" + hex.EncodeToString(b)
-}
-
-// AdminUserID is the user id of the admin token.
-const AdminUserID = "admin"
-
-// EnsureAdminToken makes sure an admin token exists: on first start it
-// creates a random one, stores its hash as admin and writes it to
-// <dataDir>/admin.token (0600); later it reads the file back and checks
-// the token is still valid (re-creating it when it was revoked or lost).
-func EnsureAdminToken(ctx context.Context, st *store.Store, dataDir string) (token string, path string, created bool, err error) {
-	path = filepath.Join(dataDir, "admin.token")
-	if b, rerr := os.ReadFile(path); rerr == nil {
-		tok := strings.TrimSpace(string(b))
-		if t, terr := st.TokenByHash(ctx, hashToken(tok)); terr == nil && t.IsAdmin {
-			if err := os.Chmod(path, 0o600); err != nil {
-				return "", "", false, err
-			}
-			return tok, path, false, nil
-		} else if terr != nil && !errors.Is(terr, store.ErrNotFound) {
-			return "", "", false, terr
-		}
-	} else if !errors.Is(rerr, os.ErrNotExist) {
-		return "", "", false, rerr
-	}
-	tok := newToken()
-	if _, err := st.CreateToken(ctx, store.Token{UserID: AdminUserID, Hash: hashToken(tok), IsAdmin: true}); err != nil {
-		return "", "", false, err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
-		return "", "", false, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", "", false, err
-	}
-	return tok, path, true, nil
+	return p, true
 }
 
 // ---- responses and errors ----

@@ -55,7 +55,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 func TestEnsureAdminToken(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
-	tok, path, created, err := EnsureAdminToken(context.Background(), e.h.Store(), dir)
+	tok, path, created, err := e.h.Tokens().EnsureAdmin(context.Background(), dir)
 	if err != nil || !created || tok == "" {
 		t.Fatal(created, err)
 	}
@@ -63,7 +63,7 @@ func TestEnsureAdminToken(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 || path != filepath.Join(dir, "admin.token") {
 		t.Fatalf("admin.token: %v %v", fi.Mode(), err)
 	}
-	tok2, _, created, err := EnsureAdminToken(context.Background(), e.h.Store(), dir)
+	tok2, _, created, err := e.h.Tokens().EnsureAdmin(context.Background(), dir)
 	if err != nil || created || tok2 != tok {
 		t.Fatalf("second start: %v %v", created, err)
 	}

@@ -74,7 +74,7 @@ func newEnvWith(t *testing.T, opts Options, more ...func(*host.Options)) *env {
 		}
 		h.Close()
 	})
-	tok, _, created, err := EnsureAdminToken(context.Background(), h.Store(), dir)
+	tok, _, created, err := h.Tokens().EnsureAdmin(context.Background(), dir)
 	if err != nil || !created {
 		t.Fatalf("admin token: %v %v", created, err)
 	}

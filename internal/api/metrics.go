@@ -64,7 +64,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.GaugeValue, float64(restarts))
 	}
-	builds, err := c.s.st.ListBuilds(ctx, "")
+	builds, err := c.s.h.Builds(ctx)
 	if err == nil {
 		counts := map[string]int{}
 		sums := map[string]float64{}

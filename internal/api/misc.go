@@ -2,11 +2,11 @@ package api
 
 import (
 	_ "embed"
+	"errors"
 	"net/http"
 	"time"
 
-	"github.com/hershyorg/hershy/internal/source"
-	"github.com/hershyorg/hershy/internal/store"
+	"github.com/hershyorg/hershy/internal/tokens"
 )
 
 //go:embed openapi.json
@@ -40,16 +40,11 @@ func (s *server) createToken(w http.ResponseWriter, r *http.Request, _ principal
 	if !decode(w, r, maxSmallBody, &b) {
 		return
 	}
-	if err := source.ValidateUserID(b.UserID); err != nil {
+	tok, t, err := s.tokens.Create(r.Context(), b.UserID)
+	if errors.Is(err, tokens.ErrBadUser) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if b.UserID == AdminUserID {
-		writeError(w, http.StatusBadRequest, "user_id "+AdminUserID+" is reserved for the admin token")
-		return
-	}
-	tok := newToken()
-	t, err := s.st.CreateToken(r.Context(), store.Token{UserID: b.UserID, Hash: hashToken(tok)})
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -58,7 +53,7 @@ func (s *server) createToken(w http.ResponseWriter, r *http.Request, _ principal
 }
 
 func (s *server) listTokens(w http.ResponseWriter, r *http.Request, _ principal) {
-	ts, err := s.st.ListTokens(r.Context(), r.URL.Query().Get("user_id"))
+	ts, err := s.tokens.List(r.Context(), r.URL.Query().Get("user_id"))
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -72,7 +67,7 @@ func (s *server) listTokens(w http.ResponseWriter, r *http.Request, _ principal)
 
 func (s *server) revokeToken(w http.ResponseWriter, r *http.Request, _ principal) {
 	id := r.PathValue("id")
-	if err := s.st.RevokeToken(r.Context(), id); err != nil {
+	if err := s.tokens.Revoke(r.Context(), id); err != nil {
 		s.fail(w, err)
 		return
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/hershyorg/hershy/internal/statefs"
 	"github.com/hershyorg/hershy/internal/store"
 	"github.com/hershyorg/hershy/internal/supervisor"
+	"github.com/hershyorg/hershy/internal/tokens"
 )
 
 // Options configure a Host. Zero fields take the defaults below.
@@ -140,6 +141,7 @@ type Host struct {
 	opts     Options
 	log      *slog.Logger
 	store    *store.Store
+	tokens   *tokens.Tokens
 	driver   driver.Driver
 	builder  *builder.Builder
 	machine  lifecycle.Machine
@@ -215,6 +217,7 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 	if err != nil {
 		return nil, err
 	}
+	h.tokens = tokens.New(h.store)
 	h.instance, err = h.store.EnsureMeta(ctx, store.MetaInstanceID, newInstanceID())
 	if err != nil {
 		return nil, err
@@ -314,8 +317,11 @@ func (h *Host) Runtime() string { return h.opts.Runtime }
 // Instance is this Host's id (stable for its data directory).
 func (h *Host) Instance() string { return h.instance }
 
-// Store gives the API layer access to records the Host does not wrap.
-func (h *Host) Store() *store.Store { return h.store }
+// Tokens are the API's bearer tokens, kept in the Host's store.
+func (h *Host) Tokens() *tokens.Tokens { return h.tokens }
+
+// Builds lists the build records (for the operator's metrics).
+func (h *Host) Builds(ctx context.Context) ([]store.Build, error) { return h.store.ListBuilds(ctx, "") }
 
 func (h *Host) programDir(id string) string { return filepath.Join(h.opts.DataDir, "programs", id) }
 

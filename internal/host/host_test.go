@@ -167,13 +167,13 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 			if cs := containersOf(t, d, id); len(cs) != 0 {
 				t.Fatalf("containers after stop: %+v", cs)
 			}
-			b1, err := h.Store().GetBuild(ctx, p.BuildID)
+			b1, err := h.store.GetBuild(ctx, p.BuildID)
 			if err != nil {
 				t.Fatal(err)
 			}
 			h.Start(ctx, id)
 			p2 := waitState(t, h, id, lifecycle.Ready, time.Minute)
-			if b2, _ := h.Store().GetBuild(ctx, p.BuildID); !b2.StartedAt.Equal(b1.StartedAt) {
+			if b2, _ := h.store.GetBuild(ctx, p.BuildID); !b2.StartedAt.Equal(b1.StartedAt) {
 				t.Fatal("start from Stopped rebuilt the image")
 			}
 
