@@ -12,11 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/testenv"
 
 	"github.com/hershyorg/hershy/internal/api"
-	"github.com/hershyorg/hershy/internal/host"
-	"github.com/hershyorg/hershy/internal/lifecycle"
 )
 
 // e2eHost is a real Host (real engine, real builds) served over HTTP on
@@ -31,19 +30,7 @@ func startE2EHost(t *testing.T, rt string) *e2eHost {
 	d := testenv.Engine(t, rt)
 	dir := t.TempDir()
 	ctx := context.Background()
-	h, err := host.Open(ctx, host.Options{
-		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
-		Backoff: lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
-		Build:   testenv.GoCaches(t),
-	}, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("closing host: %v", err)
-		}
-	})
+	h := hosttest.Open(t, dir, rt, d)
 	tok, _, created, err := h.Tokens().EnsureAdmin(ctx, dir)
 	if err != nil || !created || tok == "" {
 		t.Fatalf("EnsureAdminToken: %q created=%v %v", tok, created, err)
@@ -53,6 +40,7 @@ func startE2EHost(t *testing.T, rt string) *e2eHost {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { handler.Close() })
 	srv.Config.Handler = handler
 	srv.Start()
 	t.Cleanup(srv.Close) // runs before h.Close

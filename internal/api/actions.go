@@ -58,5 +58,5 @@ func (s *server) setRestartPolicy(w http.ResponseWriter, r *http.Request, p prin
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"program_id": next.ID, "restart_policy": next.RestartPolicy, "state": next.State})
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": next.ID, "restart_policy": next.Policy, "state": next.State})
 }

@@ -15,26 +15,9 @@ import (
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/docker"
 	"github.com/hershyorg/hershy/internal/host"
-	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/store"
 )
-
-func openHost(t *testing.T, dir, rt string, d driver.Driver, more ...func(*host.Options)) *host.Host {
-	t.Helper()
-	o := host.Options{
-		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
-		Backoff: lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
-		Build:   testenv.GoCaches(t),
-	}
-	for _, f := range more {
-		f(&o)
-	}
-	h, err := host.Open(context.Background(), o, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
 
 type env struct {
 	t      *testing.T
@@ -63,7 +46,7 @@ func newEnvWith(t *testing.T, opts Options, more ...func(*host.Options)) *env {
 	t.Helper()
 	d := testenv.Engine(t, driver.RuntimeRunc)
 	dir := t.TempDir()
-	h := openHost(t, dir, driver.RuntimeRunc, d, more...)
+	h := hosttest.Open(t, dir, driver.RuntimeRunc, d, more...)
 	e := &env{t: t, h: h, d: d, dir: dir}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -72,7 +55,6 @@ func newEnvWith(t *testing.T, opts Options, more ...func(*host.Options)) *env {
 		for _, r := range rows {
 			h.Delete(ctx, r.ID)
 		}
-		h.Close()
 	})
 	tok, _, created, err := h.Tokens().EnsureAdmin(context.Background(), dir)
 	if err != nil || !created {

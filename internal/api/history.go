@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/lifecycle"
 )
 
 // maxHistory is the most transitions one history answer holds.
@@ -34,10 +36,10 @@ func (s *server) history(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	type tv struct {
-		From   string    `json:"from"`
-		To     string    `json:"to"`
-		Reason string    `json:"reason"`
-		At     time.Time `json:"at"`
+		From   lifecycle.State `json:"from"`
+		To     lifecycle.State `json:"to"`
+		Reason string          `json:"reason"`
+		At     time.Time       `json:"at"`
 	}
 	out := make([]tv, 0, len(ts))
 	for _, t := range ts {

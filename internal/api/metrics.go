@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/store"
 )
 
@@ -41,15 +42,12 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.stateCap
 }
 
-var allStates = []string{store.StateCreated, store.StateBuilding, store.StateStarting, store.StateReady,
-	store.StateStopping, store.StateStopped, store.StateError, store.StateDeleting}
-
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rows, _, err := c.s.h.List(ctx, store.ProgramFilter{})
 	if err == nil {
-		counts := map[string]int{}
+		counts := map[lifecycle.State]int{}
 		restarts := 0
 		for _, r := range rows {
 			counts[r.State]++
@@ -59,8 +57,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(c.stateCap, prometheus.GaugeValue, float64(u.Limit), r.ID)
 			}
 		}
-		for _, st := range allStates {
-			ch <- prometheus.MustNewConstMetric(c.programs, prometheus.GaugeValue, float64(counts[st]), st)
+		for _, st := range lifecycle.States {
+			ch <- prometheus.MustNewConstMetric(c.programs, prometheus.GaugeValue, float64(counts[st]), string(st))
 		}
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.GaugeValue, float64(restarts))
 	}

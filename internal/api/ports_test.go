@@ -250,10 +250,10 @@ func waitReady(t *testing.T, h *host.Host, id string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.State == string(lifecycle.Ready) {
+		if p.State == lifecycle.Ready {
 			return
 		}
-		if p.State == string(lifecycle.Error) || time.Now().After(deadline) {
+		if p.State == lifecycle.Error || time.Now().After(deadline) {
 			t.Fatalf("%s: %s %s, want Ready", id, p.State, p.ErrorMsg)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -287,7 +287,7 @@ func waitNewContainer(t *testing.T, h *host.Host, id, old string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.State == string(lifecycle.Ready) && p.ContainerID != "" && p.ContainerID != old {
+		if p.State == lifecycle.Ready && p.ContainerID != "" && p.ContainerID != old {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,24 +15,24 @@ import (
 )
 
 type programView struct {
-	ProgramID     string        `json:"program_id"`
-	BuildID       string        `json:"build_id"`
-	UserID        string        `json:"user_id"`
-	State         string        `json:"state"`
-	ImageID       string        `json:"image_id"`
-	ContainerID   string        `json:"container_id"`
-	ProxyURL      string        `json:"proxy_url"`
-	ProxyPort     int           `json:"proxy_port,omitempty"` // loopback port to the WatcherAPI (--proxy-ports)
-	ErrorMsg      string        `json:"error_msg"`
-	CreatedAt     time.Time     `json:"created_at"`
-	UpdatedAt     time.Time     `json:"updated_at"`
-	Runtime       string        `json:"runtime"`
-	RestartPolicy string        `json:"restart_policy"`
-	RestartCount  int           `json:"restart_count"`
-	NextRestartAt *time.Time    `json:"next_restart_at"`
-	LastExitCode  *int          `json:"last_exit_code"`
-	LastOOM       bool          `json:"last_oom"`
-	Options       store.Options `json:"options"`
+	ProgramID     string                  `json:"program_id"`
+	BuildID       string                  `json:"build_id"`
+	UserID        string                  `json:"user_id"`
+	State         lifecycle.State         `json:"state"`
+	ImageID       string                  `json:"image_id"`
+	ContainerID   string                  `json:"container_id"`
+	ProxyURL      string                  `json:"proxy_url"`
+	ProxyPort     int                     `json:"proxy_port,omitempty"` // loopback port to the WatcherAPI (--proxy-ports)
+	ErrorMsg      string                  `json:"error_msg"`
+	CreatedAt     time.Time               `json:"created_at"`
+	UpdatedAt     time.Time               `json:"updated_at"`
+	Runtime       string                  `json:"runtime"`
+	RestartPolicy lifecycle.RestartPolicy `json:"restart_policy"`
+	RestartCount  int                     `json:"restart_count"`
+	NextRestartAt *time.Time              `json:"next_restart_at"`
+	LastExitCode  *int                    `json:"last_exit_code"`
+	LastOOM       bool                    `json:"last_oom"`
+	Options       store.Options           `json:"options"`
 	// QueuePosition: while Building, n when the build waits for a build
 	// slot with n-1 builds ahead of it (0: running, or not building).
 	QueuePosition int `json:"queue_position,omitempty"`
@@ -54,21 +55,29 @@ func (s *server) view(p store.Program) programView {
 		o.Env = masked
 	}
 	queued := 0
-	if p.State == string(lifecycle.Building) {
+	if p.State == lifecycle.Building {
 		queued = s.h.QueuePosition(p.BuildID)
 	}
 	v := programView{
 		QueuePosition: queued,
 		ProgramID:     p.ID, BuildID: p.BuildID, UserID: p.UserID, State: p.State, ImageID: p.ImageID,
 		ContainerID: p.ContainerID, ProxyURL: s.proxyURL(p.ID), ErrorMsg: s.h.RelPaths(p.ErrorMsg),
-		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.RestartPolicy,
-		RestartCount: p.RestartCount, NextRestartAt: p.NextRestartAt, LastExitCode: p.LastExitCode,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.Policy,
+		RestartCount: p.RestartCount, NextRestartAt: timePtr(p.NextRestartAt), LastExitCode: p.LastExitCode,
 		LastOOM: p.LastOOM, Options: o, ProxyPort: s.ports.port(p.ID),
 	}
 	if u, ok := s.h.StateUsage(p); ok {
 		v.StateBytesUsed, v.StateBytesLimit = &u.Used, &u.Limit
 	}
 	return v
+}
+
+// timePtr shows the zero time as null.
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 // program loads the program named in the path and checks that the caller
@@ -149,7 +158,7 @@ func (s *server) createProgram(w http.ResponseWriter, r *http.Request, p princip
 
 func (s *server) listPrograms(w http.ResponseWriter, r *http.Request, p principal) {
 	q := r.URL.Query()
-	f := store.ProgramFilter{State: q.Get("state"), UserID: q.Get("user_id"), Limit: 100}
+	f := store.ProgramFilter{State: lifecycle.State(q.Get("state")), UserID: q.Get("user_id"), Limit: 100}
 	for _, x := range []struct {
 		name string
 		dst  *int
@@ -167,14 +176,9 @@ func (s *server) listPrograms(w http.ResponseWriter, r *http.Request, p principa
 	if f.Limit == 0 {
 		f.Limit = 100
 	}
-	if f.State != "" {
-		switch f.State {
-		case store.StateCreated, store.StateBuilding, store.StateStarting, store.StateReady,
-			store.StateStopping, store.StateStopped, store.StateError, store.StateDeleting:
-		default:
-			writeError(w, http.StatusBadRequest, "unknown state "+strconv.Quote(f.State))
-			return
-		}
+	if f.State != "" && !slices.Contains(lifecycle.States, f.State) {
+		writeError(w, http.StatusBadRequest, "unknown state "+strconv.Quote(string(f.State)))
+		return
 	}
 	if !p.Admin {
 		if f.UserID != "" && f.UserID != p.UserID {

@@ -162,9 +162,10 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, 
 		return store.Program{}, err
 	}
 	row, err := h.store.CreateProgram(ctx, store.Program{
-		ID: id, UserID: req.UserID, BuildID: buildID,
-		State: string(lifecycle.Created), Desired: string(lifecycle.DesiredStopped),
-		RestartPolicy: string(policy),
+		ID: id, UserID: req.UserID,
+		Program: lifecycle.Program{
+			BuildID: buildID, State: lifecycle.Created, Desired: lifecycle.DesiredStopped, Policy: policy,
+		},
 		Options: store.Options{
 			Network: req.Options.Network, MemoryBytes: req.Options.MemoryBytes,
 			CPUs: req.Options.CPUs, Env: req.Options.Env, StateBytes: stateBytes,

@@ -199,7 +199,7 @@ func TestDockerfileProgram(t *testing.T) {
 		if exists(imageTag(b)) {
 			t.Errorf("image %s left after both programs were deleted", imageTag(b))
 		}
-		if _, err := h.store.GetBuild(ctx, b); !errors.Is(err, store.ErrNotFound) {
+		if _, err := buildRecord(t, h, b); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("build record %s left: %v", b, err)
 		}
 	}

@@ -49,10 +49,10 @@ func TestCheckDockerfile(t *testing.T) {
 	defer st.Close()
 	ctx := context.Background()
 	for _, p := range []store.Program{
-		{ID: "ann-1", UserID: "ann", BuildID: "build-aaaaaaaaaaaa"},
-		{ID: "bob-1", UserID: "bob", BuildID: "build-bbbbbbbbbbbb"},
+		{ID: "ann-1", UserID: "ann", Program: lifecycle.Program{BuildID: "build-aaaaaaaaaaaa"}},
+		{ID: "bob-1", UserID: "bob", Program: lifecycle.Program{BuildID: "build-bbbbbbbbbbbb"}},
 	} {
-		p.State, p.Desired = string(lifecycle.Created), string(lifecycle.DesiredStopped)
+		p.State, p.Desired = lifecycle.Created, lifecycle.DesiredStopped
 		if _, err := st.CreateProgram(ctx, p); err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,8 @@ package host
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -337,4 +339,10 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("host: data directory %s is in use by another Host: %w", dir, err)
 	}
 	return f, nil
+}
+
+func newInstanceID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -40,13 +40,21 @@ func counterProgram(t *testing.T) source.Files {
 	}
 }
 
-func openHost(t *testing.T, dir, rt string, d driver.Driver) *Host {
+// openHost opens a Host with the test settings, changed by more: the
+// Host's tests' one helper for it (packages above the Host use
+// hosttest.Open, which this package cannot import). The caller closes it:
+// some tests close and reopen it on purpose.
+func openHost(t *testing.T, dir, rt string, d driver.Driver, more ...func(*Options)) *Host {
 	t.Helper()
-	h, err := Open(context.Background(), Options{
+	o := Options{
 		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
 		Backoff: lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
 		Build:   testenv.GoCaches(t),
-	}, d)
+	}
+	for _, f := range more {
+		f(&o)
+	}
+	h, err := Open(context.Background(), o, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +71,11 @@ func waitState(t *testing.T, h *Host, id string, want lifecycle.State, timeout t
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.State == string(want) {
+		if p.State == want {
 			t.Logf("%s reached %s after %s", id[:12], want, timeout-time.Until(deadline))
 			return p
 		}
-		if p.State == string(lifecycle.Error) && want != lifecycle.Error && p.NextRestartAt == nil {
+		if p.State == lifecycle.Error && want != lifecycle.Error && p.NextRestartAt.IsZero() {
 			log, _ := h.BuildLog(context.Background(), p.BuildID, false)
 			var b []byte
 			if log != nil {
@@ -167,13 +175,13 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 			if cs := containersOf(t, d, id); len(cs) != 0 {
 				t.Fatalf("containers after stop: %+v", cs)
 			}
-			b1, err := h.store.GetBuild(ctx, p.BuildID)
+			b1, err := buildRecord(t, h, p.BuildID)
 			if err != nil {
 				t.Fatal(err)
 			}
 			h.Start(ctx, id)
 			p2 := waitState(t, h, id, lifecycle.Ready, time.Minute)
-			if b2, _ := h.store.GetBuild(ctx, p.BuildID); !b2.StartedAt.Equal(b1.StartedAt) {
+			if b2, _ := buildRecord(t, h, p.BuildID); !b2.StartedAt.Equal(b1.StartedAt) {
 				t.Fatal("start from Stopped rebuilt the image")
 			}
 
@@ -185,7 +193,7 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 			}
 
 			// The restart policy can be changed by the operator.
-			if q, err := h.SetRestartPolicy(ctx, id, "always"); err != nil || q.RestartPolicy != "always" {
+			if q, err := h.SetRestartPolicy(ctx, id, "always"); err != nil || q.Policy != lifecycle.RestartAlways {
 				t.Fatalf("set policy: %+v %v", q, err)
 			}
 			if _, err := h.SetRestartPolicy(ctx, id, "sometimes"); !errors.Is(err, ErrInvalid) {
@@ -195,7 +203,7 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 			// A crash is seen on the event stream and restarted with backoff.
 			watcherSend(t, h, id, "crash")
 			p4 := waitState(t, h, id, lifecycle.Error, 30*time.Second)
-			if p4.LastExitCode == nil || *p4.LastExitCode != 3 || p4.NextRestartAt == nil || p4.RestartCount != 1 {
+			if p4.LastExitCode == nil || *p4.LastExitCode != 3 || p4.NextRestartAt.IsZero() || p4.RestartCount != 1 {
 				t.Fatalf("after a crash: %+v", p4)
 			}
 			p5 := waitState(t, h, id, lifecycle.Ready, time.Minute)
@@ -241,3 +249,19 @@ func TestLifecycleAgainstTheEngine(t *testing.T) {
 }
 
 func storeFilterAll() store.ProgramFilter { return store.ProgramFilter{Limit: 10000} }
+
+// buildRecord returns the record of build id from the Host's builds, or
+// store.ErrNotFound.
+func buildRecord(t *testing.T, h *Host, id string) (store.Build, error) {
+	t.Helper()
+	bs, err := h.Builds(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bs {
+		if b.ID == id {
+			return b, nil
+		}
+	}
+	return store.Build{}, store.ErrNotFound
+}

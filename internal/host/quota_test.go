@@ -123,14 +123,10 @@ func TestReservedEnv(t *testing.T) {
 //     racing for room for one, and room coming back with a stop.
 func TestQuotasAgainstTheEngine(t *testing.T) {
 	d := testenv.Engine(t, driver.RuntimeRunc)
-	h, err := Open(context.Background(), Options{
-		DataDir: t.TempDir(), Runtime: driver.RuntimeRunc, StopGrace: 2 * time.Second,
-		Build:  testenv.GoCaches(t),
-		Quotas: Quotas{MaxPrograms: 4, MaxProgramMemory: 512 << 20, MaxUserMemory: 768 << 20},
-	}, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := openHost(t, t.TempDir(), driver.RuntimeRunc, d, func(o *Options) {
+		o.StopGrace = 2 * time.Second
+		o.Quotas = Quotas{MaxPrograms: 4, MaxProgramMemory: 512 << 20, MaxUserMemory: 768 << 20}
+	})
 	defer h.Close()
 	ctx := context.Background()
 	files := source.Files{"go.mod": "module example.com/q\n\ngo 1.25\n", "main.go": "package main\n\nfunc main() { select {} }\n"}
@@ -154,7 +150,7 @@ func TestQuotasAgainstTheEngine(t *testing.T) {
 	}
 
 	// Memory per program: the operator's limit, and far above the machine.
-	_, err = create("alice", 1<<30)
+	_, err := create("alice", 1<<30)
 	isQuota("1 GiB with a 512 MiB limit", err, "512 MiB per program")
 	_, err = create("alice", 64<<30)
 	isQuota("64 GiB", err, "per program")
@@ -261,5 +257,5 @@ func TestQuotasAgainstTheEngine(t *testing.T) {
 }
 
 func storeRow(id string) store.Program {
-	return store.Program{ID: id, UserID: "u", BuildID: "b"}
+	return store.Program{ID: id, UserID: "u", Program: lifecycle.Program{BuildID: "b"}}
 }

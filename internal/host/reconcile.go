@@ -42,7 +42,7 @@ func (h *Host) reconcile(ctx context.Context) error {
 	for _, r := range rows {
 		known[r.ID] = true
 		// A program whose folder vanished cannot run: say so instead of failing later.
-		if _, err := os.Stat(filepath.Join(h.programDir(r.ID), "src")); err != nil && r.State != string(lifecycle.Deleting) {
+		if _, err := os.Stat(filepath.Join(h.programDir(r.ID), "src")); err != nil && r.State != lifecycle.Deleting {
 			r.ErrorMsg = "program storage missing: " + err.Error()
 		}
 		chosen := pick(byProgram[r.ID], r.ContainerID)

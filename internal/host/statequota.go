@@ -89,7 +89,7 @@ func (h *Host) ensureState(ctx context.Context, row store.Program) error {
 // program made before caps existed uses its plain directory: that is moved
 // into a filesystem at the program's next launch, not under its feet.
 func (h *Host) ensureStateAtOpen(ctx context.Context, row store.Program, running bool) {
-	if h.states == nil || row.State == string(lifecycle.Deleting) {
+	if h.states == nil || row.State == lifecycle.Deleting {
 		return
 	}
 	dir := h.programDir(row.ID)

@@ -40,16 +40,7 @@ const testStateCap = 8 << 20
 
 func openCappedHost(t *testing.T, dir, rt string, d driver.Driver) *Host {
 	t.Helper()
-	h, err := Open(context.Background(), Options{
-		DataDir: dir, Runtime: rt, StartTimeout: 60 * time.Second, StopGrace: 5 * time.Second,
-		Backoff:    lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
-		Build:      testenv.GoCaches(t),
-		StateBytes: 16 << 20, MaxStateBytes: 32 << 20,
-	}, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
+	return openHost(t, dir, rt, d, func(o *Options) { o.StateBytes, o.MaxStateBytes = 16<<20, 32<<20 })
 }
 
 // dataDirBytes is what the data directory takes on the host's root
@@ -390,7 +381,7 @@ func TestSetStateBytes(t *testing.T) {
 	}
 	t.Logf("raising while running: %v; cap now %d", err, limit())
 	var row store.Program
-	if row, err = h.Get(ctx, id); err != nil || row.State != string(lifecycle.Ready) {
+	if row, err = h.Get(ctx, id); err != nil || row.State != lifecycle.Ready {
 		t.Fatalf("the program after the changes: %v %v", row.State, err)
 	}
 }
@@ -399,10 +390,7 @@ func TestSetStateBytes(t *testing.T) {
 // a size cap cannot be asked for, and no usage is reported.
 func TestUncappedState(t *testing.T) {
 	d := testenv.Engine(t, driver.RuntimeRunc)
-	h, err := Open(context.Background(), Options{DataDir: t.TempDir(), Runtime: driver.RuntimeRunc, Build: testenv.GoCaches(t), UncappedState: true}, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := openHost(t, t.TempDir(), driver.RuntimeRunc, d, func(o *Options) { o.UncappedState = true })
 	defer h.Close()
 	ctx := context.Background()
 	if _, err := h.Create(ctx, CreateRequest{UserID: "alice", Files: fillerProgram(t), Options: ProgramOptions{StateBytes: testStateCap}}); !errors.Is(err, ErrInvalid) {

@@ -101,7 +101,7 @@ func (h *Host) Update(ctx context.Context, id string, req UpdateRequest) (_ stor
 			s.Do(context.WithoutCancel(ctx), lifecycle.SetSource{BuildID: row.BuildID}, nil)
 		})
 	}
-	if policy != "" && string(policy) != row.RestartPolicy {
+	if policy != "" && policy != row.Policy {
 		if _, err := s.Do(ctx, lifecycle.SetPolicy{Policy: policy}, nil); err != nil {
 			return store.Program{}, err
 		}

@@ -13,7 +13,7 @@ const (
 	BuildFailed   = "failed"
 )
 
-var validBuildStatus = set(BuildBuilding, BuildOK, BuildFailed)
+var validBuildStatus = map[string]bool{BuildBuilding: true, BuildOK: true, BuildFailed: true}
 
 // Build is one row of the builds table, keyed by the content-hash build id
 // (shared by every program with the same source).
@@ -79,15 +79,6 @@ RETURNING `+buildCols,
 		return Build{}, wrap("upsert build "+b.ID, err)
 	}
 	return out, nil
-}
-
-// GetBuild returns one build, or ErrNotFound.
-func (s *Store) GetBuild(ctx context.Context, id string) (Build, error) {
-	b, err := scanBuild(s.r.QueryRowContext(ctx, `SELECT `+buildCols+` FROM builds WHERE build_id = ?`, id))
-	if err != nil {
-		return Build{}, wrap("get build "+id, err)
-	}
-	return b, nil
 }
 
 // ListBuilds returns the builds with the given status (all when status is

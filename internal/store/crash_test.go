@@ -12,13 +12,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/lifecycle"
 )
 
 const crashEnv = "HERSHY_STORE_CRASH_CHILD_DB"
 
-// lifecycle is the sequence of states the crash child drives each program
-// through; the k-th SaveTransition (k from 1) moves it to lifecycle[k].
-var lifecycle = []string{StateCreated, StateBuilding, StateStarting, StateReady, StateStopping, StateStopped}
+// steps is the sequence of states the crash child drives each program
+// through; the k-th SaveTransition (k from 1) moves it to steps[k].
+var steps = []lifecycle.State{lifecycle.Created, lifecycle.Building, lifecycle.Starting, lifecycle.Ready, lifecycle.Stopping, lifecycle.Stopped}
 
 // TestCrashChild is the child half of TestCrashSafety; it does nothing unless
 // started by it. It writes as fast as it can from several goroutines and
@@ -56,10 +58,10 @@ func TestCrashChild(t *testing.T) {
 					return
 				}
 				ack("ACK %s 0", p.ID)
-				for k := 1; k < len(lifecycle); k++ {
-					p.EffectSeq = int64(k)
+				for k := 1; k < len(steps); k++ {
+					p.Seq = uint64(k)
 					p.ErrorMsg = strings.Repeat("e", 500*k) // grow the row: more pages per commit
-					if p, err = s.SaveTransition(ctx, p, lifecycle[k-1], lifecycle[k], fmt.Sprint(k)); err != nil {
+					if p, err = s.SaveTransition(ctx, p, steps[k-1], steps[k], fmt.Sprint(k)); err != nil {
 						ack("ERR %v", err)
 						return
 					}
@@ -165,8 +167,8 @@ func TestCrashSafety(t *testing.T) {
 					t.Errorf("acknowledged program %s: %v", id, err)
 					continue
 				}
-				if p.EffectSeq < int64(k) {
-					t.Errorf("program %s: effect_seq %d, but transition %d was acknowledged", id, p.EffectSeq, k)
+				if p.Seq < uint64(k) {
+					t.Errorf("program %s: effect_seq %d, but transition %d was acknowledged", id, p.Seq, k)
 				}
 			}
 			progs, total, err := s.ListPrograms(ctx, ProgramFilter{})
@@ -178,9 +180,9 @@ func TestCrashSafety(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if int64(len(tr)) != p.EffectSeq || p.State != lifecycle[p.EffectSeq] ||
+				if uint64(len(tr)) != p.Seq || p.State != steps[p.Seq] ||
 					(len(tr) > 0 && (tr[len(tr)-1].To != p.State || !tr[len(tr)-1].At.Equal(p.UpdatedAt))) {
-					t.Errorf("program %s (state %s, effect_seq %d) disagrees with its %d transitions", p.ID, p.State, p.EffectSeq, len(tr))
+					t.Errorf("program %s (state %s, effect_seq %d) disagrees with its %d transitions", p.ID, p.State, p.Seq, len(tr))
 				}
 			}
 			t.Logf("killed after %d acknowledged writes; %d programs (%d acknowledged) consistent after reopen", n, total, len(acked))

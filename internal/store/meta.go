@@ -11,29 +11,6 @@ const (
 	MetaInstanceID = "host_instance_id"
 )
 
-// GetMeta returns a host metadata value, or ErrNotFound.
-func (s *Store) GetMeta(ctx context.Context, key string) (string, error) {
-	var v string
-	err := s.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
-	if err != nil {
-		return "", wrap("get meta "+key, err)
-	}
-	return v, nil
-}
-
-// SetMeta sets a host metadata value.
-func (s *Store) SetMeta(ctx context.Context, key, value string) error {
-	if key == "" {
-		return wrap("set meta", invalid("empty key"))
-	}
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
-ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
-		return err
-	})
-	return wrap("set meta "+key, err)
-}
-
 // EnsureMeta sets key to value unless it already has one, and returns the
 // stored value: EnsureMeta(ctx, MetaInstanceID, newRandomID) creates the
 // Host's instance id once and returns the same id on every later start.

@@ -147,9 +147,3 @@ func currentVersion(ctx context.Context, q queryRower) (int, error) {
 	err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v)
 	return v, err
 }
-
-// Version reports the schema version of the open database.
-func (s *Store) Version(ctx context.Context) (int, error) {
-	v, err := currentVersion(ctx, s.r)
-	return v, wrap("schema version", err)
-}

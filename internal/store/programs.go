@@ -4,56 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/lifecycle"
 )
 
-// Program states (the lifecycle's states).
-const (
-	StateCreated  = "Created"
-	StateBuilding = "Building"
-	StateStarting = "Starting"
-	StateReady    = "Ready"
-	StateStopping = "Stopping"
-	StateStopped  = "Stopped"
-	StateError    = "Error"
-	StateDeleting = "Deleting"
-)
-
-// Desired states.
-const (
-	DesiredRunning = "running"
-	DesiredStopped = "stopped"
-)
-
-// Container runtimes. A program that has never been started has Runtime "".
-const (
-	RuntimeRunsc = "runsc"
-	RuntimeRunc  = "runc"
-)
-
-// Restart policies.
-const (
-	RestartAlways    = "always"
-	RestartOnFailure = "on-failure"
-	RestartNever     = "never"
-)
-
-var (
-	validStates   = set(StateCreated, StateBuilding, StateStarting, StateReady, StateStopping, StateStopped, StateError, StateDeleting)
-	validDesired  = set(DesiredRunning, DesiredStopped)
-	validRuntimes = set("", RuntimeRunsc, RuntimeRunc)
-	validPolicies = set(RestartAlways, RestartOnFailure, RestartNever)
-)
-
-func set(vs ...string) map[string]bool {
-	m := make(map[string]bool, len(vs))
-	for _, v := range vs {
-		m[v] = true
-	}
-	return m
-}
+// validRuntimes are the container runtimes a row may name (driver's
+// runsc and runc; "" before the first start).
+var validRuntimes = map[string]bool{"": true, "runsc": true, "runc": true}
 
 // Options are a program's per-program settings, stored as JSON.
 type Options struct {
@@ -64,36 +24,26 @@ type Options struct {
 	StateBytes  int64             `json:"state_bytes,omitempty"` // size cap of /state; 0: the Host's default
 }
 
-// Program is one row of the programs table.
+// Program is one row of the programs table: who owns it, the lifecycle's
+// view of it (declared once, in package lifecycle: state, desired state,
+// build, image, container, restart bookkeeping) and what the Host adds.
+// The lifecycle's Waiting is not stored: whatever was in flight died with
+// the Host that started it, and Recover starts afresh.
 type Program struct {
-	ID             string // program_id
-	UserID         string
-	BuildID        string
-	State          string // Created, Building, Starting, Ready, Stopping, Stopped, Error
-	Desired        string // running | stopped
-	ImageID        string
-	ContainerID    string
-	Runtime        string // runsc | runc | "" (never started)
-	ErrorMsg       string
-	RestartPolicy  string // always | on-failure | never
-	RestartCount   int
-	NextRestartAt  *time.Time
-	LastExitCode   *int
-	LastOOM        bool
-	LastFinishedAt *time.Time
-	HealthySince   *time.Time
-	Options        Options
-	EffectSeq      int64 // id of the latest lifecycle effect
-	StartAfterStop bool  // a restart in progress: start again once stopped
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	ID     string // program_id
+	UserID string
+	lifecycle.Program
+	Runtime   string // runsc | runc | "" (never started)
+	Options   Options
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // ProgramFilter selects programs for ListPrograms. Empty fields match all;
 // Limit <= 0 means no limit.
 type ProgramFilter struct {
 	UserID string
-	State  string
+	State  lifecycle.State
 	Limit  int
 	Offset int
 }
@@ -102,8 +52,8 @@ type ProgramFilter struct {
 type Transition struct {
 	ID        int64
 	ProgramID string
-	From      string
-	To        string
+	From      lifecycle.State
+	To        lifecycle.State
 	Reason    string
 	At        time.Time
 }
@@ -117,17 +67,18 @@ func scanProgram(sc scanner) (Program, error) {
 		p                             Program
 		next, finished, healthy, exit sql.NullInt64
 		opts                          string
-		created, updated              int64
+		created, updated, seq         int64
 	)
 	err := sc.Scan(&p.ID, &p.UserID, &p.BuildID, &p.State, &p.Desired, &p.ImageID, &p.ContainerID, &p.Runtime,
-		&p.ErrorMsg, &p.RestartPolicy, &p.RestartCount, &next, &exit, &p.LastOOM,
-		&finished, &healthy, &opts, &p.EffectSeq, &p.StartAfterStop, &created, &updated)
+		&p.ErrorMsg, &p.Policy, &p.RestartCount, &next, &exit, &p.LastOOM,
+		&finished, &healthy, &opts, &seq, &p.StartAfterStop, &created, &updated)
 	if err != nil {
 		return Program{}, err
 	}
-	p.NextRestartAt = fromNullNanos(next)
-	p.LastFinishedAt = fromNullNanos(finished)
-	p.HealthySince = fromNullNanos(healthy)
+	p.Seq = uint64(seq)
+	p.NextRestartAt = fromNullTime(next)
+	p.LastExitAt = fromNullTime(finished)
+	p.HealthySince = fromNullTime(healthy)
 	if exit.Valid {
 		c := int(exit.Int64)
 		p.LastExitCode = &c
@@ -149,18 +100,23 @@ func validateProgram(p *Program) error {
 		return invalid("empty program id")
 	case p.UserID == "":
 		return invalid("program %s: empty user id", p.ID)
-	case !validStates[p.State]:
+	case !slices.Contains(lifecycle.States, p.State):
 		return invalid("program %s: unknown state %q", p.ID, p.State)
-	case !validDesired[p.Desired]:
+	case p.Desired != lifecycle.DesiredRunning && p.Desired != lifecycle.DesiredStopped:
 		return invalid("program %s: unknown desired state %q", p.ID, p.Desired)
 	case !validRuntimes[p.Runtime]:
 		return invalid("program %s: unknown runtime %q", p.ID, p.Runtime)
-	case !validPolicies[p.RestartPolicy]:
-		return invalid("program %s: unknown restart policy %q", p.ID, p.RestartPolicy)
+	case !validPolicy(p.Policy):
+		return invalid("program %s: unknown restart policy %q", p.ID, p.Policy)
 	case p.RestartCount < 0:
 		return invalid("program %s: negative restart count", p.ID)
 	}
 	return nil
+}
+
+func validPolicy(p lifecycle.RestartPolicy) bool {
+	_, err := lifecycle.ParseRestartPolicy(string(p))
+	return p != "" && err == nil
 }
 
 func optionsJSON(o Options) (string, error) {
@@ -187,13 +143,13 @@ func nullInt(p *int) any {
 // ErrConflict. It returns the row as stored.
 func (s *Store) CreateProgram(ctx context.Context, p Program) (Program, error) {
 	if p.State == "" {
-		p.State = StateCreated
+		p.State = lifecycle.Created
 	}
 	if p.Desired == "" {
-		p.Desired = DesiredStopped
+		p.Desired = lifecycle.DesiredStopped
 	}
-	if p.RestartPolicy == "" {
-		p.RestartPolicy = RestartOnFailure
+	if p.Policy == "" {
+		p.Policy = lifecycle.RestartOnFailure
 	}
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = s.stamp()
@@ -212,8 +168,8 @@ func (s *Store) CreateProgram(ctx context.Context, p Program) (Program, error) {
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING `+programCols,
 			p.ID, p.UserID, p.BuildID, p.State, p.Desired, p.ImageID, p.ContainerID, p.Runtime,
-			p.ErrorMsg, p.RestartPolicy, p.RestartCount, toNullNanos(p.NextRestartAt), nullInt(p.LastExitCode), p.LastOOM,
-			toNullNanos(p.LastFinishedAt), toNullNanos(p.HealthySince), opts, p.EffectSeq, p.StartAfterStop,
+			p.ErrorMsg, p.Policy, p.RestartCount, toNullTime(p.NextRestartAt), nullInt(p.LastExitCode), p.LastOOM,
+			toNullTime(p.LastExitAt), toNullTime(p.HealthySince), opts, int64(p.Seq), p.StartAfterStop,
 			toNanos(p.CreatedAt), toNanos(p.UpdatedAt))
 		var err error
 		out, err = scanProgram(row)
@@ -280,9 +236,8 @@ const updateProgramSQL = `UPDATE programs SET
 WHERE program_id = ?`
 
 // updateProgram writes every column of p but program_id and created_at and
-// stamps updated_at (strictly increasing per row). With ifUnchanged, the
-// stored updated_at must equal p.UpdatedAt.
-func (s *Store) updateProgram(ctx context.Context, tx *sql.Tx, p Program, ifUnchanged bool) (Program, error) {
+// stamps updated_at (strictly increasing per row).
+func (s *Store) updateProgram(ctx context.Context, tx *sql.Tx, p Program) (Program, error) {
 	if err := validateProgram(&p); err != nil {
 		return Program{}, err
 	}
@@ -290,27 +245,11 @@ func (s *Store) updateProgram(ctx context.Context, tx *sql.Tx, p Program, ifUnch
 	if err != nil {
 		return Program{}, err
 	}
-	q := updateProgramSQL
 	args := []any{p.UserID, p.BuildID, p.State, p.Desired, p.ImageID, p.ContainerID, p.Runtime,
-		p.ErrorMsg, p.RestartPolicy, p.RestartCount, toNullNanos(p.NextRestartAt), nullInt(p.LastExitCode),
-		p.LastOOM, toNullNanos(p.LastFinishedAt), toNullNanos(p.HealthySince), opts, p.EffectSeq, p.StartAfterStop,
+		p.ErrorMsg, p.Policy, p.RestartCount, toNullTime(p.NextRestartAt), nullInt(p.LastExitCode),
+		p.LastOOM, toNullTime(p.LastExitAt), toNullTime(p.HealthySince), opts, int64(p.Seq), p.StartAfterStop,
 		toNanos(s.stamp()), p.ID}
-	if ifUnchanged {
-		q += ` AND updated_at = ?`
-		args = append(args, toNanos(p.UpdatedAt))
-	}
-	out, err := scanProgram(tx.QueryRowContext(ctx, q+` RETURNING `+programCols, args...))
-	if errors.Is(err, sql.ErrNoRows) && ifUnchanged {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM programs WHERE program_id = ?`, p.ID).Scan(&n); err != nil {
-			return Program{}, err
-		}
-		if n > 0 {
-			return Program{}, ErrStale
-		}
-		return Program{}, ErrNotFound
-	}
-	return out, err
+	return scanProgram(tx.QueryRowContext(ctx, updateProgramSQL+` RETURNING `+programCols, args...))
 }
 
 // UpdateProgram overwrites the program's row (every field but ID and
@@ -320,24 +259,7 @@ func (s *Store) UpdateProgram(ctx context.Context, p Program) (Program, error) {
 	var out Program
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		out, err = s.updateProgram(ctx, tx, p, false)
-		return err
-	})
-	if err != nil {
-		return Program{}, wrap("update program "+p.ID, err)
-	}
-	return out, nil
-}
-
-// UpdateProgramIfUnchanged is UpdateProgram with an optimistic check: it
-// succeeds only if the stored UpdatedAt still equals p.UpdatedAt (that is, p
-// was read from the latest version of the row). Otherwise it returns
-// ErrStale (which is also an ErrConflict) and writes nothing.
-func (s *Store) UpdateProgramIfUnchanged(ctx context.Context, p Program) (Program, error) {
-	var out Program
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		out, err = s.updateProgram(ctx, tx, p, true)
+		out, err = s.updateProgram(ctx, tx, p)
 		return err
 	})
 	if err != nil {
@@ -351,15 +273,15 @@ func (s *Store) UpdateProgramIfUnchanged(ctx context.Context, p Program) (Progra
 // the transition from → to with its reason, stamped with the row's new
 // UpdatedAt. Either both are written or neither. It returns the row as
 // stored, or ErrNotFound.
-func (s *Store) SaveTransition(ctx context.Context, p Program, from, to, reason string) (Program, error) {
+func (s *Store) SaveTransition(ctx context.Context, p Program, from, to lifecycle.State, reason string) (Program, error) {
 	p.State = to
-	if !validStates[from] {
+	if !slices.Contains(lifecycle.States, from) {
 		return Program{}, wrap("save transition", invalid("program %s: unknown from state %q", p.ID, from))
 	}
 	var out Program
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		out, err = s.updateProgram(ctx, tx, p, false)
+		out, err = s.updateProgram(ctx, tx, p)
 		if err != nil {
 			return err
 		}
@@ -389,27 +311,6 @@ func (s *Store) DeleteProgram(ctx context.Context, id string) error {
 	return wrap("delete program "+id, err)
 }
 
-// AddTransition appends a transition without touching the program row
-// (SaveTransition is what the supervisor uses). A zero At is now. A missing
-// program is ErrNotFound.
-func (s *Store) AddTransition(ctx context.Context, t Transition) (Transition, error) {
-	if t.ProgramID == "" {
-		return Transition{}, wrap("add transition", invalid("empty program id"))
-	}
-	if t.At.IsZero() {
-		t.At = s.stamp()
-	}
-	t.At = fromNanos(toNanos(t.At))
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO transitions (program_id, from_state, to_state, reason, at)
-VALUES (?, ?, ?, ?, ?) RETURNING id`, t.ProgramID, t.From, t.To, t.Reason, toNanos(t.At)).Scan(&t.ID)
-	})
-	if err != nil {
-		return Transition{}, wrap("add transition "+t.ProgramID, err)
-	}
-	return t, nil
-}
-
 // ListTransitions returns a program's latest limit transitions (all when
 // limit <= 0), oldest first. An unknown program has no transitions.
 func (s *Store) ListTransitions(ctx context.Context, programID string, limit int) ([]Transition, error) {
@@ -436,29 +337,6 @@ func (s *Store) ListTransitions(ctx context.Context, programID string, limit int
 		return nil, wrap("list transitions "+programID, err)
 	}
 	return out, nil
-}
-
-// CountProgramsUsingImage counts the programs whose ImageID is imageID (the
-// program being deleted included, if it still exists). An empty id matches
-// nothing.
-func (s *Store) CountProgramsUsingImage(ctx context.Context, imageID string) (int, error) {
-	if imageID == "" {
-		return 0, nil
-	}
-	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM programs WHERE image_id = ?`, imageID).Scan(&n)
-	return n, wrap("count programs using image", err)
-}
-
-// CountProgramsUsingBuild counts the programs whose BuildID is buildID. An
-// empty id matches nothing.
-func (s *Store) CountProgramsUsingBuild(ctx context.Context, buildID string) (int, error) {
-	if buildID == "" {
-		return 0, nil
-	}
-	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM programs WHERE build_id = ?`, buildID).Scan(&n)
-	return n, wrap("count programs using build", err)
 }
 
 // UserHasBuild reports whether some program of userID has buildID as its

@@ -21,8 +21,7 @@
 // # Errors
 //
 // Missing rows are reported as an error wrapping [ErrNotFound], duplicates as
-// one wrapping [ErrConflict] (a failed optimistic update wraps [ErrStale],
-// which itself wraps ErrConflict) and malformed input as one wrapping
+// one wrapping [ErrConflict] and malformed input as one wrapping
 // [ErrInvalid]. Test them with errors.Is.
 //
 // # Times
@@ -61,9 +60,6 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	// ErrConflict: a row with the same key already exists.
 	ErrConflict = errors.New("store: conflict")
-	// ErrStale: an optimistic update lost the race (the row changed since it
-	// was read). errors.Is(ErrStale, ErrConflict) is true.
-	ErrStale = fmt.Errorf("%w: row changed since it was read", ErrConflict)
 	// ErrInvalid: an argument is malformed (empty id, unknown enum value).
 	ErrInvalid = errors.New("store: invalid argument")
 )
@@ -217,43 +213,6 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// IntegrityCheck runs SQLite's integrity_check and foreign_key_check and
-// returns an error describing the first problems found.
-func (s *Store) IntegrityCheck(ctx context.Context) error {
-	rows, err := s.r.QueryContext(ctx, "PRAGMA integrity_check")
-	if err != nil {
-		return fmt.Errorf("store: integrity check: %w", err)
-	}
-	var msgs []string
-	for rows.Next() {
-		var m string
-		if err := rows.Scan(&m); err != nil {
-			rows.Close()
-			return fmt.Errorf("store: integrity check: %w", err)
-		}
-		if m != "ok" {
-			msgs = append(msgs, m)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: integrity check: %w", err)
-	}
-	fk, err := s.r.QueryContext(ctx, "PRAGMA foreign_key_check")
-	if err != nil {
-		return fmt.Errorf("store: foreign key check: %w", err)
-	}
-	for fk.Next() {
-		msgs = append(msgs, "foreign key violation")
-		break
-	}
-	fk.Close()
-	if len(msgs) > 0 {
-		return fmt.Errorf("store: database is not consistent: %s", strings.Join(msgs, "; "))
-	}
-	return nil
-}
-
 // writeTx runs fn in an IMMEDIATE transaction on the writer connection. fn
 // must use tx only: calling another Store method from fn would wait forever
 // for the single writer connection.
@@ -328,6 +287,17 @@ func fromNullNanos(n sql.NullInt64) *time.Time {
 	}
 	t := fromNanos(n.Int64)
 	return &t
+}
+
+// toNullTime stores a time, the zero time as NULL.
+func toNullTime(t time.Time) any { return toNullNanos(&t) }
+
+// fromNullTime reads a time, NULL as the zero time.
+func fromNullTime(n sql.NullInt64) time.Time {
+	if t := fromNullNanos(n); t != nil {
+		return *t
+	}
+	return time.Time{}
 }
 
 // stamp is the current time, truncated to what the database keeps.

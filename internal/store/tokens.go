@@ -86,15 +86,6 @@ WHERE hash = ? AND revoked_at IS NULL`, hash))
 	return t, nil
 }
 
-// GetToken returns a token by id (revoked or not), or ErrNotFound.
-func (s *Store) GetToken(ctx context.Context, id string) (Token, error) {
-	t, err := scanToken(s.r.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE id = ?`, id))
-	if err != nil {
-		return Token{}, wrap("get token "+id, err)
-	}
-	return t, nil
-}
-
 // ListTokens returns the tokens of userID (all tokens when userID is ""),
 // revoked ones included, oldest first.
 func (s *Store) ListTokens(ctx context.Context, userID string) ([]Token, error) {

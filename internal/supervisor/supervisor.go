@@ -134,7 +134,9 @@ func (s *Supervisor) Run(ctx context.Context) {
 				}
 				continue
 			}
-			if changed(p, next) {
+			// Any field the reducer set (a new time, a new exit code) is a
+			// change to persist; an ignored event returns p itself.
+			if next != p {
 				reason := describe(env.ev)
 				if err := s.save(ctx, next, p.State, reason); err != nil {
 					// The store is the source of truth after a restart; keep
@@ -145,7 +147,7 @@ func (s *Supervisor) Run(ctx context.Context) {
 					s.observe(s.id, p, next, env.ev)
 				}
 			}
-			moved := changed(p, next)
+			moved := next != p
 			p = next
 			s.mu.Lock()
 			s.snap = p
@@ -287,23 +289,6 @@ func (s *Supervisor) spawn(parent context.Context, id uint64, fn func(ctx contex
 		case <-s.quit:
 		}
 	}()
-}
-
-// changed reports whether anything persisted differs.
-func changed(a, b lifecycle.Program) bool {
-	return a.State != b.State || a.Desired != b.Desired || a.BuildID != b.BuildID || a.ImageID != b.ImageID ||
-		a.ContainerID != b.ContainerID || a.ErrorMsg != b.ErrorMsg || a.Policy != b.Policy ||
-		a.RestartCount != b.RestartCount || !a.NextRestartAt.Equal(b.NextRestartAt) ||
-		!a.HealthySince.Equal(b.HealthySince) || !sameCode(a.LastExitCode, b.LastExitCode) ||
-		a.LastOOM != b.LastOOM || !a.LastExitAt.Equal(b.LastExitAt) || a.Seq != b.Seq ||
-		a.Waiting != b.Waiting || a.StartAfterStop != b.StartAfterStop
-}
-
-func sameCode(a, b *int) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
 }
 
 func errText(err error) string {
