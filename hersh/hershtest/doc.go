@@ -1,0 +1,2 @@
+// Package hershtest is a test kit for programs written with hersh.
+package hershtest
