@@ -551,6 +551,7 @@ func TestStopWaitsForARunOnTheFakeClock(t *testing.T) {
 		h.Queue("slow")
 		start := time.Now()
 		h.Stop()
+		// Fake time: the clock reads exactly what passed in the bubble.
 		if d := time.Since(start); d != 5*time.Second {
 			t.Errorf("Stop returned after %s of fake time, want the 5s the run took", d)
 		}
