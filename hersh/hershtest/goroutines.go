@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // The goroutines of a bubble, read from the runtime's traceback, whose
@@ -81,15 +82,71 @@ func bubbleGoroutines() goroutineSet {
 	return out
 }
 
+// bubbleWatchers is what the leak check knows of one bubble: the
+// goroutines alive before the kit's first watcher there started, the
+// goroutines that started watchers (the test's own), and how many of the
+// kit's watchers have yet to be cleaned up. The check runs once, when the
+// last of them ends: until then a goroutine of another watcher still
+// running is no leak.
+type bubbleWatchers struct {
+	id       string
+	baseline goroutineSet
+	starters map[string]bool
+	open     int
+}
+
+var bubbles = struct {
+	sync.Mutex
+	m map[string]*bubbleWatchers
+}{m: map[string]*bubbleWatchers{}}
+
+// joinBubble records a watcher about to start in the caller's bubble.
+func joinBubble() *bubbleWatchers {
+	self, id := currentGoroutine()
+	if id == "" { // the traceback names no bubbles: no leak check
+		return &bubbleWatchers{open: 1}
+	}
+	baseline := bubbleGoroutines()
+	bubbles.Lock()
+	defer bubbles.Unlock()
+	b := bubbles.m[id]
+	if b == nil {
+		b = &bubbleWatchers{id: id, baseline: baseline, starters: map[string]bool{}}
+		bubbles.m[id] = b
+	}
+	b.starters[self] = true
+	b.open++
+	return b
+}
+
+// leave records that a watcher has been cleaned up, and reports whether it
+// was the last one of its bubble.
+func (b *bubbleWatchers) leave() bool {
+	bubbles.Lock()
+	defer bubbles.Unlock()
+	b.open--
+	if b.open > 0 {
+		return false
+	}
+	if b.id != "" {
+		delete(bubbles.m, b.id)
+	}
+	return true
+}
+
 // leaked returns the tracebacks of the goroutines of the bubble that were
-// started after the watcher was first started, not by the test's own
-// goroutine, and are still alive. Call it once the watcher has ended and
-// the bubble has settled. Goroutines the test started itself are left to
-// the test (and to synctest, which fails a test whose goroutines outlive it).
-func (h *Watcher) leaked() []string {
+// started after the kit's first watcher there, not by a goroutine that
+// started a watcher (the test's own), and are still alive. Call it once the
+// watchers have ended and the bubble has settled. Goroutines the test
+// started itself are left to the test (and to synctest, which fails a test
+// whose goroutines outlive it).
+func (b *bubbleWatchers) leaked() []string {
+	if b.id == "" {
+		return nil
+	}
 	var out []string
 	for id, g := range bubbleGoroutines() {
-		if _, old := h.baseline[id]; old || g.creator == h.starter {
+		if _, old := b.baseline[id]; old || b.starters[g.creator] {
 			continue
 		}
 		out = append(out, g.stack)

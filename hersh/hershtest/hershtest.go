@@ -25,9 +25,8 @@ type Watcher struct {
 	// context state (key.Get(h.W)), Logs, Status, Signals, Config.
 	W *hersh.Watcher
 
-	t        testing.TB
-	baseline goroutineSet // bubble goroutines alive before the first start
-	starter  string       // id of the goroutine that called Start
+	t      testing.TB
+	bubble *bubbleWatchers // the kit's watchers of this bubble, for the leak check
 }
 
 // Start creates a watcher for fn with cfg, starts it inside the current
@@ -76,12 +75,13 @@ func StartWatcher(t testing.TB, w *hersh.Watcher) *Watcher {
 			"(a network listener never blocks durably, so fake time would stand still) and read the API with API or GetJSON", cfg.APIAddr)
 		return nil
 	}
-	self, _ := currentGoroutine()
-	h := &Watcher{W: w, t: t, baseline: bubbleGoroutines(), starter: self}
+	b := joinBubble()
 	if err := w.Start(); err != nil {
+		b.leave()
 		t.Fatalf("hershtest.StartWatcher: %v", err)
 		return nil
 	}
+	h := &Watcher{W: w, t: t, bubble: b}
 	t.Cleanup(h.cleanup)
 	synctest.Wait()
 	return h
@@ -268,18 +268,23 @@ func (h *Watcher) Restart() {
 	synctest.Wait()
 }
 
-// cleanup ends a watcher the test left running, then fails the test if a
-// goroutine started while the watcher ran is still alive.
+// cleanup ends a watcher the test left running; then, if it was the last
+// of the kit's watchers in the bubble to end, it fails the test if a
+// goroutine started while they ran is still alive.
 func (h *Watcher) cleanup() {
 	h.t.Helper()
 	synctest.Wait()
 	if !h.W.State().Terminal() && h.W.State() != hersh.StateNotRun {
 		if err := h.halt(h.W.Stop); err != nil {
+			h.bubble.leave()
 			h.t.Errorf("hershtest: stopping the watcher at the end of the test: %v", err)
 			return
 		}
 	}
-	if leaked := h.leaked(); len(leaked) > 0 {
+	if !h.bubble.leave() {
+		return // another watcher of the kit still runs: the last one checks
+	}
+	if leaked := h.bubble.leaked(); len(leaked) > 0 {
 		h.t.Errorf("hershtest: %d goroutine(s) started while the watcher ran are still running after it ended "+
 			"(a watch function or a goroutine of the managed function that ignores its context or the watcher's Done):\n\n%s",
 			len(leaked), strings.Join(leaked, "\n\n"))

@@ -629,6 +629,25 @@ func TestCleanupReportsLeakedGoroutines(t *testing.T) {
 
 func forgottenWorker(release chan struct{}) { <-release }
 
+// Two watchers at once: the second one's cleanup runs first, while the
+// first still runs a watch it registered after the second started. That
+// watch is no leak.
+func TestCleanupWithTwoWatchersRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := runFake(func(tb testing.TB) {
+			first := hershtest.Start(tb, hersh.Config{}, func(c *hersh.Context) error {
+				if c.Message() != nil {
+					hersh.WatchTick(c, "late", time.Second)
+				}
+				return nil
+			})
+			hershtest.Start(tb, hersh.Config{}, idle)
+			first.Send("register a watch now")
+		})
+		f.wantPass(t)
+	})
+}
+
 func TestCleanupLeavesTheTestsOwnGoroutines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
