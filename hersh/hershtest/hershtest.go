@@ -40,8 +40,8 @@ type Watcher struct {
 // called inside [synctest.Test]; it fails the test at once otherwise.
 func Start(t testing.TB, cfg hersh.Config, fn hersh.ManagedFunc) *Watcher {
 	t.Helper()
-	if !inBubble() {
-		t.Fatalf("hershtest.Start: %s", errNoBubble)
+	if err := inBubble(); err != nil {
+		t.Fatalf("hershtest.Start: %v", err)
 		return nil
 	}
 	cfg.DisableAPIServer = true
@@ -62,8 +62,8 @@ func Start(t testing.TB, cfg hersh.Config, fn hersh.ManagedFunc) *Watcher {
 // test, say to start it again on the same state.
 func StartWatcher(t testing.TB, w *hersh.Watcher) *Watcher {
 	t.Helper()
-	if !inBubble() {
-		t.Fatalf("hershtest.StartWatcher: %s", errNoBubble)
+	if err := inBubble(); err != nil {
+		t.Fatalf("hershtest.StartWatcher: %v", err)
 		return nil
 	}
 	if w == nil {
@@ -87,19 +87,18 @@ func StartWatcher(t testing.TB, w *hersh.Watcher) *Watcher {
 	return h
 }
 
-var errNoBubble = "not inside a synctest bubble: call it in the function given to synctest.Test, where time is fake"
-
-// inBubble reports whether the calling goroutine is in a synctest bubble,
-// waiting for the others to block as a side effect. The testing/synctest
-// package has no direct question for it; Wait outside a bubble panics.
-func inBubble() (ok bool) {
+// inBubble reports an error unless the calling goroutine is in a synctest
+// bubble, waiting for the others to block as a side effect. The
+// testing/synctest package has no direct question for it; Wait outside a
+// bubble panics, and its words are kept in the error.
+func inBubble() (err error) {
 	defer func() {
-		if recover() != nil {
-			ok = false
+		if r := recover(); r != nil {
+			err = fmt.Errorf("not inside a synctest bubble (synctest.Wait: %v): call it in the function given to synctest.Test, where time is fake", r)
 		}
 	}()
 	synctest.Wait()
-	return true
+	return nil
 }
 
 // Send queues content as a user message and waits until it has run, then
