@@ -587,6 +587,18 @@ func TestRestartKeepsStateAndStartsHooksAfresh(t *testing.T) {
 	})
 }
 
+func TestRestartAfterACrash(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := runFake(func(tb testing.TB) {
+			h := hershtest.Start(tb, hersh.Config{}, func(c *hersh.Context) error {
+				return hersh.Crash("corrupt ledger", nil)
+			})
+			h.Restart()
+		})
+		f.wantError(t, "Stop: the watcher had already ended as Crashed", "corrupt ledger")
+	})
+}
+
 func TestCleanupStopsAWatcherLeftRunning(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var h *hershtest.Watcher
