@@ -38,4 +38,9 @@
 //	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 //	defer stop()
 //	os.Exit(hersh.ExitCode(w.Run(ctx)))
+//
+// Package hershtest (github.com/hershyorg/hershy/hersh/hershtest) tests
+// such a program under fake time: it starts the watcher in a synctest
+// bubble, sends messages, feeds watched values, advances the clock and
+// checks the outcome.
 package hersh

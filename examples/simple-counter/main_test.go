@@ -1,81 +1,66 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"log"
 	"os"
 	"path/filepath"
-	"reflect"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/hershyorg/hershy/hersh"
+	"github.com/hershyorg/hershy/hersh/hershtest"
 )
 
-// TestCounter runs the managed logic on synctest's fake clock: time.Sleep
-// advances time instantly, and synctest.Wait returns once every goroutine
-// of the watcher has settled.
+// TestCounter runs the counter on fake time (hershtest, in a synctest
+// bubble): seconds pass instantly, and every tick and message has run by
+// the time the call that caused it returns.
 func TestCounter(t *testing.T) {
-	out := captureLog(t)
+	out := hershtest.CaptureLog(t)
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		cfg := hersh.Config{DisableAPIServer: true, StateDir: dir}
+		cfg := hersh.Config{DisableAPIServer: true, StateDir: t.TempDir()}
 
-		w := start(t, cfg)
-		time.Sleep(3*time.Second + time.Millisecond) // three ticks
-		synctest.Wait()
-		send(t, w, "reset")
-		send(t, w, "status")
-		send(t, w, "hello")
-		time.Sleep(2 * time.Second) // two more ticks
-		synctest.Wait()
-		stop(t, w)
-
-		if got, want := counts(t, dir), []int{1, 2, 3, 0, 1, 2}; !reflect.DeepEqual(got, want) {
+		w := start(t, cfg, 1)
+		runs := w.Advance(3 * time.Second)
+		if got, want := hershtest.Triggers(runs), []string{"vars:tick", "vars:tick", "vars:tick"}; !slices.Equal(got, want) {
+			t.Fatalf("three seconds ran %q, want %q", got, want)
+		}
+		w.Send("reset")
+		w.Send("status")
+		w.Send("hello")
+		w.Advance(2 * time.Second)
+		w.Stop()
+		if got, want := counts(t, cfg.StateDir), []int{1, 2, 3, 0, 1, 2}; !slices.Equal(got, want) {
 			t.Fatalf("counter.log holds %v, want %v", got, want)
 		}
-		for _, line := range []string{"status: counter is 0", `unknown message "hello"`} {
-			if !strings.Contains(out.String(), line) {
-				t.Errorf("log lacks %q:\n%s", line, out)
-			}
-		}
+		out.Want("status: counter is 0", `unknown message "hello"`)
 
 		// A second watcher on the same directory resumes from 2.
-		w = start(t, cfg)
-		time.Sleep(time.Second + time.Millisecond)
-		synctest.Wait()
-		stop(t, w)
-		if got, want := counts(t, dir), []int{1, 2, 3, 0, 1, 2, 3}; !reflect.DeepEqual(got, want) {
+		w = start(t, cfg, 1)
+		w.Advance(time.Second)
+		w.Stop()
+		if got, want := counts(t, cfg.StateDir), []int{1, 2, 3, 0, 1, 2, 3}; !slices.Equal(got, want) {
 			t.Fatalf("after restart counter.log holds %v, want %v", got, want)
 		}
-		if !strings.Contains(out.String(), "counter starts at 2") {
-			t.Errorf("restarted watcher did not restore the counter:\n%s", out)
-		}
+		out.Want("counter starts at 2")
 	})
 }
 
 // TestCounterStep checks that each tick adds the step, and that a reset
 // starts counting from 0 again in the same steps.
 func TestCounterStep(t *testing.T) {
-	captureLog(t)
+	hershtest.CaptureLog(t)
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		cfg := hersh.Config{DisableAPIServer: true, StateDir: dir}
+		cfg := hersh.Config{DisableAPIServer: true, StateDir: t.TempDir()}
 
-		w := startStep(t, cfg, 10)
-		time.Sleep(2*time.Second + time.Millisecond) // two ticks
-		synctest.Wait()
-		send(t, w, "reset")
-		time.Sleep(time.Second) // one more tick
-		synctest.Wait()
-		stop(t, w)
-
-		if got, want := counts(t, dir), []int{10, 20, 0, 10}; !reflect.DeepEqual(got, want) {
+		w := start(t, cfg, 10)
+		w.Advance(2 * time.Second)
+		w.Send("reset")
+		w.Advance(time.Second)
+		w.Stop()
+		if got, want := counts(t, cfg.StateDir), []int{10, 20, 0, 10}; !slices.Equal(got, want) {
 			t.Fatalf("counter.log holds %v, want %v", got, want)
 		}
 	})
@@ -98,40 +83,14 @@ func TestParseStep(t *testing.T) {
 	}
 }
 
-func start(t *testing.T, cfg hersh.Config) *hersh.Watcher {
-	t.Helper()
-	return startStep(t, cfg, 1)
-}
-
-func startStep(t *testing.T, cfg hersh.Config, inc int) *hersh.Watcher {
+// start builds the counter as main does and starts it under the kit.
+func start(t *testing.T, cfg hersh.Config, inc int) *hershtest.Watcher {
 	t.Helper()
 	w, err := newCounter(cfg, inc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	synctest.Wait() // the initial run is done
-	return w
-}
-
-func send(t *testing.T, w *hersh.Watcher, msg string) {
-	t.Helper()
-	if err := w.Send(context.Background(), msg); err != nil {
-		t.Fatal(err)
-	}
-	synctest.Wait()
-}
-
-func stop(t *testing.T, w *hersh.Watcher) {
-	t.Helper()
-	if err := w.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Err(); err != nil {
-		t.Fatalf("watcher ended with %v", err)
-	}
+	return hershtest.StartWatcher(t, w)
 }
 
 // counts returns the counter values recorded in counter.log.
@@ -151,31 +110,4 @@ func counts(t *testing.T, dir string) []int {
 		out = append(out, n)
 	}
 	return out
-}
-
-// captureLog sends the standard logger's output to a buffer for the test.
-func captureLog(t *testing.T) *lockedBuffer {
-	b := &lockedBuffer{}
-	prev, flags := log.Writer(), log.Flags()
-	log.SetOutput(b)
-	log.SetFlags(0)
-	t.Cleanup(func() { log.SetOutput(prev); log.SetFlags(flags) })
-	return b
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,40 +1,37 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"log"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/hershyorg/hershy/hersh"
+	"github.com/hershyorg/hershy/hersh/hershtest"
 )
 
 var testOpts = Options{FeedInterval: time.Second, RebalanceInterval: 10 * time.Minute, StatsInterval: time.Minute, Seed: 42}
 
-// run drives one watcher on fake time for d and returns its trades.
+// runFor drives one trader on fake time for d and returns its trades.
 func runFor(t *testing.T, dir string, d time.Duration) []Trade {
 	var trades []Trade
 	synctest.Test(t, func(t *testing.T) {
 		w := start(t, dir)
-		time.Sleep(d)
-		synctest.Wait()
-		trades, _ = tradesKey.Get(w)
-		stop(t, w)
+		w.Advance(d)
+		trades, _ = tradesKey.Get(w.W)
+		w.Stop()
 	})
 	return trades
 }
 
 func TestTradesDeterministic(t *testing.T) {
-	captureLog(t)
+	hershtest.CaptureLog(t)
 	a := runFor(t, t.TempDir(), 15*time.Minute)
 	b := runFor(t, t.TempDir(), 15*time.Minute)
 	if len(a) == 0 {
@@ -53,50 +50,46 @@ func TestTradesDeterministic(t *testing.T) {
 }
 
 func TestPauseResumePersistAndConsistency(t *testing.T) {
-	out := captureLog(t)
+	out := hershtest.CaptureLog(t)
 	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()
 		w := start(t, dir)
-		time.Sleep(5 * time.Minute)
-		synctest.Wait()
+		w.Advance(5 * time.Minute)
 		before := tradeCount(w)
 		if before == 0 {
 			t.Fatal("no trades before pause")
 		}
-		send(t, w, "pause")
-		time.Sleep(20 * time.Minute) // includes two rebalance ticks
-		synctest.Wait()
+		w.Send("pause")
+		w.Advance(20 * time.Minute) // includes two rebalance ticks
 		if n := tradeCount(w); n != before {
 			t.Fatalf("paused trader traded: %d -> %d", before, n)
 		}
-		send(t, w, "resume")
-		time.Sleep(10 * time.Minute)
-		synctest.Wait()
+		w.Send("resume")
+		w.Advance(10 * time.Minute)
 		if n := tradeCount(w); n <= before {
 			t.Fatalf("resumed trader did not trade: %d -> %d", before, n)
 		}
 		for _, cmd := range []string{"help", "status", "stats", "detailed", "portfolio", "trades", "trades20", "trades50", "rebalance", "prices", "bogus"} {
-			send(t, w, cmd)
+			if r := w.Send(cmd); !r.Success {
+				t.Errorf("%s: %s", cmd, r.Error)
+			}
 		}
-		p, _ := portfolioKey.Get(w)
-		trades, _ := tradesKey.Get(w)
+		p, _ := portfolioKey.Get(w.W)
+		trades, _ := tradesKey.Get(w.W)
 		checkConsistent(t, p, trades)
-		stop(t, w)
+		w.Stop()
 
 		// A second watcher on the same directory restores everything.
 		w = start(t, dir)
-		p2, _ := portfolioKey.Get(w)
-		trades2, _ := tradesKey.Get(w)
-		stop(t, w)
+		p2, _ := portfolioKey.Get(w.W)
+		trades2, _ := tradesKey.Get(w.W)
+		w.Stop()
 		if !reflect.DeepEqual(p, p2) || !reflect.DeepEqual(trades, trades2) {
 			t.Fatalf("restored state differs:\n%+v\n%+v", p, p2)
 		}
 	})
-	for _, line := range []string{"trading paused", "trading resumed", "commands: help", "status: trading", "stats: value", "detailed: BTC", "portfolio: cash", "trades: last 10", "trades: last 20", "prices (tick", `unknown command "bogus"`, "rebalanced", "portfolio restored"} {
-		if !strings.Contains(out.String(), line) {
-			t.Errorf("log lacks %q", line)
-		}
-	}
+	out.Want("trading paused", "trading resumed", "commands: help", "status: trading", "stats: value", "detailed: BTC",
+		"portfolio: cash", "trades: last 10", "trades: last 20", "prices (tick", `unknown command "bogus"`, "rebalanced", "portfolio restored")
 }
 
 // checkConsistent replays the trades from the starting cash: the portfolio
@@ -156,72 +149,28 @@ func TestOptionsFromEnv(t *testing.T) {
 	}
 }
 
-func tradeCount(w *hersh.Watcher) int {
-	p, _ := portfolioKey.Get(w)
+func tradeCount(w *hershtest.Watcher) int {
+	p, _ := portfolioKey.Get(w.W)
 	return p.TradeCount
 }
 
-func start(t *testing.T, dir string) *hersh.Watcher {
+// start builds the trader as main does (simulated feed) and starts it under
+// the kit, on fake time.
+func start(t *testing.T, dir string) *hershtest.Watcher {
 	t.Helper()
 	w, err := newTrader(hersh.Config{DisableAPIServer: true, StateDir: dir}, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	synctest.Wait()
-	return w
-}
-
-func send(t *testing.T, w *hersh.Watcher, msg string) {
-	t.Helper()
-	if err := w.Send(context.Background(), msg); err != nil {
-		t.Fatal(err)
-	}
-	synctest.Wait()
-}
-
-func stop(t *testing.T, w *hersh.Watcher) {
-	t.Helper()
-	if err := w.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Err(); err != nil {
-		t.Fatalf("watcher ended with %v", err)
-	}
-}
-
-func captureLog(t *testing.T) *lockedBuffer {
-	b := &lockedBuffer{}
-	prev, flags := log.Writer(), log.Flags()
-	log.SetOutput(b)
-	log.SetFlags(0)
-	t.Cleanup(func() { log.SetOutput(prev); log.SetFlags(flags) })
-	return b
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return hershtest.StartWatcher(t, w)
 }
 
 // TestLiveFeed runs the live feed against a local stand-in for the
-// exchange's REST ticker (127.0.0.1 only).
+// exchange's REST ticker (127.0.0.1 only). It runs on real time, outside
+// hershtest: the HTTP client keeps goroutines waiting on the network, which
+// never count as blocked, so a synctest bubble would never settle.
 func TestLiveFeed(t *testing.T) {
-	out := captureLog(t)
+	out := hershtest.CaptureLog(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v3/ticker/price" || !strings.Contains(r.URL.Query().Get("symbols"), "ETHUSDT") {
 			http.NotFound(w, r)
