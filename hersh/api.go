@@ -12,7 +12,8 @@ import (
 )
 
 // The WatcherAPI: introspection and messaging over HTTP, served by every
-// program (REFERENCE §5). Routes only read copies of engine state, never the
+// program (the routes and answers of the seed's WatcherAPI, which users'
+// scripts rely on). Routes only read copies of engine state, never the
 // queues themselves, so looking never changes what happens next.
 
 const (

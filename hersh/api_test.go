@@ -22,7 +22,7 @@ import (
 	"github.com/hershyorg/hershy/hersh/internal/leaktest"
 )
 
-// Tests of the WatcherAPI (REFERENCE §5). Tests that drive Handler with
+// Tests of the WatcherAPI (the routes and answers users' scripts rely on). Tests that drive Handler with
 // httptest.NewRecorder run inside a synctest bubble: no network, a fake
 // clock, and synctest.Wait instead of polling. Tests over real HTTP (always
 // to 127.0.0.1) run outside bubbles, check for leaked goroutines, and wait on

@@ -170,7 +170,7 @@ type Mount struct {
 type Limits struct {
 	MemoryBytes int64   // hard memory limit
 	CPUs        float64 // CPU quota in cores
-	Pids        int64   // process/thread limit (>= 64 under runsc)
+	Pids        int64   // process/thread limit (>= MinPidsRunsc under runsc)
 	LogBytes    int64   // engine-side log size cap
 }
 

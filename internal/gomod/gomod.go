@@ -90,7 +90,7 @@ type Options struct {
 func Read(goMod, goSum []byte, hasVendor bool, opts Options) (*Plan, error) {
 	mf, err := modfile.Parse("go.mod", goMod, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if mf.Module == nil || mf.Module.Mod.Path == "" {
 		return nil, fmt.Errorf("%w: go.mod has no module line", ErrInvalid)
@@ -234,7 +234,7 @@ func parseSum(b []byte) ([]Sum, error) {
 func BuildGoMod(goMod []byte, framework, dir, minGo string) ([]byte, error) {
 	mf, err := modfile.Parse("go.mod", goMod, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if minGo != "" && (mf.Go == nil || version.Compare("go"+mf.Go.Version, "go"+minGo) < 0) {
 		if err := mf.AddGoStmt(minGo); err != nil {

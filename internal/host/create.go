@@ -99,10 +99,10 @@ func containsNUL(s string) bool {
 func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, err error) {
 	defer func() { err = h.relErr(err) }()
 	if err := source.ValidateUserID(req.UserID); err != nil {
-		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return store.Program{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := source.ValidateSource(req.Dockerfile, req.Files, h.opts.Source); err != nil {
-		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return store.Program{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if !source.IsGoModule(req.Dockerfile, req.Files) && req.Dockerfile == "" && req.Files[source.DockerfileName] == "" {
 		return store.Program{}, fmt.Errorf("%w: without a dockerfile the files must form a Go module (a go.mod at the root)", ErrInvalid)
@@ -137,7 +137,7 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, 
 	}
 	defer os.RemoveAll(tmp) // gone after the rename, or on failure
 	if err := source.WriteTree(filepath.Join(tmp, "src"), req.Dockerfile, req.Files); err != nil {
-		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return store.Program{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := makeProgramDirs(tmp); err != nil {
 		return store.Program{}, err
@@ -240,7 +240,7 @@ func (h *Host) checkGoModule(dockerfile string, files source.Files) error {
 		return nil
 	}
 	if err := h.builder.CheckGoModule(files); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, strings.TrimPrefix(err.Error(), "build: "))
+		return fmt.Errorf("%w: %w", ErrInvalid, trimPrefix(err, "build: "))
 	}
 	return nil
 }

@@ -36,10 +36,11 @@ func (e executor) Probe(ctx context.Context, id, cid string) error {
 func (e executor) Halt(ctx context.Context, id string) error  { return e.h.relErr(e.h.halt(ctx, id)) }
 func (e executor) Purge(ctx context.Context, id string) error { return e.h.relErr(e.h.purge(ctx, id)) }
 
-// imageTag names the image of a build (REFERENCE §3).
+// imageTag names the image of a build: hersh-program-<build id>, the name
+// users' Dockerfiles build on.
 func imageTag(buildID string) string { return "hersh-program-" + buildID }
 
-// containerName names a program's container (REFERENCE §3).
+// containerName names a program's container: hersh-program-<program id>.
 func containerName(programID string) string { return "hersh-program-" + programID }
 
 // build is the DoBuild effect: it builds (or reuses) the image for the

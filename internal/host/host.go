@@ -14,7 +14,7 @@
 //	programs/<id>/state/         where state.img is loop-mounted; bind-mounted at /state,
 //	                             the program's only writable place
 //	programs/<id>/logs/          captured container output, rotated
-//	builds/<build-id>.log        build logs (package builder)
+//	logs/<build id>.log          build logs (package builder)
 //	cache/, framework/, work/    builder caches and scratch (package builder)
 package host
 

@@ -20,7 +20,7 @@ func (h *Host) Restart(ctx context.Context, id string) (store.Program, error) {
 func (h *Host) SetRestartPolicy(ctx context.Context, id, policy string) (store.Program, error) {
 	p, err := lifecycle.ParseRestartPolicy(policy)
 	if err != nil {
-		return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return store.Program{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return h.command(ctx, id, lifecycle.SetPolicy{Policy: p}, nil)
 }

@@ -47,7 +47,7 @@ func (h *Host) Update(ctx context.Context, id string, req UpdateRequest) (_ stor
 	var policy lifecycle.RestartPolicy
 	if req.RestartPolicy != "" {
 		if policy, err = lifecycle.ParseRestartPolicy(req.RestartPolicy); err != nil {
-			return store.Program{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return store.Program{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	newState := req.StateBytes != 0 && req.StateBytes != row.Options.StateBytes
@@ -137,7 +137,7 @@ func (h *Host) SetStateBytes(ctx context.Context, id string, n int64) (store.Pro
 // Dockerfile policy and its ownership rule, the Go module.
 func (h *Host) checkSource(ctx context.Context, user, dockerfile string, files source.Files) error {
 	if err := source.ValidateSource(dockerfile, files, h.opts.Source); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if !source.IsGoModule(dockerfile, files) && dockerfile == "" && files[source.DockerfileName] == "" {
 		return fmt.Errorf("%w: without a dockerfile the files must form a Go module (a go.mod at the root)", ErrInvalid)
@@ -155,7 +155,7 @@ func (h *Host) swapSource(id, dockerfile string, files source.Files) (restore fu
 	src, next, old := filepath.Join(dir, "src"), filepath.Join(dir, "src.next"), filepath.Join(dir, "src.old")
 	os.RemoveAll(next)
 	if err := source.WriteTree(next, dockerfile, files); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	os.RemoveAll(old)
 	if err := os.Rename(src, old); err != nil {

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// State is a program's lifecycle state (REFERENCE §2).
+// State is a program's lifecycle state, as the API shows it.
 type State string
 
 const (

@@ -62,7 +62,7 @@ func (t *Tokens) Check(ctx context.Context, raw string) (Principal, error) {
 // token).
 func (t *Tokens) Create(ctx context.Context, userID string) (raw string, rec store.Token, err error) {
 	if err := source.ValidateUserID(userID); err != nil {
-		return "", store.Token{}, fmt.Errorf("%w: %v", ErrBadUser, err)
+		return "", store.Token{}, fmt.Errorf("%w: %w", ErrBadUser, err)
 	}
 	if userID == AdminUserID {
 		return "", store.Token{}, fmt.Errorf("%w: user_id %s is reserved for the admin token", ErrBadUser, AdminUserID)
