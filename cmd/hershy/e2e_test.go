@@ -127,6 +127,22 @@ func TestE2ECLI(t *testing.T) {
 	}
 	e.eventually(t, alice, "tally: ", 20*time.Second, "logs", "--tail", "20", id)
 
+	// source: the listing names main.go; the download is the new main.go,
+	// byte for byte; an existing folder is refused and left alone.
+	r = e.ok(t, alice, "source", id)
+	if !tableRowHas(r.out, "main.go") {
+		t.Errorf("source: no main.go row:\n%s", r.out)
+	}
+	got := filepath.Join(t.TempDir(), "got")
+	e.ok(t, alice, "source", id, got)
+	want, _ := os.ReadFile(filepath.Join(src2, "main.go"))
+	if b, err := os.ReadFile(filepath.Join(got, "main.go")); err != nil || string(b) != string(want) {
+		t.Errorf("source %s %s: main.go differs from the deployed one (%v)", id, got, err)
+	}
+	if r = e.as(t, alice, "source", id, got); r.code != 1 || !strings.Contains(r.errOut, "exists") {
+		t.Errorf("source into an existing folder: want exit 1 naming it: %s", r)
+	}
+
 	// stop, start, restart.
 	r = e.ok(t, alice, "stop", id)
 	if !strings.HasPrefix(r.out, id+": ") {

@@ -70,6 +70,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.actionCmd("stop", "Stop a program gracefully"),
 		a.actionCmd("restart", "Stop then start a program"),
 		a.rmCmd(), a.logsCmd(), a.sendCmd(), a.statusCmd(), a.watchCmd(), a.tokenCmd(),
+		a.sourceCmd(),
 	)
 	return root
 }
@@ -131,9 +132,14 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func exactArgs(n int) cobra.PositionalArgs {
+func exactArgs(n int) cobra.PositionalArgs { return usageArgs(cobra.ExactArgs(n)) }
+
+func rangeArgs(min, max int) cobra.PositionalArgs { return usageArgs(cobra.RangeArgs(min, max)) }
+
+// usageArgs turns check's complaint into a usage error naming the usage line.
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+		if err := check(cmd, args); err != nil {
 			return usageError{fmt.Errorf("%s: %w (usage: %s)", cmd.Name(), err, cmd.UseLine())}
 		}
 		return nil

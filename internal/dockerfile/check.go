@@ -39,19 +39,6 @@ type Result struct {
 	Bases []Base
 }
 
-// Images returns the references of Bases, each once, in order.
-func (r Result) Images() []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, b := range r.Bases {
-		if !seen[b.Ref] {
-			seen[b.Ref] = true
-			out = append(out, b.Ref)
-		}
-	}
-	return out
-}
-
 // Error is a refusal: why, and the line of the instruction (0 when it
 // concerns the file as a whole).
 type Error struct {

@@ -28,6 +28,11 @@ func (h *Host) migrateBuildIDs(ctx context.Context) error {
 			h.log.Warn("cannot read a program's source to update its build id", "program", r.ID, "err", err)
 			continue
 		}
+		if source.LegacyBuildID(dockerfile, files) != r.BuildID {
+			// Not the source that id names: a build would refuse it anyway.
+			h.log.Warn("a program's stored source does not hash to its build id; left as it is", "program", r.ID)
+			continue
+		}
 		s, err := h.sup(r.ID)
 		if err != nil {
 			return err

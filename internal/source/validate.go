@@ -76,11 +76,6 @@ func quoteShort(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// Validate checks source files against limits; see ValidateSource.
-func Validate(files Files, limits Limits) error {
-	return ValidateSource("", files, limits)
-}
-
 // ValidateSource checks a Dockerfile (empty: none) and source files:
 //   - every path is relative and clean: no leading "/", no "." or ".."
 //     segment, no empty segment ("a//b", trailing "/"), no backslash, no NUL

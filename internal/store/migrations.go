@@ -92,9 +92,6 @@ CREATE TABLE meta (
 `,
 }
 
-// SchemaVersion is the schema version this binary writes.
-func SchemaVersion() int { return len(migrations) }
-
 // migrate applies pending migrations, one transaction each. The version is
 // read inside each IMMEDIATE transaction, so two processes opening the same
 // file at once cannot apply a migration twice.

@@ -98,3 +98,6 @@ func (s *Store) GetToken(ctx context.Context, id string) (Token, error) {
 	}
 	return Token{}, wrap("get token "+id, ErrNotFound)
 }
+
+// SchemaVersion is the schema version this binary writes.
+func SchemaVersion() int { return len(migrations) }
