@@ -156,6 +156,10 @@ type Host struct {
 	quotaMu sync.Mutex
 	// secretsMu makes a secret's count check and its write one step.
 	secretsMu sync.Mutex
+	// updateMu runs one Update at a time: the parts of two updates (the
+	// source folder's swap, a /state resize) must not interleave. Updates
+	// are rare; a resize of a stopped program's /state holds it longest.
+	updateMu sync.Mutex
 	states    *statefs.Manager // the programs' /state filesystems (nil: uncapped)
 	saveMu    sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
 

@@ -34,6 +34,8 @@ type UpdateRequest struct {
 // before it, so the program is left either fully updated or as it was.
 func (h *Host) Update(ctx context.Context, id string, req UpdateRequest) (_ store.Program, err error) {
 	defer func() { err = h.relErr(err) }()
+	h.updateMu.Lock()
+	defer h.updateMu.Unlock()
 	s, err := h.sup(id)
 	if err != nil {
 		return store.Program{}, err
@@ -105,6 +107,9 @@ func (h *Host) Update(ctx context.Context, id string, req UpdateRequest) (_ stor
 		if _, err := s.Do(ctx, lifecycle.SetPolicy{Policy: policy}, nil); err != nil {
 			return store.Program{}, err
 		}
+		undo = append(undo, func() {
+			s.Do(context.WithoutCancel(ctx), lifecycle.SetPolicy{Policy: row.Policy}, nil)
+		})
 	}
 	if newState {
 		if _, err := h.updateOptions(ctx, id, func(o *store.Options) { o.StateBytes = req.StateBytes }); err != nil {
