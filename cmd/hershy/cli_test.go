@@ -24,9 +24,9 @@ type fakeHost struct {
 	mu       sync.Mutex
 	state    string // of program p1
 	failWith string // deploy ends in Error with this message
-	polls    int
-	updates  int  // bumps updated_at
-	lag      bool // restart answers stale Ready once
+	seq      int    // grows with every action, as the Host's
+	streams  int    // GET /events requests
+	lag      bool   // the next event stream opens with a stale Ready
 	lagged   bool
 	created  map[string]any // last create body
 	auth     []string
@@ -47,7 +47,7 @@ func (f *fakeHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if f.state == "Error" {
 			errMsg = f.failWith
 		}
-		return fmt.Sprintf(`{"program_id":"p1","build_id":"b1","user_id":"alice","state":%q,"runtime":"runsc","restart_count":2,"created_at":%q,"proxy_url":"http://h/programs/p1/proxy","error_msg":%q,"restart_policy":"on-failure","last_exit_code":3,"updated_at":"u%d"}`, f.state, created, errMsg, f.updates)
+		return fmt.Sprintf(`{"program_id":"p1","build_id":"b1","user_id":"alice","state":%q,"runtime":"runsc","restart_count":2,"created_at":%q,"proxy_url":"http://h/programs/p1/proxy","error_msg":%q,"restart_policy":"on-failure","last_exit_code":3,"seq":%d}`, f.state, created, errMsg, f.seq)
 	}
 	switch r.Method + " " + r.URL.Path {
 	case "GET /programs":
@@ -60,34 +60,47 @@ func (f *fakeHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewDecoder(r.Body).Decode(&f.created)
 		js(200, `{"program_id":"p1","build_id":"b2","state":"Ready"}`)
 	case "GET /programs/p1":
-		if f.lag && f.state == "Building" && !f.lagged {
-			f.lagged = true
-			f.state = "Ready"
-			js(200, prog()) // stale: same updated_at as before the restart
-			f.state = "Building"
+		js(200, prog())
+	case "GET /events":
+		// The snapshot, then, for a start, the build and its end: Building,
+		// then Ready (or Error) one action later.
+		f.streams++
+		if r.URL.Query().Get("program_id") != "p1" {
+			js(404, `{"error":"Not Found","code":404,"message":"program not found"}`)
 			return
 		}
-		if f.state == "Building" {
-			f.polls++
-			if f.polls > 2 {
-				if f.failWith != "" {
-					f.state = "Error"
-				} else {
-					f.state = "Ready"
-				}
-			}
+		w.Header().Set("Content-Type", "text/event-stream")
+		ev := func() { fmt.Fprintf(w, "event: program\ndata: %s\n\n", prog()) }
+		if f.lag && !f.lagged {
+			f.lagged = true
+			state, seq := f.state, f.seq
+			f.state, f.seq = "Ready", f.seq-1 // the state before the restart
+			ev()
+			f.state, f.seq = state, seq
 		}
-		js(200, prog())
+		ev()
+		fmt.Fprint(w, ": ping\n\nevent: synced\ndata: {}\n\n")
+		if f.state == "Building" {
+			ev()
+			f.seq++
+			f.state = "Ready"
+			if f.failWith != "" {
+				f.state = "Error"
+			}
+			ev()
+		}
+		if f.state == "Stopping" {
+			f.state = "Stopped"
+			ev()
+		}
 	case "POST /programs/p1/start", "POST /programs/p1/restart":
 		f.state = "Building"
-		f.updates++
-		if f.lag {
-			f.updates-- // the stale answer keeps the old updated_at
-		}
-		js(200, `{"program_id":"p1","state":"Building","message":"start requested"}`)
+		f.seq++
+		js(200, fmt.Sprintf(`{"program_id":"p1","state":"Building","message":"start requested","seq":%d}`, f.seq))
 	case "POST /programs/p1/stop":
-		f.state = "Stopped"
-		js(200, `{"program_id":"p1","state":"Stopping","message":"stop requested"}`)
+		f.state = "Stopping"
+		f.seq++
+		js(200, fmt.Sprintf(`{"program_id":"p1","state":"Stopping","message":"stop requested","seq":%d}`, f.seq))
 	case "DELETE /programs/p1":
 		js(200, `{"program_id":"p1","status":"deleted"}`)
 	case "GET /programs/p1/build-log":
@@ -314,7 +327,7 @@ func TestTokens(t *testing.T) {
 func TestDeployCreateAndUpdate(t *testing.T) {
 	f, _ := setup(t)
 	dir := testenv.WriteFiles(t, map[string]string{"go.mod": "module x\n", "main.go": "package main\n", "Dockerfile": "FROM golang\n", ".hershignore": "*.md\n", "README.md": "x"})
-	out, errOut, code := runCLI(t, "deploy", dir, "--poll", "5ms", "-e", "A=1", "--network")
+	out, errOut, code := runCLI(t, "deploy", dir, "-e", "A=1", "--network")
 	if code != 0 {
 		t.Fatalf("deploy: exit %d: %s", code, errOut)
 	}
@@ -338,8 +351,8 @@ func TestDeployCreateAndUpdate(t *testing.T) {
 
 	// Update a running program: PUT source then restart; a stale Ready
 	// right after the restart must not end the wait.
-	f.state, f.polls, f.lag = "Ready", 0, true
-	out, errOut, code = runCLI(t, "deploy", dir, "--program", "p1", "--poll", "5ms", "-o", "json")
+	f.state, f.streams, f.lag = "Ready", 0, true
+	out, errOut, code = runCLI(t, "deploy", dir, "--program", "p1", "-o", "json")
 	if code != 0 || !strings.Contains(errOut, "Updated source of p1") {
 		t.Fatalf("deploy update: %d %s", code, errOut)
 	}
@@ -347,8 +360,8 @@ func TestDeployCreateAndUpdate(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &p); err != nil || p["state"] != "Ready" {
 		t.Fatalf("deploy -o json: %q %v", out, err)
 	}
-	if !f.lagged || f.polls < 3 || !strings.Contains(errOut, "[state] Building") {
-		t.Fatalf("deploy ended on the stale Ready (polls %d):\n%s", f.polls, errOut)
+	if !f.lagged || f.streams != 1 || !strings.Contains(errOut, "[state] Building\n[state] Ready") {
+		t.Fatalf("deploy ended on the stale Ready (%d streams):\n%s", f.streams, errOut)
 	}
 }
 
@@ -356,7 +369,7 @@ func TestDeployError(t *testing.T) {
 	f, _ := setup(t)
 	f.failWith = "build failed: main.go:3: undefined: foo"
 	dir := testenv.WriteFiles(t, map[string]string{"go.mod": "module x\n", "main.go": "package main\n"})
-	out, errOut, code := runCLI(t, "deploy", dir, "--poll", "5ms")
+	out, errOut, code := runCLI(t, "deploy", dir)
 	if code != 1 || out != "" || !strings.Contains(errOut, "hershy: deploy: p1 failed: build failed: main.go:3: undefined: foo") {
 		t.Fatalf("deploy error: %d stdout %q stderr %q", code, out, errOut)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/client"
@@ -21,7 +22,7 @@ type deployOpts struct {
 	memory, stateBytes               int64
 	cpus                             float64
 	env                              []string
-	timeout, poll                    time.Duration
+	timeout                          time.Duration
 }
 
 func (a *app) deployCmd() *cobra.Command {
@@ -45,7 +46,6 @@ func (a *app) deployCmd() *cobra.Command {
 	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable NAME=VALUE (repeatable)")
 	f.BoolVar(&o.noStart, "no-start", false, "only store the source")
 	f.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up waiting for Ready after this long")
-	f.DurationVar(&o.poll, "poll", 500*time.Millisecond, "state polling interval")
 	return cmd
 }
 
@@ -107,18 +107,11 @@ func (a *app) deploy(cmd *cobra.Command, dir string, o deployOpts) error {
 	if o.noStart {
 		return a.deployResult(ctx, c, id)
 	}
-	// A restart of a Ready program may still answer Ready (with the old
-	// updated_at) for a moment; such a stale Ready does not end the wait.
-	stale := ""
+	var res *client.ActionResponse
 	if wasRunning {
-		if p, err := c.GetProgram(ctx, id); err == nil && p.State == "Ready" {
-			stale = p.UpdatedAt
-		}
-	}
-	if wasRunning {
-		_, err = c.Restart(ctx, id)
+		res, err = c.Restart(ctx, id)
 	} else {
-		_, err = c.Start(ctx, id)
+		res, err = c.Start(ctx, id)
 	}
 	if err != nil {
 		return fmt.Errorf("deploy: starting %s: %w", id, err)
@@ -127,7 +120,7 @@ func (a *app) deploy(cmd *cobra.Command, dir string, o deployOpts) error {
 
 	wctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	p, err := a.followUntilSettled(wctx, c, id, o.poll, stale)
+	p, err := a.followUntilSettled(wctx, c, id, res.Seq)
 	if err != nil {
 		if ctx.Err() == nil && wctx.Err() != nil {
 			return fmt.Errorf("deploy: %s not Ready after %s (check `hershy inspect %s`)", id, o.timeout, id)
@@ -144,73 +137,62 @@ func (a *app) deploy(cmd *cobra.Command, dir string, o deployOpts) error {
 	return a.deployResult(ctx, c, id)
 }
 
-// followUntilSettled copies the build log to stderr while polling the state,
-// until the program is Ready or in Error.
-func (a *app) followUntilSettled(ctx context.Context, c *client.Client, id string, poll time.Duration, stale string) (*client.Program, error) {
+// followUntilSettled copies the build log to stderr while it follows the
+// program's events, until a view at least as new as the start (seq minSeq)
+// is Ready, or in Error.
+func (a *app) followUntilSettled(ctx context.Context, c *client.Client, id string, minSeq uint64) (*client.Program, error) {
 	logCtx, stopLog := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		logged   atomic.Bool // the build log stream has begun
+		building bool        // the program went through Building
+	)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		a.streamBuildLog(logCtx, c, id, poll)
+		a.streamBuildLog(logCtx, c, id, &logged)
 	}()
-	finish := func() {
-		// Let the log stream drain briefly: the build often ends just before
-		// the program turns Ready.
-		t := time.AfterFunc(2*time.Second, stopLog)
-		wg.Wait()
-		t.Stop()
-		stopLog()
-	}
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	var last string
-	for {
-		p, err := c.GetProgram(ctx, id)
-		if err != nil {
+	defer func() {
+		if logged.Load() || building {
+			// Let the log stream drain briefly: the build often ends just
+			// before the program turns Ready. Without a build (the image
+			// was there) nothing is waited for.
+			t := time.AfterFunc(2*time.Second, stopLog)
+			defer t.Stop()
+		} else {
 			stopLog()
-			wg.Wait()
-			return nil, err
 		}
+		wg.Wait()
+		stopLog()
+	}()
+	var last string
+	return awaitProgram(ctx, c, id, minSeq, func(p *client.Program) bool {
 		if p.State != last {
 			fmt.Fprintf(a.errOut, "[state] %s\n", p.State)
 			last = p.State
 		}
-		if p.State != "Ready" || p.UpdatedAt != stale {
-			stale = "" // the action has taken effect
-		}
-		switch {
-		case p.State == "Ready" && stale != "":
-			// not yet restarted
-		case p.State == "Ready":
-			finish()
-			return p, nil
-		case p.State == "Error", p.State == "Stopped", p.State == "Created":
-			if p.State != "Error" {
-				// Stopped or Created after a start: the start did not take.
-				if p.ErrorMsg == "" {
-					p.ErrorMsg = "program is " + p.State + " instead of Ready"
-				}
-				p.State = "Error"
+		building = building || p.State == "Building"
+		switch p.State {
+		case "Ready", "Error":
+			return true
+		case "Stopped", "Created":
+			// After a start: the start did not take.
+			if p.ErrorMsg == "" {
+				p.ErrorMsg = "program is " + p.State + " instead of Ready"
 			}
-			finish()
-			return p, nil
+			p.State = "Error"
+			return true
 		}
-		select {
-		case <-ctx.Done():
-			stopLog()
-			wg.Wait()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-	}
+		return false
+	})
 }
 
 // streamBuildLog follows the build log; until the build exists it retries.
-func (a *app) streamBuildLog(ctx context.Context, c *client.Client, id string, poll time.Duration) {
+func (a *app) streamBuildLog(ctx context.Context, c *client.Client, id string, logged *atomic.Bool) {
 	for ctx.Err() == nil {
 		rc, err := c.BuildLog(ctx, id, true)
 		if err == nil {
+			logged.Store(true)
 			_, _ = io.Copy(a.errOut, rc)
 			rc.Close()
 			return
@@ -224,7 +206,7 @@ func (a *app) streamBuildLog(ctx context.Context, c *client.Client, id string, p
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(poll):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

@@ -138,7 +138,7 @@ func (a *app) actionCmd(verb, short string) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			p, err := waitForState(ctx, c, res.ProgramID, want)
+			p, err := waitForState(ctx, c, res.ProgramID, want, res.Seq)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", verb, args[0], err)
 			}
@@ -167,29 +167,65 @@ func (a *app) printAction(verb string, res *client.ActionResponse) error {
 	return err
 }
 
-// waitForState polls the program until it is in want. Error, or Stopped
-// when Ready is wanted (a restart passes from Stopping straight to
-// Starting), ends the wait with an error.
-func waitForState(ctx context.Context, c *client.Client, id, want string) (*client.Program, error) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
+// waitForState follows the program's events until a view at least as new
+// as the action (seq minSeq) is in want. Error, or Stopped when Ready is
+// wanted (a restart passes from Stopping straight to Starting), ends the
+// wait with an error.
+func waitForState(ctx context.Context, c *client.Client, id, want string, minSeq uint64) (*client.Program, error) {
+	p, err := awaitProgram(ctx, c, id, minSeq, func(p *client.Program) bool {
+		return p.State == want || p.State == "Error" || p.State == "Stopped" && want == "Ready"
+	})
+	switch {
+	case err != nil:
+		return p, err
+	case p.State == want:
+		return p, nil
+	case p.State == "Error":
+		return p, fmt.Errorf("program is in Error: %s", p.ErrorMsg)
+	default:
+		return p, fmt.Errorf("program stopped instead of becoming Ready")
+	}
+}
+
+// awaitProgram follows program id's events (GET /events) until settled
+// accepts a view whose seq is at least minSeq; older views (the state
+// before the action the caller made) are skipped. A stream that ends or
+// overflows is opened again: its snapshot carries the current view.
+func awaitProgram(ctx context.Context, c *client.Client, id string, minSeq uint64, settled func(*client.Program) bool) (*client.Program, error) {
+	var last *client.Program
 	for {
-		p, err := c.GetProgram(ctx, id)
+		es, err := c.Events(ctx, client.EventOptions{ProgramID: id})
 		if err != nil {
-			return nil, err
+			return last, err
 		}
-		switch {
-		case p.State == want:
-			return p, nil
-		case p.State == "Error":
-			return p, fmt.Errorf("program is in Error: %s", p.ErrorMsg)
-		case p.State == "Stopped" && want == "Ready":
-			return p, fmt.Errorf("program stopped instead of becoming Ready")
+		for {
+			ev, err := es.Next()
+			if err != nil {
+				break // the stream ended: open it again
+			}
+			switch ev.Kind {
+			case "deleted":
+				es.Close()
+				return last, fmt.Errorf("program %s was deleted", id)
+			case "program":
+				if ev.Program.ProgramID != id || ev.Program.Seq < minSeq {
+					continue
+				}
+				last = ev.Program
+				if settled(ev.Program) {
+					es.Close()
+					return ev.Program, nil
+				}
+			}
 		}
+		es.Close()
 		select {
 		case <-ctx.Done():
-			return p, fmt.Errorf("still %s, not %s: %w", p.State, want, ctx.Err())
-		case <-t.C:
+			if last != nil {
+				return last, fmt.Errorf("still %s: %w", last.State, ctx.Err())
+			}
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

@@ -21,7 +21,7 @@ func (s *server) command(w http.ResponseWriter, r *http.Request, p principal, ve
 		s.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"program_id": next.ID, "state": next.State, "message": verb})
+	writeJSON(w, http.StatusOK, map[string]any{"program_id": next.ID, "state": next.State, "message": verb, "seq": next.Seq})
 }
 
 func (s *server) startProgram(w http.ResponseWriter, r *http.Request, p principal) {

@@ -82,6 +82,7 @@ var routes = []route{
 	{"POST", "/programs", user, (*server).createProgram},
 	{"GET", "/programs", user, (*server).listPrograms},
 	{"GET", "/programs/{id}", user, (*server).getProgram},
+	{"GET", "/events", user, (*server).events},
 	{"DELETE", "/programs/{id}", user, (*server).deleteProgram},
 	{"POST", "/programs/{id}/start", user, (*server).startProgram},
 	{"POST", "/programs/{id}/stop", user, (*server).stopProgram},

@@ -40,6 +40,10 @@ type programView struct {
 	// the Host runs with uncapped /state).
 	StateBytesUsed  *int64 `json:"state_bytes_used,omitempty"`
 	StateBytesLimit *int64 `json:"state_bytes_limit,omitempty"`
+	// Seq grows with every action the Host takes for the program (a build,
+	// a launch, a probe, a halt, a timer): a view or event whose seq is at
+	// least the one an action's answer gave reflects that action or later.
+	Seq uint64 `json:"seq"`
 }
 
 func (s *server) proxyURL(id string) string { return s.opts.ProxyBase + "/programs/" + id + "/proxy" }
@@ -64,7 +68,7 @@ func (s *server) view(p store.Program) programView {
 		ContainerID: p.ContainerID, ProxyURL: s.proxyURL(p.ID), ErrorMsg: s.h.RelPaths(p.ErrorMsg),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.Policy,
 		RestartCount: p.RestartCount, NextRestartAt: timePtr(p.NextRestartAt), LastExitCode: p.LastExitCode,
-		LastOOM: p.LastOOM, Options: o, ProxyPort: s.ports.port(p.ID),
+		LastOOM: p.LastOOM, Options: o, ProxyPort: s.ports.port(p.ID), Seq: p.Seq,
 	}
 	if u, ok := s.h.StateUsage(p); ok {
 		v.StateBytesUsed, v.StateBytesLimit = &u.Used, &u.Limit

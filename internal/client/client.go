@@ -89,6 +89,9 @@ type Program struct {
 	// waits to build (n: n-1 builds ahead).
 	ProxyPort     int `json:"proxy_port,omitempty"`
 	QueuePosition int `json:"queue_position,omitempty"`
+	// Seq grows with every action the Host takes for the program; a view
+	// with a seq at least an action's answer's reflects that action.
+	Seq uint64 `json:"seq"`
 }
 
 // Created parses CreatedAt (RFC 3339); the zero time if absent or malformed.
@@ -139,6 +142,7 @@ type ActionResponse struct {
 	ProgramID string `json:"program_id"`
 	State     string `json:"state"`
 	Message   string `json:"message"`
+	Seq       uint64 `json:"seq"` // see Program.Seq
 }
 
 // Source answers GET /programs/{id}/source.

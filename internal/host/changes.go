@@ -2,27 +2,38 @@ package host
 
 import (
 	"maps"
+	"time"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/store"
 )
 
-func (h *Host) observe(id string, prev, next lifecycle.Program, ev lifecycle.Event) {
-	if prev.State != next.State {
-		h.log.Info("program state", "program", id, "from", prev.State, "to", next.State, "error", next.ErrorMsg)
+// observe is each supervisor's Observer: it logs state changes and tells
+// the subscribers.
+func (h *Host) observe(c Change) {
+	if c.Prev.State != c.Next.State {
+		h.log.Info("program state", "program", c.ProgramID, "from", c.Prev.State, "to", c.Next.State, "error", c.Next.ErrorMsg)
 	}
 	h.subsMu.Lock()
 	subs := h.subs
 	h.subsMu.Unlock()
 	for _, fn := range subs {
-		fn(Change{ProgramID: id, Prev: prev, Next: next})
+		fn(c)
 	}
 }
 
 // Change is one persisted change of a program's lifecycle, as Subscribe
-// delivers it.
+// delivers it. A program's first Change (its create) has a zero Prev; its
+// last (once its record is gone) has Deleted set.
 type Change struct {
-	ProgramID  string
+	ProgramID string
+	UserID    string // the owner
+	At        time.Time
+	// Prev is the program before the change, Next after it.
 	Prev, Next lifecycle.Program
+	// Row is the program's record after the change (zero when Deleted).
+	Row     store.Program
+	Deleted bool
 }
 
 // Subscribe calls fn with every persisted change of every program, from
@@ -33,6 +44,10 @@ type Change struct {
 func (h *Host) Subscribe(fn func(Change)) (cancel func()) {
 	h.subsMu.Lock()
 	defer h.subsMu.Unlock()
+	return h.subscribeLocked(fn)
+}
+
+func (h *Host) subscribeLocked(fn func(Change)) (cancel func()) {
 	h.subSeq++
 	key := h.subSeq
 	h.subs = maps.Clone(h.subs)
@@ -46,4 +61,20 @@ func (h *Host) Subscribe(fn func(Change)) (cancel func()) {
 		h.subs = maps.Clone(h.subs)
 		delete(h.subs, key)
 	}
+}
+
+// SubscribeWithPrograms is Subscribe, and also returns the record of every
+// supervised program as it is when fn starts to hear of changes: a change
+// not reflected in those records reaches fn. The one saved just before the
+// call may reach fn too, with a Next equal to the record's Program.
+func (h *Host) SubscribeWithPrograms(fn func(Change)) (rows []store.Program, cancel func()) {
+	h.subsMu.Lock()
+	defer h.subsMu.Unlock()
+	h.mu.Lock()
+	rows = make([]store.Program, 0, len(h.rows))
+	for _, r := range h.rows {
+		rows = append(rows, r)
+	}
+	h.mu.Unlock()
+	return rows, h.subscribeLocked(fn)
 }

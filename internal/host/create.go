@@ -176,6 +176,7 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, 
 		return store.Program{}, err
 	}
 	h.supervise(row)
+	h.observe(Change{ProgramID: id, UserID: row.UserID, At: row.CreatedAt, Next: row.Program, Row: row})
 	return row, nil
 }
 

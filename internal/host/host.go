@@ -160,8 +160,8 @@ type Host struct {
 	// source folder's swap, a /state resize) must not interleave. Updates
 	// are rare; a resize of a stopped program's /state holds it longest.
 	updateMu sync.Mutex
-	states    *statefs.Manager // the programs' /state filesystems (nil: uncapped)
-	saveMu    sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
+	states   *statefs.Manager // the programs' /state filesystems (nil: uncapped)
+	saveMu   sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
 
 	watcher *http.Client // reaches WatcherAPIs through the driver
 	wt      *http.Transport

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/store"
@@ -18,15 +19,24 @@ func (h *Host) supervise(r store.Program) *supervisor.Supervisor {
 		return s
 	}
 	h.rows[r.ID] = r
-	id := r.ID
+	id, owner := r.ID, r.UserID
 	s := supervisor.New(id, r.Program, supervisor.Config{
 		Machine:  h.machine,
 		Executor: executor{h},
 		Save: func(ctx context.Context, p lifecycle.Program, from lifecycle.State, reason string) error {
 			return h.save(ctx, id, p, from, reason)
 		},
-		Observe: h.observe,
-		Logger:  h.log,
+		Observe: func(id string, prev, next lifecycle.Program, _ lifecycle.Event) {
+			h.mu.Lock()
+			row, ok := h.rows[id]
+			h.mu.Unlock()
+			if !ok {
+				return // purged: the Deleted change follows
+			}
+			row.Program = next // as saved (or, when the save failed, as it is in memory)
+			h.observe(Change{ProgramID: id, UserID: owner, At: time.Now(), Prev: prev, Next: next, Row: row})
+		},
+		Logger: h.log,
 	})
 	h.sups[id] = s
 	h.wg.Add(1)
@@ -38,6 +48,9 @@ func (h *Host) supervise(r store.Program) *supervisor.Supervisor {
 			delete(h.sups, id)
 		}
 		h.mu.Unlock()
+		if h.ctx.Err() == nil { // Run ends early only when the program is deleted
+			h.observe(Change{ProgramID: id, UserID: owner, At: time.Now(), Prev: s.Program(), Deleted: true})
+		}
 	}()
 	return s
 }
