@@ -198,29 +198,31 @@ func checkImageLabels(k *kit) {
 // weakSpecs are changes that make a valid spec break the contract.
 func weakSpecs(rt string) map[string]func(*driver.ContainerSpec) {
 	m := map[string]func(*driver.ContainerSpec){
-		"no image":             func(s *driver.ContainerSpec) { s.Image = "" },
-		"user root":            func(s *driver.ContainerSpec) { s.User = "root" },
-		"user 0":               func(s *driver.ContainerSpec) { s.User = "0" },
-		"user 0:0":             func(s *driver.ContainerSpec) { s.User = "0:0" },
-		"group 0":              func(s *driver.ContainerSpec) { s.User = "1000:0" },
-		"no group":             func(s *driver.ContainerSpec) { s.User = "1000" },
-		"named user":           func(s *driver.ContainerSpec) { s.User = "app:app" },
-		"no user":              func(s *driver.ContainerSpec) { s.User = "" },
-		"other runtime":        func(s *driver.ContainerSpec) { s.Runtime = "kata" },
-		"no memory limit":      func(s *driver.ContainerSpec) { s.Limits.MemoryBytes = 0 },
-		"no CPU limit":         func(s *driver.ContainerSpec) { s.Limits.CPUs = 0 },
-		"negative CPUs":        func(s *driver.ContainerSpec) { s.Limits.CPUs = -1 },
-		"no pids limit":        func(s *driver.ContainerSpec) { s.Limits.Pids = 0 },
-		"no log cap":           func(s *driver.ContainerSpec) { s.Limits.LogBytes = 0 },
-		"no program label":     func(s *driver.ContainerSpec) { delete(s.Labels, driver.LabelProgram) },
-		"relative source":      func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "state", Target: "/state"}} },
-		"unclean source":       func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp/../etc", Target: "/state"}} },
-		"mount over /":         func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/"}} },
-		"mount over /tmp":      func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/tmp"}} },
-		"mount below /tmp":     func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/tmp/x"}} },
-		"mount below /proc":    func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/proc/x"}} },
-		"mount over resolv":    func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/etc/resolv.conf"}} },
-		"mount target twice":   func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/a"}, {Source: "/tmp", Target: "/a"}} },
+		"no image":          func(s *driver.ContainerSpec) { s.Image = "" },
+		"user root":         func(s *driver.ContainerSpec) { s.User = "root" },
+		"user 0":            func(s *driver.ContainerSpec) { s.User = "0" },
+		"user 0:0":          func(s *driver.ContainerSpec) { s.User = "0:0" },
+		"group 0":           func(s *driver.ContainerSpec) { s.User = "1000:0" },
+		"no group":          func(s *driver.ContainerSpec) { s.User = "1000" },
+		"named user":        func(s *driver.ContainerSpec) { s.User = "app:app" },
+		"no user":           func(s *driver.ContainerSpec) { s.User = "" },
+		"other runtime":     func(s *driver.ContainerSpec) { s.Runtime = "kata" },
+		"no memory limit":   func(s *driver.ContainerSpec) { s.Limits.MemoryBytes = 0 },
+		"no CPU limit":      func(s *driver.ContainerSpec) { s.Limits.CPUs = 0 },
+		"negative CPUs":     func(s *driver.ContainerSpec) { s.Limits.CPUs = -1 },
+		"no pids limit":     func(s *driver.ContainerSpec) { s.Limits.Pids = 0 },
+		"no log cap":        func(s *driver.ContainerSpec) { s.Limits.LogBytes = 0 },
+		"no program label":  func(s *driver.ContainerSpec) { delete(s.Labels, driver.LabelProgram) },
+		"relative source":   func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "state", Target: "/state"}} },
+		"unclean source":    func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp/../etc", Target: "/state"}} },
+		"mount over /":      func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/"}} },
+		"mount over /tmp":   func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/tmp"}} },
+		"mount below /tmp":  func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/tmp/x"}} },
+		"mount below /proc": func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/proc/x"}} },
+		"mount over resolv": func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/etc/resolv.conf"}} },
+		"mount target twice": func(s *driver.ContainerSpec) {
+			s.Mounts = []driver.Mount{{Source: "/tmp", Target: "/a"}, {Source: "/tmp", Target: "/a"}}
+		},
 		"relative mount point": func(s *driver.ContainerSpec) { s.Mounts = []driver.Mount{{Source: "/tmp", Target: "state"}} },
 	}
 	if driver.SpecRuntime(rt) == driver.RuntimeRunsc {
@@ -688,9 +690,9 @@ func checkBuildFailure(k *kit) {
 // symlink out of the context and a Dockerfile outside it.
 func checkBuildRefusals(k *kit) {
 	refusals := map[string]driver.ImageSpec{
-		"RUN": {ContextDir: k.contextDir("FROM "+k.fx.ProbeImage+"\nRUN [\"/probe\"]\n", map[string]string{})},
-		"missing base": {ContextDir: k.contextDir("FROM "+k.tag("nowhere")+"\n", map[string]string{})},
-		"missing COPY --from": {ContextDir: k.contextDir("FROM scratch\nCOPY --from="+k.tag("nowhere")+" /x /x\n", map[string]string{})},
+		"RUN":                  {ContextDir: k.contextDir("FROM "+k.fx.ProbeImage+"\nRUN [\"/probe\"]\n", map[string]string{})},
+		"missing base":         {ContextDir: k.contextDir("FROM "+k.tag("nowhere")+"\n", map[string]string{})},
+		"missing COPY --from":  {ContextDir: k.contextDir("FROM scratch\nCOPY --from="+k.tag("nowhere")+" /x /x\n", map[string]string{})},
 		"context over its cap": {ContextDir: k.contextDir("FROM scratch\nCOPY big /big\n", map[string]string{"big": strings.Repeat("x", 4096)}), MaxContext: 1024},
 		"Dockerfile outside":   {ContextDir: k.contextDir("FROM scratch\n", map[string]string{}), Dockerfile: "../Dockerfile"},
 	}
