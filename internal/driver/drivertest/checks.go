@@ -592,8 +592,14 @@ func checkJobCancel(k *kit) {
 	spec := k.job("job-cancel", "-sleep", "1h")
 	ctx, cancel := context.WithTimeout(k.ctx, 2*time.Second)
 	defer cancel()
+	start := time.Now()
 	if _, err := k.d.RunJob(ctx, spec, &syncBuffer{}); !errors.Is(err, context.DeadlineExceeded) {
 		k.t.Fatalf("RunJob past its deadline: %v, want DeadlineExceeded", err)
+	}
+	// Not a timing assertion: the job sleeps an hour, and RunJob must not
+	// have waited for it to end by itself.
+	if took := time.Since(start); took > 30*time.Minute {
+		k.t.Errorf("RunJob returned %v after its deadline: it waited for the job instead of killing it", took)
 	}
 	if cs := k.mine(nil); len(cs) != 0 {
 		k.t.Errorf("the cancelled job's container is left: %+v", cs)

@@ -10,14 +10,14 @@ import (
 
 // probeFixture is the kit's fixture on a fresh fake engine holding the
 // probe image.
-func probeFixture(rt string) func(t *testing.T) drivertest.Fixture {
+func probeFixture(rt string, inBubble bool) func(t *testing.T) drivertest.Fixture {
 	return func(t *testing.T) drivertest.Fixture {
 		d := fake.New(fake.Options{})
 		t.Cleanup(func() { d.Close() })
 		const probe = "drivertest-probe:latest"
 		d.LoadImage(probe, nil)
 		d.SetProgram(probe, fake.Probe)
-		return drivertest.Fixture{Driver: d, Runtime: rt, ProbeImage: probe, Prefix: "kit"}
+		return drivertest.Fixture{Driver: d, Runtime: rt, ProbeImage: probe, Prefix: "kit", Parallel: !inBubble}
 	}
 }
 
@@ -27,7 +27,7 @@ var runtimes = []string{driver.RuntimeRunc, driver.RuntimeRunsc}
 // clock.
 func TestConformance(t *testing.T) {
 	for _, rt := range runtimes {
-		t.Run(rt, func(t *testing.T) { drivertest.Run(t, probeFixture(rt)) })
+		t.Run(rt, func(t *testing.T) { drivertest.Run(t, probeFixture(rt, false)) })
 	}
 }
 
@@ -36,6 +36,6 @@ func TestConformance(t *testing.T) {
 // goroutine the fake started has ended.
 func TestConformanceInBubbles(t *testing.T) {
 	for _, rt := range runtimes {
-		t.Run(rt, func(t *testing.T) { drivertest.RunSynctest(t, probeFixture(rt)) })
+		t.Run(rt, func(t *testing.T) { drivertest.RunSynctest(t, probeFixture(rt, true)) })
 	}
 }

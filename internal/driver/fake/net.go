@@ -20,7 +20,7 @@ type listener struct {
 	p       *Process
 	key     string // host:port as listened on
 	addr    net.Addr
-	backlog chan net.Conn // dialled, not yet accepted
+	backlog chan *pipeConn // dialled, not yet accepted
 	once    sync.Once
 	closed  chan struct{}
 }
@@ -52,7 +52,8 @@ func (l *listener) closeLocked() {
 		for {
 			select {
 			case c := <-l.backlog:
-				c.Close()
+				delete(l.p.conns, c) // p.mu is held: not through c.Close
+				c.Conn.Close()
 			default:
 				return
 			}

@@ -241,7 +241,7 @@ func (p *Process) Listen(addr string) (net.Listener, error) {
 			return nil, &net.OpError{Op: "listen", Net: "tcp", Err: syscall.EADDRINUSE}
 		}
 	}
-	l := &listener{p: p, key: key, backlog: make(chan net.Conn, 128), closed: make(chan struct{})}
+	l := &listener{p: p, key: key, backlog: make(chan *pipeConn, 128), closed: make(chan struct{})}
 	l.addr = tcpAddr(host, port)
 	p.listeners[key] = l
 	return l, nil
