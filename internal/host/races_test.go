@@ -641,3 +641,36 @@ func TestRaceEngineDies(t *testing.T) {
 // puts the program in Error ("stop failed") with no restart scheduled: the
 // program stays down, its container running, after the engine is back.
 const skipFailedHalt = "issue 11 §1 finding: a halt that fails while the engine is down leaves the program in Error with no retry; for the lead"
+
+// TestRaceEventStreamBreaks: the event stream drops (the engine lives on)
+// and the program exits before the Host has subscribed again: the exit is
+// lost to the stream, and the Host finds it by looking at its containers
+// when it subscribes again.
+func TestRaceEventStreamBreaks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := newFakeEngine(t, nil, fake.Hooks{})
+		h := openFakeHost(t, d, Options{})
+		id := createProgram(t, h, dockerfileProgram("hana", "1"))
+		if _, err := h.Start(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		p := settleIn(t, h, id, lifecycle.Ready)
+		d.BreakEvents(errors.New("connection reset by peer"))
+		if err := d.Exit(p.ContainerID, 3); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // the Host subscribes again within a second
+		q := settleIn(t, h, id, lifecycle.Ready)
+		if q.ContainerID == p.ContainerID || q.RestartCount != 1 {
+			t.Errorf("the exit in the gap was not seen: %+v", q)
+		}
+		tr, _ := h.Transitions(context.Background(), id, 0)
+		found := false
+		for _, x := range tr {
+			found = found || x.Reason == "container exited with code 3"
+		}
+		if !found {
+			t.Errorf("history %+v lacks the exit", tr)
+		}
+	})
+}

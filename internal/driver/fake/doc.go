@@ -20,8 +20,8 @@
 //     Hooks.Build scripts build output and build failures.
 //   - The test plays the kernel and the engine: Exit, OOMKill, Crash (every
 //     event stream ends with an error and every call fails, as when the
-//     engine dies; containers keep running, as under live-restore) and
-//     Restore.
+//     engine dies; containers keep running, as under live-restore),
+//     Restore, and BreakEvents (only the event streams break).
 //   - RunJob runs a Program too, so a job can write into its writable
 //     mounts (the Host's Go builds read the compiled binary from /out).
 //

@@ -172,6 +172,20 @@ func (d *Driver) Crash(cause error) {
 	}
 }
 
+// BreakEvents ends every open event stream with an error wrapping cause,
+// as a dropped connection to a live engine does: the engine goes on, and
+// events until the caller subscribes again are lost to it.
+func (d *Driver) BreakEvents(cause error) {
+	if cause == nil {
+		cause = errors.New("connection reset")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for s := range d.subs {
+		s.end(fmt.Errorf("fake: events: %w", cause))
+	}
+}
+
 // Restore brings a crashed engine back: calls work again; streams broken
 // by the crash stay broken (the caller subscribes again).
 func (d *Driver) Restore() {

@@ -479,3 +479,25 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Errorf("a call after Close: %v", err)
 	}
 }
+
+func TestBreakEvents(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := newDriver(t, fake.Options{})
+		ctx := context.Background()
+		id := run(t, d, "a")
+		evs, errs := d.Events(ctx)
+		cause := errors.New("connection reset by peer")
+		d.BreakEvents(cause)
+		for range evs {
+		}
+		if err := <-errs; !errors.Is(err, cause) || errors.Is(err, fake.ErrEngineDown) {
+			t.Errorf("the broken stream ended with %v", err)
+		}
+		if err := d.Exit(id, 1); err != nil { // lost to the broken stream
+			t.Fatal(err)
+		}
+		if info, err := d.InspectContainer(ctx, id); err != nil || info.Running || info.ExitCode != 1 {
+			t.Errorf("the engine after a broken stream: %+v, %v", info, err)
+		}
+	})
+}
