@@ -350,19 +350,22 @@ func (k *kit) get(c *client, route string) string {
 // waitReady polls "/" until the probe answers ok.
 func (k *kit) waitReady(c *client) {
 	k.t.Helper()
-	var last error
-	k.eventually("the probe's answer", func() bool {
+	deadline := time.Now().Add(k.fx.Timeout)
+	for {
 		resp, err := c.Get("http://probe/")
-		if err != nil {
-			last = err
-			return false
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) == "ok" {
+				return
+			}
+			err = fmt.Errorf("answer %q", b)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		last = fmt.Errorf("answer %q", b)
-		return string(b) == "ok"
-	})
-	_ = last
+		if time.Now().After(deadline) {
+			k.t.Fatalf("the probe did not answer within %v: %v", k.fx.Timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // nextEvent waits for the next event of container id.
