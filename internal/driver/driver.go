@@ -6,6 +6,12 @@
 // drivers): build an image, run a sandboxed container, watch exits, read
 // logs, dial the program's WatcherAPI, and list what exists so the Host can
 // reconcile after a restart.
+//
+// The contract each method keeps (errors, idempotency, events, logs, the
+// refusals of specs weaker than the sandbox contract) is checked by the
+// conformance kit in package drivertest, which every implementation runs:
+// the Docker driver against the engine, and package fake, the in-memory
+// driver the Host's tests use where the engine is not the subject.
 package driver
 
 import (
@@ -61,7 +67,9 @@ type Driver interface {
 	RemoveImage(ctx context.Context, ref string) error
 
 	// CreateContainer creates (does not start) a container under the
-	// sandbox contract described by spec.
+	// sandbox contract described by spec. A spec weaker than the contract
+	// is refused with ErrInvalidSpec (see ContainerSpec.Check); a missing
+	// image is ErrNotFound (it is never pulled); a name in use is an error.
 	CreateContainer(ctx context.Context, spec ContainerSpec) (containerID string, err error)
 	// StartContainer starts a created container.
 	StartContainer(ctx context.Context, id string) error
@@ -93,7 +101,9 @@ type Driver interface {
 	// given command), streaming its output to out, and removes it. It
 	// returns the command's exit status; err is for the engine's failures
 	// (and ctx: a cancelled or timed-out job is killed and removed, and err
-	// wraps ctx's error). The Host compiles users' code this way.
+	// wraps ctx's error). A spec weaker than the contract is refused with
+	// ErrInvalidSpec (JobSpec.Check). The Host compiles users' code this
+	// way.
 	RunJob(ctx context.Context, spec JobSpec, out io.Writer) (JobResult, error)
 
 	// DialContext connects to addr (e.g. "127.0.0.1:8080") inside the

@@ -28,9 +28,6 @@ const TmpfsOptions = "rw,noexec,nosuid,nodev,size=16m"
 // each may hold LogBytes/logFiles bytes.
 const logFiles = 2
 
-// minLogBytes is the smallest engine-side log cap accepted.
-const minLogBytes = 16 << 10
-
 // CreateContainer creates a container under the sandbox contract:
 //
 //   - the runtime is runsc (the default when spec.Runtime is empty) or runc;
@@ -99,30 +96,12 @@ func containerConfig(spec driver.ContainerSpec, img imageFacts) (*container.Conf
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("docker: container spec: "+format, args...)
 	}
-	if spec.Image == "" {
-		return nil, nil, nil, bad("no image")
+	if err := spec.Check(); err != nil {
+		return nil, nil, nil, fmt.Errorf("docker: %w", err)
 	}
-	rtName := spec.Runtime
-	if rtName == "" {
-		rtName = driver.RuntimeRunsc
-	}
-	if rtName != driver.RuntimeRunsc && rtName != driver.RuntimeRunc {
-		return nil, nil, nil, bad("runtime %q is not allowed (only %s or %s)", spec.Runtime, driver.RuntimeRunsc, driver.RuntimeRunc)
-	}
-	if err := checkUser(spec.User); err != nil {
-		return nil, nil, nil, bad("%v", err)
-	}
-	if spec.Labels[driver.LabelProgram] == "" {
-		return nil, nil, nil, bad("label %s is required", driver.LabelProgram)
-	}
+	rtName := driver.SpecRuntime(spec.Runtime)
 	lim := spec.Limits
-	if err := checkLimits(rtName, lim); err != nil {
-		return nil, nil, nil, bad("%v", err)
-	}
-	mounts, err := bindMounts(spec.Mounts)
-	if err != nil {
-		return nil, nil, nil, bad("%v", err)
-	}
+	mounts := bindMounts(spec.Mounts)
 	targets := make(map[string]bool, len(mounts))
 	for _, m := range mounts {
 		targets[m.Target] = true
@@ -191,50 +170,19 @@ func containerConfig(spec driver.ContainerSpec, img imageFacts) (*container.Conf
 	return cfg, hc, nc, nil
 }
 
-// checkLimits refuses a limit that is unset or too small to be safe.
-func checkLimits(rtName string, lim driver.Limits) error {
-	switch {
-	case lim.MemoryBytes < 6<<20:
-		return fmt.Errorf("memory limit %d bytes: at least 6 MiB is required", lim.MemoryBytes)
-	case !(lim.CPUs > 0) || math.IsInf(lim.CPUs, 0):
-		return fmt.Errorf("CPU limit %v: a positive number of cores is required", lim.CPUs)
-	case lim.Pids <= 0:
-		return fmt.Errorf("pids limit %d: a positive limit is required", lim.Pids)
-	case rtName == driver.RuntimeRunsc && lim.Pids < MinPidsRunsc:
-		return fmt.Errorf("pids limit %d is below %d, the minimum under runsc (gVisor's own threads count against it)", lim.Pids, MinPidsRunsc)
-	case lim.LogBytes < minLogBytes:
-		return fmt.Errorf("log cap %d bytes: at least %d is required", lim.LogBytes, minLogBytes)
-	}
-	return nil
-}
-
-// bindMounts validates and translates bind mounts: absolute clean paths,
-// no mount over /tmp or the engine's own files, no target twice.
-func bindMounts(ms []driver.Mount) ([]mount.Mount, error) {
+// bindMounts translates bind mounts (spec.Check has validated them).
+func bindMounts(ms []driver.Mount) []mount.Mount {
 	mounts := make([]mount.Mount, 0, len(ms))
-	targets := map[string]bool{}
 	for _, m := range ms {
-		src, dst := m.Source, m.Target
-		switch {
-		case !path.IsAbs(src) || path.Clean(src) != src:
-			return nil, fmt.Errorf("mount source %q must be an absolute clean path", src)
-		case !path.IsAbs(dst) || path.Clean(dst) != dst || dst == "/":
-			return nil, fmt.Errorf("mount target %q must be an absolute clean path below /", dst)
-		case dst == "/tmp" || strings.HasPrefix(dst, "/tmp/") || reservedTarget(dst):
-			return nil, fmt.Errorf("mount target %q is reserved", dst)
-		case targets[dst]:
-			return nil, fmt.Errorf("mount target %q given twice", dst)
-		}
-		targets[dst] = true
 		mounts = append(mounts, mount.Mount{
 			Type:        mount.TypeBind,
-			Source:      src,
-			Target:      dst,
+			Source:      m.Source,
+			Target:      m.Target,
 			ReadOnly:    m.ReadOnly,
 			BindOptions: &mount.BindOptions{Propagation: mount.PropagationRPrivate},
 		})
 	}
-	return mounts, nil
+	return mounts
 }
 
 // The tmpfs that covers each VOLUME an image declares is empty, 4 KiB,
@@ -274,7 +222,7 @@ func overrideImage(img imageFacts, targets map[string]bool, labels map[string]st
 		switch {
 		case !path.IsAbs(v):
 			return nil, fmt.Errorf("it declares VOLUME %q, a relative path the Host cannot cover; rebuild it without the volume", v)
-		case dst == "/" || reservedTarget(dst):
+		case dst == "/" || driver.ReservedTarget(dst):
 			return nil, fmt.Errorf("it declares VOLUME %q, where the Host cannot cover it; rebuild it without the volume", v)
 		case targets[dst] || dst == "/tmp":
 			continue // the spec's own mount is there already
@@ -296,33 +244,6 @@ func overrideImage(img imageFacts, targets map[string]bool, labels map[string]st
 		}
 	}
 	return covers, nil
-}
-
-func reservedTarget(dst string) bool {
-	for _, r := range []string{"/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"} {
-		if dst == r || strings.HasPrefix(dst, r+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-// checkUser accepts only a numeric "uid:gid" with neither being 0.
-func checkUser(u string) error {
-	uid, gid, ok := strings.Cut(u, ":")
-	if u == "" || u == "root" || u == "0" || !ok {
-		return fmt.Errorf("user %q: a numeric non-root \"uid:gid\" is required", u)
-	}
-	for _, part := range []string{uid, gid} {
-		n, err := strconv.ParseUint(part, 10, 32)
-		if err != nil {
-			return fmt.Errorf("user %q: a numeric non-root \"uid:gid\" is required", u)
-		}
-		if n == 0 {
-			return fmt.Errorf("user %q: root (0) is not allowed as user or group", u)
-		}
-	}
-	return nil
 }
 
 // ensureEgressNetwork creates EgressNetwork when missing, checks that an

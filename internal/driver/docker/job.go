@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path"
 	"strconv"
 	"time"
 
@@ -139,37 +138,12 @@ func (d *Driver) jobEnded(ctx context.Context, id string) (stopped bool, exitCod
 // containerConfig and network "none". It is pure, so the refusals are
 // unit-tested.
 func jobConfig(spec driver.JobSpec) (*container.Config, *container.HostConfig, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("docker: job spec: "+format, args...)
+	if err := spec.Check(); err != nil {
+		return nil, nil, fmt.Errorf("docker: %w", err)
 	}
-	rtName := spec.Runtime
-	if rtName == "" {
-		rtName = driver.RuntimeRunsc
-	}
-	switch {
-	case spec.Image == "":
-		return nil, nil, bad("no image")
-	case len(spec.Cmd) == 0:
-		return nil, nil, bad("no command")
-	case spec.WorkDir != "" && (!path.IsAbs(spec.WorkDir) || path.Clean(spec.WorkDir) != spec.WorkDir):
-		return nil, nil, bad("work dir %q must be an absolute clean path", spec.WorkDir)
-	case rtName != driver.RuntimeRunsc && rtName != driver.RuntimeRunc:
-		return nil, nil, bad("runtime %q is not allowed (only %s or %s)", spec.Runtime, driver.RuntimeRunsc, driver.RuntimeRunc)
-	case spec.TmpBytes < 0 || spec.TmpBytes > spec.Limits.MemoryBytes:
-		return nil, nil, bad("tmpfs of %d bytes: it must fit in the memory limit", spec.TmpBytes)
-	}
-	if err := checkUser(spec.User); err != nil {
-		return nil, nil, bad("%v", err)
-	}
+	rtName := driver.SpecRuntime(spec.Runtime)
 	lim := spec.Limits
-	lim.LogBytes = minLogBytes // no engine log (see LogConfig)
-	if err := checkLimits(rtName, lim); err != nil {
-		return nil, nil, bad("%v", err)
-	}
-	mounts, err := bindMounts(spec.Mounts)
-	if err != nil {
-		return nil, nil, bad("%v", err)
-	}
+	mounts := bindMounts(spec.Mounts)
 	tmpfs := TmpfsOptions
 	if spec.TmpBytes > 0 {
 		tmpfs = "rw,noexec,nosuid,nodev,size=" + strconv.FormatInt(spec.TmpBytes, 10)

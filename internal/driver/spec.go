@@ -1,0 +1,177 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// ErrInvalidSpec is returned (wrapped) by CreateContainer and RunJob for a
+// spec that asks for less isolation than the sandbox contract, or leaves a
+// limit unset. Every driver applies the same rules (Check), so no engine
+// gives the Host a weaker container than another would.
+var ErrInvalidSpec = errors.New("driver: the spec breaks the sandbox contract")
+
+// Smallest limits a driver accepts.
+const (
+	MinMemoryBytes = 6 << 20  // below this no Go program starts
+	MinLogBytes    = 16 << 10 // the engine-side log cap of a program container
+)
+
+// Check applies the sandbox contract's rules to a program container's
+// spec: an image, an allowed runtime (empty means runsc), a numeric
+// non-root user and group, LabelProgram, every limit set (pids at least
+// MinPidsRunsc under runsc), and mounts with absolute clean paths that do
+// not cover /, /tmp or the engine's own files, each target once. The error
+// wraps ErrInvalidSpec and says which rule.
+func (s ContainerSpec) Check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("container spec: %w: "+format, append([]any{ErrInvalidSpec}, args...)...)
+	}
+	if s.Image == "" {
+		return bad("no image")
+	}
+	rt, err := checkRuntime(s.Runtime)
+	if err != nil {
+		return bad("%v", err)
+	}
+	if err := checkUser(s.User); err != nil {
+		return bad("%v", err)
+	}
+	if s.Labels[LabelProgram] == "" {
+		return bad("label %s is required", LabelProgram)
+	}
+	if err := checkLimits(rt, s.Limits); err != nil {
+		return bad("%v", err)
+	}
+	if s.Limits.LogBytes < MinLogBytes {
+		return bad("log cap %d bytes: at least %d is required", s.Limits.LogBytes, MinLogBytes)
+	}
+	if err := checkMounts(s.Mounts); err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}
+
+// Check applies the contract's rules to a job's spec: those of a program
+// container (but no program label, and no log cap: a job's output goes to
+// its caller), a command, an absolute clean work directory, and a /tmp that
+// fits in the memory limit. The error wraps ErrInvalidSpec.
+func (s JobSpec) Check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("job spec: %w: "+format, append([]any{ErrInvalidSpec}, args...)...)
+	}
+	rt, err := checkRuntime(s.Runtime)
+	switch {
+	case s.Image == "":
+		return bad("no image")
+	case len(s.Cmd) == 0:
+		return bad("no command")
+	case s.WorkDir != "" && (!path.IsAbs(s.WorkDir) || path.Clean(s.WorkDir) != s.WorkDir):
+		return bad("work dir %q must be an absolute clean path", s.WorkDir)
+	case err != nil:
+		return bad("%v", err)
+	case s.TmpBytes < 0 || s.TmpBytes > s.Limits.MemoryBytes:
+		return bad("tmpfs of %d bytes: it must fit in the memory limit", s.TmpBytes)
+	}
+	if err := checkUser(s.User); err != nil {
+		return bad("%v", err)
+	}
+	if err := checkLimits(rt, s.Limits); err != nil {
+		return bad("%v", err)
+	}
+	if err := checkMounts(s.Mounts); err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}
+
+// SpecRuntime is the runtime a spec's Runtime field names: runsc when it
+// is empty.
+func SpecRuntime(rt string) string {
+	if rt == "" {
+		return RuntimeRunsc
+	}
+	return rt
+}
+
+func checkRuntime(rt string) (string, error) {
+	name := SpecRuntime(rt)
+	if name != RuntimeRunsc && name != RuntimeRunc {
+		return "", fmt.Errorf("runtime %q is not allowed (only %s or %s)", rt, RuntimeRunsc, RuntimeRunc)
+	}
+	return name, nil
+}
+
+// checkUser accepts only a numeric "uid:gid" with neither being 0: a name
+// could map to root inside the image, and a missing gid would mean group
+// root.
+func checkUser(u string) error {
+	uid, gid, ok := strings.Cut(u, ":")
+	if u == "" || u == "root" || u == "0" || !ok {
+		return fmt.Errorf("user %q: a numeric non-root \"uid:gid\" is required", u)
+	}
+	for _, part := range []string{uid, gid} {
+		n, err := strconv.ParseUint(part, 10, 32)
+		if err != nil {
+			return fmt.Errorf("user %q: a numeric non-root \"uid:gid\" is required", u)
+		}
+		if n == 0 {
+			return fmt.Errorf("user %q: root (0) is not allowed as user or group", u)
+		}
+	}
+	return nil
+}
+
+// checkLimits refuses a memory, CPU or pids limit that is unset or too
+// small to be safe under runtime rt.
+func checkLimits(rt string, lim Limits) error {
+	switch {
+	case lim.MemoryBytes < MinMemoryBytes:
+		return fmt.Errorf("memory limit %d bytes: at least %d MiB is required", lim.MemoryBytes, MinMemoryBytes>>20)
+	case !(lim.CPUs > 0) || math.IsInf(lim.CPUs, 0):
+		return fmt.Errorf("CPU limit %v: a positive number of cores is required", lim.CPUs)
+	case lim.Pids <= 0:
+		return fmt.Errorf("pids limit %d: a positive limit is required", lim.Pids)
+	case rt == RuntimeRunsc && lim.Pids < MinPidsRunsc:
+		return fmt.Errorf("pids limit %d is below %d, the minimum under runsc (gVisor's own threads count against it)", lim.Pids, MinPidsRunsc)
+	}
+	return nil
+}
+
+// checkMounts refuses mounts that are not absolute clean paths, that cover
+// / or /tmp (the contract's tmpfs) or the engine's own files, or that name
+// one target twice.
+func checkMounts(ms []Mount) error {
+	targets := map[string]bool{}
+	for _, m := range ms {
+		src, dst := m.Source, m.Target
+		switch {
+		case !path.IsAbs(src) || path.Clean(src) != src:
+			return fmt.Errorf("mount source %q must be an absolute clean path", src)
+		case !path.IsAbs(dst) || path.Clean(dst) != dst || dst == "/":
+			return fmt.Errorf("mount target %q must be an absolute clean path below /", dst)
+		case dst == "/tmp" || strings.HasPrefix(dst, "/tmp/") || ReservedTarget(dst):
+			return fmt.Errorf("mount target %q is reserved", dst)
+		case targets[dst]:
+			return fmt.Errorf("mount target %q given twice", dst)
+		}
+		targets[dst] = true
+	}
+	return nil
+}
+
+// ReservedTarget reports whether a path inside a container belongs to the
+// engine (/proc, /sys, /dev and the files it writes in /etc): nothing may
+// be mounted there.
+func ReservedTarget(dst string) bool {
+	for _, r := range []string{"/proc", "/sys", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"} {
+		if dst == r || strings.HasPrefix(dst, r+"/") {
+			return true
+		}
+	}
+	return false
+}
