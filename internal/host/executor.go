@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -158,8 +160,15 @@ func (h *Host) launch(ctx context.Context, id, image string) (cid string, err er
 	if err := h.ensureState(ctx, row); err != nil {
 		return "", err
 	}
-	cid, err = h.driver.CreateContainer(ctx, h.spec(row, image))
+	spec := h.spec(row, image)
+	gen := newGeneration()
+	spec.Labels[driver.LabelGeneration] = gen
+	cid, err = h.driver.CreateContainer(ctx, spec)
 	if err != nil {
+		// A create can fail on our side and still happen on the engine's
+		// (the request cancelled by a stop, the reply lost): nothing knows
+		// that container's id, so it is looked for by its labels.
+		h.sweepLaunch(id, gen)
 		return "", err
 	}
 	defer func() {
@@ -182,6 +191,49 @@ func (h *Host) launch(ctx context.Context, id, image string) (cid string, err er
 	// The previous container is gone: a replaced source's old build can go.
 	h.collectBuildsLogged(ctx)
 	return cid, nil
+}
+
+// sweepAfter are the delays after which sweepLaunch looks for the
+// container of a failed create: at once, and later for an engine that
+// finishes a cancelled request late.
+var sweepAfter = []time.Duration{0, time.Second, 5 * time.Second, 30 * time.Second}
+
+// sweepLaunch removes, in the background, the container a failed create
+// may have left: the one labelled with the program and the launch's
+// generation, which no later launch shares.
+func (h *Host) sweepLaunch(id, gen string) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		labels := map[string]string{driver.LabelProgram: id, driver.LabelGeneration: gen, driver.LabelManaged: "true"}
+		for _, wait := range sweepAfter {
+			select {
+			case <-h.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			cs, err := h.driver.ListContainers(h.ctx, labels)
+			if err != nil {
+				continue
+			}
+			for _, c := range cs {
+				h.stopCapture(c.ID)
+				if err := h.driver.RemoveContainer(h.ctx, c.ID); err != nil && !errors.Is(err, driver.ErrNotFound) {
+					h.log.Error("removing the container of a failed create", "program", id, "container", c.ID, "err", err)
+				}
+			}
+			if len(cs) > 0 {
+				return
+			}
+		}
+	}()
+}
+
+// newGeneration names one launch (driver.LabelGeneration).
+func newGeneration() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // halt is the DoHalt effect: stop (SIGTERM, then SIGKILL after the grace)

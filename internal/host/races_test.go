@@ -134,6 +134,10 @@ func settleIn(t *testing.T, h *Host, id string, want lifecycle.State) store.Prog
 			}
 		}
 		if time.Now().After(deadline) {
+			trs, _ := h.Transitions(context.Background(), id, 60)
+			for _, tr := range trs {
+				t.Logf("%s %s -> %s: %s", tr.At.Format("15:04:05.000"), tr.From, tr.To, tr.Reason)
+			}
 			t.Fatalf("program %s: %+v after an hour, want %s", id, stateOf(t, h, id), want)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -191,14 +195,6 @@ func TestRaceFreeLifecycle(t *testing.T) {
 	})
 }
 
-// skipLostCreate is why the Host fails one case of TestRaceStopDuringStart
-// today. With Docker, a cancelled ContainerCreate request does not stop the
-// engine from creating the container: when the stop's halt has already
-// listed the program's containers, launch gets an error and no id, removes
-// nothing, and the container stays (created, never started) until the
-// program's next start or its delete halts it. A fix: after a failed
-// create, launch removes the container by its name.
-const skipLostCreate = "issue 11 §1 finding: a create cancelled by a stop that the engine completes after the halt leaves its container (launch never learns its id); for the lead"
 
 // noContainers fails unless the engine holds no container of the program,
 // in any state: what a stop must leave.
@@ -244,7 +240,7 @@ func TestRaceStopDuringStart(t *testing.T) {
 				return nil
 			}}
 		}},
-		{name: "create in flight, done after the stop, reply lost", ready: true, skip: skipLostCreate, hooks: func(held, stopped chan struct{}) fake.Hooks {
+		{name: "create in flight, done after the stop, reply lost", ready: true, hooks: func(held, stopped chan struct{}) fake.Hooks {
 			return fake.Hooks{
 				Before: func(ctx context.Context, c fake.Call) error {
 					if c.Method == "CreateContainer" {
@@ -492,7 +488,6 @@ func (g gateHandler) Handle(_ context.Context, r slog.Record) error {
 // decided is refused (409, or 404 once the program is gone), never
 // accepted for a program that is about to disappear.
 func TestRaceStartWhileDeleting(t *testing.T) {
-	t.Skip("issue 11 §2: admission in the reducer — the lead is doing it")
 	synctest.Test(t, func(t *testing.T) {
 		d := newFakeEngine(t, nil, fake.Hooks{})
 		gate := newGate(lifecycle.Deleting)
@@ -555,7 +550,7 @@ func TestRaceEngineDies(t *testing.T) {
 				return nil
 			}}
 		}},
-		{name: "during the readiness probe, past the start timeout", longer: true, skip: skipFailedHalt, hooks: func(crashHere, goOn chan struct{}) fake.Hooks {
+		{name: "during the readiness probe, past the start timeout", longer: true, hooks: func(crashHere, goOn chan struct{}) fake.Hooks {
 			var once sync.Once
 			return fake.Hooks{After: func(ctx context.Context, c fake.Call, err error) error {
 				if c.Method == "DialContext" {
@@ -635,12 +630,6 @@ func TestRaceEngineDies(t *testing.T) {
 	}
 }
 
-// skipFailedHalt is why the Host fails one case of TestRaceEngineDies
-// today: when the engine is down past the start timeout, the failed probe
-// leads to a halt, the halt fails (the engine is down), and the reducer
-// puts the program in Error ("stop failed") with no restart scheduled: the
-// program stays down, its container running, after the engine is back.
-const skipFailedHalt = "issue 11 §1 finding: a halt that fails while the engine is down leaves the program in Error with no retry; for the lead"
 
 // TestRaceEventStreamBreaks: the event stream drops (the engine lives on)
 // and the program exits before the Host has subscribed again: the exit is

@@ -200,7 +200,13 @@ func (m Machine) onHalted(p Program, e Halted, now time.Time, r float64) (Progra
 	}
 	p.Waiting = 0
 	if e.Err != "" {
+		cleanup := p.State == Error
 		p.State, p.ErrorMsg = Error, "stop failed: "+e.Err
+		if cleanup {
+			// A failed start's halt (the engine may be down): the restart
+			// is scheduled anyway, and its launch halts first again.
+			return p, m.failed(&p, now, r)
+		}
 		return p, nil
 	}
 	p.ContainerID = ""
@@ -283,8 +289,11 @@ func begin(p *Program) []Effect {
 	return launch(p)
 }
 
+// launch replaces the program's container: the launch removes any old one
+// first, so from here an exit of the old container is no longer this
+// program's (it would end the new start).
 func launch(p *Program) []Effect {
-	p.State = Starting
+	p.State, p.ContainerID = Starting, ""
 	return []Effect{DoLaunch{ID: issue(p), ImageID: p.ImageID}}
 }
 

@@ -129,7 +129,7 @@ var want = map[State]map[string]string{
 		"Start": "Starting Cancel DoLaunch", "Stop": "Stopping Cancel DoHalt", "Restart": "Starting Cancel DoLaunch",
 		"Delete": "Deleting Cancel DoPurge", "SetSource": "Error", "Built": "=", "BuiltErr": "=", "BuiltStale": "=",
 		"Launched": "=", "LaunchedErr": "=", "Probed": "=", "ProbedErr": "=", "ProbedStale": "=", "Halted": "Error DoTimer",
-		"HaltedErr": "Error", "HaltedStale": "=", "RestartDue": "Starting DoLaunch", "RestartDueStale": "=", "Purged": "=",
+		"HaltedErr": "Error DoTimer", "HaltedStale": "=", "RestartDue": "Starting DoLaunch", "RestartDueStale": "=", "Purged": "=",
 		"PurgedErr": "=", "ExitedFail": "Error", "ExitedClean": "Error", "ExitedOOM": "Error", "ExitedOther": "=",
 		"RecoverRunning": "Error DoHalt", "RecoverGone": "Error DoTimer", "RecoverNone": "Error DoTimer", "SetPolicy": "Error",
 	},
@@ -328,6 +328,26 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	p, fx = m.reduce(p, Start{}, now, 0)
 	if got := describe(p, fx); got != "Starting Cancel DoLaunch" || p.RestartCount != 0 || !p.NextRestartAt.IsZero() {
 		t.Fatalf("manual start: %s %+v", got, p)
+	}
+}
+
+// TestOldContainerExitDuringRelaunch: an exit of the container a launch
+// replaces (reported late, say by the Host's re-check after an engine
+// outage) does not end the new start.
+func TestOldContainerExitDuringRelaunch(t *testing.T) {
+	p := fixture(Error) // c1 failed; restart timer 5 is due
+	p, fx := m.reduce(p, RestartDue{Effect: 5}, t0, 0)
+	launch, ok := fx[0].(DoLaunch)
+	if !ok || p.State != Starting {
+		t.Fatalf("restart: %s", describe(p, fx))
+	}
+	p, fx = m.reduce(p, Exited{ContainerID: "c1", ExitCode: 0, At: t0}, t0, 0)
+	if p.State != Starting || p.Desired != DesiredRunning || len(fx) != 0 || p.Waiting != launch.ID {
+		t.Fatalf("the old container's exit changed the start: %s %+v", describe(p, fx), p)
+	}
+	p, fx = m.reduce(p, Launched{Effect: launch.ID, ContainerID: "c2"}, t0, 0)
+	if p.State != Starting || p.ContainerID != "c2" || len(fx) != 1 {
+		t.Fatalf("launched: %s", describe(p, fx))
 	}
 }
 

@@ -269,7 +269,7 @@ func TestCrashRestartsWithGrowingDelays(t *testing.T) {
 			if p := s.Program(); p.State != lifecycle.Error || p.NextRestartAt.IsZero() {
 				t.Fatalf("after crash: %+v", p)
 			}
-			for s.Program().ContainerID == cid {
+			for c := s.Program().ContainerID; c == cid || c == ""; c = s.Program().ContainerID {
 				time.Sleep(10 * time.Millisecond)
 			}
 			gaps = append(gaps, time.Since(crashed).Truncate(100*time.Millisecond))
