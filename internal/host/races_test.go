@@ -195,7 +195,6 @@ func TestRaceFreeLifecycle(t *testing.T) {
 	})
 }
 
-
 // noContainers fails unless the engine holds no container of the program,
 // in any state: what a stop must leave.
 func noContainers(t *testing.T, d driver.Driver, id string) {
@@ -629,7 +628,6 @@ func TestRaceEngineDies(t *testing.T) {
 		})
 	}
 }
-
 
 // TestRaceEventStreamBreaks: the event stream drops (the engine lives on)
 // and the program exits before the Host has subscribed again: the exit is

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
@@ -36,10 +37,31 @@ type Principal struct {
 }
 
 // Tokens issues and checks tokens kept in a store.
-type Tokens struct{ st *store.Store }
+//
+// Valid tokens are remembered after their first check, so a request costs
+// a hash and a map read, not a database query. The store stays the source
+// of truth: the memory holds only what it answered, is lost with the
+// process, and every revocation goes through Revoke, which forgets the
+// token before it returns (one Host owns a data directory, so nothing
+// else revokes behind its back). An unknown token is looked up every time
+// and never remembered, so guesses cannot fill the memory.
+type Tokens struct {
+	st *store.Store
+
+	mu    sync.RWMutex
+	valid map[[sha256.Size]byte]Principal
+	gen   uint64 // grows at each revocation: a lookup that began before one is not remembered
+
+	afterLookup func() // tests: runs between the store's answer and remembering it
+}
+
+// maxRemembered bounds the memory of valid tokens; past it, it starts over.
+const maxRemembered = 10000
 
 // New returns the tokens of st.
-func New(st *store.Store) *Tokens { return &Tokens{st: st} }
+func New(st *store.Store) *Tokens {
+	return &Tokens{st: st, valid: map[[sha256.Size]byte]Principal{}}
+}
 
 // Check returns who the raw token speaks for, or ErrInvalid.
 func (t *Tokens) Check(ctx context.Context, raw string) (Principal, error) {
@@ -47,14 +69,34 @@ func (t *Tokens) Check(ctx context.Context, raw string) (Principal, error) {
 	if raw == "" || len(raw) > 512 {
 		return Principal{}, ErrInvalid
 	}
-	tok, err := t.st.TokenByHash(ctx, hash(raw))
+	sum := sha256.Sum256([]byte(raw))
+	t.mu.RLock()
+	p, ok := t.valid[sum]
+	gen := t.gen
+	t.mu.RUnlock()
+	if ok {
+		return p, nil
+	}
+	tok, err := t.st.TokenByHash(ctx, hex.EncodeToString(sum[:]))
 	if errors.Is(err, store.ErrNotFound) {
 		return Principal{}, ErrInvalid
 	}
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{TokenID: tok.ID, UserID: tok.UserID, Admin: tok.IsAdmin}, nil
+	p = Principal{TokenID: tok.ID, UserID: tok.UserID, Admin: tok.IsAdmin}
+	if t.afterLookup != nil {
+		t.afterLookup()
+	}
+	t.mu.Lock()
+	if t.gen == gen {
+		if len(t.valid) >= maxRemembered {
+			clear(t.valid)
+		}
+		t.valid[sum] = p
+	}
+	t.mu.Unlock()
+	return p, nil
 }
 
 // Create makes a token for userID and returns it (shown this once) with
@@ -78,7 +120,20 @@ func (t *Tokens) List(ctx context.Context, userID string) ([]store.Token, error)
 }
 
 // Revoke revokes a token by id (store.ErrNotFound when there is none).
-func (t *Tokens) Revoke(ctx context.Context, id string) error { return t.st.RevokeToken(ctx, id) }
+// When it returns, no Check accepts the token any more.
+func (t *Tokens) Revoke(ctx context.Context, id string) error {
+	err := t.st.RevokeToken(ctx, id)
+	// Forget it even when the store failed: the next check asks the store.
+	t.mu.Lock()
+	t.gen++
+	for k, p := range t.valid {
+		if p.TokenID == id {
+			delete(t.valid, k)
+		}
+	}
+	t.mu.Unlock()
+	return err
+}
 
 // EnsureAdmin makes sure an admin token exists: on first start it creates a
 // random one, stores its hash as admin and writes it to

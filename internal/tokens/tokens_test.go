@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hershyorg/hershy/internal/store"
@@ -166,4 +168,116 @@ func TestEnsureAdmin(t *testing.T) {
 	if err != nil || !created || raw4 == raw3 {
 		t.Errorf("EnsureAdmin after a revoke: created=%v %v; want a new token", created, err)
 	}
+}
+
+// TestValidTokensRemembered: a valid token is checked from memory after
+// its first check (the store is closed and it still passes), an unknown
+// one is asked of the store every time (and so fails with the store's
+// error here, not ErrInvalid from a remembered refusal).
+func TestValidTokensRemembered(t *testing.T) {
+	ctx := context.Background()
+	tk, st := open(t)
+	raw, _, err := tk.Create(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := "hsy_" + strings.Repeat("1", 64)
+	if _, err := tk.Check(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.Check(ctx, unknown); !errors.Is(err, ErrInvalid) {
+		t.Fatal(err)
+	}
+	st.Close()
+	if p, err := tk.Check(ctx, raw); err != nil || p.UserID != "alice" {
+		t.Errorf("a checked token, store closed: %+v %v", p, err)
+	}
+	if _, err := tk.Check(ctx, unknown); err == nil || errors.Is(err, ErrInvalid) {
+		t.Errorf("an unknown token, store closed: %v; want the store's error (it is not remembered)", err)
+	}
+}
+
+// TestRevokeDuringCheck: a check that read the store before a revocation
+// and remembers its answer after it must not make the revoked token valid
+// again.
+func TestRevokeDuringCheck(t *testing.T) {
+	ctx := context.Background()
+	tk, _ := open(t)
+	raw, rec, err := tk.Create(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.afterLookup = func() {
+		tk.afterLookup = nil
+		if err := tk.Revoke(ctx, rec.ID); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := tk.Check(ctx, raw); err != nil {
+		t.Fatalf("the check that began before the revocation: %v", err)
+	}
+	if p, err := tk.Check(ctx, raw); !errors.Is(err, ErrInvalid) {
+		t.Errorf("after the revocation: %+v %v, want ErrInvalid", p, err)
+	}
+}
+
+// TestRevokeUnderLoad: while checks run from several goroutines, a
+// revocation takes effect for every check that starts after it returns.
+func TestRevokeUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	tk, _ := open(t)
+	raw, rec, err := tk.Create(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var revoked atomic.Bool
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 300 {
+				after := revoked.Load()
+				_, err := tk.Check(ctx, raw)
+				if after && err == nil {
+					t.Error("a check that began after Revoke returned accepted the token")
+					return
+				}
+			}
+		})
+	}
+	if err := tk.Revoke(ctx, rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	revoked.Store(true)
+	wg.Wait()
+}
+
+func BenchmarkCheck(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(filepath.Join(b.TempDir(), "hershy.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	tk := New(st)
+	raw, _, err := tk.Create(ctx, "alice")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("remembered", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := tk.Check(ctx, raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("store", func(b *testing.B) { // the baseline: what every check cost before
+		b.ReportAllocs()
+		sum := hash(raw)
+		for b.Loop() {
+			if _, err := st.TokenByHash(ctx, sum); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
