@@ -171,7 +171,7 @@ type SignalsInfo struct {
 func (w *Watcher) Signals() SignalsInfo {
 	out := SignalsInfo{RecentSignals: w.recent.Last(0), Timestamp: time.Now()}
 	if s := w.cur.Load(); s != nil {
-		out.VarSigCount = len(s.vars)
+		out.VarSigCount = s.vars.pending()
 		out.UserSigCount = s.msgs.pending()
 		if s.stopReq.Load() != reqNone || s.state() == StateWaitRecover {
 			out.WatcherSigCount = 1

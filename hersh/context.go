@@ -2,7 +2,6 @@ package hersh
 
 import (
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -65,16 +64,19 @@ type Message struct {
 // watcher is killed, and it is the handle that watches, memos and context
 // state take. It is valid only during the run it was made for: hooks called
 // through it afterwards report a *HookError.
+//
+// Every run gets its own Context (the one allocation of a run): a Context
+// kept past its run must keep telling its own run's story and must be
+// recognisable as stale, and a recycled one could do neither. It is kept
+// small instead; what a run needs only sometimes (a done channel, hook
+// errors) is allocated when it is needed.
 type Context struct {
 	rc      runCtx
-	w       *Watcher
 	s       *session
 	runID   uint64
 	trigger Trigger
-	msg     Message             // the triggering message (trigger.Message points here)
-	ended   atomic.Bool         // the run is over: hooks through c are misuse
-	seen    map[string]struct{} // hooks used in this run
-	errs    []error             // hook errors of this run
+	msg     Message // the triggering message (trigger.Message points here)
+	errs    []error // hook errors of this run
 }
 
 // Message returns the user message that triggered this run, or nil.
@@ -99,37 +101,36 @@ func (c *Context) RunID() uint64 { return c.runID }
 
 // Env returns an immutable environment value from Config.Env.
 func (c *Context) Env(key string) (string, bool) {
-	v, ok := c.w.cfg.Env[key]
+	v, ok := c.s.w.cfg.Env[key]
 	return v, ok
 }
 
 // Watcher returns the watcher this run belongs to.
-func (c *Context) Watcher() *Watcher { return c.w }
+func (c *Context) Watcher() *Watcher { return c.s.w }
 
-// hookCheck enforces the rules of hooks shared by every watch and memo:
-// used during its own run, and at most once per run under a name.
+// live reports whether c's run is in flight. The watchdog watches exactly
+// the in-flight run, so this costs the run nothing extra; a cleanup Context
+// is never live.
+func (c *Context) live() bool { return c.s.wd.cur.Load() == &c.rc }
+
+// hookCheck enforces the rules of hooks that need no hook table: a name,
+// and a call during the run c belongs to. (At most once per run under a
+// name is checked by register.)
 func (c *Context) hookCheck(kind, name string) error {
 	if name == "" {
 		return c.fail(&HookError{Name: name, Kind: kind, Reason: "empty name"})
 	}
-	if c.ended.Load() || c.trigger.Kind == TriggerCleanup {
+	if !c.live() {
 		return c.fail(&HookError{Name: name, Kind: kind, Reason: "used outside the run it belongs to"})
 	}
-	if _, dup := c.seen[name]; dup {
-		return c.fail(&HookError{Name: name, Kind: kind, Reason: "used twice in one run"})
-	}
-	if c.seen == nil {
-		c.seen = make(map[string]struct{}, 4)
-	}
-	c.seen[name] = struct{}{}
 	return nil
 }
 
 // fail records a hook error, which the run will end with, and returns it.
 func (c *Context) fail(err error) error {
-	if c.ended.Load() || c.trigger.Kind == TriggerCleanup {
+	if !c.live() {
 		// No run to fail: keep a trace in the watch-error log.
-		c.w.logs.watchError("", "hook", err)
+		c.s.w.logs.watchError("", "hook", err)
 		return err
 	}
 	c.errs = append(c.errs, err)

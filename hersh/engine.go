@@ -30,7 +30,7 @@ type session struct {
 	cancel context.CancelFunc
 
 	msgs    *msgQueue     // user messages, FIFO, bounded
-	vars    chan *varSlot // variables with a pending value; each slot at most once
+	vars    *varQueue     // variables with a pending value; each slot at most once
 	sysWake chan struct{} // nudges the loop after a stop or kill request
 
 	// Read by producers on every Send, written rarely: kept off the cache
@@ -52,10 +52,12 @@ type session struct {
 	pollMu sync.Mutex
 	polls  map[time.Duration]*pollGroup // WatchCall groups by interval (poll.go)
 
-	hooksMu sync.RWMutex
-	hooks   map[string]*hook
-	watches []*hook // registration order
-	memos   int
+	hooksMu   sync.RWMutex
+	hooks     map[string]*hook
+	used      map[string]uint64 // the run that last used each hook name (markUsed)
+	usedLimit int
+	watches   []*hook // registration order
+	memos     int
 
 	recover *time.Timer // backoff timer while in WaitRecover
 	batch   []*varSlot  // reused by drainVars
@@ -82,10 +84,11 @@ func newSession(w *Watcher, cleanup CleanupFunc) *session {
 		cleanup: cleanup,
 		ctx:     ctx,
 		cancel:  cancel,
-		msgs:    newMsgQueue(w.cfg.SignalCapacity),
-		vars:    make(chan *varSlot, w.cfg.SignalCapacity),
+		msgs:    newMsgQueue(w.cfg.SignalCapacity, &w.msgSeq),
+		vars:    newVarQueue(),
 		sysWake: make(chan struct{}, 1),
 		hooks:   make(map[string]*hook),
+		used:    make(map[string]uint64),
 		started: time.Now(),
 		done:    make(chan struct{}),
 	}
@@ -164,7 +167,6 @@ func (s *session) serve() (State, error) {
 	if end, st, err := s.run(Trigger{Kind: TriggerStart}, Message{}); end {
 		return st, err
 	}
-	var heldVar []*varSlot
 	for {
 		// System signals first.
 		if req := s.stopReq.Load(); req != reqNone {
@@ -191,22 +193,18 @@ func (s *session) serve() (State, error) {
 			continue
 		}
 		// Then variables: every pending one is applied, then one run.
-		if len(heldVar) > 0 || len(s.vars) > 0 {
-			end, st, err := s.drainVars(heldVar)
-			heldVar = heldVar[:0]
-			if end {
+		if s.vars.pending() > 0 {
+			if end, st, err := s.drainVars(); end {
 				return st, err
 			}
 			continue
 		}
-		// Nothing pending: wait. What arrives is handled at the top of the
-		// loop (a variable is held), so priority holds even when several
-		// queues fill at once.
+		// Nothing pending: wait. Whatever arrives is handled at the top of
+		// the loop, so priority holds even when several queues fill at once.
 		select {
 		case <-s.sysWake:
 		case <-s.msgs.wake:
-		case v := <-s.vars:
-			heldVar = append(heldVar, v)
+		case <-s.vars.wake:
 		}
 		s.fresh = false
 	}
@@ -223,11 +221,8 @@ func (s *session) runMessage(m Message) (bool, State, error) {
 	return s.run(Trigger{Kind: TriggerMessage}, m)
 }
 
-func (s *session) drainVars(held []*varSlot) (bool, State, error) {
-	batch := append(s.batch[:0], held...)
-	for n := len(s.vars); n > 0; n-- {
-		batch = append(batch, <-s.vars)
-	}
+func (s *session) drainVars() (bool, State, error) {
+	batch := s.vars.take(s.batch)
 	var changed []string
 	now := s.now()
 	for _, slot := range batch {
@@ -244,10 +239,10 @@ func (s *session) drainVars(held []*varSlot) (bool, State, error) {
 	return s.run(Trigger{Kind: TriggerVars, Vars: changed}, Message{})
 }
 
-// run executes the managed function once and settles its result. It reports
-// whether the session must end, and how. It is the hot path: one allocation
-// (the Context, which holds the run's context and message) and one clock
-// reading per run while a backlog is worked through.
+// run executes the managed function once and settles its result. It
+// reports whether the session must end, and how. It is the hot path: one
+// allocation (the Context, which holds the run's context and message) and
+// one clock reading per run while a backlog is worked through.
 func (s *session) run(t Trigger, m Message) (bool, State, error) {
 	w := s.w
 	id := w.runSeq.Add(1)
@@ -257,19 +252,18 @@ func (s *session) run(t Trigger, m Message) (bool, State, error) {
 		s.st.Store(int32(StateRunning))
 	}
 	start := s.now()
-	c := &Context{w: w, s: s, runID: id, trigger: t}
+	c := &Context{s: s, runID: id, trigger: t}
 	if t.Kind == TriggerMessage {
 		c.msg = m
 		c.trigger.Message = &c.msg
 	}
 	if s.ctx.Err() != nil { // killed before the run began
-		c.rc.cancel(context.Canceled)
+		c.rc.cancel(ctxCanceled)
 	}
 	s.wd.begin(&c.rc, start)
 	err := callManaged(w.managed, c)
-	s.wd.end()
-	c.ended.Store(true)
-	if errors.Is(c.rc.Err(), context.DeadlineExceeded) {
+	s.wd.end() // from here on c is stale: hooks through it are misuse
+	if c.rc.state.Load() == ctxDeadline {
 		err = &TimeoutError{Timeout: w.cfg.RunTimeout.String(), Err: err}
 	}
 	if len(c.errs) > 0 {
@@ -280,24 +274,24 @@ func (s *session) run(t Trigger, m Message) (bool, State, error) {
 	s.touch(end)
 
 	stop, final, cause := s.settle(err)
-	res := EffectResult{
-		ID: w.logs.id(), RunID: id, Trigger: t.Kind, Vars: t.Vars,
-		StartedAt: start, Duration: end.Sub(start), Success: err == nil,
-		Failures: int(s.fails.Load()), StateAfter: s.state(),
+	rec := runRecord{
+		id: w.logs.id(), runID: id, trigger: uint8(t.Kind), vars: t.Vars,
+		startedAt: start.UnixNano(), duration: end.Sub(start),
+		failures: s.fails.Load(), stateAfter: uint8(s.state()),
 	}
 	if t.Kind == TriggerMessage {
-		res.MessageID, res.Message = m.ID, m.Content
+		rec.messageID, rec.message = m.ID, m.Content
 	}
 	if err != nil {
-		res.Error = err.Error()
+		rec.failure = &runFailure{err: err.Error()}
 		if p, ok := asPanic(err); ok {
-			res.Stack = p.Stack
+			rec.failure.stack = p.Stack
 		}
 	}
 	if stop {
-		res.StateAfter = final
+		rec.stateAfter = uint8(final)
 	}
-	w.logs.results.Push(res)
+	w.logs.results.Push(rec)
 	return stop, final, cause
 }
 
@@ -309,7 +303,9 @@ func (s *session) settle(err error) (bool, State, error) {
 		if req := s.stopReq.Load(); req != reqNone {
 			return s.endRequested(req)
 		}
-		s.fails.Store(0)
+		if s.fails.Load() != 0 {
+			s.fails.Store(0)
+		}
 		if s.phase == StateReady {
 			s.st.Store(int32(StateReady))
 		} else {
@@ -388,17 +384,16 @@ func (s *session) teardown(final State, cause error) {
 		w.logs.watchError("", "teardown", errors.New("a watch function did not return after its context was cancelled; abandoned"))
 	}
 	if s.cleanup != nil {
-		c := &Context{w: w, s: s, runID: w.runSeq.Load(), trigger: Trigger{Kind: TriggerCleanup}}
+		c := &Context{s: s, runID: w.runSeq.Load(), trigger: Trigger{Kind: TriggerCleanup}}
 		c.rc.deadline = time.Now().Add(w.cfg.CleanupTimeout)
-		timer := time.AfterFunc(w.cfg.CleanupTimeout, func() { c.rc.cancel(context.DeadlineExceeded) })
+		timer := time.AfterFunc(w.cfg.CleanupTimeout, func() { c.rc.cancel(ctxDeadline) })
 		l := w.logs
 		l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "cleanup", Detail: final.String()})
 		if err := callCleanup(s.cleanup, c, cause); err != nil {
 			l.watchError("", "cleanup", err)
 		}
-		c.ended.Store(true)
 		timer.Stop()
-		c.rc.cancel(context.Canceled)
+		c.rc.cancel(ctxCanceled)
 	}
 	w.store.flush()
 	if s.api != nil {

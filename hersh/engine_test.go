@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/hershyorg/hershy/hersh/internal/leaktest"
 )
 
 // start creates and starts a watcher with no network listener. Engine tests
@@ -1214,4 +1216,62 @@ func TestSlowPollDoesNotHoldUpOthers(t *testing.T) {
 			t.Fatalf("slow polls overlapped: %d at once", slowMax.Load())
 		}
 	})
+}
+
+// TestMessageIDsIncreaseInRunOrder: with many producers sending at once,
+// message ids are strictly increasing in the order the messages run (the
+// id is the message's place in the queue, not in some producer's clock).
+// It runs outside a synctest bubble on purpose: the producers must really
+// run in parallel for the interleaving to happen.
+func TestMessageIDsIncreaseInRunOrder(t *testing.T) {
+	leaktest.Check(t)
+	const producers, each = 8, 12_500
+	var (
+		mu   sync.Mutex
+		ids  []uint64
+		done = make(chan struct{})
+	)
+	w := start(t, Config{}, func(c *Context) error {
+		if m := c.Message(); m != nil {
+			mu.Lock()
+			ids = append(ids, m.ID)
+			n := len(ids)
+			mu.Unlock()
+			if n == producers*each {
+				close(done)
+			}
+		}
+		return nil
+	})
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Go(func() {
+			for range each {
+				if err := w.Send(context.Background(), "m"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	<-done
+	stop(t, w)
+	mu.Lock()
+	defer mu.Unlock()
+	backwards := 0
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			if backwards < 5 {
+				t.Errorf("run %d had message id %d after id %d", i, ids[i], ids[i-1])
+			}
+			backwards++
+		}
+	}
+	if backwards > 0 {
+		t.Fatalf("message ids went backwards %d times in %d runs", backwards, len(ids))
+	}
+	if ids[0] != 1 || ids[len(ids)-1] != producers*each {
+		t.Fatalf("ids run from %d to %d, want 1 to %d", ids[0], ids[len(ids)-1], producers*each)
+	}
 }

@@ -59,10 +59,7 @@ func (s *session) publish(slot *varSlot, v any, trigger bool) {
 	slot.mu.Unlock()
 	if enqueue {
 		s.w.noteSignal(SignalVar, slot.name, time.Now())
-		select {
-		case s.vars <- slot:
-		case <-s.ctx.Done():
-		}
+		s.vars.push(slot)
 	}
 }
 
@@ -94,6 +91,10 @@ func register[T any](c *Context, kind, name string, mk func() *hook) (*hook, err
 	}
 	s := c.s
 	s.hooksMu.Lock()
+	if s.markUsed(name, c.runID) {
+		s.hooksMu.Unlock()
+		return nil, c.fail(&HookError{Name: name, Kind: kind, Reason: "used twice in one run"})
+	}
 	h, ok := s.hooks[name]
 	if !ok {
 		h = mk()
@@ -120,6 +121,26 @@ func register[T any](c *Context, kind, name string, mk func() *hook) (*hook, err
 		return nil, c.fail(&HookError{Name: name, Kind: kind, Reason: fmt.Sprintf("declared with type %T before, now %T", h.typ, (*T)(nil))})
 	}
 	return h, nil
+}
+
+// markUsed records that run used name and reports whether it already had
+// (hooksMu held). One table for the session, instead of a set per run, so
+// runs that use hooks allocate nothing for the check. Entries of earlier
+// runs are dropped when the table has grown well past the hooks it serves.
+func (s *session) markUsed(name string, run uint64) bool {
+	if s.used[name] == run {
+		return true
+	}
+	if len(s.used) >= s.usedLimit {
+		for k, r := range s.used {
+			if r != run {
+				delete(s.used, k)
+			}
+		}
+		s.usedLimit = 2*len(s.used) + 64
+	}
+	s.used[name] = run
+	return false
 }
 
 func typed[T any](v any, ok bool) (T, bool) {

@@ -2,7 +2,6 @@ package hersh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -38,7 +37,7 @@ type Watcher struct {
 
 	runSeq atomic.Uint64 // run ids, across sessions (engine side)
 	_      [56]byte      // keep the producers' counter off the engine's cache line
-	msgSeq atomic.Uint64 // message ids, across sessions (producer side)
+	msgSeq atomic.Uint64 // message ids, across sessions (given under the queue's lock)
 	_      [56]byte
 	cur    atomic.Pointer[session]
 
@@ -217,32 +216,34 @@ func (w *Watcher) Handler() http.Handler { return w.handler }
 
 // Send queues a user message. If the queue is full it waits for room until
 // ctx is done and then returns an error wrapping both ErrQueueFull and
-// ctx.Err(). It returns ErrNotRunning when no session is running.
+// ctx.Err() (a nil ctx waits as long as the session runs). It returns
+// ErrNotRunning when no session is running.
 func (w *Watcher) Send(ctx context.Context, content string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := w.send(ctx, content); err != errFull {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrQueueFull, ctx.Err())
+}
+
+// TrySend queues a user message or fails at once with ErrQueueFull.
+func (w *Watcher) TrySend(content string) error { return w.send(nil, content) }
+
+// send queues a message, waiting for room until ctx is done (nil: not at
+// all, errFull at once).
+func (w *Watcher) send(ctx context.Context, content string) error {
 	s := w.cur.Load()
 	if s == nil || s.closing.Load() {
 		return ErrNotRunning
 	}
-	m := Message{ID: w.msgSeq.Add(1), Content: content, ReceivedAt: time.Now()}
-	if err := s.msgs.push(ctx, m, s.done); err != nil {
-		if err == errFull {
-			return fmt.Errorf("%w: %w", ErrQueueFull, ctx.Err())
-		}
+	at := time.Now()
+	if err := s.msgs.push(ctx, content, at, s.done); err != nil {
 		return err
 	}
-	w.noteSignal(SignalUser, content, m.ReceivedAt)
+	w.noteSignal(SignalUser, content, at)
 	return nil
-}
-
-// TrySend queues a user message or fails at once with ErrQueueFull.
-func (w *Watcher) TrySend(content string) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := w.Send(ctx, content)
-	if errors.Is(err, ErrQueueFull) {
-		return ErrQueueFull
-	}
-	return err
 }
 
 // ClearMemo forgets one memoized value; the next Memo call recomputes it.
