@@ -45,9 +45,8 @@ type session struct {
 	started time.Time
 	updated atomic.Int64 // unix nanos of the last state change or run
 
-	wd    watchdog  // enforces RunTimeout on the in-flight run
-	clock time.Time // the engine's latest reading of the clock
-	fresh bool      // clock is still current (nothing blocked since it was read)
+	wd  watchdog    // enforces RunTimeout on the in-flight run
+	clk engineClock // the engine's clock (engine goroutine only)
 
 	pollMu sync.Mutex
 	polls  map[time.Duration]*pollGroup // WatchCall groups by interval (poll.go)
@@ -92,9 +91,10 @@ func newSession(w *Watcher, cleanup CleanupFunc) *session {
 		started: time.Now(),
 		done:    make(chan struct{}),
 	}
-	s.wd.init(w.cfg.RunTimeout)
+	s.clk = newEngineClock(s.started)
+	s.wd.init(w.cfg.RunTimeout, s.started)
 	s.st.Store(int32(StateNotRun))
-	s.touch(s.started)
+	s.touch(s.started.UnixNano())
 	return s
 }
 
@@ -109,22 +109,16 @@ func (s *session) ended() bool {
 	}
 }
 
-func (s *session) touch(at time.Time) { s.updated.Store(at.UnixNano()) }
+func (s *session) touch(unixNano int64) { s.updated.Store(unixNano) }
 
-// now reads the clock once per run: while the engine works through a
-// backlog, the end of one run is the start of the next.
-func (s *session) now() time.Time {
-	if !s.fresh {
-		s.clock, s.fresh = time.Now(), true
-	}
-	return s.clock
-}
+// now is the engine's clock as a time, for the logs.
+func (s *session) now() time.Time { return s.clk.time(s.clk.read()) }
 
 // transition records a lifecycle change in the reduce log. The Ready and
 // Running churn of ordinary runs is not a phase change and is not logged.
 func (s *session) transition(to State, reason string) {
 	s.st.Store(int32(to))
-	s.touch(s.now())
+	s.touch(s.clk.unixNano(s.clk.read()))
 	from := s.phase
 	if from == to {
 		return
@@ -175,10 +169,10 @@ func (s *session) serve() (State, error) {
 		if s.recover != nil {
 			select {
 			case <-s.sysWake:
-				s.fresh = false
+				s.clk.stale()
 			case <-s.recover.C:
 				s.recover = nil
-				s.fresh = false
+				s.clk.stale()
 				if end, st, err := s.run(Trigger{Kind: TriggerRecovery}, Message{}); end {
 					return st, err
 				}
@@ -206,7 +200,7 @@ func (s *session) serve() (State, error) {
 		case <-s.msgs.wake:
 		case <-s.vars.wake:
 		}
-		s.fresh = false
+		s.clk.stale()
 	}
 }
 
@@ -251,7 +245,7 @@ func (s *session) run(t Trigger, m Message) (bool, State, error) {
 	} else {
 		s.st.Store(int32(StateRunning))
 	}
-	start := s.now()
+	start := s.clk.read()
 	c := &Context{s: s, runID: id, trigger: t}
 	if t.Kind == TriggerMessage {
 		c.msg = m
@@ -269,14 +263,14 @@ func (s *session) run(t Trigger, m Message) (bool, State, error) {
 	if len(c.errs) > 0 {
 		err = errors.Join(append(c.errs, err)...)
 	}
-	s.fresh = false
-	end := s.now()
-	s.touch(end)
+	s.clk.stale()
+	end := s.clk.read()
+	s.touch(s.clk.unixNano(end))
 
 	stop, final, cause := s.settle(err)
 	rec := runRecord{
 		id: w.logs.id(), runID: id, trigger: uint8(t.Kind), vars: t.Vars,
-		startedAt: start.UnixNano(), duration: end.Sub(start),
+		startedAt: s.clk.unixNano(start), duration: time.Duration(end - start),
 		failures: s.fails.Load(), stateAfter: uint8(s.state()),
 	}
 	if t.Kind == TriggerMessage {
@@ -372,7 +366,7 @@ func (s *session) teardown(final State, cause error) {
 	s.closing.Store(true)
 	s.cancel()
 	s.wd.stop()
-	s.fresh = false
+	s.clk.stale()
 	if s.recover != nil {
 		s.recover.Stop()
 	}
@@ -385,7 +379,7 @@ func (s *session) teardown(final State, cause error) {
 	}
 	if s.cleanup != nil {
 		c := &Context{s: s, runID: w.runSeq.Load(), trigger: Trigger{Kind: TriggerCleanup}}
-		c.rc.deadline = time.Now().Add(w.cfg.CleanupTimeout)
+		c.rc.deadline = int64(time.Since(s.started) + w.cfg.CleanupTimeout)
 		timer := time.AfterFunc(w.cfg.CleanupTimeout, func() { c.rc.cancel(ctxDeadline) })
 		l := w.logs
 		l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "cleanup", Detail: final.String()})

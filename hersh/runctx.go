@@ -15,9 +15,9 @@ import (
 // enforces the run timeout.
 type runCtx struct {
 	state    atomic.Uint32 // ctxLive, then ctxCanceled or ctxDeadline for good
-	deadline time.Time
-	mu       sync.Mutex  // guards waiters
-	waiters  *runWaiters // made by the first Done or AfterFunc
+	deadline int64         // ns since the session's start (see engineClock)
+	mu       sync.Mutex    // guards waiters
+	waiters  *runWaiters   // made by the first Done or AfterFunc
 }
 
 const (
@@ -112,7 +112,12 @@ func (r *runCtx) afterFunc(f func()) (stop func() bool) {
 // Context implements context.Context through its run context.
 
 // Deadline reports when the run times out.
-func (c *Context) Deadline() (time.Time, bool) { return c.rc.deadline, !c.rc.deadline.IsZero() }
+func (c *Context) Deadline() (time.Time, bool) {
+	if c.rc.deadline == 0 {
+		return time.Time{}, false
+	}
+	return c.s.started.Add(time.Duration(c.rc.deadline)), true
+}
 
 // Done is closed when the run times out or the watcher is killed.
 func (c *Context) Done() <-chan struct{} { return c.rc.Done() }
@@ -134,21 +139,22 @@ var _ context.Context = (*Context)(nil)
 // begin and end are lock-free: they sit on the engine's hot path.
 type watchdog struct {
 	timeout time.Duration
+	epoch   time.Time // the session's start: deadlines count from it
 	timer   *time.Timer
 	armed   atomic.Bool // the timer is set (only the one who sets it may Reset it)
 	stopped atomic.Bool
 	cur     atomic.Pointer[runCtx] // the in-flight run, nil between runs
 }
 
-func (wd *watchdog) init(timeout time.Duration) {
-	wd.timeout = timeout
+func (wd *watchdog) init(timeout time.Duration, epoch time.Time) {
+	wd.timeout, wd.epoch = timeout, epoch
 	wd.timer = time.AfterFunc(time.Hour, wd.fire)
 	wd.timer.Stop()
 }
 
-// begin watches rc, a run that started at start.
-func (wd *watchdog) begin(rc *runCtx, start time.Time) {
-	rc.deadline = start.Add(wd.timeout)
+// begin watches rc, a run that started at start (ns since epoch).
+func (wd *watchdog) begin(rc *runCtx, start int64) {
+	rc.deadline = start + int64(wd.timeout)
 	wd.cur.Store(rc)
 	// Usually armed already: a plain load keeps the run from paying for a
 	// locked compare-and-swap.
@@ -173,7 +179,7 @@ func (wd *watchdog) fire() {
 	if cur == nil || wd.stopped.Load() {
 		return
 	}
-	if left := time.Until(cur.deadline); left > 0 {
+	if left := time.Duration(cur.deadline) - time.Since(wd.epoch); left > 0 {
 		if wd.armed.CompareAndSwap(false, true) {
 			wd.timer.Reset(left)
 		}
