@@ -66,29 +66,38 @@ type Message struct {
 // through it afterwards report a *HookError.
 //
 // Every run gets its own Context (the one allocation of a run): a Context
-// kept past its run must keep telling its own run's story and must be
-// recognisable as stale, and a recycled one could do neither. It is kept
-// small instead; what a run needs only sometimes (a done channel, hook
-// errors) is allocated when it is needed.
+// kept past its run must keep telling its own run's story (a goroutine the
+// run started may read its Message later) and must be recognisable as
+// stale, and a recycled one could do neither. It is kept to 128 bytes
+// instead: what a run needs only sometimes (a done channel, AfterFunc
+// callbacks) is allocated when it is asked for, and hook errors are
+// collected by the session.
 type Context struct {
-	rc      runCtx
-	s       *session
-	runID   uint64
-	trigger Trigger
-	msg     Message // the triggering message (trigger.Message points here)
-	errs    []error // hook errors of this run
+	rc    runCtx
+	s     *session
+	runID uint64
+	vars  []string    // the changed variables (TriggerVars)
+	msg   Message     // the triggering message (TriggerMessage)
+	kind  TriggerKind // what caused the run
 }
 
 // Message returns the user message that triggered this run, or nil.
-func (c *Context) Message() *Message { return c.trigger.Message }
+func (c *Context) Message() *Message {
+	if c.kind != TriggerMessage {
+		return nil
+	}
+	return &c.msg
+}
 
 // Trigger reports what caused this run.
-func (c *Context) Trigger() Trigger { return c.trigger }
+func (c *Context) Trigger() Trigger {
+	return Trigger{Kind: c.kind, Message: c.Message(), Vars: c.vars}
+}
 
 // Changed reports whether the watched variable name is among those that
 // triggered this run.
 func (c *Context) Changed(name string) bool {
-	for _, v := range c.trigger.Vars {
+	for _, v := range c.vars {
 		if v == name {
 			return true
 		}
@@ -133,6 +142,6 @@ func (c *Context) fail(err error) error {
 		c.s.w.logs.watchError("", "hook", err)
 		return err
 	}
-	c.errs = append(c.errs, err)
+	c.s.runErrs = append(c.s.runErrs, err)
 	return err
 }

@@ -58,6 +58,7 @@ type session struct {
 	watches   []*hook // registration order
 	memos     int
 
+	runErrs []error     // hook errors of the in-flight run (Context.fail)
 	recover *time.Timer // backoff timer while in WaitRecover
 	batch   []*varSlot  // reused by drainVars
 
@@ -246,10 +247,9 @@ func (s *session) run(t Trigger, m Message) (bool, State, error) {
 		s.st.Store(int32(StateRunning))
 	}
 	start := s.clk.read()
-	c := &Context{s: s, runID: id, trigger: t}
+	c := &Context{s: s, runID: id, kind: t.Kind, vars: t.Vars}
 	if t.Kind == TriggerMessage {
 		c.msg = m
-		c.trigger.Message = &c.msg
 	}
 	if s.ctx.Err() != nil { // killed before the run began
 		c.rc.cancel(ctxCanceled)
@@ -260,8 +260,11 @@ func (s *session) run(t Trigger, m Message) (bool, State, error) {
 	if c.rc.state.Load() == ctxDeadline {
 		err = &TimeoutError{Timeout: w.cfg.RunTimeout.String(), Err: err}
 	}
-	if len(c.errs) > 0 {
-		err = errors.Join(append(c.errs, err)...)
+	if len(s.runErrs) > 0 {
+		errs := append(s.runErrs, err)
+		err = errors.Join(errs...)
+		clear(errs)
+		s.runErrs = errs[:0]
 	}
 	s.clk.stale()
 	end := s.clk.read()
@@ -378,7 +381,7 @@ func (s *session) teardown(final State, cause error) {
 		w.logs.watchError("", "teardown", errors.New("a watch function did not return after its context was cancelled; abandoned"))
 	}
 	if s.cleanup != nil {
-		c := &Context{s: s, runID: w.runSeq.Load(), trigger: Trigger{Kind: TriggerCleanup}}
+		c := &Context{s: s, runID: w.runSeq.Load(), kind: TriggerCleanup}
 		c.rc.deadline = int64(time.Since(s.started) + w.cfg.CleanupTimeout)
 		timer := time.AfterFunc(w.cfg.CleanupTimeout, func() { c.rc.cancel(ctxDeadline) })
 		l := w.logs
