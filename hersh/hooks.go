@@ -165,7 +165,7 @@ func WatchCall[T any](c *Context, name string, interval time.Duration, poll func
 	}
 	h, err := register[T](c, kindCall, name, func() *hook {
 		slot := &varSlot{name: name}
-		c.s.addPoller(interval, &poller{step: pollStep(c.s, slot, poll)})
+		c.s.addPoller(interval, &poller{name: name, step: pollStep(c.s, slot, poll)})
 		return &hook{interval: interval, slot: slot}
 	})
 	if err != nil {
@@ -180,11 +180,13 @@ func WatchCall[T any](c *Context, name string, interval time.Duration, poll func
 
 // pollStep returns one poll of a variable: it calls poll with the value
 // the previous poll produced and publishes a change. Steps of one variable
-// never run concurrently (see poller.busy), so cur needs no lock.
+// never run concurrently (see poller.busy), so cur needs no lock. A panic
+// in poll is not recovered here: the caller recovers it (poll.go), once per
+// round of polls rather than once per poll.
 func pollStep[T any](s *session, slot *varSlot, poll func(context.Context, T) (T, bool, error)) func() {
 	var cur T
 	return func() {
-		next, changed, err := safePoll(s.ctx, cur, poll)
+		next, changed, err := poll(s.ctx, cur)
 		switch {
 		case err != nil:
 			if s.ctx.Err() == nil {
@@ -195,15 +197,6 @@ func pollStep[T any](s *session, slot *varSlot, poll func(context.Context, T) (T
 			s.publish(slot, next, true)
 		}
 	}
-}
-
-func safePoll[T any](ctx context.Context, prev T, poll func(context.Context, T) (T, bool, error)) (next T, changed bool, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Where: "poll", Value: r, Stack: string(debug.Stack())}
-		}
-	}()
-	return poll(ctx, prev)
 }
 
 // FlowValue is an element of a channel watched by WatchFlowValues. With
