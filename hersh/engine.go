@@ -159,7 +159,7 @@ func (s *session) loop() {
 }
 
 func (s *session) serve() (State, error) {
-	if end, st, err := s.run(Trigger{Kind: TriggerStart}, Message{}); end {
+	if end, st, err := s.run(TriggerStart, nil); end {
 		return st, err
 	}
 	for {
@@ -174,15 +174,15 @@ func (s *session) serve() (State, error) {
 			case <-s.recover.C:
 				s.recover = nil
 				s.clk.stale()
-				if end, st, err := s.run(Trigger{Kind: TriggerRecovery}, Message{}); end {
+				if end, st, err := s.run(TriggerRecovery, nil); end {
 					return st, err
 				}
 			}
 			continue
 		}
 		// Then user messages, one run each, in order.
-		if m, ok := s.msgs.pop(); ok {
-			if end, st, err := s.runMessage(m); end {
+		if s.msgs.ready() {
+			if end, st, err := s.run(TriggerMessage, nil); end {
 				return st, err
 			}
 			continue
@@ -212,10 +212,6 @@ func (s *session) requested(req int32) (State, error) {
 	return StateStopped, nil
 }
 
-func (s *session) runMessage(m Message) (bool, State, error) {
-	return s.run(Trigger{Kind: TriggerMessage}, m)
-}
-
 func (s *session) drainVars() (bool, State, error) {
 	batch := s.vars.take(s.batch)
 	var changed []string
@@ -231,25 +227,25 @@ func (s *session) drainVars() (bool, State, error) {
 		return false, 0, nil // only skip-signal values: stored, no run
 	}
 	slices.Sort(changed)
-	return s.run(Trigger{Kind: TriggerVars, Vars: changed}, Message{})
+	return s.run(TriggerVars, changed)
 }
 
 // run executes the managed function once and settles its result. It
 // reports whether the session must end, and how. It is the hot path: one
 // allocation (the Context, which holds the run's context and message) and
 // one clock reading per run while a backlog is worked through.
-func (s *session) run(t Trigger, m Message) (bool, State, error) {
+func (s *session) run(kind TriggerKind, vars []string) (bool, State, error) {
 	w := s.w
 	id := w.runSeq.Add(1)
-	if t.Kind == TriggerStart {
+	if kind == TriggerStart {
 		s.transition(StateInitRun, "initial run")
 	} else {
 		s.st.Store(int32(StateRunning))
 	}
 	start := s.clk.read()
-	c := &Context{s: s, runID: id, kind: t.Kind, vars: t.Vars}
-	if t.Kind == TriggerMessage {
-		c.msg = m
+	c := &Context{s: s, runID: id, kind: kind, vars: vars}
+	if kind == TriggerMessage {
+		s.msgs.pop(&c.msg) // straight into the Context: one copy
 	}
 	if s.ctx.Err() != nil { // killed before the run began
 		c.rc.cancel(ctxCanceled)
@@ -272,12 +268,12 @@ func (s *session) run(t Trigger, m Message) (bool, State, error) {
 
 	stop, final, cause := s.settle(err)
 	rec := runRecord{
-		id: w.logs.id(), runID: id, trigger: uint8(t.Kind), vars: t.Vars,
+		id: w.logs.id(), runID: id, trigger: uint8(kind), vars: vars,
 		startedAt: s.clk.unixNano(start), duration: time.Duration(end - start),
 		failures: s.fails.Load(), stateAfter: uint8(s.state()),
 	}
-	if t.Kind == TriggerMessage {
-		rec.messageID, rec.message = m.ID, m.Content
+	if kind == TriggerMessage {
+		rec.messageID, rec.message = c.msg.ID, c.msg.Content
 	}
 	if err != nil {
 		rec.failure = &runFailure{err: err.Error()}

@@ -131,13 +131,13 @@ func (q *msgQueue) room() bool {
 // errFull is push's report that the queue stayed full.
 var errFull = ErrQueueFull
 
-// pop returns the next message (engine goroutine only).
-func (q *msgQueue) pop() (Message, bool) {
-	if q.read == q.avail && !q.refill() {
-		return Message{}, false
-	}
+// ready reports whether a message waits (engine goroutine only).
+func (q *msgQueue) ready() bool { return q.read < q.avail || q.refill() }
+
+// pop moves the next message into m (engine goroutine only, after ready).
+func (q *msgQueue) pop(m *Message) {
 	h := q.head
-	m := h.items[q.read]
+	*m = h.items[q.read]
 	h.items[q.read] = Message{} // let the content go; the chunk is reused
 	q.read++
 	q.popped.Store(q.popped.Load() + 1)
@@ -150,7 +150,6 @@ func (q *msgQueue) pop() (Message, bool) {
 		}
 		q.mu.Unlock()
 	}
-	return m, true
 }
 
 // refill takes the lock to learn what producers have written since the

@@ -21,7 +21,11 @@ func TestMsgQueueAcrossChunks(t *testing.T) {
 	popN := func(n int) {
 		t.Helper()
 		for range n {
-			m, ok := q.pop()
+			var m Message
+			ok := q.ready()
+			if ok {
+				q.pop(&m)
+			}
 			if !ok || m.ID != next || m.Content != "m" || !m.ReceivedAt.Equal(at) {
 				t.Fatalf("pop = %+v, %v; want id %d", m, ok, next)
 			}
@@ -36,8 +40,8 @@ func TestMsgQueueAcrossChunks(t *testing.T) {
 			}
 		}
 	}
-	if _, ok := q.pop(); ok {
-		t.Fatal("pop from an empty queue")
+	if q.ready() {
+		t.Fatal("an empty queue is ready")
 	}
 	// Interleavings that end a batch inside a chunk, at its end, and that
 	// leave the engine several chunks behind.
@@ -51,8 +55,8 @@ func TestMsgQueueAcrossChunks(t *testing.T) {
 			t.Fatalf("pending = %d, want %d", got, want)
 		}
 	}
-	if _, ok := q.pop(); ok {
-		t.Fatal("pop from a drained queue")
+	if q.ready() {
+		t.Fatal("a drained queue is ready")
 	}
 	if q.head != q.tail || q.head.next != nil || q.head.n != 0 {
 		t.Fatalf("a drained queue holds more than one empty chunk: head %p tail %p", q.head, q.tail)
@@ -95,8 +99,12 @@ func TestMsgQueueFullAcrossChunks(t *testing.T) {
 			t.Fatalf("a sender got into a full queue: %v", err)
 		default:
 		}
-		if m, ok := q.pop(); !ok || m.ID != 1 {
-			t.Fatalf("pop = %+v, %v", m, ok)
+		var m Message
+		if ok := q.ready(); !ok {
+			t.Fatal("a full queue is not ready")
+		}
+		if q.pop(&m); m.ID != 1 {
+			t.Fatalf("pop = %+v", m)
 		}
 		if err := <-got; err != nil {
 			t.Fatal(err)
@@ -105,12 +113,8 @@ func TestMsgQueueFullAcrossChunks(t *testing.T) {
 			t.Fatalf("pending = %d, want %d", q.pending(), capacity)
 		}
 		var last Message
-		for {
-			m, ok := q.pop()
-			if !ok {
-				break
-			}
-			last = m
+		for q.ready() {
+			q.pop(&last)
 		}
 		if last.Content != "waited" || last.ID != uint64(capacity)+1 {
 			t.Fatalf("last = %+v", last)
