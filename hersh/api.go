@@ -169,7 +169,7 @@ type SignalsInfo struct {
 // lengths: the engine-owned recovery timer is not touched from here, a
 // pending recovery run shows as the WaitRecover state.
 func (w *Watcher) Signals() SignalsInfo {
-	out := SignalsInfo{RecentSignals: w.recent.Last(0), Timestamp: time.Now()}
+	out := SignalsInfo{RecentSignals: w.recentSignals(), Timestamp: time.Now()}
 	if s := w.cur.Load(); s != nil {
 		out.VarSigCount = s.vars.pending()
 		out.UserSigCount = s.msgs.pending()

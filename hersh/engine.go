@@ -146,7 +146,7 @@ func (s *session) request(kind int32) {
 	case s.sysWake <- struct{}{}:
 	default:
 	}
-	s.w.noteSignal(SignalSystem, map[int32]string{reqStop: "stop", reqKill: "kill"}[kind], time.Now())
+	s.w.noteSignal(SignalSystem, map[int32]string{reqStop: "stop", reqKill: "kill"}[kind], s.w.clock.unixNano())
 }
 
 func (s *session) cancelRun() { s.wd.cancel() }

@@ -1401,12 +1401,12 @@ func TestPanickingPollDoesNotEndItsRound(t *testing.T) {
 
 // TestRunDeadlineAndTimestamps: a run's Deadline is its start plus
 // RunTimeout, the cleanup context's is the start of cleanup plus
-// CleanupTimeout, and the times in the logs are the clock's, also after
-// long idle spells (the engine's clock takes a full reading again after
-// clockRebase).
+// CleanupTimeout, and the times in messages and logs are the clock's, also
+// after long idle spells (the engine's and the senders' clocks take a full
+// reading again after clockRebase).
 func TestRunDeadlineAndTimestamps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		type seen struct{ start, deadline time.Time }
+		type seen struct{ start, deadline, received time.Time }
 		runs := make(chan seen, 10)
 		cfg := Config{RunTimeout: 3 * time.Second, CleanupTimeout: 7 * time.Second}
 		w := start(t, cfg, func(c *Context) error {
@@ -1414,7 +1414,11 @@ func TestRunDeadlineAndTimestamps(t *testing.T) {
 			if !ok {
 				t.Error("a run has no deadline")
 			}
-			runs <- seen{time.Now(), d}
+			var received time.Time
+			if m := c.Message(); m != nil {
+				received = m.ReceivedAt
+			}
+			runs <- seen{time.Now(), d, received}
 			if c.Message() != nil {
 				time.Sleep(250 * time.Millisecond) // longer than clockRebase
 			}
@@ -1438,8 +1442,11 @@ func TestRunDeadlineAndTimestamps(t *testing.T) {
 			sent := time.Now()
 			send(t, w, "m")
 			r := <-runs
-			if !r.start.Equal(sent) || !r.deadline.Equal(sent.Add(3*time.Second)) {
-				t.Fatalf("after %s idle: run started %s with deadline %s, want %s and %s", gap, r.start, r.deadline, sent, sent.Add(3*time.Second))
+			if !r.start.Equal(sent) || !r.deadline.Equal(sent.Add(3*time.Second)) || !r.received.Equal(sent) {
+				t.Fatalf("after %s idle: message received %s, its run started %s with deadline %s, want %s and %s", gap, r.received, r.start, r.deadline, sent, sent.Add(3*time.Second))
+			}
+			if sig := w.Signals().RecentSignals; !sig[len(sig)-1].CreatedAt.Equal(sent) {
+				t.Fatalf("after %s idle: recent signal %+v, want it at %s", gap, sig[len(sig)-1], sent)
 			}
 			time.Sleep(250 * time.Millisecond)
 			synctest.Wait() // the run has ended and settled

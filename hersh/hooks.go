@@ -58,7 +58,7 @@ func (s *session) publish(slot *varSlot, v any, trigger bool) {
 	slot.queued = true
 	slot.mu.Unlock()
 	if enqueue {
-		s.w.noteSignal(SignalVar, slot.name, time.Now())
+		s.w.noteSignal(SignalVar, slot.name, s.w.clock.unixNano())
 		s.vars.push(slot)
 	}
 }

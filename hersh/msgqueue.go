@@ -45,13 +45,22 @@ type msgQueue struct {
 	avail   int          // entries of head known written (head.n when last locked)
 }
 
-// msgChunkLen messages (48 bytes each) make a 6 KiB chunk.
+// msgChunkLen messages (32 bytes each) make a 4 KiB chunk.
 const msgChunkLen = 128
 
 type msgChunk struct {
-	items [msgChunkLen]Message
+	items [msgChunkLen]queuedMsg
 	n     int       // entries written (under msgQueue.mu)
 	next  *msgChunk // the chunk written after this one (under msgQueue.mu)
+}
+
+// queuedMsg is a Message as the queue keeps it: 32 bytes with one pointer
+// instead of 48 with two (the time's location), which is less to copy in
+// and out and less for the write barriers while a collection runs.
+type queuedMsg struct {
+	id      uint64
+	content string
+	at      int64 // unix ns
 }
 
 var msgChunks = sync.Pool{New: func() any { return new(msgChunk) }}
@@ -60,10 +69,10 @@ func newMsgQueue(capacity int, ids *atomic.Uint64) *msgQueue {
 	return &msgQueue{capacity: capacity, ids: ids, idle: true, wake: make(chan struct{}, 1)}
 }
 
-// push appends a message with content, received at at, and gives it the
+// push appends a message with content, received at at (unix ns), and gives it the
 // next id. When the queue is full it waits for room until ctx or closed is
 // done; with a nil ctx it does not wait and returns errFull at once.
-func (q *msgQueue) push(ctx context.Context, content string, at time.Time, closed <-chan struct{}) error {
+func (q *msgQueue) push(ctx context.Context, content string, at int64, closed <-chan struct{}) error {
 	for {
 		q.mu.Lock()
 		if q.room() {
@@ -77,7 +86,7 @@ func (q *msgQueue) push(ctx context.Context, content string, at time.Time, close
 				}
 				q.tail, t = c, c
 			}
-			t.items[t.n] = Message{ID: q.ids.Add(1), Content: content, ReceivedAt: at}
+			t.items[t.n] = queuedMsg{id: q.ids.Add(1), content: content, at: at}
 			t.n++
 			q.pushed.Store(q.pushed.Load() + 1)
 			wake := q.idle
@@ -137,8 +146,9 @@ func (q *msgQueue) ready() bool { return q.read < q.avail || q.refill() }
 // pop moves the next message into m (engine goroutine only, after ready).
 func (q *msgQueue) pop(m *Message) {
 	h := q.head
-	*m = h.items[q.read]
-	h.items[q.read] = Message{} // let the content go; the chunk is reused
+	e := &h.items[q.read]
+	*m = Message{ID: e.id, Content: e.content, ReceivedAt: time.Unix(0, e.at)}
+	*e = queuedMsg{} // let the content go; the chunk is reused
 	q.read++
 	q.popped.Store(q.popped.Load() + 1)
 	if q.waiting.Load() { // a sender found the queue full: let it look again

@@ -16,7 +16,7 @@ import (
 func TestMsgQueueAcrossChunks(t *testing.T) {
 	var ids atomic.Uint64
 	q := newMsgQueue(10*msgChunkLen, &ids)
-	at := time.Unix(1, 0)
+	at := time.Unix(1, 0).UnixNano()
 	next := uint64(1)
 	popN := func(n int) {
 		t.Helper()
@@ -26,7 +26,7 @@ func TestMsgQueueAcrossChunks(t *testing.T) {
 			if ok {
 				q.pop(&m)
 			}
-			if !ok || m.ID != next || m.Content != "m" || !m.ReceivedAt.Equal(at) {
+			if !ok || m.ID != next || m.Content != "m" || m.ReceivedAt.UnixNano() != at {
 				t.Fatalf("pop = %+v, %v; want id %d", m, ok, next)
 			}
 			next++
@@ -79,20 +79,20 @@ func TestMsgQueueFullAcrossChunks(t *testing.T) {
 		capacity := msgChunkLen + 3
 		q := newMsgQueue(capacity, &ids)
 		for range capacity {
-			if err := q.push(nil, "m", time.Now(), nil); err != nil {
+			if err := q.push(nil, "m", time.Now().UnixNano(), nil); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := q.push(nil, "over", time.Now(), nil); !errors.Is(err, ErrQueueFull) {
+		if err := q.push(nil, "over", time.Now().UnixNano(), nil); !errors.Is(err, ErrQueueFull) {
 			t.Fatalf("push past capacity = %v", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if err := q.push(ctx, "over", time.Now(), nil); !errors.Is(err, ErrQueueFull) {
+		if err := q.push(ctx, "over", time.Now().UnixNano(), nil); !errors.Is(err, ErrQueueFull) {
 			t.Fatalf("push past capacity with a deadline = %v", err)
 		}
 		got := make(chan error, 1)
-		go func() { got <- q.push(context.Background(), "waited", time.Now(), nil) }()
+		go func() { got <- q.push(context.Background(), "waited", time.Now().UnixNano(), nil) }()
 		synctest.Wait()
 		select {
 		case err := <-got:

@@ -32,7 +32,8 @@ type Watcher struct {
 	managed ManagedFunc
 	logs    *logs
 	store   *stateStore
-	recent  *ring.Buffer[SignalInfo]
+	recent  *ring.Buffer[recentSignal]
+	clock   *wallClock // timestamps of messages and other signals
 	handler http.Handler
 
 	runSeq atomic.Uint64 // run ids, across sessions (engine side)
@@ -61,7 +62,8 @@ func New(cfg Config, managed ManagedFunc) (*Watcher, error) {
 		cfg:     rc,
 		managed: managed,
 		logs:    newLogs(rc.MaxLogEntries),
-		recent:  ring.New[SignalInfo](recentSignals),
+		recent:  ring.New[recentSignal](recentSignals),
+		clock:   newWallClock(time.Now()),
 	}
 	w.store = newStateStore(rc.StateDir, w.logs)
 	w.handler = newAPI(w)
@@ -238,7 +240,7 @@ func (w *Watcher) send(ctx context.Context, content string) error {
 	if s == nil || s.closing.Load() {
 		return ErrNotRunning
 	}
-	at := time.Now()
+	at := w.clock.unixNano()
 	if err := s.msgs.push(ctx, content, at, s.done); err != nil {
 		return err
 	}
@@ -287,6 +289,32 @@ type SignalInfo struct {
 
 const recentSignals = 64
 
-func (w *Watcher) noteSignal(kind SignalKind, content string, at time.Time) {
-	w.recent.Push(SignalInfo{Type: kind, Content: content, CreatedAt: at})
+// recentSignal is a SignalInfo as the recent-signals ring keeps it: one
+// pointer instead of three, since every Send writes one.
+type recentSignal struct {
+	content string
+	at      int64 // unix ns
+	kind    uint8 // index in signalKinds
+}
+
+var signalKinds = [...]SignalKind{SignalSystem, SignalUser, SignalVar}
+
+func (w *Watcher) noteSignal(kind SignalKind, content string, at int64) {
+	k := uint8(0)
+	for i, sk := range signalKinds {
+		if sk == kind {
+			k = uint8(i)
+		}
+	}
+	w.recent.Push(recentSignal{content: content, at: at, kind: k})
+}
+
+// recentSignals returns the newest signals received, oldest first.
+func (w *Watcher) recentSignals() []SignalInfo {
+	rs := w.recent.Last(0)
+	out := make([]SignalInfo, len(rs))
+	for i, r := range rs {
+		out[i] = SignalInfo{Type: signalKinds[r.kind], Content: r.content, CreatedAt: time.Unix(0, r.at)}
+	}
+	return out
 }
