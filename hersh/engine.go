@@ -239,7 +239,7 @@ func (s *session) run(kind TriggerKind, vars []string) (bool, State, error) {
 	id := w.runSeq.Add(1)
 	if kind == TriggerStart {
 		s.transition(StateInitRun, "initial run")
-	} else {
+	} else if s.st.Load() != int32(StateRunning) {
 		s.st.Store(int32(StateRunning))
 	}
 	start := s.clk.read()
@@ -300,7 +300,12 @@ func (s *session) settle(err error) (bool, State, error) {
 			s.fails.Store(0)
 		}
 		if s.phase == StateReady {
-			s.st.Store(int32(StateReady))
+			// While the engine works through messages it has already seen
+			// queued, it stays Running between runs: two stores per run
+			// saved, and nobody is told it is idle when it is not.
+			if !s.msgs.buffered() {
+				s.st.Store(int32(StateReady))
+			}
 		} else {
 			s.transition(StateReady, "")
 		}

@@ -140,6 +140,10 @@ func (q *msgQueue) room() bool {
 // errFull is push's report that the queue stayed full.
 var errFull = ErrQueueFull
 
+// buffered reports whether messages the engine has already seen queued
+// wait, without taking the lock (engine goroutine only).
+func (q *msgQueue) buffered() bool { return q.read < q.avail }
+
 // ready reports whether a message waits (engine goroutine only).
 func (q *msgQueue) ready() bool { return q.read < q.avail || q.refill() }
 
