@@ -247,7 +247,7 @@ func (s *session) run(kind TriggerKind, vars []string) (bool, State, error) {
 	if kind == TriggerMessage {
 		s.msgs.pop(&c.msg) // straight into the Context: one copy
 	}
-	if s.ctx.Err() != nil { // killed before the run began
+	if s.stopReq.Load() == reqKill { // killed before the run began (Kill sets it, then cancels s.ctx)
 		c.rc.cancel(ctxCanceled)
 	}
 	s.wd.begin(&c.rc, start)
