@@ -1,17 +1,19 @@
 package hersh_test
 
-// Speed benchmarks (issue 2, "Speed"). Each benchmark measures the hersh
-// engine and, in the same run, a bare hand-written select loop doing the same
-// work, and reports both with their ratio through b.ReportMetric. The
-// benchmark timer (ns/op, allocs/op) covers only the hersh part; the bare
-// part runs with the timer stopped.
+// Speed and memory benchmarks (issues 2 and 10). Each benchmark measures the
+// hersh engine and, in the same run, a bare hand-written select loop doing
+// the same work, and reports both with their ratio through b.ReportMetric.
+// The benchmark timer (ns/op, allocs/op) covers only the hersh part; the
+// bare part runs with the timer stopped.
 //
 // Benchmarks are not tests: nothing here asserts a timing. Every watcher is
 // stopped and the goroutine-leak check runs after each benchmark call.
 //
-// Run (see BENCHMARKS.md for the numbers):
+// Run (see BENCHMARKS.md for the numbers and the exact commands):
 //
-//	GOWORK=off go test -run '^$' -bench . -benchtime=1s -count=3
+//	GOWORK=off go test -run '^$' -bench 'Throughput|Latency|FlowBurst|IdlePolledVars' -count=7
+//	GOWORK=off go test -run '^$' -bench MessageBurst -benchtime=20x -count=7
+//	GOWORK=off go test -run '^$' -bench IdleHeap -benchtime=1x -count=3
 
 import (
 	"context"
