@@ -1470,3 +1470,37 @@ func TestRunDeadlineAndTimestamps(t *testing.T) {
 		}
 	})
 }
+
+// TestSendWithNilContext: a nil context is bad input, not a reason to
+// panic: Send waits as long as the session runs, like with
+// context.Background. (It used to panic once the queue was full.)
+func TestSendWithNilContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		w := start(t, Config{SignalCapacity: 1}, func(c *Context) error {
+			if c.Trigger().Kind == TriggerStart {
+				<-release
+			}
+			return nil
+		})
+		if err := w.TrySend("fills the queue"); err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan error, 1)
+		go func() {
+			//lint:ignore SA1012 a nil context is the input under test
+			sent <- w.Send(nil, "waits")
+		}()
+		synctest.Wait()
+		select {
+		case err := <-sent:
+			t.Fatalf("Send into a full queue returned at once: %v", err)
+		default:
+		}
+		close(release)
+		if err := <-sent; err != nil {
+			t.Fatalf("Send(nil) = %v", err)
+		}
+		stop(t, w)
+	})
+}
