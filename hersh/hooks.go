@@ -155,6 +155,12 @@ func typed[T any](v any, ok bool) (T, bool) {
 // all applied, in order, none lost: while a slow run executes, updates
 // accumulate in the value and the next run sees their result.
 //
+// Quick polls of one interval run one after another on that shared
+// goroutine. A poll that takes longer than a millisecond (one doing I/O,
+// say: found on its first call, or soon after it turns slow) runs on its
+// own goroutine from then on, so it cannot hold the others up. A poll never
+// starts while its previous one is still running.
+//
 // It returns the latest value and whether there has been one yet. A poll
 // that errs or panics is logged as a watch error and polling goes on.
 func WatchCall[T any](c *Context, name string, interval time.Duration, poll func(ctx context.Context, prev T) (next T, changed bool, err error)) (T, bool) {
