@@ -170,9 +170,9 @@ type SignalsInfo struct {
 // lengths: the engine-owned recovery timer is not touched from here, a
 // pending recovery run shows as the WaitRecover state.
 func (w *Watcher) Signals() SignalsInfo {
-	out := SignalsInfo{RecentSignals: w.recent.Last(0), Timestamp: time.Now()}
+	out := SignalsInfo{RecentSignals: w.recentSignals(), Timestamp: time.Now()}
 	if s := w.cur.Load(); s != nil {
-		out.VarSigCount = len(s.vars)
+		out.VarSigCount = s.vars.pending()
 		out.UserSigCount = s.msgs.pending()
 		if s.stopReq.Load() != reqNone || s.state() == StateWaitRecover {
 			out.WatcherSigCount = 1

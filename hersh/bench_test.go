@@ -1,21 +1,24 @@
 package hersh_test
 
-// Speed benchmarks (issue 2, "Speed"). Each benchmark measures the hersh
-// engine and, in the same run, a bare hand-written select loop doing the same
-// work, and reports both with their ratio through b.ReportMetric. The
-// benchmark timer (ns/op, allocs/op) covers only the hersh part; the bare
-// part runs with the timer stopped.
+// Speed and memory benchmarks (issues 2 and 10). Each benchmark measures the
+// hersh engine and, in the same run, a bare hand-written select loop doing
+// the same work, and reports both with their ratio through b.ReportMetric.
+// The benchmark timer (ns/op, allocs/op) covers only the hersh part; the
+// bare part runs with the timer stopped.
 //
 // Benchmarks are not tests: nothing here asserts a timing. Every watcher is
 // stopped and the goroutine-leak check runs after each benchmark call.
 //
-// Run (see BENCHMARKS.md for the numbers):
+// Run (see BENCHMARKS.md for the numbers and the exact commands):
 //
-//	GOWORK=off go test -run '^$' -bench . -benchtime=1s -count=3
+//	GOWORK=off go test -run '^$' -bench 'Throughput|Latency|FlowBurst|IdlePolledVars' -count=7
+//	GOWORK=off go test -run '^$' -bench MessageBurst -benchtime=20x -count=7
+//	GOWORK=off go test -run '^$' -bench IdleHeap -benchtime=1x -count=3
 
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync/atomic"
@@ -496,4 +499,257 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ---------------------------------------------------------------------------
+// 5. A burst of messages into a just-started and into a warmed watcher.
+
+// burstMessages is the size of one burst: the default SignalCapacity, so a
+// burst fills the queue at most and Send never waits.
+const burstMessages = hersh.DefaultSignalCapacity
+
+// BenchmarkMessageBurst: one op is a burst of 50,000 messages sent by one
+// producer goroutine as fast as Send returns, timed until the last one has
+// run.
+//
+//	fresh: every burst goes into a watcher started just before (New, Start,
+//	       initial run done), as when a program starts under load. The bare
+//	       loop makes a new channel of the same capacity for every burst.
+//	warm:  every burst goes into the same watcher, which has already taken
+//	       one burst before the timer starts; the bare loop keeps its channel.
+//
+// The timer covers the hersh bursts only; the bare bursts are interleaved
+// with them (one each per op) so both see the same machine.
+func BenchmarkMessageBurst(b *testing.B) {
+	b.Run("fresh", func(b *testing.B) { benchBurst(b, false) })
+	b.Run("warm", func(b *testing.B) { benchBurst(b, true) })
+}
+
+func benchBurst(b *testing.B, warm bool) {
+	leaktest.Check(b)
+	b.ReportAllocs()
+	var hershDur, bareDur time.Duration
+	done := make(chan struct{}, 1)
+	runs := 0 // touched only by the engine goroutine of the one running watcher
+	newWatcher := func() *hersh.Watcher {
+		runs = 0
+		return startBench(b, func(c *hersh.Context) error {
+			if c.Message() != nil {
+				if runs++; runs%burstMessages == 0 {
+					done <- struct{}{}
+				}
+			}
+			return nil
+		})
+	}
+	var w *hersh.Watcher
+	var bare *bareLoop
+	if warm {
+		w = newWatcher()
+		sendBurst(b, w, done)
+		bare = startBare(burstMessages)
+		bare.burst(burstMessages)
+	}
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		if !warm {
+			w = newWatcher()
+		}
+		b.StartTimer()
+		hershDur += sendBurst(b, w, done)
+		b.StopTimer()
+		if !warm {
+			stopBench(b, w)
+			bare = startBare(burstMessages)
+		}
+		bareDur += bare.burst(burstMessages)
+		if !warm {
+			bare.stop()
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	if warm {
+		stopBench(b, w)
+		bare.stop()
+	}
+	rate := float64(b.N*burstMessages) / hershDur.Seconds()
+	bareRate := float64(b.N*burstMessages) / bareDur.Seconds()
+	b.ReportMetric(rate, "runs/s")
+	b.ReportMetric(bareRate, "bare-runs/s")
+	b.ReportMetric(rate/bareRate, "ratio-vs-bare")
+}
+
+// sendBurst sends burstMessages messages from one goroutine and returns the
+// time until the last has run (done receives once per burst).
+func sendBurst(b *testing.B, w *hersh.Watcher, done <-chan struct{}) time.Duration {
+	b.Helper()
+	sent := make(chan error, 1)
+	t0 := time.Now()
+	go func() {
+		ctx := context.Background()
+		for range burstMessages {
+			if err := w.Send(ctx, "m"); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	for finished := false; ; {
+		select {
+		case <-done:
+			d := time.Since(t0)
+			if !finished {
+				if err := <-sent; err != nil {
+					b.Fatal(err)
+				}
+			}
+			return d
+		case err := <-sent:
+			if err != nil {
+				b.Fatal(err)
+			}
+			finished = true
+		}
+	}
+}
+
+// bareLoop is the baseline program: a goroutine taking messages from a
+// buffered channel in a select loop.
+type bareLoop struct {
+	msgs   chan bareMsg
+	quit   chan struct{}
+	exited chan struct{}
+	done   chan struct{} // one receive per completed burst
+	burstN int           // set before a burst, read by the loop
+}
+
+func startBare(capacity int) *bareLoop {
+	l := &bareLoop{
+		msgs:   make(chan bareMsg, capacity),
+		quit:   make(chan struct{}),
+		exited: make(chan struct{}),
+		done:   make(chan struct{}, 1),
+	}
+	go func() {
+		defer close(l.exited)
+		runs := 0
+		for {
+			select {
+			case <-l.quit:
+				return
+			case m := <-l.msgs:
+				_ = m
+				if runs++; l.burstN > 0 && runs%l.burstN == 0 {
+					l.done <- struct{}{}
+				}
+			}
+		}
+	}()
+	return l
+}
+
+// burst sends n messages from one goroutine and returns the time until the
+// loop has taken the last. Every burst of one loop must have the same n.
+func (l *bareLoop) burst(n int) time.Duration {
+	l.burstN = n // the loop reads it only after receiving a message sent below
+	t0 := time.Now()
+	go func() {
+		for i := range n {
+			l.msgs <- bareMsg{id: uint64(i + 1), content: "m"}
+		}
+	}()
+	<-l.done
+	return time.Since(t0)
+}
+
+func (l *bareLoop) stop() {
+	close(l.quit)
+	<-l.exited
+}
+
+// ---------------------------------------------------------------------------
+// 6. Heap of idle watchers.
+
+// BenchmarkIdleHeap: the live heap (runtime.MemStats.HeapAlloc after two
+// GCs) that n idle started watchers add, each with the default Config (its
+// WatcherAPI listening on a loopback port) after its initial run. Baseline:
+// n bare loops, each a goroutine blocked on a channel of the default
+// SignalCapacity. Goroutine stacks are not heap; they are reported apart.
+//
+// The measurement is made once per call whatever b.N is: run it with
+// -benchtime=1x.
+func BenchmarkIdleHeap(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("watchers=%d", n), func(b *testing.B) { benchIdleHeap(b, n) })
+	}
+}
+
+func benchIdleHeap(b *testing.B, n int) {
+	leaktest.Check(b)
+	heap0, stack0 := liveMemory()
+	ws := make([]*hersh.Watcher, n)
+	for i := range ws {
+		ws[i] = startIdle(b)
+	}
+	heap1, stack1 := liveMemory()
+	for _, w := range ws {
+		stopBench(b, w)
+	}
+	clear(ws)
+
+	bare0, bareStack0 := liveMemory()
+	loops := make([]*bareLoop, n)
+	for i := range loops {
+		loops[i] = startBare(hersh.DefaultSignalCapacity)
+	}
+	bare1, bareStack1 := liveMemory()
+	for _, l := range loops {
+		l.stop()
+	}
+
+	heap, bareHeap := float64(heap1)-float64(heap0), float64(bare1)-float64(bare0)
+	b.ReportMetric(heap/float64(n), "heap-B/watcher")
+	b.ReportMetric(heap/(1<<20), "heap-MiB")
+	b.ReportMetric((float64(stack1)-float64(stack0))/float64(n), "stack-B/watcher")
+	b.ReportMetric(bareHeap/float64(n), "bare-heap-B/loop")
+	b.ReportMetric((float64(bareStack1)-float64(bareStack0))/float64(n), "bare-stack-B/loop")
+	b.ReportMetric(heap/max(bareHeap, 1), "heap-ratio-vs-bare")
+}
+
+// startIdle starts a watcher with the default Config (its WatcherAPI on a
+// free loopback port) whose managed function does nothing, and waits for
+// its initial run.
+func startIdle(b *testing.B) *hersh.Watcher {
+	b.Helper()
+	started := make(chan struct{}, 1)
+	w, err := hersh.New(hersh.Config{APIAddr: "127.0.0.1:0"}, func(c *hersh.Context) error {
+		if c.Trigger().Kind == hersh.TriggerStart {
+			started <- struct{}{}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	<-started
+	for w.State() != hersh.StateReady { // the run's result is settled just after it returns
+		time.Sleep(time.Millisecond)
+	}
+	return w
+}
+
+// liveMemory collects garbage and reports the live heap and the stack
+// memory in use.
+func liveMemory() (heap, stack uint64) {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc, m.StackInuse
 }

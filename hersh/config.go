@@ -42,9 +42,12 @@ type Config struct {
 	APIAddr string
 	// DisableAPIServer keeps the WatcherAPI off the network; Handler still works.
 	DisableAPIServer bool
-	// SignalCapacity bounds each signal queue (user messages, variables).
+	// SignalCapacity bounds the user-message queue. (The variable queue
+	// holds each watched variable at most once, so the watches bound it.)
+	// The queue takes memory as messages arrive, not up front.
 	SignalCapacity int
-	// MaxLogEntries bounds each execution-log ring buffer.
+	// MaxLogEntries bounds each execution-log ring buffer. A ring takes
+	// memory as it fills, not up front.
 	MaxLogEntries int
 	// MaxMemoEntries bounds the memo cache.
 	MaxMemoEntries int

@@ -2,7 +2,6 @@ package hersh
 
 import (
 	"strings"
-	"sync/atomic"
 	"time"
 )
 
@@ -65,28 +64,40 @@ type Message struct {
 // watcher is killed, and it is the handle that watches, memos and context
 // state take. It is valid only during the run it was made for: hooks called
 // through it afterwards report a *HookError.
+//
+// Every run gets its own Context (the one allocation of a run): a Context
+// kept past its run must keep telling its own run's story (a goroutine the
+// run started may read its Message later) and must be recognisable as
+// stale, and a recycled one could do neither. It is kept to 128 bytes
+// instead: what a run needs only sometimes (a done channel, AfterFunc
+// callbacks) is allocated when it is asked for, and hook errors are
+// collected by the session.
 type Context struct {
-	rc      runCtx
-	w       *Watcher
-	s       *session
-	runID   uint64
-	trigger Trigger
-	msg     Message             // the triggering message (trigger.Message points here)
-	ended   atomic.Bool         // the run is over: hooks through c are misuse
-	seen    map[string]struct{} // hooks used in this run
-	errs    []error             // hook errors of this run
+	rc    runCtx
+	s     *session
+	runID uint64
+	vars  []string    // the changed variables (TriggerVars)
+	msg   Message     // the triggering message (TriggerMessage)
+	kind  TriggerKind // what caused the run
 }
 
 // Message returns the user message that triggered this run, or nil.
-func (c *Context) Message() *Message { return c.trigger.Message }
+func (c *Context) Message() *Message {
+	if c.kind != TriggerMessage {
+		return nil
+	}
+	return &c.msg
+}
 
 // Trigger reports what caused this run.
-func (c *Context) Trigger() Trigger { return c.trigger }
+func (c *Context) Trigger() Trigger {
+	return Trigger{Kind: c.kind, Message: c.Message(), Vars: c.vars}
+}
 
 // Changed reports whether the watched variable name is among those that
 // triggered this run.
 func (c *Context) Changed(name string) bool {
-	for _, v := range c.trigger.Vars {
+	for _, v := range c.vars {
 		if v == name {
 			return true
 		}
@@ -99,39 +110,38 @@ func (c *Context) RunID() uint64 { return c.runID }
 
 // Env returns an immutable environment value from Config.Env.
 func (c *Context) Env(key string) (string, bool) {
-	v, ok := c.w.cfg.Env[key]
+	v, ok := c.s.w.cfg.Env[key]
 	return v, ok
 }
 
 // Watcher returns the watcher this run belongs to.
-func (c *Context) Watcher() *Watcher { return c.w }
+func (c *Context) Watcher() *Watcher { return c.s.w }
 
-// hookCheck enforces the rules of hooks shared by every watch and memo:
-// used during its own run, and at most once per run under a name.
+// live reports whether c's run is in flight. The watchdog watches exactly
+// the in-flight run, so this costs the run nothing extra; a cleanup Context
+// is never live.
+func (c *Context) live() bool { return c.s.wd.cur.Load() == &c.rc }
+
+// hookCheck enforces the rules of hooks that need no hook table: a name,
+// and a call during the run c belongs to. (At most once per run under a
+// name is checked by register.)
 func (c *Context) hookCheck(kind, name string) error {
 	if name == "" {
 		return c.fail(&HookError{Name: name, Kind: kind, Reason: "empty name"})
 	}
-	if c.ended.Load() || c.trigger.Kind == TriggerCleanup {
+	if !c.live() {
 		return c.fail(&HookError{Name: name, Kind: kind, Reason: "used outside the run it belongs to"})
 	}
-	if _, dup := c.seen[name]; dup {
-		return c.fail(&HookError{Name: name, Kind: kind, Reason: "used twice in one run"})
-	}
-	if c.seen == nil {
-		c.seen = make(map[string]struct{}, 4)
-	}
-	c.seen[name] = struct{}{}
 	return nil
 }
 
 // fail records a hook error, which the run will end with, and returns it.
 func (c *Context) fail(err error) error {
-	if c.ended.Load() || c.trigger.Kind == TriggerCleanup {
+	if !c.live() {
 		// No run to fail: keep a trace in the watch-error log.
-		c.w.logs.watchError("", "hook", err)
+		c.s.w.logs.watchError("", "hook", err)
 		return err
 	}
-	c.errs = append(c.errs, err)
+	c.s.runErrs = append(c.s.runErrs, err)
 	return err
 }

@@ -30,7 +30,7 @@ type session struct {
 	cancel context.CancelFunc
 
 	msgs    *msgQueue     // user messages, FIFO, bounded
-	vars    chan *varSlot // variables with a pending value; each slot at most once
+	vars    *varQueue     // variables with a pending value; each slot at most once
 	sysWake chan struct{} // nudges the loop after a stop or kill request
 
 	// Read by producers on every Send, written rarely: kept off the cache
@@ -45,18 +45,20 @@ type session struct {
 	started time.Time
 	updated atomic.Int64 // unix nanos of the last state change or run
 
-	wd    watchdog  // enforces RunTimeout on the in-flight run
-	clock time.Time // the engine's latest reading of the clock
-	fresh bool      // clock is still current (nothing blocked since it was read)
+	wd  watchdog    // enforces RunTimeout on the in-flight run
+	clk engineClock // the engine's clock (engine goroutine only)
 
 	pollMu sync.Mutex
 	polls  map[time.Duration]*pollGroup // WatchCall groups by interval (poll.go)
 
-	hooksMu sync.RWMutex
-	hooks   map[string]*hook
-	watches []*hook // registration order
-	memos   int
+	hooksMu   sync.RWMutex
+	hooks     map[string]*hook
+	used      map[string]uint64 // the run that last used each hook name (markUsed)
+	usedLimit int
+	watches   []*hook // registration order
+	memos     int
 
+	runErrs []error     // hook errors of the in-flight run (Context.fail)
 	recover *time.Timer // backoff timer while in WaitRecover
 	batch   []*varSlot  // reused by drainVars
 
@@ -82,16 +84,18 @@ func newSession(w *Watcher, cleanup CleanupFunc) *session {
 		cleanup: cleanup,
 		ctx:     ctx,
 		cancel:  cancel,
-		msgs:    newMsgQueue(w.cfg.SignalCapacity),
-		vars:    make(chan *varSlot, w.cfg.SignalCapacity),
+		msgs:    newMsgQueue(w.cfg.SignalCapacity, &w.msgSeq),
+		vars:    newVarQueue(),
 		sysWake: make(chan struct{}, 1),
 		hooks:   make(map[string]*hook),
+		used:    make(map[string]uint64),
 		started: time.Now(),
 		done:    make(chan struct{}),
 	}
-	s.wd.init(w.cfg.RunTimeout)
+	s.clk = newEngineClock(s.started)
+	s.wd.init(w.cfg.RunTimeout, s.started)
 	s.st.Store(int32(StateNotRun))
-	s.touch(s.started)
+	s.touch(s.started.UnixNano())
 	return s
 }
 
@@ -106,22 +110,16 @@ func (s *session) ended() bool {
 	}
 }
 
-func (s *session) touch(at time.Time) { s.updated.Store(at.UnixNano()) }
+func (s *session) touch(unixNano int64) { s.updated.Store(unixNano) }
 
-// now reads the clock once per run: while the engine works through a
-// backlog, the end of one run is the start of the next.
-func (s *session) now() time.Time {
-	if !s.fresh {
-		s.clock, s.fresh = time.Now(), true
-	}
-	return s.clock
-}
+// now is the engine's clock as a time, for the logs.
+func (s *session) now() time.Time { return s.clk.time(s.clk.read()) }
 
 // transition records a lifecycle change in the reduce log. The Ready and
 // Running churn of ordinary runs is not a phase change and is not logged.
 func (s *session) transition(to State, reason string) {
 	s.st.Store(int32(to))
-	s.touch(s.now())
+	s.touch(s.clk.unixNano(s.clk.read()))
 	from := s.phase
 	if from == to {
 		return
@@ -148,7 +146,7 @@ func (s *session) request(kind int32) {
 	case s.sysWake <- struct{}{}:
 	default:
 	}
-	s.w.noteSignal(SignalSystem, map[int32]string{reqStop: "stop", reqKill: "kill"}[kind], time.Now())
+	s.w.noteSignal(SignalSystem, map[int32]string{reqStop: "stop", reqKill: "kill"}[kind], s.w.clock.unixNano())
 }
 
 func (s *session) cancelRun() { s.wd.cancel() }
@@ -161,10 +159,9 @@ func (s *session) loop() {
 }
 
 func (s *session) serve() (State, error) {
-	if end, st, err := s.run(Trigger{Kind: TriggerStart}, Message{}); end {
+	if end, st, err := s.run(TriggerStart, nil); end {
 		return st, err
 	}
-	var heldVar []*varSlot
 	for {
 		// System signals first.
 		if req := s.stopReq.Load(); req != reqNone {
@@ -173,42 +170,38 @@ func (s *session) serve() (State, error) {
 		if s.recover != nil {
 			select {
 			case <-s.sysWake:
-				s.fresh = false
+				s.clk.stale()
 			case <-s.recover.C:
 				s.recover = nil
-				s.fresh = false
-				if end, st, err := s.run(Trigger{Kind: TriggerRecovery}, Message{}); end {
+				s.clk.stale()
+				if end, st, err := s.run(TriggerRecovery, nil); end {
 					return st, err
 				}
 			}
 			continue
 		}
 		// Then user messages, one run each, in order.
-		if m, ok := s.msgs.pop(); ok {
-			if end, st, err := s.runMessage(m); end {
+		if s.msgs.ready() {
+			if end, st, err := s.run(TriggerMessage, nil); end {
 				return st, err
 			}
 			continue
 		}
 		// Then variables: every pending one is applied, then one run.
-		if len(heldVar) > 0 || len(s.vars) > 0 {
-			end, st, err := s.drainVars(heldVar)
-			heldVar = heldVar[:0]
-			if end {
+		if s.vars.pending() > 0 {
+			if end, st, err := s.drainVars(); end {
 				return st, err
 			}
 			continue
 		}
-		// Nothing pending: wait. What arrives is handled at the top of the
-		// loop (a variable is held), so priority holds even when several
-		// queues fill at once.
+		// Nothing pending: wait. Whatever arrives is handled at the top of
+		// the loop, so priority holds even when several queues fill at once.
 		select {
 		case <-s.sysWake:
 		case <-s.msgs.wake:
-		case v := <-s.vars:
-			heldVar = append(heldVar, v)
+		case <-s.vars.wake:
 		}
-		s.fresh = false
+		s.clk.stale()
 	}
 }
 
@@ -219,15 +212,8 @@ func (s *session) requested(req int32) (State, error) {
 	return StateStopped, nil
 }
 
-func (s *session) runMessage(m Message) (bool, State, error) {
-	return s.run(Trigger{Kind: TriggerMessage}, m)
-}
-
-func (s *session) drainVars(held []*varSlot) (bool, State, error) {
-	batch := append(s.batch[:0], held...)
-	for n := len(s.vars); n > 0; n-- {
-		batch = append(batch, <-s.vars)
-	}
+func (s *session) drainVars() (bool, State, error) {
+	batch := s.vars.take(s.batch)
 	var changed []string
 	now := s.now()
 	for _, slot := range batch {
@@ -241,63 +227,64 @@ func (s *session) drainVars(held []*varSlot) (bool, State, error) {
 		return false, 0, nil // only skip-signal values: stored, no run
 	}
 	slices.Sort(changed)
-	return s.run(Trigger{Kind: TriggerVars, Vars: changed}, Message{})
+	return s.run(TriggerVars, changed)
 }
 
-// run executes the managed function once and settles its result. It reports
-// whether the session must end, and how. It is the hot path: one allocation
-// (the Context, which holds the run's context and message) and one clock
-// reading per run while a backlog is worked through.
-func (s *session) run(t Trigger, m Message) (bool, State, error) {
+// run executes the managed function once and settles its result. It
+// reports whether the session must end, and how. It is the hot path: one
+// allocation (the Context, which holds the run's context and message) and
+// one clock reading per run while a backlog is worked through.
+func (s *session) run(kind TriggerKind, vars []string) (bool, State, error) {
 	w := s.w
 	id := w.runSeq.Add(1)
-	if t.Kind == TriggerStart {
+	if kind == TriggerStart {
 		s.transition(StateInitRun, "initial run")
-	} else {
+	} else if s.st.Load() != int32(StateRunning) {
 		s.st.Store(int32(StateRunning))
 	}
-	start := s.now()
-	c := &Context{w: w, s: s, runID: id, trigger: t}
-	if t.Kind == TriggerMessage {
-		c.msg = m
-		c.trigger.Message = &c.msg
+	start := s.clk.read()
+	c := &Context{s: s, runID: id, kind: kind, vars: vars}
+	if kind == TriggerMessage {
+		s.msgs.pop(&c.msg) // straight into the Context: one copy
 	}
-	if s.ctx.Err() != nil { // killed before the run began
-		c.rc.cancel(context.Canceled)
+	if s.stopReq.Load() == reqKill { // killed before the run began (Kill sets it, then cancels s.ctx)
+		c.rc.cancel(ctxCanceled)
 	}
 	s.wd.begin(&c.rc, start)
 	err := callManaged(w.managed, c)
-	s.wd.end()
-	c.ended.Store(true)
-	if errors.Is(c.rc.Err(), context.DeadlineExceeded) {
+	s.wd.end() // from here on c is stale: hooks through it are misuse
+	if c.rc.state.Load() == ctxDeadline {
 		err = &TimeoutError{Timeout: w.cfg.RunTimeout.String(), Err: err}
 	}
-	if len(c.errs) > 0 {
-		err = errors.Join(append(c.errs, err)...)
+	if len(s.runErrs) > 0 {
+		errs := append(s.runErrs, err)
+		err = errors.Join(errs...)
+		clear(errs)
+		s.runErrs = errs[:0]
 	}
-	s.fresh = false
-	end := s.now()
-	s.touch(end)
+	s.clk.stale()
+	end := s.clk.read()
+	s.touch(s.clk.unixNano(end))
 
 	stop, final, cause := s.settle(err)
-	res := EffectResult{
-		ID: w.logs.id(), RunID: id, Trigger: t.Kind, Vars: t.Vars,
-		StartedAt: start, Duration: end.Sub(start), Success: err == nil,
-		Failures: int(s.fails.Load()), StateAfter: s.state(),
+	rec := runRecord{
+		id: w.logs.id(), runID: id, trigger: uint8(kind), vars: vars,
+		startedAt: s.clk.unixNano(start), duration: time.Duration(end - start),
+		failures: s.fails.Load(), stateAfter: uint8(s.state()),
 	}
-	if t.Kind == TriggerMessage {
-		res.MessageID, res.Message = m.ID, m.Content
+	if kind == TriggerMessage {
+		rec.messageID, rec.message = c.msg.ID, c.msg.Content
 	}
 	if err != nil {
-		res.Error = err.Error()
+		rec.failure = &runFailure{err: err.Error()}
 		if p, ok := asPanic(err); ok {
-			res.Stack = p.Stack
+			rec.failure.stack = p.Stack
 		}
 	}
 	if stop {
-		res.StateAfter = final
+		rec.stateAfter = uint8(final)
 	}
-	w.logs.results.Push(res)
+	w.logs.results.Push(rec)
 	return stop, final, cause
 }
 
@@ -309,9 +296,16 @@ func (s *session) settle(err error) (bool, State, error) {
 		if req := s.stopReq.Load(); req != reqNone {
 			return s.endRequested(req)
 		}
-		s.fails.Store(0)
+		if s.fails.Load() != 0 {
+			s.fails.Store(0)
+		}
 		if s.phase == StateReady {
-			s.st.Store(int32(StateReady))
+			// While the engine works through messages it has already seen
+			// queued, it stays Running between runs: two stores per run
+			// saved, and nobody is told it is idle when it is not.
+			if !s.msgs.buffered() {
+				s.st.Store(int32(StateReady))
+			}
 		} else {
 			s.transition(StateReady, "")
 		}
@@ -376,7 +370,7 @@ func (s *session) teardown(final State, cause error) {
 	s.closing.Store(true)
 	s.cancel()
 	s.wd.stop()
-	s.fresh = false
+	s.clk.stale()
 	if s.recover != nil {
 		s.recover.Stop()
 	}
@@ -388,17 +382,16 @@ func (s *session) teardown(final State, cause error) {
 		w.logs.watchError("", "teardown", errors.New("a watch function did not return after its context was cancelled; abandoned"))
 	}
 	if s.cleanup != nil {
-		c := &Context{w: w, s: s, runID: w.runSeq.Load(), trigger: Trigger{Kind: TriggerCleanup}}
-		c.rc.deadline = time.Now().Add(w.cfg.CleanupTimeout)
-		timer := time.AfterFunc(w.cfg.CleanupTimeout, func() { c.rc.cancel(context.DeadlineExceeded) })
+		c := &Context{s: s, runID: w.runSeq.Load(), kind: TriggerCleanup}
+		c.rc.deadline = int64(time.Since(s.started) + w.cfg.CleanupTimeout)
+		timer := time.AfterFunc(w.cfg.CleanupTimeout, func() { c.rc.cancel(ctxDeadline) })
 		l := w.logs
 		l.effects.Push(EffectLog{ID: l.id(), Time: time.Now(), Effect: "cleanup", Detail: final.String()})
 		if err := callCleanup(s.cleanup, c, cause); err != nil {
 			l.watchError("", "cleanup", err)
 		}
-		c.ended.Store(true)
 		timer.Stop()
-		c.rc.cancel(context.Canceled)
+		c.rc.cancel(ctxCanceled)
 	}
 	w.store.flush()
 	if s.api != nil {

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/hershyorg/hershy/hersh/internal/leaktest"
 )
 
 // start creates and starts a watcher with no network listener. Engine tests
@@ -290,7 +293,8 @@ func TestWatchCallPollErrorsAndPanicsAreLogged(t *testing.T) {
 		if e := logs.WatchErrorLogs[0]; e.Var != "flaky" || e.Phase != "poll" || !strings.Contains(e.Error, "unreachable") {
 			t.Fatalf("first = %+v", e)
 		}
-		if e := logs.WatchErrorLogs[1]; !strings.Contains(e.Error, "bad payload") || !strings.Contains(e.Stack, "safePoll") {
+		// The stack shows the poll function that panicked.
+		if e := logs.WatchErrorLogs[1]; !strings.Contains(e.Error, "bad payload") || !strings.Contains(e.Stack, "TestWatchCallPollErrorsAndPanicsAreLogged") {
 			t.Fatalf("panic entry = %+v", e)
 		}
 		if w.State() != StateReady {
@@ -1213,5 +1217,290 @@ func TestSlowPollDoesNotHoldUpOthers(t *testing.T) {
 		if slowMax.Load() != 1 {
 			t.Fatalf("slow polls overlapped: %d at once", slowMax.Load())
 		}
+	})
+}
+
+// TestMessageIDsIncreaseInRunOrder: with many producers sending at once,
+// message ids are strictly increasing in the order the messages run (the
+// id is the message's place in the queue, not in some producer's clock).
+// It runs outside a synctest bubble on purpose: the producers must really
+// run in parallel for the interleaving to happen.
+func TestMessageIDsIncreaseInRunOrder(t *testing.T) {
+	leaktest.Check(t)
+	const producers, each = 8, 12_500
+	var (
+		mu   sync.Mutex
+		ids  []uint64
+		done = make(chan struct{})
+	)
+	w := start(t, Config{}, func(c *Context) error {
+		if m := c.Message(); m != nil {
+			mu.Lock()
+			ids = append(ids, m.ID)
+			n := len(ids)
+			mu.Unlock()
+			if n == producers*each {
+				close(done)
+			}
+		}
+		return nil
+	})
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Go(func() {
+			for range each {
+				if err := w.Send(context.Background(), "m"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	<-done
+	stop(t, w)
+	mu.Lock()
+	defer mu.Unlock()
+	backwards := 0
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			if backwards < 5 {
+				t.Errorf("run %d had message id %d after id %d", i, ids[i], ids[i-1])
+			}
+			backwards++
+		}
+	}
+	if backwards > 0 {
+		t.Fatalf("message ids went backwards %d times in %d runs", backwards, len(ids))
+	}
+	if ids[0] != 1 || ids[len(ids)-1] != producers*each {
+		t.Fatalf("ids run from %d to %d, want 1 to %d", ids[0], ids[len(ids)-1], producers*each)
+	}
+}
+
+// TestIdleWatcherHeap: an idle started watcher with the default Config
+// (its WatcherAPI listening) takes well under 1 MiB of heap: logs and
+// queues take memory as they fill, not up front. (It took 26 MB when six
+// log rings of 50,000 entries and a 50,000-slot variable channel were
+// allocated at New and Start.)
+func TestIdleWatcherHeap(t *testing.T) {
+	leaktest.Check(t)
+	const n = 20
+	live := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := live()
+	ws := make([]*Watcher, n)
+	for i := range ws {
+		started := make(chan struct{})
+		w, err := New(Config{APIAddr: "127.0.0.1:0"}, func(c *Context) error {
+			if c.Trigger().Kind == TriggerStart {
+				close(started)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		ws[i] = w
+	}
+	for _, w := range ws {
+		for w.State() != StateReady {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	perWatcher := (int64(live()) - int64(before)) / n
+	for _, w := range ws {
+		if err := w.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("heap per idle watcher: %d bytes", perWatcher)
+	if perWatcher > 1<<20 {
+		t.Fatalf("an idle watcher takes %d bytes of heap, want at most 1 MiB", perWatcher)
+	}
+}
+
+// TestPollThatTurnsSlowMovesOut: a poll that is quick at first (so it runs
+// inline on the shared goroutine) and then turns slow holds the other polls
+// up at most twice (the round that shows it, the round that finds it), then
+// runs on its own goroutine; its polls never overlap.
+func TestPollThatTurnsSlowMovesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fast, slowCalls, slowActive, slowMax atomic.Int32
+		w := start(t, Config{}, func(c *Context) error {
+			WatchCall(c, "fast", 10*time.Millisecond, func(ctx context.Context, prev int) (int, bool, error) {
+				fast.Add(1)
+				return prev, false, nil
+			})
+			WatchCall(c, "turns-slow", 10*time.Millisecond, func(ctx context.Context, prev int) (int, bool, error) {
+				if n := slowActive.Add(1); n > slowMax.Load() {
+					slowMax.Store(n)
+				}
+				defer slowActive.Add(-1)
+				if slowCalls.Add(1) > 5 {
+					time.Sleep(time.Second) // the exchange got slow
+				}
+				return prev, false, nil
+			})
+			return nil
+		})
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		stop(t, w)
+		// 1,000 rounds in 10 s; two 1 s stalls cost about 200 of them.
+		if n := fast.Load(); n < 750 {
+			t.Fatalf("fast polled %d times in 10s at 10ms", n)
+		}
+		if slowMax.Load() != 1 {
+			t.Fatalf("slow polls overlapped: %d at once", slowMax.Load())
+		}
+	})
+}
+
+// TestPanickingPollDoesNotEndItsRound: polls of one interval run in one
+// round; a poll that panics is logged and the round goes on with the next.
+func TestPanickingPollDoesNotEndItsRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var after atomic.Int32
+		w := start(t, Config{}, func(c *Context) error {
+			WatchCall(c, "a-panics", time.Second, func(ctx context.Context, prev int) (int, bool, error) {
+				panic("always")
+			})
+			WatchCall(c, "b-after-it", time.Second, func(ctx context.Context, prev int) (int, bool, error) {
+				after.Add(1)
+				return prev, false, nil
+			})
+			return nil
+		})
+		time.Sleep(5500 * time.Millisecond)
+		synctest.Wait()
+		stop(t, w)
+		if n := after.Load(); n != 6 { // the first poll, then one a second
+			t.Fatalf("the poll after a panicking one ran %d times in 5.5s, want 6", n)
+		}
+		logs, _ := w.Logs("watch_error", 0)
+		if n := len(logs.WatchErrorLogs); n != 6 {
+			t.Fatalf("%d watch errors, want 6 (one per poll of a-panics)", n)
+		}
+		for _, e := range logs.WatchErrorLogs {
+			if e.Var != "a-panics" || e.Phase != "poll" || !strings.Contains(e.Error, "always") {
+				t.Fatalf("watch error = %+v", e)
+			}
+		}
+	})
+}
+
+// TestRunDeadlineAndTimestamps: a run's Deadline is its start plus
+// RunTimeout, the cleanup context's is the start of cleanup plus
+// CleanupTimeout, and the times in messages and logs are the clock's, also
+// after long idle spells (the engine's and the senders' clocks take a full
+// reading again after clockRebase).
+func TestRunDeadlineAndTimestamps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type seen struct{ start, deadline, received time.Time }
+		runs := make(chan seen, 10)
+		cfg := Config{RunTimeout: 3 * time.Second, CleanupTimeout: 7 * time.Second}
+		w := start(t, cfg, func(c *Context) error {
+			d, ok := c.Deadline()
+			if !ok {
+				t.Error("a run has no deadline")
+			}
+			var received time.Time
+			if m := c.Message(); m != nil {
+				received = m.ReceivedAt
+			}
+			runs <- seen{time.Now(), d, received}
+			if c.Message() != nil {
+				time.Sleep(250 * time.Millisecond) // longer than clockRebase
+			}
+			return nil
+		})
+		cleanupDeadline := make(chan time.Time, 1)
+		w.OnCleanup(func(c *Context, _ error) {
+			d, _ := c.Deadline()
+			cleanupDeadline <- d.Add(-7 * time.Second)
+		})
+		// OnCleanup takes effect at the next Start: restart once.
+		stop(t, w)
+		<-runs
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		<-runs
+		synctest.Wait() // the initial run has settled
+		for _, gap := range []time.Duration{0, 50 * time.Millisecond, 90 * time.Second} {
+			time.Sleep(gap)
+			sent := time.Now()
+			send(t, w, "m")
+			r := <-runs
+			if !r.start.Equal(sent) || !r.deadline.Equal(sent.Add(3*time.Second)) || !r.received.Equal(sent) {
+				t.Fatalf("after %s idle: message received %s, its run started %s with deadline %s, want %s and %s", gap, r.received, r.start, r.deadline, sent, sent.Add(3*time.Second))
+			}
+			if sig := w.Signals().RecentSignals; !sig[len(sig)-1].CreatedAt.Equal(sent) {
+				t.Fatalf("after %s idle: recent signal %+v, want it at %s", gap, sig[len(sig)-1], sent)
+			}
+			time.Sleep(250 * time.Millisecond)
+			synctest.Wait() // the run has ended and settled
+			l, _ := w.Logs("effect_result", 1)
+			res := l.EffectResults[0]
+			if !res.StartedAt.Equal(sent) || res.Duration != 250*time.Millisecond {
+				t.Fatalf("after %s idle: result started %s and took %s, want %s and 250ms", gap, res.StartedAt, res.Duration, sent)
+			}
+			if st := w.Status(); !st.LastUpdate.Equal(sent.Add(250 * time.Millisecond)) {
+				t.Fatalf("after %s idle: last update %s, want %s", gap, st.LastUpdate, sent.Add(250*time.Millisecond))
+			}
+		}
+		stopAt := time.Now()
+		stop(t, w)
+		if d := <-cleanupDeadline; !d.Equal(stopAt) {
+			t.Fatalf("cleanup deadline is %s after its start", d.Sub(stopAt))
+		}
+		l, _ := w.Logs("reduce", 1)
+		if at := l.ReduceLogs[0].Time; !at.Equal(stopAt) {
+			t.Fatalf("stopped at %s, logged %s", stopAt, at)
+		}
+	})
+}
+
+// TestSendWithNilContext: a nil context is bad input, not a reason to
+// panic: Send waits as long as the session runs, like with
+// context.Background. (It used to panic once the queue was full.)
+func TestSendWithNilContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		w := start(t, Config{SignalCapacity: 1}, func(c *Context) error {
+			if c.Trigger().Kind == TriggerStart {
+				<-release
+			}
+			return nil
+		})
+		if err := w.TrySend("fills the queue"); err != nil {
+			t.Fatal(err)
+		}
+		sent := make(chan error, 1)
+		go func() {
+			//lint:ignore SA1012 a nil context is the input under test
+			sent <- w.Send(nil, "waits")
+		}()
+		synctest.Wait()
+		select {
+		case err := <-sent:
+			t.Fatalf("Send into a full queue returned at once: %v", err)
+		default:
+		}
+		close(release)
+		if err := <-sent; err != nil {
+			t.Fatalf("Send(nil) = %v", err)
+		}
+		stop(t, w)
 	})
 }

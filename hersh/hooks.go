@@ -58,11 +58,8 @@ func (s *session) publish(slot *varSlot, v any, trigger bool) {
 	slot.queued = true
 	slot.mu.Unlock()
 	if enqueue {
-		s.w.noteSignal(SignalVar, slot.name, time.Now())
-		select {
-		case s.vars <- slot:
-		case <-s.ctx.Done():
-		}
+		s.w.noteSignal(SignalVar, slot.name, s.w.clock.unixNano())
+		s.vars.push(slot)
 	}
 }
 
@@ -94,6 +91,10 @@ func register[T any](c *Context, kind, name string, mk func() *hook) (*hook, err
 	}
 	s := c.s
 	s.hooksMu.Lock()
+	if s.markUsed(name, c.runID) {
+		s.hooksMu.Unlock()
+		return nil, c.fail(&HookError{Name: name, Kind: kind, Reason: "used twice in one run"})
+	}
 	h, ok := s.hooks[name]
 	if !ok {
 		h = mk()
@@ -122,6 +123,26 @@ func register[T any](c *Context, kind, name string, mk func() *hook) (*hook, err
 	return h, nil
 }
 
+// markUsed records that run used name and reports whether it already had
+// (hooksMu held). One table for the session, instead of a set per run, so
+// runs that use hooks allocate nothing for the check. Entries of earlier
+// runs are dropped when the table has grown well past the hooks it serves.
+func (s *session) markUsed(name string, run uint64) bool {
+	if s.used[name] == run {
+		return true
+	}
+	if len(s.used) >= s.usedLimit {
+		for k, r := range s.used {
+			if r != run {
+				delete(s.used, k)
+			}
+		}
+		s.usedLimit = 2*len(s.used) + 64
+	}
+	s.used[name] = run
+	return false
+}
+
 func typed[T any](v any, ok bool) (T, bool) {
 	t, isT := v.(T)
 	return t, ok && isT
@@ -134,6 +155,12 @@ func typed[T any](v any, ok bool) (T, bool) {
 // all applied, in order, none lost: while a slow run executes, updates
 // accumulate in the value and the next run sees their result.
 //
+// Quick polls of one interval run one after another on that shared
+// goroutine. A poll that takes longer than a millisecond (one doing I/O,
+// say: found on its first call, or soon after it turns slow) runs on its
+// own goroutine from then on, so it cannot hold the others up. A poll never
+// starts while its previous one is still running.
+//
 // It returns the latest value and whether there has been one yet. A poll
 // that errs or panics is logged as a watch error and polling goes on.
 func WatchCall[T any](c *Context, name string, interval time.Duration, poll func(ctx context.Context, prev T) (next T, changed bool, err error)) (T, bool) {
@@ -144,7 +171,7 @@ func WatchCall[T any](c *Context, name string, interval time.Duration, poll func
 	}
 	h, err := register[T](c, kindCall, name, func() *hook {
 		slot := &varSlot{name: name}
-		c.s.addPoller(interval, &poller{step: pollStep(c.s, slot, poll)})
+		c.s.addPoller(interval, &poller{name: name, step: pollStep(c.s, slot, poll)})
 		return &hook{interval: interval, slot: slot}
 	})
 	if err != nil {
@@ -159,11 +186,13 @@ func WatchCall[T any](c *Context, name string, interval time.Duration, poll func
 
 // pollStep returns one poll of a variable: it calls poll with the value
 // the previous poll produced and publishes a change. Steps of one variable
-// never run concurrently (see poller.busy), so cur needs no lock.
+// never run concurrently (see poller.busy), so cur needs no lock. A panic
+// in poll is not recovered here: the caller recovers it (poll.go), once per
+// round of polls rather than once per poll.
 func pollStep[T any](s *session, slot *varSlot, poll func(context.Context, T) (T, bool, error)) func() {
 	var cur T
 	return func() {
-		next, changed, err := safePoll(s.ctx, cur, poll)
+		next, changed, err := poll(s.ctx, cur)
 		switch {
 		case err != nil:
 			if s.ctx.Err() == nil {
@@ -174,15 +203,6 @@ func pollStep[T any](s *session, slot *varSlot, poll func(context.Context, T) (T
 			s.publish(slot, next, true)
 		}
 	}
-}
-
-func safePoll[T any](ctx context.Context, prev T, poll func(context.Context, T) (T, bool, error)) (next T, changed bool, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Where: "poll", Value: r, Stack: string(debug.Stack())}
-		}
-	}()
-	return poll(ctx, prev)
 }
 
 // FlowValue is an element of a channel watched by WatchFlowValues. With

@@ -8,16 +8,27 @@ import (
 )
 
 // runCtx is the context.Context of one run. A run is the engine's hot path
-// (hundreds of thousands a second), so instead of context.WithTimeout (a
-// timer and a parent registration per run) it is a small struct living
-// inside the run's Context: its done channel is made only if someone asks
-// for it, and one watchdog per session enforces the run timeout.
+// (millions a second), so instead of context.WithTimeout (a timer and a
+// parent registration per run) it is a small struct living inside the run's
+// Context: Err is one atomic load, the done channel and the AfterFunc list
+// are made only if someone asks for them, and one watchdog per session
+// enforces the run timeout.
 type runCtx struct {
-	mu       sync.Mutex
-	done     chan struct{} // made lazily by Done
-	err      error
-	deadline time.Time
-	afters   []*afterFunc
+	state    atomic.Uint32 // ctxLive, then ctxCanceled or ctxDeadline for good
+	deadline int64         // ns since the session's start (see engineClock)
+	mu       sync.Mutex    // guards waiters
+	waiters  *runWaiters   // made by the first Done or AfterFunc
+}
+
+const (
+	ctxLive uint32 = iota
+	ctxCanceled
+	ctxDeadline
+)
+
+type runWaiters struct {
+	done   chan struct{} // made by Done
+	afters []*afterFunc
 }
 
 type afterFunc struct{ f func() }
@@ -27,35 +38,44 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (r *runCtx) Done() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.done == nil {
-		if r.err != nil {
+	if r.waiters == nil {
+		r.waiters = &runWaiters{}
+	}
+	if r.waiters.done == nil {
+		// Checked under mu: cancel changes state before it takes mu to
+		// close the channel, so a channel made here is closed by it.
+		if r.state.Load() != ctxLive {
 			return closedChan
 		}
-		r.done = make(chan struct{})
+		r.waiters.done = make(chan struct{})
 	}
-	return r.done
+	return r.waiters.done
 }
 
 func (r *runCtx) Err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
+	switch r.state.Load() {
+	case ctxCanceled:
+		return context.Canceled
+	case ctxDeadline:
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
-// cancel ends the context with err (context.Canceled or DeadlineExceeded);
-// only the first call counts.
-func (r *runCtx) cancel(err error) {
-	r.mu.Lock()
-	if r.err != nil {
-		r.mu.Unlock()
+// cancel ends the context with why (ctxCanceled or ctxDeadline); only the
+// first call counts.
+func (r *runCtx) cancel(why uint32) {
+	if !r.state.CompareAndSwap(ctxLive, why) {
 		return
 	}
-	r.err = err
-	if r.done != nil {
-		close(r.done)
+	r.mu.Lock()
+	var fs []*afterFunc
+	if w := r.waiters; w != nil {
+		if w.done != nil {
+			close(w.done)
+		}
+		fs, w.afters = w.afters, nil
 	}
-	fs := r.afters
-	r.afters = nil
 	r.mu.Unlock()
 	for _, a := range fs {
 		go a.f()
@@ -67,18 +87,21 @@ func (r *runCtx) cancel(err error) {
 func (r *runCtx) afterFunc(f func()) (stop func() bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.err != nil {
+	if r.state.Load() != ctxLive {
 		go f()
 		return func() bool { return false }
 	}
+	if r.waiters == nil {
+		r.waiters = &runWaiters{}
+	}
 	a := &afterFunc{f: f}
-	r.afters = append(r.afters, a)
+	r.waiters.afters = append(r.waiters.afters, a)
 	return func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		for i, x := range r.afters {
+		for i, x := range r.waiters.afters {
 			if x == a {
-				r.afters = append(r.afters[:i], r.afters[i+1:]...)
+				r.waiters.afters = append(r.waiters.afters[:i], r.waiters.afters[i+1:]...)
 				return true
 			}
 		}
@@ -89,7 +112,12 @@ func (r *runCtx) afterFunc(f func()) (stop func() bool) {
 // Context implements context.Context through its run context.
 
 // Deadline reports when the run times out.
-func (c *Context) Deadline() (time.Time, bool) { return c.rc.deadline, !c.rc.deadline.IsZero() }
+func (c *Context) Deadline() (time.Time, bool) {
+	if c.rc.deadline == 0 {
+		return time.Time{}, false
+	}
+	return c.s.started.Add(time.Duration(c.rc.deadline)), true
+}
 
 // Done is closed when the run times out or the watcher is killed.
 func (c *Context) Done() <-chan struct{} { return c.rc.Done() }
@@ -111,23 +139,26 @@ var _ context.Context = (*Context)(nil)
 // begin and end are lock-free: they sit on the engine's hot path.
 type watchdog struct {
 	timeout time.Duration
+	epoch   time.Time // the session's start: deadlines count from it
 	timer   *time.Timer
 	armed   atomic.Bool // the timer is set (only the one who sets it may Reset it)
 	stopped atomic.Bool
 	cur     atomic.Pointer[runCtx] // the in-flight run, nil between runs
 }
 
-func (wd *watchdog) init(timeout time.Duration) {
-	wd.timeout = timeout
+func (wd *watchdog) init(timeout time.Duration, epoch time.Time) {
+	wd.timeout, wd.epoch = timeout, epoch
 	wd.timer = time.AfterFunc(time.Hour, wd.fire)
 	wd.timer.Stop()
 }
 
-// begin watches rc, a run that started at start.
-func (wd *watchdog) begin(rc *runCtx, start time.Time) {
-	rc.deadline = start.Add(wd.timeout)
+// begin watches rc, a run that started at start (ns since epoch).
+func (wd *watchdog) begin(rc *runCtx, start int64) {
+	rc.deadline = start + int64(wd.timeout)
 	wd.cur.Store(rc)
-	if !wd.stopped.Load() && wd.armed.CompareAndSwap(false, true) {
+	// Usually armed already: a plain load keeps the run from paying for a
+	// locked compare-and-swap.
+	if !wd.armed.Load() && !wd.stopped.Load() && wd.armed.CompareAndSwap(false, true) {
 		wd.timer.Reset(wd.timeout)
 	}
 }
@@ -138,7 +169,7 @@ func (wd *watchdog) end() { wd.cur.Store(nil) }
 // cancel cancels the current run, if any (Kill, or Stop past its deadline).
 func (wd *watchdog) cancel() {
 	if cur := wd.cur.Load(); cur != nil {
-		cur.cancel(context.Canceled)
+		cur.cancel(ctxCanceled)
 	}
 }
 
@@ -148,13 +179,13 @@ func (wd *watchdog) fire() {
 	if cur == nil || wd.stopped.Load() {
 		return
 	}
-	if left := time.Until(cur.deadline); left > 0 {
+	if left := time.Duration(cur.deadline) - time.Since(wd.epoch); left > 0 {
 		if wd.armed.CompareAndSwap(false, true) {
 			wd.timer.Reset(left)
 		}
 		return
 	}
-	cur.cancel(context.DeadlineExceeded) // harmless if that run has just ended
+	cur.cancel(ctxDeadline) // harmless if that run has just ended
 }
 
 func (wd *watchdog) stop() {

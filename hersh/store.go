@@ -25,7 +25,7 @@ import (
 // can read and seed state too.
 type Scope interface{ contextState() *stateStore }
 
-func (c *Context) contextState() *stateStore { return c.w.store }
+func (c *Context) contextState() *stateStore { return c.s.w.store }
 func (w *Watcher) contextState() *stateStore { return w.store }
 
 // Key names a context-state value of type T. Declare keys once, at package

@@ -2,7 +2,6 @@ package hersh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,12 +32,13 @@ type Watcher struct {
 	managed ManagedFunc
 	logs    *logs
 	store   *stateStore
-	recent  *ring.Buffer[SignalInfo]
+	recent  *ring.Buffer[recentSignal]
+	clock   *wallClock // timestamps of messages and other signals
 	handler http.Handler
 
 	runSeq atomic.Uint64 // run ids, across sessions (engine side)
 	_      [56]byte      // keep the producers' counter off the engine's cache line
-	msgSeq atomic.Uint64 // message ids, across sessions (producer side)
+	msgSeq atomic.Uint64 // message ids, across sessions (given under the queue's lock)
 	_      [56]byte
 	cur    atomic.Pointer[session]
 
@@ -62,7 +62,8 @@ func New(cfg Config, managed ManagedFunc) (*Watcher, error) {
 		cfg:     rc,
 		managed: managed,
 		logs:    newLogs(rc.MaxLogEntries),
-		recent:  ring.New[SignalInfo](recentSignals),
+		recent:  ring.New[recentSignal](recentSignals),
+		clock:   newWallClock(time.Now()),
 	}
 	w.store = newStateStore(rc.StateDir, w.logs)
 	w.handler = newAPI(w)
@@ -217,32 +218,34 @@ func (w *Watcher) Handler() http.Handler { return w.handler }
 
 // Send queues a user message. If the queue is full it waits for room until
 // ctx is done and then returns an error wrapping both ErrQueueFull and
-// ctx.Err(). It returns ErrNotRunning when no session is running.
+// ctx.Err() (a nil ctx waits as long as the session runs). It returns
+// ErrNotRunning when no session is running.
 func (w *Watcher) Send(ctx context.Context, content string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := w.send(ctx, content); err != errFull {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrQueueFull, ctx.Err())
+}
+
+// TrySend queues a user message or fails at once with ErrQueueFull.
+func (w *Watcher) TrySend(content string) error { return w.send(nil, content) }
+
+// send queues a message, waiting for room until ctx is done (nil: not at
+// all, errFull at once).
+func (w *Watcher) send(ctx context.Context, content string) error {
 	s := w.cur.Load()
 	if s == nil || s.closing.Load() {
 		return ErrNotRunning
 	}
-	m := Message{ID: w.msgSeq.Add(1), Content: content, ReceivedAt: time.Now()}
-	if err := s.msgs.push(ctx, m, s.done); err != nil {
-		if err == errFull {
-			return fmt.Errorf("%w: %w", ErrQueueFull, ctx.Err())
-		}
+	at := w.clock.unixNano()
+	if err := s.msgs.push(ctx, content, at, s.done); err != nil {
 		return err
 	}
-	w.noteSignal(SignalUser, content, m.ReceivedAt)
+	w.noteSignal(SignalUser, content, at)
 	return nil
-}
-
-// TrySend queues a user message or fails at once with ErrQueueFull.
-func (w *Watcher) TrySend(content string) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := w.Send(ctx, content)
-	if errors.Is(err, ErrQueueFull) {
-		return ErrQueueFull
-	}
-	return err
 }
 
 // ClearMemo forgets one memoized value; the next Memo call recomputes it.
@@ -286,6 +289,32 @@ type SignalInfo struct {
 
 const recentSignals = 64
 
-func (w *Watcher) noteSignal(kind SignalKind, content string, at time.Time) {
-	w.recent.Push(SignalInfo{Type: kind, Content: content, CreatedAt: at})
+// recentSignal is a SignalInfo as the recent-signals ring keeps it: one
+// pointer instead of three, since every Send writes one.
+type recentSignal struct {
+	content string
+	at      int64 // unix ns
+	kind    uint8 // index in signalKinds
+}
+
+var signalKinds = [...]SignalKind{SignalSystem, SignalUser, SignalVar}
+
+func (w *Watcher) noteSignal(kind SignalKind, content string, at int64) {
+	k := uint8(0)
+	for i, sk := range signalKinds {
+		if sk == kind {
+			k = uint8(i)
+		}
+	}
+	w.recent.Push(recentSignal{content: content, at: at, kind: k})
+}
+
+// recentSignals returns the newest signals received, oldest first.
+func (w *Watcher) recentSignals() []SignalInfo {
+	rs := w.recent.Last(0)
+	out := make([]SignalInfo, len(rs))
+	for i, r := range rs {
+		out[i] = SignalInfo{Type: signalKinds[r.kind], Content: r.content, CreatedAt: time.Unix(0, r.at)}
+	}
+	return out
 }
