@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/store"
@@ -25,9 +27,36 @@ func (h *Host) Get(ctx context.Context, id string) (store.Program, error) {
 	return h.store.GetProgram(ctx, id)
 }
 
-// List returns programs (sorted by creation) and the total matching.
+// List returns programs (sorted by creation) and the total matching. It
+// reads the Host's memory, where every program has its latest saved record
+// from Open to Close, so a list costs no database read (GET /programs is
+// the call a dashboard repeats). The store answers the same query the same
+// way (TestListFromMemory holds them equal).
 func (h *Host) List(ctx context.Context, f store.ProgramFilter) ([]store.Program, int, error) {
-	return h.store.ListPrograms(ctx, f)
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	h.mu.Lock()
+	var match []store.Program
+	for _, r := range h.rows {
+		if (f.UserID == "" || r.UserID == f.UserID) && (f.State == "" || r.State == f.State) {
+			match = append(match, r)
+		}
+	}
+	h.mu.Unlock()
+	slices.SortFunc(match, func(a, b store.Program) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	total := len(match)
+	from := min(max(f.Offset, 0), total)
+	to := total
+	if f.Limit > 0 {
+		to = min(from+f.Limit, total)
+	}
+	return slices.Clip(match[from:to]), total, nil
 }
 
 // Transitions returns a program's state history, oldest first.
