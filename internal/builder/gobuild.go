@@ -96,14 +96,23 @@ func (b *Builder) compileGo(ctx context.Context, owner, work string, files sourc
 	}
 	log.notef("go build (%s, linux/%s, in the build sandbox under %s, timeout %s)", b.goVersion, b.opts.GOARCH, b.opts.Runtime, b.opts.GoTimeout)
 	start := time.Now()
+	pkgs := &pkgCounter{next: log}
+	pctx, stopProgress := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		reportProgress(pctx, log, pkgs)
+	}()
 	err = b.runGo(ctx, goJob{
 		name: owner, owner: owner, src: src, out: out, proxy: proxy, modFlag: modFlag,
-		args: []string{"build", "-ldflags=-s -w", "-o", sbOut + "/app", "."},
-	}, log)
+		args: []string{"build", "-v", "-ldflags=-s -w", "-o", sbOut + "/app", "."},
+	}, pkgs)
+	stopProgress()
+	<-done
 	b.trimUserCaches(owner, log)
 	if err != nil {
 		return err
 	}
-	log.notef("go build finished in %s", time.Since(start).Round(time.Millisecond))
+	log.notef("go build finished in %s (%d packages compiled, the rest cached)", time.Since(start).Round(time.Millisecond), pkgs.Packages())
 	return readBinary(filepath.Join(out, "app"), binPath)
 }

@@ -268,7 +268,7 @@ func (b *Builder) runGo(ctx context.Context, job goJob, log io.Writer) error {
 	default:
 		return nil
 	}
-	return &Error{Step: "go build", Output: out.Output(), Err: err}
+	return &Error{Step: "go build", Output: dropPackageLines(out.Output()), Err: err}
 }
 
 // errGoTimeout is the cause of a Go build's context ending at GoTimeout.
@@ -280,6 +280,9 @@ func asLimiter(w io.Writer) *logLimiter {
 		return l
 	}
 	if c, ok := w.(*capture); ok {
+		return asLimiter(c.next)
+	}
+	if c, ok := w.(*pkgCounter); ok {
 		return asLimiter(c.next)
 	}
 	return newLogLimiter(w, DefaultMaxLog)

@@ -56,16 +56,20 @@ func newWatcherTransport(d driver.Driver) *http.Transport {
 
 // probeReady polls the program until it is ready or ctx ends (the
 // supervisor's start timeout, or a stop). See readyOnce for what ready
-// means.
+// means, and probeDelay for how often it asks.
 func probeReady(ctx context.Context, client *http.Client, containerID string) error {
-	var last error
-	delay := 50 * time.Millisecond
+	var (
+		last  error
+		delay time.Duration
+		start = time.Now()
+	)
 	for {
 		err := readyOnce(ctx, client, watcherURL(containerID))
 		if err == nil {
 			return nil
 		}
 		last = err
+		delay = probeDelay(time.Since(start), delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -73,11 +77,25 @@ func probeReady(ctx context.Context, client *http.Client, containerID string) er
 			return fmt.Errorf("WatcherAPI did not answer: %w", last)
 		case <-t.C:
 		}
-		if delay < 500*time.Millisecond {
-			delay *= 2
-		}
 	}
 }
+
+// probeDelay is the wait before the next readiness probe, elapsed into the
+// probing, after a wait of prev. Most programs answer within a second of
+// their start: until then the probe asks often (from 1 ms, growing by a
+// quarter, at most every 20 ms), so Ready follows the program's own
+// readiness by a few milliseconds rather than by a back-off step. A refused
+// dial into the container costs tens of microseconds. A program slower than
+// that is asked less and less often, down to every 500 ms.
+func probeDelay(elapsed, prev time.Duration) time.Duration {
+	if elapsed < probeEager {
+		return min(max(prev+prev/4, time.Millisecond), 20*time.Millisecond)
+	}
+	return min(max(2*prev, 100*time.Millisecond), 500*time.Millisecond)
+}
+
+// probeEager is how long the readiness probe asks often.
+const probeEager = 2 * time.Second
 
 // readyOnce asks the WatcherAPI at base once whether the program is ready:
 //   - GET /watcher/ready answers 200: ready (a hersh program, which answers
