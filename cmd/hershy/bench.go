@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hershyorg/hershy/internal/bench"
+)
+
+// benchCmd measures the Host against running the same programs by hand on
+// the same engine, and writes the report (see BENCHMARKS.md).
+func (a *app) benchCmd() *cobra.Command {
+	var (
+		o        bench.Options
+		runtimes string
+		smoke    bool
+		out      string
+		memory   int64
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the Host against doing the same by hand, and write the report",
+		Long: `bench starts its own Hosts (hershy serve on loopback ports, in a temporary
+data directory), runs programs through them and, in the same run, the same
+image by hand on the same engine, and prints a Markdown report of every
+figure with its baseline and the ratio. It needs the container engine (run
+as root, as serve does). Nothing fails on a timing: a missed target is
+marked in the report.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Runtimes = strings.Split(runtimes, ",")
+			o.ProgramMemory = memory
+			if smoke {
+				o = bench.Smoke(o)
+			}
+			o.Log = a.errOut
+			rep, err := bench.Run(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			w := a.out
+			if out != "" {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			if err := rep.WriteMarkdown(w, "hershy "+strings.Join(os.Args[1:], " ")); err != nil {
+				return err
+			}
+			if out != "" {
+				fmt.Fprintf(a.errOut, "report written to %s\n", out)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&runtimes, "runtime", "runsc,runc", "runtimes to measure under, comma-separated")
+	f.IntVar(&o.Rounds, "rounds", 10, "repetitions of each repeated figure")
+	f.IntVar(&o.Programs, "programs", 100, "programs of the scale figures")
+	f.Var((*byteSize)(&memory), "program-memory", "memory limit of each scale program (default 64MiB)")
+	f.StringVar(&o.SharedCache, "go-shared-cache", "/var/cache/hershy-bench/go-shared", "the Hosts' shared build cache layer (kept between runs, so no run compiles the standard library cold)")
+	f.BoolVar(&smoke, "smoke", false, "one round over 3 programs: checks that every figure can be measured")
+	f.StringVar(&out, "out", "", "write the report to this file instead of standard output")
+	return cmd
+}
