@@ -25,13 +25,13 @@ func TestBenchSmoke(t *testing.T) {
 		report := string(out)
 		for _, figure := range []string{
 			"start of a built program → Ready",
-			"programs started at once → all Ready",
+			"3 programs started at once → all Ready",
 			"memory per running program",
 			"Host RSS with 3 programs running",
 			"GET /programs (all 3) p99",
 			"SIGKILL the Host with 3 programs running → all re-adopted",
 		} {
-			if !strings.Contains(report, "| "+figure) {
+			if !strings.Contains(report, "\n| "+figure) {
 				t.Errorf("the report has no figure %q:\n%s", figure, report)
 			}
 		}
