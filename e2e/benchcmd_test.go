@@ -25,6 +25,7 @@ func TestBenchSmoke(t *testing.T) {
 		report := string(out)
 		for _, figure := range []string{
 			"start of a built program → Ready",
+			"`hershy deploy` of a source built before: Ready → the command returns",
 			"3 programs started at once → all Ready",
 			"memory per running program",
 			"Host RSS with 3 programs running",

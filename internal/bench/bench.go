@@ -139,6 +139,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 		fn   func(context.Context, *hostProc) error
 	}{
 		{"start", r.startFigure},
+		{"deploy", r.deployCLIFigure},
 		{"scale", r.scaleFigures},
 	} {
 		r.logf("%s", step.name)

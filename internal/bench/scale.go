@@ -79,7 +79,7 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 	}
 
 	r.logf("SIGKILL the Host with %d programs running", n)
-	readopt, restarts, err := r.readopt(ctx, h, ids)
+	readopt, restarts, err := r.readopt(ctx, h)
 	if err != nil {
 		return err
 	}
@@ -205,12 +205,18 @@ func (r *runner) listLatency(ctx context.Context, h *hostProc) (list, health []t
 
 // readopt kills the Host with SIGKILL and starts it again on the same
 // data directory; it returns the time from the new process's start until
-// every program is Ready again, and how many were restarted (a new
-// container or a higher restart count) on the way.
-func (r *runner) readopt(ctx context.Context, h *hostProc, ids []string) (time.Duration, int, error) {
-	before, err := listAll(ctx, h.admin)
+// every program that was Ready is Ready again, and how many of them were
+// restarted (a new container or a higher restart count) on the way.
+func (r *runner) readopt(ctx context.Context, h *hostProc) (time.Duration, int, error) {
+	all, err := listAll(ctx, h.admin)
 	if err != nil {
 		return 0, 0, err
+	}
+	before := map[string]client.Program{}
+	for id, p := range all {
+		if p.State == "Ready" {
+			before[id] = p
+		}
 	}
 	if err := h.kill(); err != nil {
 		return 0, 0, err
@@ -226,23 +232,23 @@ func (r *runner) readopt(ctx context.Context, h *hostProc, ids []string) (time.D
 			return 0, 0, err
 		}
 		ready := 0
-		for _, p := range now {
-			if p.State == "Ready" {
+		for id := range before {
+			if now[id].State == "Ready" {
 				ready++
 			}
 		}
-		if ready == len(ids) {
+		if ready == len(before) {
 			took := time.Since(t0)
 			restarts := 0
-			for id, p := range now {
-				if b := before[id]; b.ContainerID != p.ContainerID || b.RestartCount != p.RestartCount {
+			for id, b := range before {
+				if p := now[id]; b.ContainerID != p.ContainerID || b.RestartCount != p.RestartCount {
 					restarts++
 				}
 			}
 			return took, restarts, nil
 		}
 		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("%d of %d programs Ready 10 minutes after the restart", ready, len(ids))
+			return 0, 0, fmt.Errorf("%d of %d programs Ready again 10 minutes after the restart", ready, len(before))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
