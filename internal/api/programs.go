@@ -48,7 +48,28 @@ type programView struct {
 
 func (s *server) proxyURL(id string) string { return s.opts.ProxyBase + "/programs/" + id + "/proxy" }
 
+// view is a program as the API shows it, its /state usage read now.
 func (s *server) view(p store.Program) programView {
+	v := s.bareView(p)
+	if u, ok := s.h.StateUsage(p); ok {
+		v.StateBytesUsed, v.StateBytesLimit = &u.Used, &u.Limit
+	}
+	return v
+}
+
+// listView is view for GET /programs, which may show a /state usage a
+// couple of seconds old (Host.StateUsageRecent): a list of a thousand
+// programs would otherwise pay a thousand statfs calls.
+func (s *server) listView(p store.Program) programView {
+	v := s.bareView(p)
+	if u, ok := s.h.StateUsageRecent(p); ok {
+		v.StateBytesUsed, v.StateBytesLimit = &u.Used, &u.Limit
+	}
+	return v
+}
+
+// bareView is a program as the API shows it, without its /state usage.
+func (s *server) bareView(p store.Program) programView {
 	o := p.Options
 	if o.Env != nil {
 		// Values may be sensitive: names only.
@@ -69,9 +90,6 @@ func (s *server) view(p store.Program) programView {
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.Policy,
 		RestartCount: p.RestartCount, NextRestartAt: timePtr(p.NextRestartAt), LastExitCode: p.LastExitCode,
 		LastOOM: p.LastOOM, Options: o, ProxyPort: s.ports.port(p.ID), Seq: p.Seq,
-	}
-	if u, ok := s.h.StateUsage(p); ok {
-		v.StateBytesUsed, v.StateBytesLimit = &u.Used, &u.Limit
 	}
 	return v
 }
@@ -199,7 +217,7 @@ func (s *server) listPrograms(w http.ResponseWriter, r *http.Request, p principa
 	}
 	out := make([]programView, 0, len(rows))
 	for _, row := range rows {
-		out = append(out, s.view(row))
+		out = append(out, s.listView(row))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"programs": out, "count": len(out), "total": total})
 }

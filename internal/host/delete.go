@@ -64,6 +64,9 @@ func (h *Host) purge(ctx context.Context, id string) error {
 	h.mu.Lock()
 	delete(h.rows, id)
 	h.mu.Unlock()
+	h.usageMu.Lock()
+	delete(h.usage, id)
+	h.usageMu.Unlock()
 	// The image and build log go with the record, unless another program
 	// uses the build.
 	h.collectBuildsLogged(ctx)

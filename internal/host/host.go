@@ -162,6 +162,8 @@ type Host struct {
 	updateMu sync.Mutex
 	states   *statefs.Manager // the programs' /state filesystems (nil: uncapped)
 	saveMu   sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
+	usageMu  sync.Mutex
+	usage    map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
 
 	watcher *http.Client // reaches WatcherAPIs through the driver
 	wt      *http.Transport

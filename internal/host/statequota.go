@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hershyorg/hershy/internal/builder"
 	"github.com/hershyorg/hershy/internal/lifecycle"
@@ -144,6 +145,41 @@ func (h *Host) StateUsage(row store.Program) (u StateUsage, ok bool) {
 		return StateUsage{Limit: h.stateLimit(row)}, true
 	}
 	return StateUsage{Used: su.Used, Limit: su.Limit}, true
+}
+
+// usageFresh is how old a /state usage figure a list may show. Reading one
+// costs a handful of system calls (the mount's statfs and stats), which a
+// list of a thousand programs would pay on every call; a program's usage
+// moves slowly, and GET /programs/{id} always reads it fresh.
+const usageFresh = 2 * time.Second
+
+// StateUsageRecent is StateUsage, read again only when the last figure for
+// the program is older than usageFresh.
+func (h *Host) StateUsageRecent(row store.Program) (StateUsage, bool) {
+	if h.states == nil {
+		return StateUsage{}, false
+	}
+	now := time.Now()
+	h.usageMu.Lock()
+	c, ok := h.usage[row.ID]
+	h.usageMu.Unlock()
+	if ok && now.Sub(c.at) < usageFresh {
+		return c.u, true
+	}
+	u, _ := h.StateUsage(row)
+	h.usageMu.Lock()
+	if h.usage == nil {
+		h.usage = map[string]usageAt{}
+	}
+	h.usage[row.ID] = usageAt{u, now}
+	h.usageMu.Unlock()
+	return u, true
+}
+
+// usageAt is a program's /state usage as read at a time.
+type usageAt struct {
+	u  StateUsage
+	at time.Time
 }
 
 // updateOptions changes a program's stored options. It holds saveMu, as
