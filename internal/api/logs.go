@@ -212,9 +212,9 @@ func (s *server) logsJSON(w http.ResponseWriter, r *http.Request, programID, con
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
-		bw.WriteString("{\n  \"container_id\": ")
+		bw.WriteString(`{"container_id":`)
 		bw.Write(quoted(containerID))
-		bw.WriteString(",\n  \"logs\": \"")
+		bw.WriteString(`,"logs":"`)
 	}
 	err := s.h.Logs(r.Context(), programID, q, func(l logstore.Line) error {
 		if !started {
@@ -238,10 +238,10 @@ func (s *server) logsJSON(w http.ResponseWriter, r *http.Request, programID, con
 	if !started {
 		begin()
 	}
-	bw.WriteString("\",\n  \"program_id\": ")
+	bw.WriteString(`","program_id":`)
 	bw.Write(quoted(programID))
-	bw.WriteString(",\n  \"timestamp\": ")
+	bw.WriteString(`,"timestamp":`)
 	bw.Write(quoted(time.Now().UTC()))
-	bw.WriteString("\n}\n")
+	bw.WriteString("}\n")
 	bw.Flush()
 }

@@ -201,8 +201,8 @@ func TestLogReadsMemoryBounded(t *testing.T) {
 				errs <- err
 				return
 			}
-			first := fmt.Sprintf(`"logs": "line %07d `, n-sinceLines)
-			if c.n != sinceLines || !bytes.Contains(c.head, []byte(first)) || !bytes.Contains(c.tail, []byte(`"program_id": "`+id+`"`)) {
+			first := fmt.Sprintf(`"logs":"line %07d `, n-sinceLines)
+			if c.n != sinceLines || !bytes.Contains(c.head, []byte(first)) || !bytes.Contains(c.tail, []byte(`"program_id":"`+id+`"`)) {
 				errs <- fmt.Errorf("since: %d lines, want %d; starts %q, ends %q", c.n, sinceLines, c.head, c.tail)
 			}
 		})
