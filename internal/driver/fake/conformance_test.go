@@ -15,7 +15,7 @@ func probeFixture(rt string, inBubble bool) func(t *testing.T) drivertest.Fixtur
 		d := fake.New(fake.Options{})
 		t.Cleanup(func() { d.Close() })
 		const probe = "drivertest-probe:latest"
-		d.LoadImage(probe, nil)
+		d.AddImage(probe, nil)
 		d.SetProgram(probe, fake.Probe)
 		return drivertest.Fixture{Driver: d, Runtime: rt, ProbeImage: probe, Prefix: "kit", Parallel: !inBubble}
 	}

@@ -239,9 +239,10 @@ func (d *Driver) SetProgram(ref string, p Program) {
 	d.programs[normalizeRef(ref)] = p
 }
 
-// LoadImage makes an image tagged ref exist, with labels, as loading one
-// into the engine would (an operator's base image): it returns its id.
-func (d *Driver) LoadImage(ref string, labels map[string]string) string {
+// AddImage makes an image tagged ref exist, with labels and no files, as
+// an operator's base image put on the engine by hand would: it returns its
+// id. (The driver method LoadImage is the Host's way in, from a tarball.)
+func (d *Driver) AddImage(ref string, labels map[string]string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	img := &image{id: d.newImageID(), labels: cloneMap(labels)}
