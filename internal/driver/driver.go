@@ -3,9 +3,9 @@
 // (driver/docker) implements it today, a Kubernetes driver can later.
 //
 // The interface is deliberately small and verb-shaped (after Nomad's task
-// drivers): build an image, run a sandboxed container, watch exits, read
-// logs, dial the program's WatcherAPI, and list what exists so the Host can
-// reconcile after a restart.
+// drivers): build or load an image, run a sandboxed container, watch
+// exits, read logs, dial the program's WatcherAPI, and list what exists so
+// the Host can reconcile after a restart.
 //
 // The contract each method keeps (errors, idempotency, events, logs, the
 // refusals of specs weaker than the sandbox contract) is checked by the
@@ -61,6 +61,14 @@ type Driver interface {
 	// Dockerfile, writing the build output to out as it comes. It never
 	// pulls base images. It returns the image id.
 	BuildImage(ctx context.Context, spec ImageSpec, out io.Writer) (imageID string, err error)
+	// LoadImage loads the image r holds, in one call: a tarball in the
+	// format of the engine's image load (docker save's; package imagetar
+	// writes it) of one image with one tag. It returns the image's id. The
+	// tag moves to the new image if another had it. r is read until its end
+	// or until the load fails; an error the engine reports while loading
+	// (a corrupt layer, a digest that does not match) is returned, and a
+	// tarball of several images or none is an error.
+	LoadImage(ctx context.Context, r io.Reader) (imageID string, err error)
 	// ImageExists reports whether the image (id or tag) exists.
 	ImageExists(ctx context.Context, ref string) (bool, error)
 	// RemoveImage removes an image; a missing one is not an error.

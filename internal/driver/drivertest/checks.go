@@ -41,6 +41,8 @@ var checks = []check{
 	{"BuildImage", checkBuild},
 	{"BuildImageFailure", checkBuildFailure},
 	{"BuildImageRefusals", checkBuildRefusals},
+	{"LoadImage", checkLoadImage},
+	{"LoadImageFailure", checkLoadImageFailure},
 	{"RemoveImageInUse", checkRemoveImage},
 	{"ConcurrentUse", checkConcurrent},
 }

@@ -17,16 +17,31 @@ import (
 
 	"github.com/hershyorg/hershy/internal/dockerfile"
 	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/imagetar"
 )
 
-// image is an image of the fake engine. It holds no files: what its
-// containers do is their Program.
+// image is an image of the fake engine. What its containers do is their
+// Program; an image loaded from a tarball (LoadImage) also knows its
+// config and its files' names, owners and modes (not their bytes).
 type image struct {
 	id     string
 	tags   []string // normalised
 	labels map[string]string
 	parent *image // the image its last stage was built FROM (nil: scratch or loaded)
 	gone   bool   // removed (a child may still point at it)
+
+	loaded *imagetar.Contents // nil unless loaded from a tarball
+}
+
+// contents is what the nearest loaded image among img and the images it
+// was built on holds, or nil.
+func (img *image) contents() *imagetar.Contents {
+	for i := img; i != nil; i = i.parent {
+		if i.loaded != nil {
+			return i.loaded
+		}
+	}
+	return nil
 }
 
 var hexID = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -320,6 +335,69 @@ func checkContext(dir string, max int64) (string, error) {
 		return nil
 	})
 	return root, err
+}
+
+// LoadImage loads the image in the tarball r as the engine's image load
+// does: the tarball is read to its end and checked first (imagetar.Read:
+// one image, its config, every layer matching its digest), so a corrupt
+// one makes no image; then the image, whose id is its config's digest, is
+// filed with its config's labels and takes its tag from any image that had
+// it. Loading an image the engine has only tags it. Its containers run the
+// Program set for its tag or id (SetProgram), else the default one, with
+// its entrypoint as Args and its environment under the spec's; their
+// Process.Stat sees its files.
+func (d *Driver) LoadImage(ctx context.Context, r io.Reader) (string, error) {
+	call := Call{Method: "LoadImage"}
+	h, err := d.begin(ctx, call)
+	if err != nil {
+		return "", err
+	}
+	id, err := d.load(ctx, r)
+	return id, end(ctx, h, call, err)
+}
+
+func (d *Driver) load(ctx context.Context, r io.Reader) (string, error) {
+	if r == nil {
+		return "", errors.New("fake: load image: no tarball")
+	}
+	c, err := imagetar.Read(ctxReader{ctx, r})
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return "", fmt.Errorf("fake: load image: %w", cerr)
+		}
+		return "", fmt.Errorf("fake: load image: %w", err)
+	}
+	if len(c.Tags) > 1 {
+		return "", fmt.Errorf("fake: load image: %d tags (%q), the driver loads one", len(c.Tags), c.Tags)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.usableLocked("LoadImage"); err != nil {
+		return "", err
+	}
+	img := d.images[c.ID]
+	if img == nil {
+		img = &image{id: c.ID, labels: cloneMap(c.Config.Labels), loaded: c}
+		d.images[img.id] = img
+	}
+	for _, t := range c.Tags {
+		d.tag(img, t)
+	}
+	return img.id, nil
+}
+
+// ctxReader ends a read when ctx does, as the engine drops a request
+// whose client has gone.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // ImageExists reports whether ref (an id or a tag) exists.
