@@ -4,55 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/driver"
 )
-
-// cliDriver builds images with the docker CLI's legacy builder (the one the
-// Docker driver uses through the API). It exists only so this package can
-// check, against a real engine, that the image it assembles works; the real
-// driver has its own tests.
-type cliDriver struct {
-	fakeDriver
-}
-
-func (d *cliDriver) BuildImage(ctx context.Context, spec driver.ImageSpec, out io.Writer) (string, error) {
-	args := []string{"build", "-q", "--network", "none", "-f", filepath.Join(spec.ContextDir, spec.Dockerfile), "-t", spec.Tag}
-	keys := make([]string, 0, len(spec.Labels))
-	for k := range spec.Labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "--label", k+"="+spec.Labels[k])
-	}
-	cmd := exec.CommandContext(ctx, "docker", append(args, spec.ContextDir)...)
-	cmd.Env = append(cmd.Environ(), "DOCKER_BUILDKIT=0")
-	var stdout bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&stdout, out)
-	cmd.Stderr = out
-	if err := cmd.Run(); err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
-
-func (d *cliDriver) ImageExists(ctx context.Context, ref string) (bool, error) {
-	err := exec.CommandContext(ctx, "docker", "image", "inspect", ref).Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return false, nil
-	}
-	return err == nil, err
-}
 
 // dockerRuntimes returns the OCI runtimes of a Docker engine that answers,
 // or skips the test.
@@ -115,8 +73,7 @@ func main() {
 
 func TestDockerImageRuns(t *testing.T) {
 	rts := dockerRuntimes(t)
-	d := &cliDriver{fakeDriver{engine: testEngine(t)}}
-	b, err := New(t.TempDir(), d, Options{SharedCacheDir: testSharedCache, GoProxy: "off", Runtime: driver.RuntimeRunc})
+	b, err := New(t.TempDir(), testEngine(t), Options{SharedCacheDir: testSharedCache, GoProxy: "off", Runtime: driver.RuntimeRunc})
 	if err != nil {
 		t.Fatal(err)
 	}

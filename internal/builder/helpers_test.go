@@ -16,11 +16,12 @@ import (
 
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/docker"
+	"github.com/hershyorg/hershy/internal/driver/imagetar"
 	"github.com/hershyorg/hershy/internal/source"
 )
 
-// fakeDriver records program image builds (only the image methods are
-// implemented) and runs build sandboxes on the real engine when it has one:
+// fakeDriver records program image builds and loads (only the image
+// methods are implemented) and runs build sandboxes on the real engine when it has one:
 // the Builder's plumbing is tested without making images, its sandbox for
 // real. The Docker driver's own tests exercise the engine.
 type fakeDriver struct {
@@ -34,6 +35,9 @@ type fakeDriver struct {
 	specs    []driver.ImageSpec
 	contexts []map[string]fileInfo // the context folder, as BuildImage saw it
 	build    func(ctx context.Context, spec driver.ImageSpec, out io.Writer) (string, error)
+	loads    []*imagetar.Contents // the tarballs LoadImage read
+	// load, when set, replaces LoadImage's reading of the tarball.
+	load func(ctx context.Context, r io.Reader) (string, error)
 }
 
 type fileInfo struct {
@@ -90,6 +94,31 @@ func (d *fakeDriver) BuildImage(ctx context.Context, spec driver.ImageSpec, out 
 	return id, nil
 }
 
+// LoadImage reads the tarball as an engine would, records it and files
+// the image under its tag.
+func (d *fakeDriver) LoadImage(ctx context.Context, r io.Reader) (string, error) {
+	d.mu.Lock()
+	load := d.load
+	d.mu.Unlock()
+	if load != nil {
+		return load(ctx, r)
+	}
+	c, err := imagetar.Read(r)
+	if err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.loads = append(d.loads, c)
+	if d.images == nil {
+		d.images = map[string]bool{}
+	}
+	for _, t := range c.Tags {
+		d.images[strings.TrimSuffix(t, ":latest")] = true
+	}
+	return c.ID, nil
+}
+
 func (d *fakeDriver) ImageExists(ctx context.Context, ref string) (bool, error) {
 	if strings.HasPrefix(ref, "hershy-build-sandbox:") && d.engine != nil {
 		return d.engine.ImageExists(ctx, ref)
@@ -99,10 +128,11 @@ func (d *fakeDriver) ImageExists(ctx context.Context, ref string) (bool, error) 
 	return d.images[ref], nil
 }
 
+// builds counts the images made: built or loaded.
 func (d *fakeDriver) builds() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.specs)
+	return len(d.specs) + len(d.loads)
 }
 
 func (d *fakeDriver) RunJob(ctx context.Context, spec driver.JobSpec, out io.Writer) (driver.JobResult, error) {
@@ -128,7 +158,7 @@ func (d *fakeDriver) DialContext(ctx context.Context, id, addr string) (net.Conn
 const testSharedCache = "/var/cache/hershy-test/go-shared"
 
 // testEngine returns the real engine, or skips the test (fails it in CI).
-func testEngine(t *testing.T) *docker.Driver {
+func testEngine(t testing.TB) *docker.Driver {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs the engine (-short)")
