@@ -14,8 +14,8 @@
 //     every build, and the build's copy of go.mod points at it, so `require
 //     github.com/hershyorg/hershy/hersh vX` resolves without any published
 //     release. The result is a minimal image of one layer, written by the
-//     Host and loaded in one engine call (image.go): the static binary, CA
-//     certificates, a non-root user (65532) and an empty /state.
+//     Host and imported in one engine call (image.go): the static binary,
+//     CA certificates, a non-root user (65532) and an empty /state.
 //   - A Dockerfile and files: the engine builds them as the context, with a
 //     context size cap and a timeout; the driver never pulls.
 //
@@ -59,7 +59,7 @@ type Options struct {
 	// GoTimeout bounds the compile of a Go build (the sandboxed go build).
 	// Default 10 minutes.
 	GoTimeout time.Duration
-	// ImageTimeout bounds an image build by the engine, or the load of a
+	// ImageTimeout bounds an image build by the engine, or the import of a
 	// Go-source image. Default 10 minutes.
 	ImageTimeout time.Duration
 	// MaxOutput is how many bytes of a step's output (its last part, besides
@@ -477,7 +477,7 @@ func (b *Builder) Build(ctx context.Context, req Request, log io.Writer) (imageI
 		if err := b.compileGo(ctx, req.Owner, work, files, bin, lw); err != nil {
 			return "", err
 		}
-		return b.loadGoImage(ctx, req.Tag, labels, bin, lw)
+		return b.importGoImage(ctx, req.Tag, labels, bin, lw)
 	default:
 		return "", fmt.Errorf("build: %w", ErrNoBuildFile)
 	}

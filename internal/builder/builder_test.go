@@ -28,30 +28,30 @@ func TestBuildGoSource(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\nlog:\n%s", err, log.String())
 	}
-	if d.builds() != 1 || len(d.loads) != 1 {
-		t.Fatalf("%d image builds, %d loads; want one load", d.builds(), len(d.loads))
+	if d.builds() != 1 || len(d.imports) != 1 {
+		t.Fatalf("%d image builds, %d imports; want one import", d.builds(), len(d.imports))
 	}
-	img := d.loads[0]
-	if id != img.ID {
-		t.Fatalf("image id %q, the loaded image is %q", id, img.ID)
+	if id != "sha256:fake-"+req.Tag {
+		t.Fatalf("image id %q", id)
 	}
-	if len(img.Tags) != 1 || img.Tags[0] != req.Tag+":latest" {
-		t.Errorf("tags %q, want %s", img.Tags, req.Tag)
+	spec, files := d.imports[0].spec, d.imports[0].files
+	if spec.Tag != req.Tag {
+		t.Errorf("tag %q, want %s", spec.Tag, req.Tag)
 	}
 	wantLabels := map[string]string{
 		driver.LabelManaged: "true",
 		driver.LabelBuild:   req.BuildID,
 		driver.LabelProgram: req.Labels[driver.LabelProgram],
 	}
-	if !maps.Equal(img.Config.Labels, wantLabels) {
-		t.Errorf("labels = %v, want %v", img.Config.Labels, wantLabels)
+	if !maps.Equal(spec.Labels, wantLabels) {
+		t.Errorf("labels = %v, want %v", spec.Labels, wantLabels)
 	}
 	if len(req.Labels) != 1 {
 		t.Errorf("Build modified the caller's labels: %v", req.Labels)
 	}
-	if c := img.Config; c.User != "65532:65532" || strings.Join(c.Entrypoint, " ") != "/app" ||
-		strings.Join(c.Env, " ") != "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HERSH_STATE_DIR=/state HERSH_API_ADDR=127.0.0.1:8080" {
-		t.Errorf("config %+v", c)
+	if spec.User != "65532:65532" || strings.Join(spec.Entrypoint, " ") != "/app" ||
+		strings.Join(spec.Env, " ") != "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HERSH_STATE_DIR=/state HERSH_API_ADDR=127.0.0.1:8080" {
+		t.Errorf("spec %+v", spec)
 	}
 
 	// The layer: exactly these entries, with these modes and owners.
@@ -67,21 +67,21 @@ func TestBuildGoSource(t *testing.T) {
 		"/tmp dtrwxrwxrwx 0:0",
 	}
 	var got []string
-	for _, f := range img.Files {
+	for _, f := range files {
 		got = append(got, fmt.Sprintf("%s %v %d:%d", f.Path, f.Mode, f.UID, f.GID))
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("layer:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if img.Files[0].Size < 1<<20 || img.Files[6].Size != int64(len(b.caCerts)) {
-		t.Errorf("/app has %d bytes, the CA bundle %d", img.Files[0].Size, img.Files[6].Size)
+	if files[0].Size < 1<<20 || files[6].Size != int64(len(b.caCerts)) {
+		t.Errorf("/app has %d bytes, the CA bundle %d", files[0].Size, files[6].Size)
 	}
 
 	// The work folder is gone; the log tells the story.
 	if ents, _ := os.ReadDir(b.workDir); len(ents) != 0 {
 		t.Errorf("work folder not cleaned: %v", ents)
 	}
-	for _, s := range []string{"from Go source", "go build (", "go build finished", "image " + req.Tag + ": one layer", "loaded in"} {
+	for _, s := range []string{"from Go source", "go build (", "go build finished", "image " + req.Tag + ": one layer", "imported in"} {
 		if !strings.Contains(log.String(), s) {
 			t.Errorf("log lacks %q:\n%s", s, log.String())
 		}
@@ -101,9 +101,9 @@ func TestBuildGoSource(t *testing.T) {
 // TestGoImage: the files of a Go-source image hold the program's user and
 // group, the Host's CA bundle and the binary, read from its reader.
 func TestGoImage(t *testing.T) {
-	img := goImage("hersh-program-x", nil, strings.NewReader("\x7fELF"), 4, []byte("-----BEGIN CERTIFICATE-----\n"))
+	_, files := goImage("hersh-program-x", nil, strings.NewReader("\x7fELF"), 4, []byte("-----BEGIN CERTIFICATE-----\n"))
 	content := map[string]string{}
-	for _, f := range img.Files {
+	for _, f := range files {
 		if f.Content != nil {
 			b, err := io.ReadAll(f.Content)
 			if err != nil || int64(len(b)) != f.Size {
@@ -127,27 +127,28 @@ func TestGoImage(t *testing.T) {
 	}
 }
 
-// TestBuildGoSourceLoadFails: a failed or timed-out load is an "image
-// load" *Error with the driver's error, and leaves no work behind.
-func TestBuildGoSourceLoadFails(t *testing.T) {
+// TestBuildGoSourceImportFails: a failed or timed-out import is an
+// "image import" *Error with the driver's error, and leaves no work
+// behind.
+func TestBuildGoSourceImportFails(t *testing.T) {
 	b, d := newTestBuilder(t, Options{ImageTimeout: 200 * time.Millisecond})
 	req := storeSource(t, "", helloFiles())
-	d.load = func(ctx context.Context, r io.Reader) (string, error) {
+	d.importer = func(ctx context.Context, _ driver.ImportSpec, r io.Reader) (string, error) {
 		io.CopyN(io.Discard, r, 100)
-		return "", errors.New("engine: invalid diffID for layer 0")
+		return "", errors.New("engine: Error processing tar file: unexpected EOF")
 	}
 	_, err := b.Build(context.Background(), req, nil)
 	var be *Error
-	if !errors.As(err, &be) || be.Step != "image load" || !strings.Contains(err.Error(), "invalid diffID") {
-		t.Fatalf("err = %v, want an image load *Error with the driver's", err)
+	if !errors.As(err, &be) || be.Step != "image import" || !strings.Contains(err.Error(), "Error processing tar file") {
+		t.Fatalf("err = %v, want an image import *Error with the driver's", err)
 	}
-	d.load = func(ctx context.Context, r io.Reader) (string, error) {
+	d.importer = func(ctx context.Context, _ driver.ImportSpec, r io.Reader) (string, error) {
 		<-ctx.Done()
 		return "", ctx.Err()
 	}
 	_, err = b.Build(context.Background(), req, nil)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timed out after 200ms") {
-		t.Fatalf("err = %v, want an image load timeout", err)
+		t.Fatalf("err = %v, want an image import timeout", err)
 	}
 	if ents, _ := os.ReadDir(b.workDir); len(ents) != 0 {
 		t.Errorf("work folder not cleaned: %v", ents)

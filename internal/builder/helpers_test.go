@@ -20,7 +20,7 @@ import (
 	"github.com/hershyorg/hershy/internal/source"
 )
 
-// fakeDriver records program image builds and loads (only the image
+// fakeDriver records program image builds and imports (only the image
 // methods are implemented) and runs build sandboxes on the real engine when it has one:
 // the Builder's plumbing is tested without making images, its sandbox for
 // real. The Docker driver's own tests exercise the engine.
@@ -35,9 +35,15 @@ type fakeDriver struct {
 	specs    []driver.ImageSpec
 	contexts []map[string]fileInfo // the context folder, as BuildImage saw it
 	build    func(ctx context.Context, spec driver.ImageSpec, out io.Writer) (string, error)
-	loads    []*imagetar.Contents // the tarballs LoadImage read
-	// load, when set, replaces LoadImage's reading of the tarball.
-	load func(ctx context.Context, r io.Reader) (string, error)
+	imports  []imported // what ImportImage got
+	// importer, when set, replaces ImportImage's reading of the layer.
+	importer func(ctx context.Context, spec driver.ImportSpec, rootfs io.Reader) (string, error)
+}
+
+// imported is one ImportImage call: the spec and the layer's entries.
+type imported struct {
+	spec  driver.ImportSpec
+	files []imagetar.File
 }
 
 type fileInfo struct {
@@ -94,29 +100,30 @@ func (d *fakeDriver) BuildImage(ctx context.Context, spec driver.ImageSpec, out 
 	return id, nil
 }
 
-// LoadImage reads the tarball as an engine would, records it and files
+// ImportImage reads the layer as an engine would, records it and files
 // the image under its tag.
-func (d *fakeDriver) LoadImage(ctx context.Context, r io.Reader) (string, error) {
+func (d *fakeDriver) ImportImage(ctx context.Context, spec driver.ImportSpec, rootfs io.Reader) (string, error) {
 	d.mu.Lock()
-	load := d.load
+	importer := d.importer
 	d.mu.Unlock()
-	if load != nil {
-		return load(ctx, r)
+	if importer != nil {
+		return importer(ctx, spec, rootfs)
 	}
-	c, err := imagetar.Read(r)
+	if err := spec.Check(); err != nil {
+		return "", err
+	}
+	files, err := imagetar.ReadLayer(rootfs)
 	if err != nil {
 		return "", err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.loads = append(d.loads, c)
+	d.imports = append(d.imports, imported{spec: spec, files: files})
 	if d.images == nil {
 		d.images = map[string]bool{}
 	}
-	for _, t := range c.Tags {
-		d.images[strings.TrimSuffix(t, ":latest")] = true
-	}
-	return c.ID, nil
+	d.images[spec.Tag] = true
+	return "sha256:fake-" + spec.Tag, nil
 }
 
 func (d *fakeDriver) ImageExists(ctx context.Context, ref string) (bool, error) {
@@ -128,11 +135,11 @@ func (d *fakeDriver) ImageExists(ctx context.Context, ref string) (bool, error) 
 	return d.images[ref], nil
 }
 
-// builds counts the images made: built or loaded.
+// builds counts the images made: built or imported.
 func (d *fakeDriver) builds() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.specs) + len(d.loads)
+	return len(d.specs) + len(d.imports)
 }
 
 func (d *fakeDriver) RunJob(ctx context.Context, spec driver.JobSpec, out io.Writer) (driver.JobResult, error) {

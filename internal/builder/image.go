@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/imagetar"
 )
 
@@ -37,49 +38,46 @@ const (
 // /etc/group naming the program's user, the CA certificates, an empty /tmp
 // (1777) and an empty /state that only the program's user may enter (the
 // Host mounts the program's own /state there); everything else is root's.
-// The config runs /app as that user, with the framework's environment and
+// The settings run /app as that user, with the framework's environment and
 // the labels.
-func goImage(tag string, labels map[string]string, bin io.Reader, size int64, caCerts []byte) imagetar.Image {
+func goImage(tag string, labels map[string]string, bin io.Reader, size int64, caCerts []byte) (driver.ImportSpec, []imagetar.File) {
 	passwd := fmt.Sprintf("root:x:0:0:root:/root:/sbin/nologin\n%s:x:%d:%d:%s:%s:/sbin/nologin\n", programUser, ProgramUID, ProgramGID, programUser, imageStateDir)
 	group := fmt.Sprintf("root:x:0:\n%s:x:%d:\n", programUser, ProgramGID)
 	file := func(path string, content []byte) imagetar.File {
 		return imagetar.File{Path: path, Mode: 0o644, Size: int64(len(content)), Content: bytes.NewReader(content)}
 	}
 	dir := func(path string) imagetar.File { return imagetar.File{Path: path, Mode: fs.ModeDir | 0o755} }
-	return imagetar.Image{
-		Tag: tag,
-		Config: imagetar.Config{
-			User:       strconv.Itoa(ProgramUID) + ":" + strconv.Itoa(ProgramGID),
-			Env:        []string{"PATH=" + imagePath, "HERSH_STATE_DIR=" + imageStateDir, "HERSH_API_ADDR=" + imageAPIAddr},
-			Entrypoint: []string{"/app"},
-			Labels:     labels,
-		},
-		Files: []imagetar.File{
-			{Path: "/app", Mode: 0o755, Size: size, Content: bin},
-			dir("/etc"),
-			file("/etc/group", []byte(group)),
-			file("/etc/passwd", []byte(passwd)),
-			dir("/etc/ssl"),
-			dir("/etc/ssl/certs"),
-			file("/etc/ssl/certs/ca-certificates.crt", caCerts),
-			{Path: imageStateDir, Mode: fs.ModeDir | 0o700, UID: ProgramUID, GID: ProgramGID},
-			{Path: "/tmp", Mode: fs.ModeDir | fs.ModeSticky | 0o777},
-		},
-		Created: time.Now(),
-		History: "hershy: a Go program (/app), its user and /state",
+	spec := driver.ImportSpec{
+		Tag:        tag,
+		User:       strconv.Itoa(ProgramUID) + ":" + strconv.Itoa(ProgramGID),
+		Env:        []string{"PATH=" + imagePath, "HERSH_STATE_DIR=" + imageStateDir, "HERSH_API_ADDR=" + imageAPIAddr},
+		Entrypoint: []string{"/app"},
+		Labels:     labels,
+	}
+	return spec, []imagetar.File{
+		{Path: "/app", Mode: 0o755, Size: size, Content: bin},
+		dir("/etc"),
+		file("/etc/group", []byte(group)),
+		file("/etc/passwd", []byte(passwd)),
+		dir("/etc/ssl"),
+		dir("/etc/ssl/certs"),
+		file("/etc/ssl/certs/ca-certificates.crt", caCerts),
+		{Path: imageStateDir, Mode: fs.ModeDir | 0o700, UID: ProgramUID, GID: ProgramGID},
+		{Path: "/tmp", Mode: fs.ModeDir | fs.ModeSticky | 0o777},
 	}
 }
 
-// errLoadReturned ends the writing of an image tarball the driver stopped
+// errImportReturned ends the writing of a layer the driver stopped
 // reading.
-var errLoadReturned = errors.New("the image load has returned")
+var errImportReturned = errors.New("the image import has returned")
 
-// loadGoImage makes the image of the Go program binPath in one engine call
-// (driver.Driver.LoadImage), within ImageTimeout: the tarball is written
-// while the driver sends it, so the binary goes from its file to the
-// engine without being held in memory. The binary's file is the Host's own
-// copy (readBinary), whose size is read once and must not change.
-func (b *Builder) loadGoImage(ctx context.Context, tag string, labels map[string]string, binPath string, lw *logLimiter) (string, error) {
+// importGoImage makes the image of the Go program binPath in one engine
+// call (driver.Driver.ImportImage), within ImageTimeout: the layer is
+// written while the driver sends it, so the binary goes from its file to
+// the engine without being held in memory. The binary's file is the
+// Host's own copy (readBinary), whose size is read once and must not
+// change.
+func (b *Builder) importGoImage(ctx context.Context, tag string, labels map[string]string, binPath string, lw *logLimiter) (string, error) {
 	f, err := os.Open(binPath)
 	if err != nil {
 		return "", fmt.Errorf("build: %w", err)
@@ -89,8 +87,8 @@ func (b *Builder) loadGoImage(ctx context.Context, tag string, labels map[string
 	if err != nil {
 		return "", fmt.Errorf("build: %w", err)
 	}
-	img := goImage(tag, labels, f, st.Size(), b.caCerts)
-	lw.notef("image %s: one layer (the program: %d bytes), loaded into the engine (timeout %s)", tag, st.Size(), b.opts.ImageTimeout)
+	spec, files := goImage(tag, labels, f, st.Size(), b.caCerts)
+	lw.notef("image %s: one layer (the program: %d bytes), imported by the engine (timeout %s)", tag, st.Size(), b.opts.ImageTimeout)
 	start := time.Now()
 	ictx, cancel := context.WithTimeoutCause(ctx, b.opts.ImageTimeout, errImageTimeout)
 	defer cancel()
@@ -98,24 +96,24 @@ func (b *Builder) loadGoImage(ctx context.Context, tag string, labels map[string
 	pr, pw := io.Pipe()
 	written := make(chan error, 1)
 	go func() {
-		_, err := imagetar.Write(pw, img)
-		pw.CloseWithError(err)
+		err := imagetar.WriteLayer(pw, files)
+		pw.CloseWithError(err) // an error, not a clean end: the engine must not take a cut layer
 		written <- err
 	}()
-	id, err := b.driver.LoadImage(ictx, pr)
-	pr.CloseWithError(errLoadReturned) // a writer the driver stopped reading returns
-	if werr := <-written; werr != nil && !errors.Is(werr, errLoadReturned) {
-		// The tarball was cut short: the load's failure follows from it.
-		err = fmt.Errorf("writing the image: %w (the load: %v)", werr, err)
+	id, err := b.driver.ImportImage(ictx, spec, pr)
+	pr.CloseWithError(errImportReturned) // a writer the driver stopped reading returns
+	if werr := <-written; werr != nil && !errors.Is(werr, errImportReturned) {
+		// The layer was cut short: the import's failure follows from it.
+		err = fmt.Errorf("writing the layer: %w (the import: %v)", werr, err)
 	} else if err == nil && werr != nil {
-		err = fmt.Errorf("the engine answered before it read the whole image")
+		err = fmt.Errorf("the engine answered before it read the whole layer")
 	}
 	if err != nil {
 		if ictx.Err() != nil && context.Cause(ictx) == errImageTimeout && ctx.Err() == nil {
 			err = fmt.Errorf("timed out after %s: %w (%v)", b.opts.ImageTimeout, context.DeadlineExceeded, err)
 		}
-		return "", &Error{Step: "image load", Err: err}
+		return "", &Error{Step: "image import", Err: err}
 	}
-	lw.notef("image %s (%s) loaded in %s", tag, id, time.Since(start).Round(time.Millisecond))
+	lw.notef("image %s (%s) imported in %s", tag, id, time.Since(start).Round(time.Millisecond))
 	return id, nil
 }

@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/image"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/docker"
@@ -170,56 +170,44 @@ func (ib *imageBench) legacy(t testing.TB, tag, bin string) (time.Duration, stri
 	return took, id
 }
 
-// load makes the image of bin the Host's way.
-func (ib *imageBench) load(t testing.TB, tag, bin string) (time.Duration, string) {
+// hostImport makes the image of bin the Host's way.
+func (ib *imageBench) hostImport(t testing.TB, tag, bin string) (time.Duration, string) {
 	t.Helper()
 	start := time.Now()
-	id, err := ib.b.loadGoImage(context.Background(), tag, ib.labels(tag), bin, ib.lw)
+	id, err := ib.b.importGoImage(context.Background(), tag, ib.labels(tag), bin, ib.lw)
 	took := time.Since(start)
 	if err != nil {
-		t.Fatalf("load: %v", err)
+		t.Fatalf("import: %v", err)
 	}
 	return took, id
 }
 
-// rootfsTar writes the layer of bin's image (the same bytes the load
-// sends) to a file, for docker import.
-func (ib *imageBench) rootfsTar(t testing.TB, tag, bin string) string {
+// rootfsTar writes the layer of bin's image (the same bytes the Host
+// sends) to a file, for the baseline.
+func (ib *imageBench) rootfsTar(t testing.TB, name, bin string) string {
 	t.Helper()
 	f, err := os.Open(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	st, _ := f.Stat()
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := imagetar.Write(pw, goImage(tag, nil, f, st.Size(), ib.b.caCerts))
-		pw.CloseWithError(err)
-	}()
-	defer pr.Close()
-	p := filepath.Join(ib.dir, tag+".tar")
-	tr := tar.NewReader(pr)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			t.Fatalf("no layer in the tarball: %v", err)
-		}
-		if h.Name != "layer.tar" {
-			continue
-		}
-		out, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(out, tr); err != nil {
-			t.Fatal(err)
-		}
-		if err := out.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return p
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
 	}
+	p := filepath.Join(ib.dir, name+".tar")
+	out, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, files := goImage(name, nil, f, st.Size(), ib.b.caCerts)
+	if err := imagetar.WriteLayer(out, files); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // dockerImport is the baseline: the engine's import of the rootfs tar on
@@ -265,22 +253,27 @@ func (ib *imageBench) remove(t testing.TB, tag string) {
 	}
 }
 
-// savedImage reads an image back as the engine stores it (docker save).
-func (ib *imageBench) savedImage(t testing.TB, ref string) *imagetar.Contents {
+// savedImage reads an image back as the engine stores it: its files
+// (docker save) and its config.
+func (ib *imageBench) savedImage(t testing.TB, ref string) ([]imagetar.File, *dockerspec.DockerOCIImageConfig) {
 	t.Helper()
 	rc, err := ib.engine.Client().ImageSave(context.Background(), []string{ref})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	c, err := imagetar.Read(rc)
+	files, err := imagetar.ReadSaved(rc)
 	if err != nil {
 		t.Fatalf("docker save of %s: %v", ref, err)
 	}
-	return c
+	ins, err := ib.engine.Client().ImageInspect(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files, ins.Config
 }
 
-// TestGoImageMatchesLegacy: the image the Host loads holds what the
+// TestGoImageMatchesLegacy: the image the Host imports holds what the
 // legacy build of the same binary held, file by file (path, type, mode,
 // owner, size), with the same user, environment, entrypoint and labels,
 // except one intended change: /state is 0700 (the legacy COPY made the
@@ -288,39 +281,37 @@ func (ib *imageBench) savedImage(t testing.TB, ref string) *imagetar.Contents {
 func TestGoImageMatchesLegacy(t *testing.T) {
 	ib := newImageBench(t)
 	bin := ib.variant(t, 0, 0)
-	oldTag, newTag := "hershy-imagebench-legacy-"+ib.instance, "hershy-imagebench-load-"+ib.instance
+	oldTag, newTag := "hershy-imagebench-legacy-"+ib.instance, "hershy-imagebench-import-"+ib.instance
 	ib.legacy(t, oldTag, bin)
 	t.Cleanup(func() { ib.remove(t, oldTag) })
-	_, newID := ib.load(t, newTag, bin)
+	_, newID := ib.hostImport(t, newTag, bin)
 	t.Cleanup(func() { ib.remove(t, newTag) })
-	old, cur := ib.savedImage(t, oldTag), ib.savedImage(t, newTag)
-	if cur.ID != newID {
-		t.Errorf("the engine has %s under the tag, the load returned %s", cur.ID, newID)
+	if ok, err := ib.engine.ImageExists(context.Background(), newID); !ok || err != nil {
+		t.Errorf("the imported id %s: %v, %v", newID, ok, err)
 	}
+	oldFiles, oldConfig := ib.savedImage(t, oldTag)
+	newFiles, newConfig := ib.savedImage(t, newTag)
 
-	files := func(c *imagetar.Contents) map[string]string {
+	describe := func(files []imagetar.File) map[string]string {
 		m := map[string]string{}
-		for _, f := range c.Files {
+		for _, f := range files {
 			m[f.Path] = fmt.Sprintf("%v %d:%d %d", f.Mode, f.UID, f.GID, f.Size)
 		}
 		return m
 	}
-	want, got := files(old), files(cur)
+	want, got := describe(oldFiles), describe(newFiles)
 	if want["/state"] != "drwxr-xr-x 65532:65532 0" || got["/state"] != "drwx------ 65532:65532 0" {
-		t.Errorf("/state: legacy %q, loaded %q", want["/state"], got["/state"])
+		t.Errorf("/state: legacy %q, imported %q", want["/state"], got["/state"])
 	}
 	delete(want, "/state")
 	delete(got, "/state")
 	if !maps.Equal(got, want) {
-		t.Errorf("loaded image files:\n%v\nlegacy:\n%v", got, want)
+		t.Errorf("imported image files:\n%v\nlegacy:\n%v", got, want)
 	}
-	oc, nc := old.Config, cur.Config
+	oc, nc := oldConfig, newConfig
 	oc.Labels[driver.LabelBuild], nc.Labels[driver.LabelBuild] = "", "" // the tags differ
 	if oc.User != nc.User || !slices.Equal(oc.Env, nc.Env) || !slices.Equal(oc.Entrypoint, nc.Entrypoint) || !maps.Equal(oc.Labels, nc.Labels) {
-		t.Errorf("config: loaded %+v, legacy %+v", nc, oc)
-	}
-	if len(cur.Tags) != 1 || cur.Tags[0] != newTag+":latest" {
-		t.Errorf("tags %q", cur.Tags)
+		t.Errorf("config: imported %+v, legacy %+v", nc, oc)
 	}
 }
 
@@ -330,16 +321,16 @@ func TestGoImageMatchesLegacy(t *testing.T) {
 //
 //   - legacy: the Dockerfile above, built by the engine's legacy builder
 //     (Driver.BuildImage), its context already on disk;
-//   - load: the Host's way (loadGoImage: the tarball written while the
-//     engine reads it, Driver.LoadImage);
-//   - import: the baseline, the engine's import of the same rootfs as a
-//     tar file on disk (`docker import` through the API, no CLI start-up),
-//     with the same user, environment, entrypoint and labels as changes.
+//   - host: the Host's way (importGoImage: the layer written while the
+//     engine reads it, Driver.ImportImage);
+//   - import: the baseline, the engine's import of the same layer as a tar
+//     file on disk (`docker import` through the API, no CLI start-up), with
+//     the same user, environment, entrypoint and labels as changes.
 //
 // Each round's binary differs (a few bytes appended), so no way finds a
 // layer or a build cache of an earlier round; the images are removed
 // between rounds, outside the timings. Reported: each way's median in ms
-// and the ratios load/import, legacy/import, legacy/load. The image step
+// and the ratios host/import, legacy/import, legacy/host. The image step
 // runs no container, so it does not depend on the programs' runtime. The
 // sub-benchmark "padded-100MB" appends 100 MB to the binary.
 //
@@ -351,39 +342,38 @@ func BenchmarkImageStep(b *testing.B) {
 		pad  int
 	}{{"program", 0}, {"padded-100MB", 100 << 20}} {
 		b.Run(bc.name, func(b *testing.B) {
-			st, _ := os.Stat(ib.bin)
+			st, err := os.Stat(ib.bin)
+			if err != nil {
+				b.Fatal(err)
+			}
 			b.Logf("binary: %d bytes", st.Size()+int64(bc.pad))
-			var legacy, load, imp []time.Duration
+			var legacy, host, imp []time.Duration
+			// timed runs one way's call and removes its image untimed.
+			timed := func(into *[]time.Duration, tag string, run func() (time.Duration, string)) {
+				took, _ := run()
+				*into = append(*into, took)
+				b.StopTimer()
+				ib.remove(b, tag)
+				b.StartTimer()
+			}
 			ways := []func(round int, bin, rootfs string){
 				func(round int, bin, _ string) {
 					tag := fmt.Sprintf("hershy-imagebench-legacy-%s-%d", ib.instance, round)
-					took, _ := ib.legacy(b, tag, bin)
-					legacy = append(legacy, took)
-					b.StopTimer()
-					ib.remove(b, tag)
-					b.StartTimer()
+					timed(&legacy, tag, func() (time.Duration, string) { return ib.legacy(b, tag, bin) })
 				},
 				func(round int, bin, _ string) {
-					tag := fmt.Sprintf("hershy-imagebench-load-%s-%d", ib.instance, round)
-					took, _ := ib.load(b, tag, bin)
-					load = append(load, took)
-					b.StopTimer()
-					ib.remove(b, tag)
-					b.StartTimer()
+					tag := fmt.Sprintf("hershy-imagebench-host-%s-%d", ib.instance, round)
+					timed(&host, tag, func() (time.Duration, string) { return ib.hostImport(b, tag, bin) })
 				},
 				func(round int, _, rootfs string) {
 					tag := fmt.Sprintf("hershy-imagebench-import-%s-%d", ib.instance, round)
-					took, _ := ib.dockerImport(b, tag, rootfs)
-					imp = append(imp, took)
-					b.StopTimer()
-					ib.remove(b, tag)
-					b.StartTimer()
+					timed(&imp, tag, func() (time.Duration, string) { return ib.dockerImport(b, tag, rootfs) })
 				},
 			}
 			for round := 0; b.Loop(); round++ {
 				b.StopTimer()
 				bin := ib.variant(b, round, bc.pad)
-				rootfs := ib.rootfsTar(b, fmt.Sprintf("hershy-imagebench-rootfs-%d", round), bin)
+				rootfs := ib.rootfsTar(b, fmt.Sprintf("rootfs-%d", round), bin)
 				b.StartTimer()
 				for i := range ways {
 					ways[(round+i)%len(ways)](round, bin, rootfs)
@@ -399,11 +389,11 @@ func BenchmarkImageStep(b *testing.B) {
 				return float64(s[len(s)/2]) / float64(time.Millisecond)
 			}
 			b.ReportMetric(ms(legacy), "legacy-ms")
-			b.ReportMetric(ms(load), "load-ms")
+			b.ReportMetric(ms(host), "host-ms")
 			b.ReportMetric(ms(imp), "import-ms")
-			b.ReportMetric(ms(load)/ms(imp), "load/import")
+			b.ReportMetric(ms(host)/ms(imp), "host/import")
 			b.ReportMetric(ms(legacy)/ms(imp), "legacy/import")
-			b.ReportMetric(ms(legacy)/ms(load), "legacy/load")
+			b.ReportMetric(ms(legacy)/ms(host), "legacy/host")
 		})
 	}
 }

@@ -61,14 +61,14 @@ type Driver interface {
 	// Dockerfile, writing the build output to out as it comes. It never
 	// pulls base images. It returns the image id.
 	BuildImage(ctx context.Context, spec ImageSpec, out io.Writer) (imageID string, err error)
-	// LoadImage loads the image r holds, in one call: a tarball in the
-	// format of the engine's image load (docker save's; package imagetar
-	// writes it) of one image with one tag. It returns the image's id. The
-	// tag moves to the new image if another had it. r is read until its end
-	// or until the load fails; an error the engine reports while loading
-	// (a corrupt layer, a digest that does not match) is returned, and a
-	// tarball of several images or none is an error.
-	LoadImage(ctx context.Context, r io.Reader) (imageID string, err error)
+	// ImportImage makes an image in one call from rootfs, the tar stream
+	// of its only layer (package imagetar writes one), with spec's tag,
+	// user, environment, entrypoint and labels, and returns its id. The tag
+	// moves to the new image if another image had it. rootfs is read until
+	// its end or until the import fails; an error the engine reports while
+	// importing is returned, and no image is made. A spec that fails
+	// ImportSpec.Check is refused with ErrInvalidSpec before rootfs is read.
+	ImportImage(ctx context.Context, spec ImportSpec, rootfs io.Reader) (imageID string, err error)
 	// ImageExists reports whether the image (id or tag) exists.
 	ImageExists(ctx context.Context, ref string) (bool, error)
 	// RemoveImage removes an image; a missing one is not an error.
@@ -130,6 +130,16 @@ type ImageSpec struct {
 	Tag        string            // e.g. "hersh-program-<build id>"
 	Labels     map[string]string // added to the image
 	MaxContext int64             // refuse a context larger than this many bytes (0: no cap)
+}
+
+// ImportSpec is the tag and the settings of an imported image
+// (ImportImage).
+type ImportSpec struct {
+	Tag        string            // e.g. "hersh-program-<build id>"
+	User       string            // "uid:gid", numeric, not root
+	Env        []string          // KEY=VALUE
+	Entrypoint []string          // the program and its first arguments
+	Labels     map[string]string // put on the image
 }
 
 // ContainerSpec describes a program container. The driver enforces the

@@ -41,8 +41,8 @@ var checks = []check{
 	{"BuildImage", checkBuild},
 	{"BuildImageFailure", checkBuildFailure},
 	{"BuildImageRefusals", checkBuildRefusals},
-	{"LoadImage", checkLoadImage},
-	{"LoadImageFailure", checkLoadImageFailure},
+	{"ImportImage", checkImportImage},
+	{"ImportImageFailure", checkImportImageFailure},
 	{"RemoveImageInUse", checkRemoveImage},
 	{"ConcurrentUse", checkConcurrent},
 }

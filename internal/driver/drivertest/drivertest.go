@@ -16,10 +16,10 @@
 // demultiplexed text, since, follow, Close); DialContext into the
 // container's loopback and its errors when the container is not running or
 // gone; what a program may write; RunJob (exit code, output, mounts,
-// memory, cancellation removes the job); BuildImage, LoadImage (a tarball
-// package imagetar wrote: the image's config, files and owners as its
-// containers see them; a corrupt or cut tarball makes no image),
-// ImageExists and RemoveImage (ErrInUse while a container uses the image
+// memory, cancellation removes the job); BuildImage, ImportImage (a layer
+// package imagetar wrote: the image's settings, files and owners as its
+// containers see them; a broken layer makes no image; settings an engine
+// could misread are refused), ImageExists and RemoveImage (ErrInUse while a container uses the image
 // or an image built on it); and concurrent use.
 //
 // # The probe
@@ -36,7 +36,7 @@
 // write there, /conn the caller's address.
 //
 // Fixture.ProbeBinary is the probe program's file, which the kit puts into
-// an image tarball of its own for LoadImage.
+// a layer of its own for ImportImage.
 package drivertest
 
 import (

@@ -90,12 +90,12 @@ func (d *Driver) newContainerLocked(name string, img *image, labels map[string]s
 }
 
 // mergeEnv is a container's environment as the engine makes it: the
-// image's (of a loaded image), then env, whose entries replace the
+// image's (of an imported image), then env, whose entries replace the
 // image's of the same name.
 func mergeEnv(img *image, env []string) []string {
 	var out []string
-	if loaded := img.contents(); loaded != nil {
-		for _, kv := range loaded.Config.Env {
+	if base := img.importedBase(); base != nil {
+		for _, kv := range base.spec.Env {
 			k, _, _ := strings.Cut(kv, "=")
 			if !slices.ContainsFunc(env, func(s string) bool { return strings.HasPrefix(s, k+"=") || s == k }) {
 				out = append(out, kv)
@@ -155,8 +155,8 @@ func (d *Driver) create(spec driver.ContainerSpec) (string, error) {
 	}
 	c.runtime, c.user = driver.SpecRuntime(spec.Runtime), spec.User
 	c.env, c.mounts = mergeEnv(img, spec.Env), append([]driver.Mount(nil), spec.Mounts...)
-	if loaded := img.contents(); loaded != nil {
-		c.args = append([]string(nil), loaded.Config.Entrypoint...)
+	if base := img.importedBase(); base != nil {
+		c.args = slices.Clone(base.spec.Entrypoint)
 	}
 	c.limits, c.network = spec.Limits, spec.Network
 	return c.id, nil

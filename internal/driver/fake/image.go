@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -21,24 +22,30 @@ import (
 )
 
 // image is an image of the fake engine. What its containers do is their
-// Program; an image loaded from a tarball (LoadImage) also knows its
-// config and its files' names, owners and modes (not their bytes).
+// Program; an image made by ImportImage also knows its settings and its
+// files' names, owners and modes (not their bytes).
 type image struct {
 	id     string
 	tags   []string // normalised
 	labels map[string]string
-	parent *image // the image its last stage was built FROM (nil: scratch or loaded)
+	parent *image // the image its last stage was built FROM (nil: scratch, added or imported)
 	gone   bool   // removed (a child may still point at it)
 
-	loaded *imagetar.Contents // nil unless loaded from a tarball
+	imported *imported // nil unless made by ImportImage
 }
 
-// contents is what the nearest loaded image among img and the images it
-// was built on holds, or nil.
-func (img *image) contents() *imagetar.Contents {
+// imported is what an imported image holds.
+type imported struct {
+	spec  driver.ImportSpec
+	files []imagetar.File
+}
+
+// importedBase is the nearest imported image among img and the images it
+// was built on, or nil.
+func (img *image) importedBase() *imported {
 	for i := img; i != nil; i = i.parent {
-		if i.loaded != nil {
-			return i.loaded
+		if i.imported != nil {
+			return i.imported
 		}
 	}
 	return nil
@@ -337,52 +344,47 @@ func checkContext(dir string, max int64) (string, error) {
 	return root, err
 }
 
-// LoadImage loads the image in the tarball r as the engine's image load
-// does: the tarball is read to its end and checked first (imagetar.Read:
-// one image, its config, every layer matching its digest), so a corrupt
-// one makes no image; then the image, whose id is its config's digest, is
-// filed with its config's labels and takes its tag from any image that had
-// it. Loading an image the engine has only tags it. Its containers run the
-// Program set for its tag or id (SetProgram), else the default one, with
-// its entrypoint as Args and its environment under the spec's; their
-// Process.Stat sees its files.
-func (d *Driver) LoadImage(ctx context.Context, r io.Reader) (string, error) {
-	call := Call{Method: "LoadImage"}
+// ImportImage makes an image from rootfs, a layer's tar stream, as the
+// engine's import does, after spec.Check (driver.ErrInvalidSpec): the
+// stream is read to its end and listed first (imagetar.ReadLayer), so one
+// that is not a tar, or that fails or ends inside an entry, makes no
+// image. The image has a new id and spec's labels, and takes spec.Tag from
+// any image that had it. Its containers run the Program set for its tag or
+// id (SetProgram), else the default one, with its entrypoint as Args and
+// its environment under the spec's; their Process.Stat sees its files.
+func (d *Driver) ImportImage(ctx context.Context, spec driver.ImportSpec, rootfs io.Reader) (string, error) {
+	call := Call{Method: "ImportImage", Ref: spec.Tag, Spec: spec}
 	h, err := d.begin(ctx, call)
 	if err != nil {
 		return "", err
 	}
-	id, err := d.load(ctx, r)
+	id, err := d.importImage(ctx, spec, rootfs)
 	return id, end(ctx, h, call, err)
 }
 
-func (d *Driver) load(ctx context.Context, r io.Reader) (string, error) {
-	if r == nil {
-		return "", errors.New("fake: load image: no tarball")
+func (d *Driver) importImage(ctx context.Context, spec driver.ImportSpec, rootfs io.Reader) (string, error) {
+	if err := spec.Check(); err != nil {
+		return "", fmt.Errorf("fake: %w", err)
 	}
-	c, err := imagetar.Read(ctxReader{ctx, r})
+	if rootfs == nil {
+		return "", errors.New("fake: import image: no layer")
+	}
+	files, err := imagetar.ReadLayer(ctxReader{ctx, rootfs})
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return "", fmt.Errorf("fake: load image: %w", cerr)
+			return "", fmt.Errorf("fake: import image %s: %w", spec.Tag, cerr)
 		}
-		return "", fmt.Errorf("fake: load image: %w", err)
-	}
-	if len(c.Tags) > 1 {
-		return "", fmt.Errorf("fake: load image: %d tags (%q), the driver loads one", len(c.Tags), c.Tags)
+		return "", fmt.Errorf("fake: import image %s: Error processing tar file: %w", spec.Tag, err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.usableLocked("LoadImage"); err != nil {
+	if err := d.usableLocked("ImportImage"); err != nil {
 		return "", err
 	}
-	img := d.images[c.ID]
-	if img == nil {
-		img = &image{id: c.ID, labels: cloneMap(c.Config.Labels), loaded: c}
-		d.images[img.id] = img
-	}
-	for _, t := range c.Tags {
-		d.tag(img, t)
-	}
+	spec.Env, spec.Entrypoint, spec.Labels = slices.Clone(spec.Env), slices.Clone(spec.Entrypoint), cloneMap(spec.Labels)
+	img := &image{id: d.newImageID(), labels: cloneMap(spec.Labels), imported: &imported{spec: spec, files: files}}
+	d.images[img.id] = img
+	d.tag(img, spec.Tag)
 	return img.id, nil
 }
 

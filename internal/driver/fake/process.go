@@ -54,7 +54,7 @@ func (p *Process) ID() string { return p.c.id }
 func (p *Process) Name() string { return p.c.name }
 
 // Args is a job's command (JobSpec.Cmd), or a program container's
-// image's entrypoint when the image was loaded from a tarball (LoadImage);
+// image's entrypoint when the image was imported (ImportImage);
 // nil for a program container of another image (the fake does not read
 // Dockerfiles' ENTRYPOINT).
 func (p *Process) Args() []string { return append([]string(nil), p.c.args...) }
@@ -185,8 +185,8 @@ type FileInfo struct {
 // Stat describes a file inside the container: through a mount, the
 // machine's file; in /tmp (a tmpfs, mode 1777, owned by root), what
 // WriteFile wrote there (owned by the container's user); elsewhere an entry
-// of its image, which the fake knows for a loaded image (LoadImage), not a
-// built one.
+// of its image, which the fake knows for an imported image (ImportImage),
+// not a built one.
 func (p *Process) Stat(name string) (FileInfo, error) {
 	where, host, err := p.resolve(name)
 	if err != nil && where != inROMount {
@@ -223,8 +223,8 @@ func (p *Process) Stat(name string) (FileInfo, error) {
 	case "/tmp":
 		return FileInfo{Mode: fs.ModeDir | fs.ModeSticky | 0o777}, nil
 	}
-	if loaded := p.c.image.contents(); loaded != nil {
-		for _, f := range loaded.Files {
+	if base := p.c.image.importedBase(); base != nil {
+		for _, f := range base.files {
 			if f.Path == name {
 				return FileInfo{Mode: f.Mode, UID: f.UID, GID: f.GID, Size: f.Size}, nil
 			}
