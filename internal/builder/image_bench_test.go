@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/image"
-	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/docker"
@@ -255,7 +254,7 @@ func (ib *imageBench) remove(t testing.TB, tag string) {
 
 // savedImage reads an image back as the engine stores it: its files
 // (docker save) and its config.
-func (ib *imageBench) savedImage(t testing.TB, ref string) ([]imagetar.File, *dockerspec.DockerOCIImageConfig) {
+func (ib *imageBench) savedImage(t testing.TB, ref string) ([]imagetar.File, imageConfig) {
 	t.Helper()
 	rc, err := ib.engine.Client().ImageSave(context.Background(), []string{ref})
 	if err != nil {
@@ -270,7 +269,15 @@ func (ib *imageBench) savedImage(t testing.TB, ref string) ([]imagetar.File, *do
 	if err != nil {
 		t.Fatal(err)
 	}
-	return files, ins.Config
+	c := ins.Config
+	return files, imageConfig{User: c.User, Env: c.Env, Entrypoint: c.Entrypoint, Labels: c.Labels}
+}
+
+// imageConfig is what the comparison reads of an image's config.
+type imageConfig struct {
+	User            string
+	Env, Entrypoint []string
+	Labels          map[string]string
 }
 
 // TestGoImageMatchesLegacy: the image the Host imports holds what the
