@@ -3,6 +3,7 @@ package builder
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"os/exec"
 	"strings"
@@ -139,5 +140,33 @@ func TestDockerImageRuns(t *testing.T) {
 	log.Reset()
 	if id2, err := b.Build(context.Background(), req, &log); err != nil || id2 != req.Tag {
 		t.Fatalf("rebuild = %q, %v; want the tag, reused\n%s", id2, err, log.String())
+	}
+}
+
+// TestImportChangedBinary: a binary that grew or shrank after it was
+// measured makes no image. The grown one is the sharp case: its announced
+// bytes are whole, and a layer that ended cleanly there would be taken by
+// the engine as an image with /app and nothing after it (no /etc/passwd,
+// no /state).
+func TestImportChangedBinary(t *testing.T) {
+	engine := testEngine(t)
+	b, err := New(t.TempDir(), engine, Options{SharedCacheDir: t.TempDir(), GoProxy: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"grown": "\x7fELF program+more", "shrunk": "\x7fELF"} {
+		tag := "hershy-buildtest-changed-" + strings.ToLower(rand.Text()[:10])
+		spec, files := goImage(tag, map[string]string{driver.LabelManaged: "true"}, strings.NewReader(content), int64(len("\x7fELF program")), b.caCerts)
+		id, err := b.importLayer(context.Background(), spec, files)
+		if err == nil {
+			engine.RemoveImage(context.Background(), id)
+			t.Errorf("%s: imported as %s", name, id)
+		} else if !strings.Contains(err.Error(), "/app") {
+			t.Errorf("%s: %v, want the writer's error about /app", name, err)
+		}
+		if ok, _ := engine.ImageExists(context.Background(), tag); ok {
+			engine.RemoveImage(context.Background(), tag)
+			t.Errorf("%s: an image was made", name)
+		}
 	}
 }

@@ -90,14 +90,28 @@ func (b *Builder) importGoImage(ctx context.Context, tag string, labels map[stri
 	spec, files := goImage(tag, labels, f, st.Size(), b.caCerts)
 	lw.notef("image %s: one layer (the program: %d bytes), imported by the engine (timeout %s)", tag, st.Size(), b.opts.ImageTimeout)
 	start := time.Now()
+	id, err := b.importLayer(ctx, spec, files)
+	if err != nil {
+		return "", err
+	}
+	lw.notef("image %s (%s) imported in %s", tag, id, time.Since(start).Round(time.Millisecond))
+	return id, nil
+}
+
+// importLayer streams files as the layer of an image into
+// driver.Driver.ImportImage, within ImageTimeout. A layer whose writing
+// fails (a file that grew or shrank since it was measured) reaches the
+// engine as a failed stream, never as a clean end: the engine makes an
+// image of a layer that ends cleanly after a whole file, even if the files
+// after it are missing.
+func (b *Builder) importLayer(ctx context.Context, spec driver.ImportSpec, files []imagetar.File) (string, error) {
 	ictx, cancel := context.WithTimeoutCause(ctx, b.opts.ImageTimeout, errImageTimeout)
 	defer cancel()
-
 	pr, pw := io.Pipe()
 	written := make(chan error, 1)
 	go func() {
 		err := imagetar.WriteLayer(pw, files)
-		pw.CloseWithError(err) // an error, not a clean end: the engine must not take a cut layer
+		pw.CloseWithError(err)
 		written <- err
 	}()
 	id, err := b.driver.ImportImage(ictx, spec, pr)
@@ -114,6 +128,5 @@ func (b *Builder) importGoImage(ctx context.Context, tag string, labels map[stri
 		}
 		return "", &Error{Step: "image import", Err: err}
 	}
-	lw.notef("image %s (%s) imported in %s", tag, id, time.Since(start).Round(time.Millisecond))
 	return id, nil
 }

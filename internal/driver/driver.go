@@ -3,7 +3,7 @@
 // (driver/docker) implements it today, a Kubernetes driver can later.
 //
 // The interface is deliberately small and verb-shaped (after Nomad's task
-// drivers): build or load an image, run a sandboxed container, watch
+// drivers): build or import an image, run a sandboxed container, watch
 // exits, read logs, dial the program's WatcherAPI, and list what exists so
 // the Host can reconcile after a restart.
 //
