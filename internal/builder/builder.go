@@ -13,8 +13,9 @@
 //     copy of its source is extracted into the data directory, mounted into
 //     every build, and the build's copy of go.mod points at it, so `require
 //     github.com/hershyorg/hershy/hersh vX` resolves without any published
-//     release. The result is a minimal image FROM scratch: the static
-//     binary, CA certificates, a non-root user (65532) and an empty /state.
+//     release. The result is a minimal image of one layer, written by the
+//     Host and imported in one engine call (image.go): the static binary,
+//     CA certificates, a non-root user (65532) and an empty /state.
 //   - A Dockerfile and files: the engine builds them as the context, with a
 //     context size cap and a timeout; the driver never pulls.
 //
@@ -58,7 +59,8 @@ type Options struct {
 	// GoTimeout bounds the compile of a Go build (the sandboxed go build).
 	// Default 10 minutes.
 	GoTimeout time.Duration
-	// ImageTimeout bounds an image build by the engine. Default 10 minutes.
+	// ImageTimeout bounds an image build by the engine, or the import of a
+	// Go-source image. Default 10 minutes.
 	ImageTimeout time.Duration
 	// MaxOutput is how many bytes of a step's output (its last part, besides
 	// its first 8 KiB) are kept in memory for the error. Default 64 KiB.
@@ -450,7 +452,6 @@ func (b *Builder) Build(ctx context.Context, req Request, log io.Writer) (imageI
 	labels[driver.LabelManaged] = "true"
 	labels[driver.LabelBuild] = req.BuildID
 
-	var spec driver.ImageSpec
 	switch {
 	case dockerfile != "":
 		lw.notef("build %s from its Dockerfile", req.BuildID)
@@ -461,7 +462,10 @@ func (b *Builder) Build(ctx context.Context, req Request, log io.Writer) (imageI
 		if size > b.opts.MaxContext {
 			return "", fmt.Errorf("build: %w: %d bytes, at most %d", ErrContextTooLarge, size, b.opts.MaxContext)
 		}
-		spec = driver.ImageSpec{ContextDir: req.SourceDir, Dockerfile: source.DockerfileName, MaxContext: b.opts.MaxContext}
+		return b.buildImage(ctx, driver.ImageSpec{
+			ContextDir: req.SourceDir, Dockerfile: source.DockerfileName, MaxContext: b.opts.MaxContext,
+			Tag: req.Tag, Labels: labels,
+		}, lw)
 	case source.IsGoModule(dockerfile, files):
 		lw.notef("build %s from Go source", req.BuildID)
 		work, err := os.MkdirTemp(b.workDir, req.BuildID+"-")
@@ -469,20 +473,14 @@ func (b *Builder) Build(ctx context.Context, req Request, log io.Writer) (imageI
 			return "", fmt.Errorf("build: %w", err)
 		}
 		defer os.RemoveAll(work)
-		imageDir := filepath.Join(work, "image")
-		if err := newImageContext(imageDir, b.caCerts); err != nil {
-			return "", fmt.Errorf("build: image context: %w", err)
-		}
-		if err := b.compileGo(ctx, req.Owner, work, files, filepath.Join(imageDir, filepath.FromSlash(imageBinary)), lw); err != nil {
+		bin := filepath.Join(work, "app")
+		if err := b.compileGo(ctx, req.Owner, work, files, bin, lw); err != nil {
 			return "", err
 		}
-		spec = driver.ImageSpec{ContextDir: imageDir, Dockerfile: "Dockerfile"}
+		return b.importGoImage(ctx, req.Tag, labels, bin, lw)
 	default:
 		return "", fmt.Errorf("build: %w", ErrNoBuildFile)
 	}
-	spec.Tag = req.Tag
-	spec.Labels = labels
-	return b.buildImage(ctx, spec, lw)
 }
 
 // errImageTimeout is the cause of an image build's context ending at ImageTimeout.

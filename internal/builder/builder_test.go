@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,95 +28,60 @@ func TestBuildGoSource(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\nlog:\n%s", err, log.String())
 	}
+	if d.builds() != 1 || len(d.imports) != 1 {
+		t.Fatalf("%d image builds, %d imports; want one import", d.builds(), len(d.imports))
+	}
 	if id != "sha256:fake-"+req.Tag {
 		t.Fatalf("image id %q", id)
 	}
-	if d.builds() != 1 {
-		t.Fatalf("%d image builds, want 1", d.builds())
-	}
-	spec, ctxFiles := d.specs[0], d.contexts[0]
-	if spec.Tag != req.Tag || spec.Dockerfile != "Dockerfile" || spec.MaxContext != 0 {
-		t.Errorf("spec = %+v", spec)
+	spec, files := d.imports[0].spec, d.imports[0].files
+	if spec.Tag != req.Tag {
+		t.Errorf("tag %q, want %s", spec.Tag, req.Tag)
 	}
 	wantLabels := map[string]string{
 		driver.LabelManaged: "true",
 		driver.LabelBuild:   req.BuildID,
 		driver.LabelProgram: req.Labels[driver.LabelProgram],
 	}
-	if len(spec.Labels) != len(wantLabels) {
+	if !maps.Equal(spec.Labels, wantLabels) {
 		t.Errorf("labels = %v, want %v", spec.Labels, wantLabels)
-	}
-	for k, v := range wantLabels {
-		if spec.Labels[k] != v {
-			t.Errorf("label %s = %q, want %q", k, spec.Labels[k], v)
-		}
 	}
 	if len(req.Labels) != 1 {
 		t.Errorf("Build modified the caller's labels: %v", req.Labels)
 	}
+	if spec.User != "65532:65532" || strings.Join(spec.Entrypoint, " ") != "/app" ||
+		strings.Join(spec.Env, " ") != "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HERSH_STATE_DIR=/state HERSH_API_ADDR=127.0.0.1:8080" {
+		t.Errorf("spec %+v", spec)
+	}
 
-	// The image context: exactly these entries, with these modes.
-	want := map[string]fs.FileMode{
-		".":                    fs.ModeDir | 0o700,
-		"Dockerfile":           0o644,
-		"rootfs":               fs.ModeDir | 0o755,
-		"rootfs/app":           0o755,
-		"rootfs/etc":           fs.ModeDir | 0o755,
-		"rootfs/etc/passwd":    0o644,
-		"rootfs/etc/group":     0o644,
-		"rootfs/etc/ssl":       fs.ModeDir | 0o755,
-		"rootfs/etc/ssl/certs": fs.ModeDir | 0o755,
-		"rootfs/etc/ssl/certs/ca-certificates.crt": 0o644,
-		"rootfs/tmp": fs.ModeDir | fs.ModeSticky | 0o777,
-		"state":      fs.ModeDir | 0o700,
+	// The layer: exactly these entries, with these modes and owners.
+	want := []string{
+		"/app -rwxr-xr-x 0:0",
+		"/etc drwxr-xr-x 0:0",
+		"/etc/group -rw-r--r-- 0:0",
+		"/etc/passwd -rw-r--r-- 0:0",
+		"/etc/ssl drwxr-xr-x 0:0",
+		"/etc/ssl/certs drwxr-xr-x 0:0",
+		"/etc/ssl/certs/ca-certificates.crt -rw-r--r-- 0:0",
+		"/state drwx------ 65532:65532",
+		"/tmp dtrwxrwxrwx 0:0",
 	}
-	for p, mode := range want {
-		got, ok := ctxFiles[p]
-		if !ok {
-			t.Errorf("context lacks %s", p)
-		} else if got.mode != mode {
-			t.Errorf("%s: mode %v, want %v", p, got.mode, mode)
-		}
+	var got []string
+	for _, f := range files {
+		got = append(got, fmt.Sprintf("%s %v %d:%d", f.Path, f.Mode, f.UID, f.GID))
 	}
-	for p := range ctxFiles {
-		if _, ok := want[p]; !ok {
-			t.Errorf("unexpected %s in the context", p)
-		}
+	if !slices.Equal(got, want) {
+		t.Errorf("layer:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	df := ctxFiles["Dockerfile"].content
-	for _, line := range []string{
-		"FROM scratch\n",
-		"COPY rootfs/ /\n",
-		"COPY --chown=65532:65532 state/ /state/\n",
-		"USER 65532:65532\n",
-		"ENV HERSH_STATE_DIR=/state HERSH_API_ADDR=127.0.0.1:8080\n",
-		`ENTRYPOINT ["/app"]` + "\n",
-	} {
-		if !strings.Contains(df, line) {
-			t.Errorf("Dockerfile lacks %q:\n%s", line, df)
-		}
-	}
-	if !strings.Contains(df, "FROM scratch") || strings.Count(df, "FROM") != 1 {
-		t.Errorf("Dockerfile must build from scratch only:\n%s", df)
-	}
-	if p := ctxFiles["rootfs/etc/passwd"].content; !strings.Contains(p, "hersh:x:65532:65532:") {
-		t.Errorf("passwd = %q", p)
-	}
-	if g := ctxFiles["rootfs/etc/group"].content; !strings.Contains(g, "hersh:x:65532:") {
-		t.Errorf("group = %q", g)
-	}
-	if c := ctxFiles["rootfs/etc/ssl/certs/ca-certificates.crt"].content; c != string(b.caCerts) || !strings.Contains(c, "BEGIN CERTIFICATE") {
-		t.Errorf("CA bundle not copied (%d bytes)", len(c))
-	}
-	if ctxFiles["rootfs/app"].content[:4] != "\x7fELF" {
-		t.Error("rootfs/app is not an ELF binary")
+	if files[0].Size < 1<<20 || files[6].Size != int64(len(b.caCerts)) {
+		t.Errorf("/app has %d bytes, the CA bundle %d", files[0].Size, files[6].Size)
 	}
 
 	// The work folder is gone; the log tells the story.
 	if ents, _ := os.ReadDir(b.workDir); len(ents) != 0 {
 		t.Errorf("work folder not cleaned: %v", ents)
 	}
-	for _, s := range []string{"from Go source", "go build (", "go build finished", "image build " + req.Tag, "Successfully built", "built in"} {
+	for _, s := range []string{"from Go source", "go build (", "go build finished", "image " + req.Tag + ": one layer", "imported in"} {
 		if !strings.Contains(log.String(), s) {
 			t.Errorf("log lacks %q:\n%s", s, log.String())
 		}
@@ -127,6 +95,63 @@ func TestBuildGoSource(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "reusing") {
 		t.Errorf("log = %q", log.String())
+	}
+}
+
+// TestGoImage: the files of a Go-source image hold the program's user and
+// group, the Host's CA bundle and the binary, read from its reader.
+func TestGoImage(t *testing.T) {
+	_, files := goImage("hersh-program-x", nil, strings.NewReader("\x7fELF"), 4, []byte("-----BEGIN CERTIFICATE-----\n"))
+	content := map[string]string{}
+	for _, f := range files {
+		if f.Content != nil {
+			b, err := io.ReadAll(f.Content)
+			if err != nil || int64(len(b)) != f.Size {
+				t.Fatalf("%s: %d bytes for a size of %d, %v", f.Path, len(b), f.Size, err)
+			}
+			content[f.Path] = string(b)
+		}
+	}
+	for path, want := range map[string]string{
+		"/app":                               "\x7fELF",
+		"/etc/passwd":                        "root:x:0:0:root:/root:/sbin/nologin\nhersh:x:65532:65532:hersh:/state:/sbin/nologin\n",
+		"/etc/group":                         "root:x:0:\nhersh:x:65532:\n",
+		"/etc/ssl/certs/ca-certificates.crt": "-----BEGIN CERTIFICATE-----\n",
+	} {
+		if content[path] != want {
+			t.Errorf("%s = %q, want %q", path, content[path], want)
+		}
+	}
+	if len(content) != 4 {
+		t.Errorf("files with content: %v", content)
+	}
+}
+
+// TestBuildGoSourceImportFails: a failed or timed-out import is an
+// "image import" *Error with the driver's error, and leaves no work
+// behind.
+func TestBuildGoSourceImportFails(t *testing.T) {
+	b, d := newTestBuilder(t, Options{ImageTimeout: 200 * time.Millisecond})
+	req := storeSource(t, "", helloFiles())
+	d.importer = func(ctx context.Context, _ driver.ImportSpec, r io.Reader) (string, error) {
+		io.CopyN(io.Discard, r, 100)
+		return "", errors.New("engine: Error processing tar file: unexpected EOF")
+	}
+	_, err := b.Build(context.Background(), req, nil)
+	var be *Error
+	if !errors.As(err, &be) || be.Step != "image import" || !strings.Contains(err.Error(), "Error processing tar file") {
+		t.Fatalf("err = %v, want an image import *Error with the driver's", err)
+	}
+	d.importer = func(ctx context.Context, _ driver.ImportSpec, r io.Reader) (string, error) {
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
+	_, err = b.Build(context.Background(), req, nil)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timed out after 200ms") {
+		t.Fatalf("err = %v, want an image import timeout", err)
+	}
+	if ents, _ := os.ReadDir(b.workDir); len(ents) != 0 {
+		t.Errorf("work folder not cleaned: %v", ents)
 	}
 }
 

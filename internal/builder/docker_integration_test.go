@@ -3,56 +3,15 @@ package builder
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
-	"errors"
-	"io"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/driver"
 )
-
-// cliDriver builds images with the docker CLI's legacy builder (the one the
-// Docker driver uses through the API). It exists only so this package can
-// check, against a real engine, that the image it assembles works; the real
-// driver has its own tests.
-type cliDriver struct {
-	fakeDriver
-}
-
-func (d *cliDriver) BuildImage(ctx context.Context, spec driver.ImageSpec, out io.Writer) (string, error) {
-	args := []string{"build", "-q", "--network", "none", "-f", filepath.Join(spec.ContextDir, spec.Dockerfile), "-t", spec.Tag}
-	keys := make([]string, 0, len(spec.Labels))
-	for k := range spec.Labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "--label", k+"="+spec.Labels[k])
-	}
-	cmd := exec.CommandContext(ctx, "docker", append(args, spec.ContextDir)...)
-	cmd.Env = append(cmd.Environ(), "DOCKER_BUILDKIT=0")
-	var stdout bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&stdout, out)
-	cmd.Stderr = out
-	if err := cmd.Run(); err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
-
-func (d *cliDriver) ImageExists(ctx context.Context, ref string) (bool, error) {
-	err := exec.CommandContext(ctx, "docker", "image", "inspect", ref).Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return false, nil
-	}
-	return err == nil, err
-}
 
 // dockerRuntimes returns the OCI runtimes of a Docker engine that answers,
 // or skips the test.
@@ -115,8 +74,7 @@ func main() {
 
 func TestDockerImageRuns(t *testing.T) {
 	rts := dockerRuntimes(t)
-	d := &cliDriver{fakeDriver{engine: testEngine(t)}}
-	b, err := New(t.TempDir(), d, Options{SharedCacheDir: testSharedCache, GoProxy: "off", Runtime: driver.RuntimeRunc})
+	b, err := New(t.TempDir(), testEngine(t), Options{SharedCacheDir: testSharedCache, GoProxy: "off", Runtime: driver.RuntimeRunc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,5 +140,33 @@ func TestDockerImageRuns(t *testing.T) {
 	log.Reset()
 	if id2, err := b.Build(context.Background(), req, &log); err != nil || id2 != req.Tag {
 		t.Fatalf("rebuild = %q, %v; want the tag, reused\n%s", id2, err, log.String())
+	}
+}
+
+// TestImportChangedBinary: a binary that grew or shrank after it was
+// measured makes no image. The grown one is the sharp case: its announced
+// bytes are whole, and a layer that ended cleanly there would be taken by
+// the engine as an image with /app and nothing after it (no /etc/passwd,
+// no /state).
+func TestImportChangedBinary(t *testing.T) {
+	engine := testEngine(t)
+	b, err := New(t.TempDir(), engine, Options{SharedCacheDir: t.TempDir(), GoProxy: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{"grown": "\x7fELF program+more", "shrunk": "\x7fELF"} {
+		tag := "hershy-buildtest-changed-" + strings.ToLower(rand.Text()[:10])
+		spec, files := goImage(tag, map[string]string{driver.LabelManaged: "true"}, strings.NewReader(content), int64(len("\x7fELF program")), b.caCerts)
+		id, err := b.importLayer(context.Background(), spec, files)
+		if err == nil {
+			engine.RemoveImage(context.Background(), id)
+			t.Errorf("%s: imported as %s", name, id)
+		} else if !strings.Contains(err.Error(), "/app") {
+			t.Errorf("%s: %v, want the writer's error about /app", name, err)
+		}
+		if ok, _ := engine.ImageExists(context.Background(), tag); ok {
+			engine.RemoveImage(context.Background(), tag)
+			t.Errorf("%s: an image was made", name)
+		}
 	}
 }

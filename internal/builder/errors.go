@@ -28,7 +28,8 @@ var (
 
 // Error is a failed build step with the output it produced.
 type Error struct {
-	// Step is what failed: "go build" (in the build sandbox) or "image build".
+	// Step is what failed: "go build" (in the build sandbox), "image
+	// import" (a Go-source image) or "image build" (a Dockerfile's).
 	Step string
 	// Output is the step's output (the first and the last parts when it
 	// was long, with a note of what was left out).

@@ -16,11 +16,12 @@ import (
 
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/docker"
+	"github.com/hershyorg/hershy/internal/driver/imagetar"
 	"github.com/hershyorg/hershy/internal/source"
 )
 
-// fakeDriver records program image builds (only the image methods are
-// implemented) and runs build sandboxes on the real engine when it has one:
+// fakeDriver records program image builds and imports (only the image
+// methods are implemented) and runs build sandboxes on the real engine when it has one:
 // the Builder's plumbing is tested without making images, its sandbox for
 // real. The Docker driver's own tests exercise the engine.
 type fakeDriver struct {
@@ -34,6 +35,15 @@ type fakeDriver struct {
 	specs    []driver.ImageSpec
 	contexts []map[string]fileInfo // the context folder, as BuildImage saw it
 	build    func(ctx context.Context, spec driver.ImageSpec, out io.Writer) (string, error)
+	imports  []imported // what ImportImage got
+	// importer, when set, replaces ImportImage's reading of the layer.
+	importer func(ctx context.Context, spec driver.ImportSpec, rootfs io.Reader) (string, error)
+}
+
+// imported is one ImportImage call: the spec and the layer's entries.
+type imported struct {
+	spec  driver.ImportSpec
+	files []imagetar.File
 }
 
 type fileInfo struct {
@@ -90,6 +100,32 @@ func (d *fakeDriver) BuildImage(ctx context.Context, spec driver.ImageSpec, out 
 	return id, nil
 }
 
+// ImportImage reads the layer as an engine would, records it and files
+// the image under its tag.
+func (d *fakeDriver) ImportImage(ctx context.Context, spec driver.ImportSpec, rootfs io.Reader) (string, error) {
+	d.mu.Lock()
+	importer := d.importer
+	d.mu.Unlock()
+	if importer != nil {
+		return importer(ctx, spec, rootfs)
+	}
+	if err := spec.Check(); err != nil {
+		return "", err
+	}
+	files, err := imagetar.ReadLayer(rootfs)
+	if err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.imports = append(d.imports, imported{spec: spec, files: files})
+	if d.images == nil {
+		d.images = map[string]bool{}
+	}
+	d.images[spec.Tag] = true
+	return "sha256:fake-" + spec.Tag, nil
+}
+
 func (d *fakeDriver) ImageExists(ctx context.Context, ref string) (bool, error) {
 	if strings.HasPrefix(ref, "hershy-build-sandbox:") && d.engine != nil {
 		return d.engine.ImageExists(ctx, ref)
@@ -99,10 +135,11 @@ func (d *fakeDriver) ImageExists(ctx context.Context, ref string) (bool, error) 
 	return d.images[ref], nil
 }
 
+// builds counts the images made: built or imported.
 func (d *fakeDriver) builds() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.specs)
+	return len(d.specs) + len(d.imports)
 }
 
 func (d *fakeDriver) RunJob(ctx context.Context, spec driver.JobSpec, out io.Writer) (driver.JobResult, error) {
@@ -128,7 +165,7 @@ func (d *fakeDriver) DialContext(ctx context.Context, id, addr string) (net.Conn
 const testSharedCache = "/var/cache/hershy-test/go-shared"
 
 // testEngine returns the real engine, or skips the test (fails it in CI).
-func testEngine(t *testing.T) *docker.Driver {
+func testEngine(t testing.TB) *docker.Driver {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs the engine (-short)")

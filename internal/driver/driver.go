@@ -3,9 +3,9 @@
 // (driver/docker) implements it today, a Kubernetes driver can later.
 //
 // The interface is deliberately small and verb-shaped (after Nomad's task
-// drivers): build an image, run a sandboxed container, watch exits, read
-// logs, dial the program's WatcherAPI, and list what exists so the Host can
-// reconcile after a restart.
+// drivers): build or import an image, run a sandboxed container, watch
+// exits, read logs, dial the program's WatcherAPI, and list what exists so
+// the Host can reconcile after a restart.
 //
 // The contract each method keeps (errors, idempotency, events, logs, the
 // refusals of specs weaker than the sandbox contract) is checked by the
@@ -61,6 +61,14 @@ type Driver interface {
 	// Dockerfile, writing the build output to out as it comes. It never
 	// pulls base images. It returns the image id.
 	BuildImage(ctx context.Context, spec ImageSpec, out io.Writer) (imageID string, err error)
+	// ImportImage makes an image in one call from rootfs, the tar stream
+	// of its only layer (package imagetar writes one), with spec's tag,
+	// user, environment, entrypoint and labels, and returns its id. The tag
+	// moves to the new image if another image had it. rootfs is read until
+	// its end or until the import fails; an error the engine reports while
+	// importing is returned, and no image is made. A spec that fails
+	// ImportSpec.Check is refused with ErrInvalidSpec before rootfs is read.
+	ImportImage(ctx context.Context, spec ImportSpec, rootfs io.Reader) (imageID string, err error)
 	// ImageExists reports whether the image (id or tag) exists.
 	ImageExists(ctx context.Context, ref string) (bool, error)
 	// RemoveImage removes an image; a missing one is not an error.
@@ -122,6 +130,16 @@ type ImageSpec struct {
 	Tag        string            // e.g. "hersh-program-<build id>"
 	Labels     map[string]string // added to the image
 	MaxContext int64             // refuse a context larger than this many bytes (0: no cap)
+}
+
+// ImportSpec is the tag and the settings of an imported image
+// (ImportImage).
+type ImportSpec struct {
+	Tag        string            // e.g. "hersh-program-<build id>"
+	User       string            // "uid:gid", numeric, not root
+	Env        []string          // KEY=VALUE
+	Entrypoint []string          // the program and its first arguments
+	Labels     map[string]string // put on the image
 }
 
 // ContainerSpec describes a program container. The driver enforces the

@@ -5,14 +5,20 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/distribution/reference"
 )
 
 // ErrInvalidSpec is returned (wrapped) by CreateContainer and RunJob for a
 // spec that asks for less isolation than the sandbox contract, or leaves a
-// limit unset. Every driver applies the same rules (Check), so no engine
-// gives the Host a weaker container than another would.
+// limit unset, and by ImportImage for settings an engine could misread.
+// Every driver applies the same rules (Check), so no engine gives the Host
+// a weaker container than another would.
 var ErrInvalidSpec = errors.New("driver: the spec breaks the sandbox contract")
 
 // Smallest limits a driver accepts.
@@ -85,6 +91,75 @@ func (s JobSpec) Check() error {
 	}
 	if err := checkMounts(s.Mounts); err != nil {
 		return bad("%v", err)
+	}
+	return nil
+}
+
+// Check applies the rules of an imported image's settings: a tag that is
+// a valid name (no digest: the engine would refuse it), a numeric non-root
+// "uid:gid", KEY=VALUE environment entries with a portable name, an
+// entrypoint, label keys of letters, digits and ".-_/", and no control
+// character in any of them. An engine may carry the settings in a text
+// format of lines (the Docker driver: Dockerfile instructions), where a
+// line break in a value would start an instruction of its own. The error
+// wraps ErrInvalidSpec.
+func (s ImportSpec) Check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("import spec: %w: "+format, append([]any{ErrInvalidSpec}, args...)...)
+	}
+	named, err := reference.ParseNormalizedNamed(s.Tag)
+	if err != nil {
+		return bad("tag %q: %v", s.Tag, err)
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return bad("tag %q names a digest", s.Tag)
+	}
+	if err := checkUser(s.User); err != nil {
+		return bad("%v", err)
+	}
+	for _, kv := range s.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !envName.MatchString(k) {
+			return bad("environment entry %q: KEY=VALUE with a name of letters, digits and _ is required", kv)
+		}
+		if err := plainText(v); err != nil {
+			return bad("environment variable %s: %v", k, err)
+		}
+	}
+	if len(s.Entrypoint) == 0 {
+		return bad("no entrypoint")
+	}
+	for _, a := range s.Entrypoint {
+		if err := plainText(a); err != nil {
+			return bad("entrypoint %q: %v", a, err)
+		}
+	}
+	for k, v := range s.Labels {
+		if !labelKey.MatchString(k) {
+			return bad("label key %q: letters, digits and \".-_/\" only", k)
+		}
+		if err := plainText(v); err != nil {
+			return bad("label %s: %v", k, err)
+		}
+	}
+	return nil
+}
+
+var (
+	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	labelKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+)
+
+// plainText refuses invalid UTF-8 and control characters (line breaks,
+// NUL, escapes).
+func plainText(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("control character %U", r)
+		}
 	}
 	return nil
 }

@@ -31,6 +31,7 @@ func TestConformance(t *testing.T) {
 					Driver:            d,
 					Runtime:           rt,
 					ProbeImage:        probeTag,
+					ProbeBinary:       probeBin,
 					Prefix:            "hershy-kit-" + testRun,
 					Labels:            map[string]string{driver.LabelInstance: testRun},
 					UnreliableOOMFlag: rt == driver.RuntimeRunsc, // see TestEvents

@@ -41,6 +41,8 @@ var checks = []check{
 	{"BuildImage", checkBuild},
 	{"BuildImageFailure", checkBuildFailure},
 	{"BuildImageRefusals", checkBuildRefusals},
+	{"ImportImage", checkImportImage},
+	{"ImportImageFailure", checkImportImageFailure},
 	{"RemoveImageInUse", checkRemoveImage},
 	{"ConcurrentUse", checkConcurrent},
 }

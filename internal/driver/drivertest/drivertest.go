@@ -16,9 +16,11 @@
 // demultiplexed text, since, follow, Close); DialContext into the
 // container's loopback and its errors when the container is not running or
 // gone; what a program may write; RunJob (exit code, output, mounts,
-// memory, cancellation removes the job); BuildImage, ImageExists and
-// RemoveImage (ErrInUse while a container uses the image or an image built
-// on it); and concurrent use.
+// memory, cancellation removes the job); BuildImage, ImportImage (a layer
+// package imagetar wrote: the image's settings, files and owners as its
+// containers see them; a broken layer makes no image; settings an engine
+// could misread are refused), ImageExists and RemoveImage (ErrInUse while a container uses the image
+// or an image built on it); and concurrent use.
 //
 // # The probe
 //
@@ -29,8 +31,12 @@
 // the program's name: -exit N, -lines N [-every D], -eat MiB, -sleep D,
 // -serve=false, -ignore-term, -print-ifaces and -copy src:dst. Serving, it
 // answers HTTP on 127.0.0.1:8080 inside the container: "/" says ok, /uid
-// the user, /write?path= whether it could write there, /conn the caller's
-// address.
+// the user, /env?name= a variable of its environment, /stat?path= a file's
+// mode and owner ("drwx------ 65532:65532"), /write?path= whether it could
+// write there, /conn the caller's address.
+//
+// Fixture.ProbeBinary is the probe program's file, which the kit puts into
+// a layer of its own for ImportImage.
 package drivertest
 
 import (
@@ -61,6 +67,10 @@ type Fixture struct {
 	// ProbeImage is a tag of an image whose containers run the probe (see
 	// the package documentation).
 	ProbeImage string
+	// ProbeBinary is the path of the probe program (a static binary) for
+	// the images the kit writes itself; an engine that runs Programs
+	// instead of binaries (the fake) may be given any file.
+	ProbeBinary string
 	// Prefix starts the name of every container and image tag the kit
 	// makes, and Labels go on each container and image: on an engine
 	// other tests share, they tell the kit's objects from theirs. Prefix

@@ -1,6 +1,8 @@
 package fake_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/hershyorg/hershy/internal/driver"
@@ -12,13 +14,25 @@ import (
 // probe image.
 func probeFixture(rt string, inBubble bool) func(t *testing.T) drivertest.Fixture {
 	return func(t *testing.T) drivertest.Fixture {
-		d := fake.New(fake.Options{})
+		// Every image runs the probe: the kit's own, and those it loads
+		// from tarballs under tags it makes up.
+		d := fake.New(fake.Options{Program: fake.Probe})
 		t.Cleanup(func() { d.Close() })
 		const probe = "drivertest-probe:latest"
-		d.LoadImage(probe, nil)
-		d.SetProgram(probe, fake.Probe)
-		return drivertest.Fixture{Driver: d, Runtime: rt, ProbeImage: probe, Prefix: "kit", Parallel: !inBubble}
+		d.AddImage(probe, nil)
+		d.SetProgram(probe, fake.Probe) // for its jobs too
+		return drivertest.Fixture{Driver: d, Runtime: rt, ProbeImage: probe, ProbeBinary: probeBinary(t), Prefix: "kit", Parallel: !inBubble}
 	}
+}
+
+// probeBinary is the file the kit puts into the images it loads: any
+// bytes do, as the fake runs fake.Probe for them.
+func probeBinary(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "probe")
+	if err := os.WriteFile(p, []byte("\x7fELF the fake's probe"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 var runtimes = []string{driver.RuntimeRunc, driver.RuntimeRunsc}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -88,6 +89,22 @@ func (d *Driver) newContainerLocked(name string, img *image, labels map[string]s
 	return c, nil
 }
 
+// mergeEnv is a container's environment as the engine makes it: the
+// image's (of an imported image), then env, whose entries replace the
+// image's of the same name.
+func mergeEnv(img *image, env []string) []string {
+	var out []string
+	if base := img.importedBase(); base != nil {
+		for _, kv := range base.spec.Env {
+			k, _, _ := strings.Cut(kv, "=")
+			if !slices.ContainsFunc(env, func(s string) bool { return strings.HasPrefix(s, k+"=") || s == k }) {
+				out = append(out, kv)
+			}
+		}
+	}
+	return append(out, env...)
+}
+
 // checkSources fails as the engine does when a bind mount's source does
 // not exist.
 func checkSources(ms []driver.Mount) error {
@@ -137,7 +154,10 @@ func (d *Driver) create(spec driver.ContainerSpec) (string, error) {
 		return "", err
 	}
 	c.runtime, c.user = driver.SpecRuntime(spec.Runtime), spec.User
-	c.env, c.mounts = append([]string(nil), spec.Env...), append([]driver.Mount(nil), spec.Mounts...)
+	c.env, c.mounts = mergeEnv(img, spec.Env), append([]driver.Mount(nil), spec.Mounts...)
+	if base := img.importedBase(); base != nil {
+		c.args = slices.Clone(base.spec.Entrypoint)
+	}
 	c.limits, c.network = spec.Limits, spec.Network
 	return c.id, nil
 }

@@ -24,6 +24,11 @@
 //     Restore, and BreakEvents (only the event streams break).
 //   - RunJob runs a Program too, so a job can write into its writable
 //     mounts (the Host's Go builds read the compiled binary from /out).
+//   - ImportImage reads the layer as the engine would (a stream that is not
+//     a tar, or ends inside a file, makes no image) and keeps the image's
+//     settings and file list: its containers get its environment under
+//     their own and its entrypoint as Args, and Process.Stat sees its
+//     files' modes and owners.
 //
 // Nothing in its core paths uses a real socket or the machine's clock
 // directly: waits are channel operations and plain time calls, so under

@@ -18,7 +18,7 @@ var limits = driver.Limits{MemoryBytes: 64 << 20, CPUs: 1, Pids: 64, LogBytes: 1
 func ExampleDriver_Exit() {
 	d := fake.New(fake.Options{})
 	defer d.Close()
-	d.LoadImage("app:1", nil)
+	d.AddImage("app:1", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events, _ := d.Events(ctx)
@@ -50,7 +50,7 @@ func ExampleHooks() {
 		},
 	}})
 	defer d.Close()
-	d.LoadImage("app:1", nil)
+	d.AddImage("app:1", nil)
 	ctx := context.Background()
 	_, err := d.CreateContainer(ctx, driver.ContainerSpec{
 		Name: "app", Image: "app:1", Runtime: driver.RuntimeRunc, User: "10001:10001",
@@ -76,7 +76,7 @@ func ExampleOptions_job() {
 		return 0
 	}})
 	defer d.Close()
-	d.LoadImage("builder:1", nil)
+	d.AddImage("builder:1", nil)
 	out, _ := os.MkdirTemp("", "fake-example-")
 	defer os.RemoveAll(out)
 	res, err := d.RunJob(context.Background(), driver.JobSpec{

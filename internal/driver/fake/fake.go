@@ -45,8 +45,9 @@ type Call struct {
 	// names, or the name of the container CreateContainer and RunJob
 	// make; "" for calls that name none (ListContainers, Events).
 	Ref string
-	// Spec is the driver.ImageSpec, driver.ContainerSpec or driver.JobSpec
-	// of BuildImage, CreateContainer and RunJob; nil for the others.
+	// Spec is the driver.ImageSpec, driver.ImportSpec, driver.ContainerSpec
+	// or driver.JobSpec of BuildImage, ImportImage, CreateContainer and
+	// RunJob; nil for the others.
 	Spec any
 }
 
@@ -232,16 +233,17 @@ func (d *Driver) OOMKill(id string) error {
 
 // SetProgram makes containers of the image ref (a tag or an id), and of
 // images built on it, run p from their next start. The tag need not exist
-// yet: an image built or loaded with it later runs p.
+// yet: an image built or imported with it later runs p.
 func (d *Driver) SetProgram(ref string, p Program) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.programs[normalizeRef(ref)] = p
 }
 
-// LoadImage makes an image tagged ref exist, with labels, as loading one
-// into the engine would (an operator's base image): it returns its id.
-func (d *Driver) LoadImage(ref string, labels map[string]string) string {
+// AddImage makes an image tagged ref exist, with labels and no files, as
+// an operator's base image put on the engine by hand would: it returns its
+// id. (The driver method ImportImage is the Host's way in, from a layer.)
+func (d *Driver) AddImage(ref string, labels map[string]string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	img := &image{id: d.newImageID(), labels: cloneMap(labels)}

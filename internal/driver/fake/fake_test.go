@@ -38,7 +38,7 @@ func spec(name string) driver.ContainerSpec {
 // newDriver is a fake holding img, closed when the test ends.
 func newDriver(t *testing.T, opts fake.Options) *fake.Driver {
 	d := fake.New(opts)
-	d.LoadImage(img, nil)
+	d.AddImage(img, nil)
 	t.Cleanup(func() { d.Close() })
 	return d
 }
@@ -315,7 +315,7 @@ func TestProgramsPerImage(t *testing.T) {
 		say := func(s string) fake.Program { return fake.Script{Output: []string{s}}.Program() }
 		d := newDriver(t, fake.Options{Program: say("default")})
 		d.SetProgram("base:1", say("base"))
-		d.LoadImage("base:1", map[string]string{"vendor": "x"})
+		d.AddImage("base:1", map[string]string{"vendor": "x"})
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM base:1\nLABEL extra=y\n"), 0o644)
 		var out strings.Builder
@@ -438,7 +438,7 @@ func TestCloseEndsEverything(t *testing.T) {
 	before := runtime.NumGoroutine()
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	d := fake.New(fake.Options{Program: fake.Script{API: ok, IgnoreTerm: true}.Program()})
-	d.LoadImage(img, nil)
+	d.AddImage(img, nil)
 	ctx := context.Background()
 	ids := []string{run(t, d, "a"), run(t, d, "b")}
 	evs, errs := d.Events(ctx)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -17,16 +18,37 @@ import (
 
 	"github.com/hershyorg/hershy/internal/dockerfile"
 	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/imagetar"
 )
 
-// image is an image of the fake engine. It holds no files: what its
-// containers do is their Program.
+// image is an image of the fake engine. What its containers do is their
+// Program; an image made by ImportImage also knows its settings and its
+// files' names, owners and modes (not their bytes).
 type image struct {
 	id     string
 	tags   []string // normalised
 	labels map[string]string
-	parent *image // the image its last stage was built FROM (nil: scratch or loaded)
+	parent *image // the image its last stage was built FROM (nil: scratch, added or imported)
 	gone   bool   // removed (a child may still point at it)
+
+	imported *imported // nil unless made by ImportImage
+}
+
+// imported is what an imported image holds.
+type imported struct {
+	spec  driver.ImportSpec
+	files []imagetar.File
+}
+
+// importedBase is the nearest imported image among img and the images it
+// was built on, or nil.
+func (img *image) importedBase() *imported {
+	for i := img; i != nil; i = i.parent {
+		if i.imported != nil {
+			return i.imported
+		}
+	}
+	return nil
 }
 
 var hexID = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -320,6 +342,64 @@ func checkContext(dir string, max int64) (string, error) {
 		return nil
 	})
 	return root, err
+}
+
+// ImportImage makes an image from rootfs, a layer's tar stream, as the
+// engine's import does, after spec.Check (driver.ErrInvalidSpec): the
+// stream is read to its end and listed first (imagetar.ReadLayer), so one
+// that is not a tar, or that fails or ends inside an entry, makes no
+// image. The image has a new id and spec's labels, and takes spec.Tag from
+// any image that had it. Its containers run the Program set for its tag or
+// id (SetProgram), else the default one, with its entrypoint as Args and
+// its environment under the spec's; their Process.Stat sees its files.
+func (d *Driver) ImportImage(ctx context.Context, spec driver.ImportSpec, rootfs io.Reader) (string, error) {
+	call := Call{Method: "ImportImage", Ref: spec.Tag, Spec: spec}
+	h, err := d.begin(ctx, call)
+	if err != nil {
+		return "", err
+	}
+	id, err := d.importImage(ctx, spec, rootfs)
+	return id, end(ctx, h, call, err)
+}
+
+func (d *Driver) importImage(ctx context.Context, spec driver.ImportSpec, rootfs io.Reader) (string, error) {
+	if err := spec.Check(); err != nil {
+		return "", fmt.Errorf("fake: %w", err)
+	}
+	if rootfs == nil {
+		return "", errors.New("fake: import image: no layer")
+	}
+	files, err := imagetar.ReadLayer(ctxReader{ctx, rootfs})
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return "", fmt.Errorf("fake: import image %s: %w", spec.Tag, cerr)
+		}
+		return "", fmt.Errorf("fake: import image %s: Error processing tar file: %w", spec.Tag, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.usableLocked("ImportImage"); err != nil {
+		return "", err
+	}
+	spec.Env, spec.Entrypoint, spec.Labels = slices.Clone(spec.Env), slices.Clone(spec.Entrypoint), cloneMap(spec.Labels)
+	img := &image{id: d.newImageID(), labels: cloneMap(spec.Labels), imported: &imported{spec: spec, files: files}}
+	d.images[img.id] = img
+	d.tag(img, spec.Tag)
+	return img.id, nil
+}
+
+// ctxReader ends a read when ctx does, as the engine drops a request
+// whose client has gone.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // ImageExists reports whether ref (an id or a tag) exists.

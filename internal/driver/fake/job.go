@@ -58,7 +58,7 @@ func (d *Driver) runJob(ctx context.Context, spec driver.JobSpec, out io.Writer)
 	}
 	c.job, c.out = true, out
 	c.runtime, c.user = driver.SpecRuntime(spec.Runtime), spec.User
-	c.args, c.env = append([]string(nil), spec.Cmd...), append([]string(nil), spec.Env...)
+	c.args, c.env = append([]string(nil), spec.Cmd...), mergeEnv(img, spec.Env)
 	c.mounts, c.limits = append([]driver.Mount(nil), spec.Mounts...), spec.Limits
 	def := d.opts.Job
 	if def == nil {

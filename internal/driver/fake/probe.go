@@ -20,8 +20,9 @@ import (
 // "line i err" (alternately) every -every, -eat N touches N MiB (over the
 // limit: OOM killed) and waits an hour; then, unless -serve=false, it
 // serves HTTP on 127.0.0.1:8080 ("/" answers ok; /conn the caller's
-// address; /uid the user; /write?path= writes a file; /ifaces the
-// interfaces) until SIGTERM, which it ignores with -ignore-term. Before it
+// address; /uid the user; /env?name= a variable of its environment;
+// /stat?path= a file's mode and owner; /write?path= writes a file; /ifaces
+// the interfaces) until SIGTERM, which it ignores with -ignore-term. Before it
 // serves, SIGTERM ends it with 143, as the signal's default action does.
 var Probe Program = probe
 
@@ -156,6 +157,15 @@ func probeMux(p *Process) http.Handler {
 	mux.HandleFunc("/conn", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.RemoteAddr) })
 	mux.HandleFunc("/uid", func(w http.ResponseWriter, r *http.Request) { reply(w, nil, p.User()) })
 	mux.HandleFunc("/ifaces", func(w http.ResponseWriter, r *http.Request) { reply(w, nil, probeIfaces(p)) })
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) { reply(w, nil, p.Getenv(r.URL.Query().Get("name"))) })
+	mux.HandleFunc("/stat", func(w http.ResponseWriter, r *http.Request) {
+		fi, err := p.Stat(r.URL.Query().Get("path"))
+		value := ""
+		if err == nil {
+			value = fmt.Sprintf("%v %d:%d", fi.Mode, fi.UID, fi.GID)
+		}
+		reply(w, err, value)
+	})
 	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
 		path := r.URL.Query().Get("path")
 		err := p.WriteFile(path, []byte("probe\n"), 0o644)

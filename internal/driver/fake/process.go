@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,8 +53,10 @@ func (p *Process) ID() string { return p.c.id }
 // Name is the container's name.
 func (p *Process) Name() string { return p.c.name }
 
-// Args is a job's command (JobSpec.Cmd); nil for a program container,
-// whose image's entrypoint takes no arguments.
+// Args is a job's command (JobSpec.Cmd), or a program container's
+// image's entrypoint when the image was imported (ImportImage);
+// nil for a program container of another image (the fake does not read
+// Dockerfiles' ENTRYPOINT).
 func (p *Process) Args() []string { return append([]string(nil), p.c.args...) }
 
 // Env is the container's environment (KEY=VALUE).
@@ -170,6 +173,64 @@ func (p *Process) ReadFile(name string) ([]byte, error) {
 		}
 	}
 	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+}
+
+// FileInfo is what Stat reports of a file inside a container.
+type FileInfo struct {
+	Mode     fs.FileMode // type and permission bits
+	UID, GID int
+	Size     int64
+}
+
+// Stat describes a file inside the container: through a mount, the
+// machine's file; in /tmp (a tmpfs, mode 1777, owned by root), what
+// WriteFile wrote there (owned by the container's user); elsewhere an entry
+// of its image, which the fake knows for an imported image (ImportImage),
+// not a built one.
+func (p *Process) Stat(name string) (FileInfo, error) {
+	where, host, err := p.resolve(name)
+	if err != nil && where != inROMount {
+		return FileInfo{}, err
+	}
+	notExist := &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
+	switch where {
+	case inMount, inROMount:
+		fi, err := os.Stat(host)
+		if err != nil {
+			return FileInfo{}, notExist
+		}
+		info := FileInfo{Mode: fi.Mode(), Size: fi.Size()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			info.UID, info.GID = int(st.Uid), int(st.Gid)
+		}
+		return info, nil
+	case inTmp:
+		p.mu.Lock()
+		b, ok := p.tmp[host]
+		p.mu.Unlock()
+		if !ok {
+			return FileInfo{}, notExist
+		}
+		uid, gid, _ := strings.Cut(p.c.user, ":")
+		info := FileInfo{Mode: 0o644, Size: int64(len(b))}
+		info.UID, _ = strconv.Atoi(uid)
+		info.GID, _ = strconv.Atoi(gid)
+		return info, nil
+	}
+	switch name = path.Clean(name); name {
+	case "/":
+		return FileInfo{Mode: fs.ModeDir | 0o755}, nil
+	case "/tmp":
+		return FileInfo{Mode: fs.ModeDir | fs.ModeSticky | 0o777}, nil
+	}
+	if base := p.c.image.importedBase(); base != nil {
+		for _, f := range base.files {
+			if f.Path == name {
+				return FileInfo{Mode: f.Mode, UID: f.UID, GID: f.GID, Size: f.Size}, nil
+			}
+		}
+	}
+	return FileInfo{}, notExist
 }
 
 // removeFile removes a file WriteFile wrote.

@@ -133,6 +133,19 @@ func main() {
 		out, err := exec.Command(p, "-exit", "0").CombinedOutput()
 		reply(w, err, strings.TrimSpace(string(out)))
 	})
+	// /env?name=X reports a variable of the environment.
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, os.Getenv(r.URL.Query().Get("name")))
+	})
+	// /stat?path=/x reports a file's mode and owner ("drwx------ 1:2").
+	mux.HandleFunc("/stat", func(w http.ResponseWriter, r *http.Request) {
+		fi, err := os.Stat(r.URL.Query().Get("path"))
+		value := ""
+		if st, ok := statOwner(fi, err); ok {
+			value = fmt.Sprintf("%v %d:%d", fi.Mode(), st.Uid, st.Gid)
+		}
+		reply(w, err, value)
+	})
 	mux.HandleFunc("/uid", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, nil, fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()))
 	})
@@ -201,3 +214,12 @@ type copyFlags []string
 
 func (c *copyFlags) String() string     { return strings.Join(*c, ",") }
 func (c *copyFlags) Set(v string) error { *c = append(*c, v); return nil }
+
+// statOwner returns the owner part of a stat.
+func statOwner(fi os.FileInfo, err error) (*syscall.Stat_t, bool) {
+	if err != nil {
+		return nil, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return st, ok
+}
