@@ -26,6 +26,8 @@ func TestBenchSmoke(t *testing.T) {
 		for _, figure := range []string{
 			"start of a built program → Ready",
 			"`hershy deploy` of a source built before: Ready → the command returns",
+			"image step of a Go-source deploy, vs the same import by hand",
+			"warm deploy of changed source → Ready, vs go build + import + run by hand",
 			"3 programs started at once → all Ready",
 			"memory per running program",
 			"Host RSS with 3 programs running",
