@@ -18,8 +18,9 @@ import (
 // CLI's waits, the dashboard) follow programs without polling. The stream
 // opens with the current view of every program the caller may see ("program"
 // events with no prev_state), then a "synced" event, then one "program"
-// event per persisted change and a "deleted" event when a program's record
-// is gone. A caller sees its own programs; the admin sees all, or one
+// event per persisted change, "build" events while a program's Go build
+// runs (packages compiled, time), and a "deleted" event when a program's
+// record is gone. Restarts show in a program's restart_count. A caller sees its own programs; the admin sees all, or one
 // user's with ?user_id=. ?program_id= narrows the stream to one program
 // (404 when the caller may not see it). A stream counts as one of the
 // caller's follows (429 beyond the cap).
@@ -42,6 +43,24 @@ const eventPing = 25 * time.Second
 type eventView struct {
 	programView
 	PrevState lifecycle.State `json:"prev_state,omitempty"`
+}
+
+// buildProgress is the data of a "build" event: how far a program's Go
+// build is (sent when go build starts, every couple of seconds while it
+// runs, and when it ends).
+type buildProgress struct {
+	ProgramID string `json:"program_id"`
+	BuildID   string `json:"build_id"`
+	Packages  int    `json:"packages"`   // compiled so far; cached ones are not counted
+	ElapsedMS int64  `json:"elapsed_ms"` // since go build started
+	Done      bool   `json:"done"`
+}
+
+func buildEvent(c host.Change) buildProgress {
+	return buildProgress{
+		ProgramID: c.ProgramID, BuildID: c.Build.BuildID, Packages: c.Build.Packages,
+		ElapsedMS: c.Build.Elapsed.Milliseconds(), Done: c.Build.Done,
+	}
 }
 
 // eventStream is one client's buffered queue of changes.
@@ -139,7 +158,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, p principal) {
 	last := make(map[string]lifecycle.Program, len(rows))
 	for _, row := range rows {
 		last[row.ID] = row.Program
-		send("program", eventView{programView: s.view(row)})
+		send("program", eventView{programView: s.listView(row)})
 	}
 	send("synced", struct{}{})
 	if !flush() {
@@ -164,6 +183,10 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, p principal) {
 		var overflow bool
 		batch, overflow = es.take(batch)
 		for _, c := range batch {
+			if c.Build != nil {
+				send("build", buildEvent(c))
+				continue
+			}
 			if c.Deleted {
 				delete(last, c.ProgramID)
 				send("deleted", map[string]string{"program_id": c.ProgramID})
@@ -173,7 +196,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, p principal) {
 				continue // the snapshot already showed it
 			}
 			last[c.ProgramID] = c.Next
-			send("program", eventView{programView: s.view(c.Row), PrevState: c.Prev.State})
+			send("program", eventView{programView: s.listView(c.Row), PrevState: c.Prev.State})
 		}
 		if overflow {
 			send("overflow", map[string]string{"message": "the client read too slowly; reconnect for a new snapshot"})

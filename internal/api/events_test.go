@@ -127,8 +127,13 @@ func TestEvents(t *testing.T) {
 	}
 	e.do("POST", "/programs/"+id+"/start", e.tokA, "{}", 200, &started)
 	state := "Created"
+	var builds []client.BuildProgress // the Go build's progress, while Building
 	for state != "Ready" {
 		x := one.next(3 * time.Minute)
+		if x.Kind == "build" && x.ProgramID == id && state == "Building" {
+			builds = append(builds, *x.Build)
+			continue
+		}
 		if x.Kind != "program" || x.ProgramID != id {
 			t.Fatalf("event %+v", x)
 		}
@@ -143,6 +148,10 @@ func TestEvents(t *testing.T) {
 			t.Errorf("Ready with seq %d, below the start's %d", x.Program.Seq, started.Seq)
 		}
 	}
+	// go build's start, and its end, at least.
+	if n := len(builds); n < 2 || builds[0].Done || builds[0].ElapsedMS != 0 || !builds[n-1].Done || builds[n-1].ElapsedMS <= 0 || builds[n-1].BuildID != created.BuildID {
+		t.Errorf("build events %+v, want go build's start and end (build %s)", builds, created.BuildID)
+	}
 
 	e.do("DELETE", "/programs/"+id, e.tokA, "", 200, nil)
 	for {
@@ -153,7 +162,7 @@ func TestEvents(t *testing.T) {
 			}
 			break
 		}
-		if x.Kind != "program" || x.ProgramID != id {
+		if (x.Kind != "program" && x.Kind != "build") || x.ProgramID != id {
 			t.Fatalf("event %+v", x)
 		}
 	}

@@ -157,6 +157,10 @@ type Request struct {
 	// Labels are put on the image; Build adds driver.LabelManaged="true"
 	// and driver.LabelBuild=BuildID.
 	Labels map[string]string
+	// Progress, if set, hears how a Go build is going: when go build
+	// starts, every couple of seconds while it runs, and when it ends. It
+	// must not block.
+	Progress func(Progress)
 }
 
 // Builder builds images. It is safe for concurrent use; two builds of the
@@ -474,7 +478,7 @@ func (b *Builder) Build(ctx context.Context, req Request, log io.Writer) (imageI
 		}
 		defer os.RemoveAll(work)
 		bin := filepath.Join(work, "app")
-		if err := b.compileGo(ctx, req.Owner, work, files, bin, lw); err != nil {
+		if err := b.compileGo(ctx, req.Owner, work, files, bin, lw, req.Progress); err != nil {
 			return "", err
 		}
 		return b.importGoImage(ctx, req.Tag, labels, bin, lw)

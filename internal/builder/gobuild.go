@@ -38,8 +38,9 @@ const (
 // compileGo builds a Go-source program of owner in the build sandbox: it
 // writes the build's copy of the source into work (go.mod pointing at the
 // Host's framework), fetches the modules go.sum pins, runs go build with no
-// network and copies the binary to binPath. Output goes to log.
-func (b *Builder) compileGo(ctx context.Context, owner, work string, files source.Files, binPath string, log *logLimiter) error {
+// network and copies the binary to binPath. Output goes to log; progress,
+// if set, hears how far go build is (see Request.Progress).
+func (b *Builder) compileGo(ctx context.Context, owner, work string, files source.Files, binPath string, log *logLimiter, progress func(Progress)) error {
 	if b.goErr != nil {
 		return b.goErr
 	}
@@ -101,7 +102,7 @@ func (b *Builder) compileGo(ctx context.Context, owner, work string, files sourc
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		reportProgress(pctx, log, pkgs)
+		reportProgress(pctx, log, pkgs, progress)
 	}()
 	err = b.runGo(ctx, goJob{
 		name: owner, owner: owner, src: src, out: out, proxy: proxy, modFlag: modFlag,
@@ -113,6 +114,10 @@ func (b *Builder) compileGo(ctx context.Context, owner, work string, files sourc
 	if err != nil {
 		return err
 	}
-	log.notef("go build finished in %s (%d packages compiled, the rest cached)", time.Since(start).Round(time.Millisecond), pkgs.Packages())
+	took := time.Since(start)
+	if progress != nil {
+		progress(Progress{Packages: pkgs.Packages(), Elapsed: took, Done: true})
+	}
+	log.notef("go build finished in %s (%d packages compiled, the rest cached)", took.Round(time.Millisecond), pkgs.Packages())
 	return readBinary(filepath.Join(out, "app"), binPath)
 }

@@ -37,7 +37,7 @@ func compileCtx(ctx context.Context, t *testing.T, b *Builder, files source.File
 	t.Cleanup(func() { os.RemoveAll(work) })
 	bin = filepath.Join(t.TempDir(), "app")
 	var buf bytes.Buffer
-	err = b.compileGo(ctx, "alice", work, files, bin, newLogLimiter(&buf, DefaultMaxLog))
+	err = b.compileGo(ctx, "alice", work, files, bin, newLogLimiter(&buf, DefaultMaxLog), nil)
 	return bin, buf.String(), err
 }
 

@@ -9,10 +9,21 @@ import (
 	"time"
 )
 
-// progressEvery is how often a running go build says how far it is: a cold
-// build compiles for a minute or more, and a deploy that prints nothing for
-// that long looks hung.
-const progressEvery = 10 * time.Second
+// A running go build says how far it is: to the Request's Progress every
+// progressTick (the dashboard's view of a build), and in the build log
+// every progressEvery, since a cold build compiles for a minute or more and
+// a deploy that prints nothing for that long looks hung.
+const (
+	progressTick  = 2 * time.Second
+	progressEvery = 10 * time.Second
+)
+
+// Progress is how far a Go build is.
+type Progress struct {
+	Packages int           // packages compiled so far (cached ones are not counted)
+	Elapsed  time.Duration // since go build started
+	Done     bool          // go build has ended (successfully; a failure ends the build)
+}
 
 // pkgCounter passes go build -v output on to next and counts the packages
 // it names: -v prints one import path per line as each package is
@@ -67,18 +78,27 @@ func isImportPath(line []byte) bool {
 	return len(line) > 0 && line[0] != '#' && bytes.IndexAny(line, " \t:") < 0
 }
 
-// reportProgress notes in log, every progressEvery until ctx ends, how many
-// packages the build has compiled and how long it has run.
-func reportProgress(ctx context.Context, log *logLimiter, c *pkgCounter) {
+// reportProgress tells notify (if set) that go build has started, and
+// then every progressTick how many packages it has compiled; every
+// progressEvery it notes the same in log. It returns when ctx ends.
+func reportProgress(ctx context.Context, log *logLimiter, c *pkgCounter, notify func(Progress)) {
+	if notify == nil {
+		notify = func(Progress) {}
+	}
+	notify(Progress{})
 	start := time.Now()
-	t := time.NewTicker(progressEvery)
+	t := time.NewTicker(progressTick)
 	defer t.Stop()
-	for {
+	for ticks := 1; ; ticks++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			log.notef("building: %d packages compiled, %s elapsed", c.Packages(), time.Since(start).Round(time.Second))
+		}
+		p := Progress{Packages: c.Packages(), Elapsed: time.Since(start)}
+		notify(p)
+		if ticks%int(progressEvery/progressTick) == 0 {
+			log.notef("building: %d packages compiled, %s elapsed", p.Packages, p.Elapsed.Round(time.Second))
 		}
 	}
 }

@@ -50,18 +50,20 @@ func TestDropPackageLines(t *testing.T) {
 	}
 }
 
-// TestReportProgress: a running build notes its progress every
-// progressEvery, with the packages compiled by then, and stops when told.
+// TestReportProgress: a running build tells its listener at the start and
+// every progressTick, notes its progress in the log every progressEvery,
+// with the packages compiled by then, and stops when told.
 func TestReportProgress(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var log bytes.Buffer
 		l := newLogLimiter(&log, 1<<20)
 		c := &pkgCounter{next: l}
+		var heard []Progress
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			reportProgress(ctx, l, c)
+			reportProgress(ctx, l, c, func(p Progress) { heard = append(heard, p) })
 		}()
 		c.Write([]byte("runtime\nfmt\n"))
 		time.Sleep(progressEvery + time.Second)
@@ -76,6 +78,38 @@ func TestReportProgress(t *testing.T) {
 			"==> building: 3 packages compiled, 20s elapsed\n"
 		if log.String() != want {
 			t.Fatalf("log:\n%s\nwant:\n%s", log.String(), want)
+		}
+		if len(heard) != 11 || heard[0] != (Progress{}) {
+			t.Fatalf("heard %d reports (%+v), want the start and 10 ticks", len(heard), heard)
+		}
+		for i, p := range heard[1:] {
+			wantPkgs := 2
+			if i >= 5 {
+				wantPkgs = 3
+			}
+			if p.Elapsed != time.Duration(i+1)*progressTick || p.Packages != wantPkgs || p.Done {
+				t.Errorf("report %d: %+v, want %d packages after %v", i+1, p, wantPkgs, time.Duration(i+1)*progressTick)
+			}
+		}
+	})
+}
+
+// TestReportProgressWithoutListener: no listener, only the log.
+func TestReportProgressWithoutListener(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log bytes.Buffer
+		l := newLogLimiter(&log, 1<<20)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			reportProgress(ctx, l, &pkgCounter{next: l}, nil)
+		}()
+		time.Sleep(progressEvery + time.Second)
+		cancel()
+		<-done
+		if want := "==> building: 0 packages compiled, 10s elapsed\n"; log.String() != want {
+			t.Fatalf("log %q, want %q", log.String(), want)
 		}
 	})
 }

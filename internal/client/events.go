@@ -14,12 +14,23 @@ import (
 // Event is one server-sent event of GET /events.
 type Event struct {
 	// Kind is "program" (Program is set; PrevState is empty in the
-	// snapshot), "synced" (the snapshot is complete), "deleted" (ProgramID
-	// is set) or "overflow" (the stream ends; open a new one).
+	// snapshot), "synced" (the snapshot is complete), "build" (Build and
+	// ProgramID are set), "deleted" (ProgramID is set) or "overflow" (the
+	// stream ends; open a new one).
 	Kind      string
 	Program   *Program
 	PrevState string
 	ProgramID string
+	Build     *BuildProgress
+}
+
+// BuildProgress is how far a program's Go build is.
+type BuildProgress struct {
+	ProgramID string `json:"program_id"`
+	BuildID   string `json:"build_id"`
+	Packages  int    `json:"packages"`   // compiled so far (cached ones are not counted)
+	ElapsedMS int64  `json:"elapsed_ms"` // since go build started
+	Done      bool   `json:"done"`
 }
 
 // EventOptions narrow an event stream.
@@ -94,6 +105,12 @@ func decodeEvent(kind, data string) (Event, error) {
 			return ev, fmt.Errorf("client: event %s: %w", kind, err)
 		}
 		ev.Program, ev.PrevState, ev.ProgramID = &v.Program, v.PrevState, v.ProgramID
+	case "build":
+		var v BuildProgress
+		if err := json.Unmarshal([]byte(data), &v); err != nil {
+			return ev, fmt.Errorf("client: event %s: %w", kind, err)
+		}
+		ev.Build, ev.ProgramID = &v, v.ProgramID
 	case "deleted":
 		var v struct {
 			ProgramID string `json:"program_id"`

@@ -34,6 +34,28 @@ type Change struct {
 	// Row is the program's record after the change (zero when Deleted).
 	Row     store.Program
 	Deleted bool
+	// Build, when set, is how far the program's Go build is: Prev, Next
+	// and Row are the program as it was, unchanged (Building).
+	Build *BuildProgress
+}
+
+// BuildProgress is how far a program's Go build is (builder.Progress).
+type BuildProgress struct {
+	BuildID  string
+	Packages int           // packages compiled so far (cached ones are not counted)
+	Elapsed  time.Duration // since go build started
+	Done     bool          // go build has ended
+}
+
+// publishProgress tells the subscribers how far program id's build is.
+func (h *Host) publishProgress(id string, p BuildProgress) {
+	h.mu.Lock()
+	row, ok := h.rows[id]
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	h.observe(Change{ProgramID: id, UserID: row.UserID, At: time.Now(), Prev: row.Program, Next: row.Program, Row: row, Build: &p})
 }
 
 // Subscribe calls fn with every persisted change of every program, from

@@ -88,6 +88,9 @@ func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
 		SourceDir: filepath.Join(h.programDir(id), "src"),
 		Tag:       imageTag(buildID),
 		Labels:    map[string]string{driver.LabelInstance: h.instance},
+		Progress: func(p builder.Progress) {
+			h.publishProgress(id, BuildProgress{BuildID: buildID, Packages: p.Packages, Elapsed: p.Elapsed, Done: p.Done})
+		},
 	}, lw)
 	finished := time.Now()
 	rec.FinishedAt, rec.Duration = &finished, finished.Sub(started)
