@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/source"
 )
 
 func TestParsePortRange(t *testing.T) {
@@ -79,23 +78,10 @@ func portGet(t *testing.T, port int, path, token string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-// counterFiles is the host tests' counter program.
-func counterFiles(t *testing.T) source.Files {
-	t.Helper()
-	main, err := os.ReadFile("../host/testdata/counter/main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return source.Files{
-		"main.go": string(main),
-		"go.mod":  "module example.com/counter\n\ngo 1.25\n\nrequire github.com/hershyorg/hershy/hersh v0.0.0\n",
-	}
-}
-
-// TestProxyPortsAgainstTheEngine: which program gets which port, when a
-// port opens and closes, and that it follows restarts. (Who may use a port
-// is TestProxyPortAccess's.)
-func TestProxyPortsAgainstTheEngine(t *testing.T) {
+// TestProxyPorts: which program gets which port, when a port opens and
+// closes, and that it follows restarts. (Who may use a port is
+// TestProxyPortAccess's.)
+func TestProxyPorts(t *testing.T) {
 	const low, high = 19400, 19402
 	for p := low; p <= high; p++ {
 		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err != nil {
@@ -114,7 +100,7 @@ func TestProxyPortsAgainstTheEngine(t *testing.T) {
 	// ports, the fourth runs without one.
 	ids := make([]string, 4)
 	for i := range ids {
-		p, err := h.Create(ctx, host.CreateRequest{UserID: "alice", Files: counterFiles(t)})
+		p, err := h.Create(ctx, host.CreateRequest{UserID: "alice", Files: hosttest.CounterSource(0)})
 		if err != nil {
 			t.Fatal(err)
 		}
