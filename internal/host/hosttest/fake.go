@@ -92,25 +92,19 @@ func (f *Fake) Spec(programID string) (driver.ContainerSpec, bool) {
 	return s, ok
 }
 
-// FakeOptions are the test settings of a Host on a fake engine, in dir:
-// those of Options, with the Fake's go command and shared build cache, no
-// module proxy (a test program has no dependencies to fetch), and
-// uncapped /state (no root or loop device needed; CappedState turns the
-// cap on).
-func (f *Fake) Options(t testing.TB, dir string) host.Options {
+// Open opens a Host on f in dir with the test settings, changed by more,
+// and closes it when the test ends unless Close closed it first. The
+// settings are Options', with the Fake's go command and shared build
+// cache, no module proxy (a test program has no dependencies to fetch),
+// and uncapped /state (no root or loop device needed; CappedState turns
+// the cap on). It returns once the Host's warm-up of the build cache is
+// done, so that the warm-up's calls to the engine do not mix with the
+// test's.
+func (f *Fake) Open(t testing.TB, dir string, more ...func(*host.Options)) *host.Host {
+	t.Helper()
 	o := Options(t, dir, driver.RuntimeRunc)
 	o.UncappedState = true
 	o.Build = builder.Options{GoBinary: f.goBinary, SharedCacheDir: f.shared, GoProxy: "off"}
-	return o
-}
-
-// Open opens a Host on f in dir with the test settings (FakeOptions),
-// changed by more, and closes it when the test ends unless Close closed it
-// first. It returns once the Host's warm-up of the build cache is done, so
-// that the warm-up's calls to the engine do not mix with the test's.
-func (f *Fake) Open(t testing.TB, dir string, more ...func(*host.Options)) *host.Host {
-	t.Helper()
-	o := f.Options(t, dir)
 	for _, m := range more {
 		m(&o)
 	}
