@@ -114,7 +114,7 @@ func TestProxyPorts(t *testing.T) {
 	if _, err := h.Start(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, h, a)
+	hosttest.WaitState(t, h, a, lifecycle.Ready, 3*time.Minute)
 	if got := waitPort(t, port, a, func(p int) bool { return p != 0 }); got != low {
 		t.Fatalf("first program's port %d, want %d", got, low)
 	}
@@ -132,7 +132,7 @@ func TestProxyPorts(t *testing.T) {
 		}
 	}
 	for _, id := range ids[1:] {
-		waitReady(t, h, id)
+		hosttest.WaitState(t, h, id, lifecycle.Ready, 3*time.Minute)
 	}
 	var seen map[int]string
 	var without string
@@ -225,24 +225,6 @@ func TestProxyPorts(t *testing.T) {
 		if code, _ := portGet(t, p, "/watcher/status", e.tokA); code != 200 {
 			t.Fatalf("%s: port %d answered %d", id, p, code)
 		}
-	}
-}
-
-func waitReady(t *testing.T, h *host.Host, id string) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		p, err := h.Get(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.State == lifecycle.Ready {
-			return
-		}
-		if p.State == lifecycle.Error || time.Now().After(deadline) {
-			t.Fatalf("%s: %s %s, want Ready", id, p.State, p.ErrorMsg)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
