@@ -1,18 +1,21 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/fake"
 	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 )
 
 // TestMetricsIsTheAdmins: /metrics shows every tenant's counts, so only
@@ -88,18 +91,6 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// seedFiles is the seed-style test program of package host: it serves
-// /watcher/status (no /watcher/ready) and logs every request it receives
-// with the credentials it was given.
-func seedFiles(t *testing.T) map[string]string {
-	t.Helper()
-	main, err := os.ReadFile("../host/testdata/seed/main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string]string{"main.go": string(main), "go.mod": "module example.com/seed\n\ngo 1.25\n"}
-}
-
 // waitReady polls the program until it is Ready.
 func (e *env) waitReady(id, tok string) programView {
 	e.t.Helper()
@@ -125,7 +116,7 @@ func (e *env) waitReady(id, tok string) programView {
 func TestProxyPortAccess(t *testing.T) {
 	port := freePort(t)
 	e := newEnvWith(t, Options{PortRange: fmt.Sprintf("%d-%d", port, port)})
-	b, _ := json.Marshal(map[string]any{"src_files": seedFiles(t)})
+	b, _ := json.Marshal(map[string]any{"src_files": hosttest.SeedSource()})
 	var created map[string]any
 	e.do("POST", "/programs", e.tokA, string(b), 201, &created)
 	id := created["program_id"].(string)
@@ -232,9 +223,11 @@ func TestProxyPortAccess(t *testing.T) {
 // TestNoDataDirInErrors sends hostile programs whose failures the file
 // system and the engine describe with absolute paths (a go.mod the go
 // command rejects; an image whose /state is a file, so the engine cannot
-// mount the program's state folder there) and checks that no answer of
-// the API, error_msg and history included, shows the Host's data
-// directory.
+// mount the program's state folder there: the fake engine fails as Docker
+// does, naming the folder) and checks that no answer of the API,
+// error_msg and history included, shows the Host's data directory. (The
+// same against the real engine's own messages: enginetest's
+// TestNoDataDirInEngineErrors.)
 func TestNoDataDirInErrors(t *testing.T) {
 	e := newEnv(t)
 	dirs := []string{e.dir}
@@ -268,6 +261,20 @@ func TestNoDataDirInErrors(t *testing.T) {
 		"Dockerfile": "FROM scratch\nCOPY state /state\nCOPY state /prog\nENTRYPOINT [\"/prog\"]\n",
 		"state":      "not a folder",
 	})
+	e.d.SetHooks(fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
+		spec, ok := c.Spec.(driver.ContainerSpec)
+		if c.Method != "CreateContainer" || !ok || spec.Labels[driver.LabelProgram] != stateFile {
+			return nil
+		}
+		for _, m := range spec.Mounts {
+			if m.Target == "/state" {
+				return fmt.Errorf("Error response from daemon: failed to create shim task: OCI runtime create failed: "+
+					"runc create failed: unable to start container process: error during container init: error mounting %q "+
+					"to rootfs at \"/state\": mount %s:/state (via /proc/self/fd/6), flags: 0x5000: not a directory: unknown", m.Source, m.Source)
+			}
+		}
+		return nil
+	}})
 	for _, id := range []string{badMod, stateFile} {
 		call("POST", "/programs/"+id+"/start", e.tokA, "")
 	}

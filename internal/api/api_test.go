@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 )
 
 const goModule = `{"src_files":{"go.mod":"module example.com/x\n\ngo 1.25\n","main.go":"package main\n\nfunc main() {}\n"}}`
@@ -274,17 +276,8 @@ func TestContract(t *testing.T) {
 // source, logs, stop.
 func TestCurlWorkflow(t *testing.T) {
 	e := newEnv(t)
-	mainGo, err := os.ReadFile("../host/testdata/counter/main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]any{
-		"user_id": "alice",
-		"src_files": map[string]string{
-			"main.go": string(mainGo),
-			"go.mod":  "module example.com/counter\n\ngo 1.25\n\nrequire github.com/hershyorg/hershy/hersh v0.0.0\n",
-		},
-	})
+	counter := hosttest.CounterSource(0)
+	body, _ := json.Marshal(map[string]any{"user_id": "alice", "src_files": counter})
 	var created map[string]any
 	e.do("POST", "/programs", e.tokA, string(body), 201, &created)
 	id := created["program_id"].(string)
@@ -326,24 +319,23 @@ func TestCurlWorkflow(t *testing.T) {
 	resp, b := e.req("POST", P+"/start", e.tokA, "")
 	checkError(t, "start while Ready", resp, b, 409)
 
-	// Secrets: a read-only mount at /run/secrets, files owned by the
-	// program's user.
-	var p programView
-	e.do("GET", P, e.tokA, "", 200, &p)
-	ins, err := e.d.Client().ContainerInspect(context.Background(), p.ContainerID)
-	if err != nil {
-		t.Fatal(err)
+	// Secrets: a read-only mount at /run/secrets (the container spec the
+	// Host asked the engine for; enginetest checks the engine's side),
+	// files owned by the program's user.
+	spec, ok := e.d.Spec(id)
+	if !ok {
+		t.Fatal("no container was created")
 	}
 	mounted := false
-	for _, m := range ins.Mounts {
-		if m.Destination == "/run/secrets" {
-			mounted = !m.RW && m.Source == filepath.Join(e.dir, "programs", id, "secrets")
+	for _, m := range spec.Mounts {
+		if m.Target == "/run/secrets" {
+			mounted = m.ReadOnly && m.Source == filepath.Join(e.dir, "programs", id, "secrets")
 		}
 	}
 	if !mounted {
-		t.Errorf("no read-only /run/secrets mount: %+v", ins.Mounts)
+		t.Errorf("no read-only /run/secrets mount: %+v", spec.Mounts)
 	}
-	for _, kv := range ins.Config.Env {
+	for _, kv := range spec.Env {
 		if strings.Contains(kv, "API_KEY") {
 			t.Errorf("secret in the environment: %s", kv)
 		}
@@ -392,7 +384,7 @@ func TestCurlWorkflow(t *testing.T) {
 		Files     map[string]string `json:"files"`
 	}
 	e.do("GET", P+"/source", e.tokA, "", 200, &src)
-	if src.Files["main.go"] != string(mainGo) {
+	if src.Files["main.go"] != counter["main.go"] {
 		t.Errorf("source: %v", src.ProgramID)
 	}
 	var logs map[string]any

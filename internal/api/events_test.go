@@ -8,6 +8,7 @@ import (
 
 	"github.com/hershyorg/hershy/internal/client"
 	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 )
 
 // events reads an event stream on a goroutine, so a test can wait for an
@@ -92,7 +93,7 @@ func TestEvents(t *testing.T) {
 		}
 	}
 
-	body, _ := json.Marshal(map[string]any{"src_files": seedFiles(t)})
+	body, _ := json.Marshal(map[string]any{"src_files": hosttest.SeedSource()})
 	var created programView
 	e.do("POST", "/programs", e.tokA, string(body), 201, &created)
 	id := created.ProgramID

@@ -10,10 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hershyorg/hershy/internal/testenv"
-
-	"github.com/hershyorg/hershy/internal/driver"
-	"github.com/hershyorg/hershy/internal/driver/docker"
+	"github.com/hershyorg/hershy/internal/driver/fake"
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/store"
@@ -22,7 +19,7 @@ import (
 type env struct {
 	t      *testing.T
 	h      *host.Host
-	d      *docker.Driver
+	d      *hosttest.Fake
 	dir    string
 	srv    *httptest.Server
 	api    *Server
@@ -32,9 +29,9 @@ type env struct {
 	tokBID string
 }
 
-// newEnv opens a Host on the engine (runc), serves the API and creates an
-// admin token and tokens for users alice and bob. more adjust the Host's
-// options.
+// newEnv opens a Host on a fake engine (hosttest.NewFake), serves the API
+// and creates an admin token and tokens for users alice and bob. more
+// adjust the Host's options.
 func newEnv(t *testing.T, more ...func(*host.Options)) *env {
 	t.Helper()
 	return newEnvWith(t, Options{}, more...)
@@ -44,9 +41,9 @@ func newEnv(t *testing.T, more ...func(*host.Options)) *env {
 // are set here).
 func newEnvWith(t *testing.T, opts Options, more ...func(*host.Options)) *env {
 	t.Helper()
-	d := testenv.Engine(t, driver.RuntimeRunc)
+	d := hosttest.NewFake(t, fake.Options{})
 	dir := t.TempDir()
-	h := hosttest.Open(t, dir, driver.RuntimeRunc, d, more...)
+	h := d.Open(t, dir, more...)
 	e := &env{t: t, h: h, d: d, dir: dir}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

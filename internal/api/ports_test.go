@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/source"
 )
 
 func TestParsePortRange(t *testing.T) {
@@ -79,23 +78,10 @@ func portGet(t *testing.T, port int, path, token string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-// counterFiles is the host tests' counter program.
-func counterFiles(t *testing.T) source.Files {
-	t.Helper()
-	main, err := os.ReadFile("../host/testdata/counter/main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return source.Files{
-		"main.go": string(main),
-		"go.mod":  "module example.com/counter\n\ngo 1.25\n\nrequire github.com/hershyorg/hershy/hersh v0.0.0\n",
-	}
-}
-
-// TestProxyPortsAgainstTheEngine: which program gets which port, when a
-// port opens and closes, and that it follows restarts. (Who may use a port
-// is TestProxyPortAccess's.)
-func TestProxyPortsAgainstTheEngine(t *testing.T) {
+// TestProxyPorts: which program gets which port, when a port opens and
+// closes, and that it follows restarts. (Who may use a port is
+// TestProxyPortAccess's.)
+func TestProxyPorts(t *testing.T) {
 	const low, high = 19400, 19402
 	for p := low; p <= high; p++ {
 		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err != nil {
@@ -114,7 +100,7 @@ func TestProxyPortsAgainstTheEngine(t *testing.T) {
 	// ports, the fourth runs without one.
 	ids := make([]string, 4)
 	for i := range ids {
-		p, err := h.Create(ctx, host.CreateRequest{UserID: "alice", Files: counterFiles(t)})
+		p, err := h.Create(ctx, host.CreateRequest{UserID: "alice", Files: hosttest.CounterSource(0)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +114,7 @@ func TestProxyPortsAgainstTheEngine(t *testing.T) {
 	if _, err := h.Start(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, h, a)
+	hosttest.WaitState(t, h, a, lifecycle.Ready, 3*time.Minute)
 	if got := waitPort(t, port, a, func(p int) bool { return p != 0 }); got != low {
 		t.Fatalf("first program's port %d, want %d", got, low)
 	}
@@ -146,7 +132,7 @@ func TestProxyPortsAgainstTheEngine(t *testing.T) {
 		}
 	}
 	for _, id := range ids[1:] {
-		waitReady(t, h, id)
+		hosttest.WaitState(t, h, id, lifecycle.Ready, 3*time.Minute)
 	}
 	var seen map[int]string
 	var without string
@@ -239,24 +225,6 @@ func TestProxyPortsAgainstTheEngine(t *testing.T) {
 		if code, _ := portGet(t, p, "/watcher/status", e.tokA); code != 200 {
 			t.Fatalf("%s: port %d answered %d", id, p, code)
 		}
-	}
-}
-
-func waitReady(t *testing.T, h *host.Host, id string) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		p, err := h.Get(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.State == lifecycle.Ready {
-			return
-		}
-		if p.State == lifecycle.Error || time.Now().After(deadline) {
-			t.Fatalf("%s: %s %s, want Ready", id, p.State, p.ErrorMsg)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

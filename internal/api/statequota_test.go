@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 )
 
 // state_bytes is checked at the edge against the Host's maximum, shown in
 // the program view with what the program stores, changed by a source
 // update, and exported as metrics.
 func TestStateBytes(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, hosttest.CappedState(t))
 	src := `"src_files":{"go.mod":"module example.com/s\n\ngo 1.25\n","main.go":"package main\n\nfunc main() {}\n"}`
 	for _, n := range []int64{5 << 30, 1 << 20, -1} {
 		resp, b := e.req("POST", "/programs", e.tokA, fmt.Sprintf(`{%s,"state_bytes":%d}`, src, n))

@@ -3,16 +3,13 @@ package host
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
-	"github.com/hershyorg/hershy/internal/testenv"
 )
 
 func TestProgramImageBuild(t *testing.T) {
@@ -119,64 +116,4 @@ func TestCheckDockerfile(t *testing.T) {
 
 func counterFiles() source.Files {
 	return source.Files{"main.go": "package main\n", "go.mod": "module x\n"}
-}
-
-// TestDockerfileBaseOwnership: Create and ReplaceSource refuse a Dockerfile
-// built on another user's program image with ErrInvalid, before writing
-// anything. Nothing is built, so it is quick under both runtimes.
-func TestDockerfileBaseOwnership(t *testing.T) {
-	for _, rt := range []string{driver.RuntimeRunc, driver.RuntimeRunsc} {
-		t.Run(rt, func(t *testing.T) {
-			d := testenv.Engine(t, rt)
-			dir := t.TempDir()
-			h := openHost(t, dir, rt, d)
-			defer h.Close()
-			ctx := context.Background()
-			base, err := h.Create(ctx, CreateRequest{UserID: "gus", Files: variant(11)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			other, err := h.Create(ctx, CreateRequest{UserID: "hal", Files: variant(12)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			onBase := "FROM " + imageTag(base.BuildID) + "\nENV COUNTER_STEP=10\n"
-			files := source.Files{"greeting.txt": "hi\n"}
-
-			_, err = h.Create(ctx, CreateRequest{UserID: "hal", Dockerfile: onBase, Files: files})
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "no program of yours was built from it") {
-				t.Fatalf("hal building on gus's program: err = %v", err)
-			}
-			_, err = h.Create(ctx, CreateRequest{UserID: "hal", Dockerfile: "FROM a b c d\n", Files: files})
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "line 1: FROM requires either one or three arguments") {
-				t.Fatalf("unparsable Dockerfile: err = %v", err)
-			}
-			_, err = h.ReplaceSource(ctx, other.ID, onBase, files)
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "no program of yours") {
-				t.Fatalf("hal replacing his source to build on gus's program: err = %v", err)
-			}
-			if got, _ := h.Source(ctx, other.ID); got["main.go"] != variant(12)["main.go"] || got[source.DockerfileName] != "" {
-				t.Fatal("a refused ReplaceSource changed the stored source")
-			}
-			entries, _ := os.ReadDir(filepath.Join(dir, "programs"))
-			tmp, _ := os.ReadDir(filepath.Join(dir, "tmp"))
-			if len(entries) != 2 || len(tmp) != 0 {
-				t.Fatalf("after refused requests: %d program folders, %d in tmp", len(entries), len(tmp))
-			}
-
-			// The owner may build on it, by Create and by ReplaceSource.
-			mine, err := h.Create(ctx, CreateRequest{UserID: "gus", Dockerfile: onBase, Files: files})
-			if err != nil {
-				t.Fatalf("gus building on his own program: %v", err)
-			}
-			if _, err := h.ReplaceSource(ctx, mine.ID, onBase+"LABEL x=y\n", files); err != nil {
-				t.Fatalf("gus replacing his source: %v", err)
-			}
-			for _, id := range []string{mine.ID, other.ID, base.ID} {
-				if err := h.Delete(ctx, id); err != nil {
-					t.Fatal(err)
-				}
-			}
-		})
-	}
 }

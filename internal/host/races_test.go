@@ -1,11 +1,10 @@
-package host
+package host_test
 
 import (
 	"context"
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,8 +14,9 @@ import (
 
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/fake"
+	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 )
 
@@ -27,131 +27,13 @@ import (
 // else has settled around it), and the bubble's end fails the test if any
 // goroutine of the Host or the fake is still alive.
 
-// openFakeHost opens a Host on d in a fresh data directory and closes it
-// when the test ends. It needs no root: UncappedState makes each /state a
-// plain directory instead of a loop-mounted filesystem (statefs), which the
-// fake's containers never write anyway. GoBinary names no toolchain, so the
-// Host's warm-up gives up at once instead of compiling its build helper on
-// this machine: these tests build Dockerfile programs.
-func openFakeHost(t *testing.T, d *fake.Driver, opts Options) *Host {
-	t.Helper()
-	opts.DataDir = t.TempDir()
-	opts.Runtime = driver.RuntimeRunc
-	opts.UncappedState = true
-	if opts.Build.GoBinary == "" {
-		opts.Build.GoBinary = "/nonexistent/go"
-	}
-	if opts.StopGrace == 0 {
-		opts.StopGrace = 5 * time.Second
-	}
-	if opts.Backoff == (lifecycle.Backoff{}) {
-		opts.Backoff = lifecycle.Backoff{Base: time.Second, Max: 8 * time.Second, HealthyReset: time.Hour}
-	}
-	h, err := Open(context.Background(), opts, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("closing the Host: %v", err)
-		}
-	})
-	return h
-}
-
 // newFakeEngine is an in-memory engine whose containers run prog (a hersh
-// program's WatcherAPI when nil), closed when the test ends (after the
-// Host, whose cleanup is registered later).
-func newFakeEngine(t *testing.T, prog fake.Program, hooks fake.Hooks) *fake.Driver {
+// program's WatcherAPI when nil), closed when the test ends.
+func newFakeEngine(t *testing.T, prog fake.Program, hooks fake.Hooks) *hosttest.Fake {
 	if prog == nil {
 		prog = fake.Script{API: watcherAPI(nil)}.Program()
 	}
-	d := fake.New(fake.Options{Program: prog, Hooks: hooks})
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-// watcherAPI answers the readiness probe as a hersh program does: 200 on
-// /watcher/ready once ready says so (nil: at once), 503 before.
-func watcherAPI(ready func() bool) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/watcher/ready", func(w http.ResponseWriter, r *http.Request) {
-		if ready != nil && !ready() {
-			http.Error(w, "not yet", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready")
-	})
-	mux.HandleFunc("/watcher/status", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, `{"isRunning":true}`)
-	})
-	return mux
-}
-
-// dockerfileProgram is a program built from a Dockerfile (the fake
-// engine builds it; what it runs is the engine's Program).
-func dockerfileProgram(user, variant string) CreateRequest {
-	return CreateRequest{
-		UserID:     user,
-		Dockerfile: "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
-		Files:      source.Files{"app": "program " + variant},
-	}
-}
-
-// create creates a program and returns its id.
-func createProgram(t *testing.T, h *Host, req CreateRequest) string {
-	t.Helper()
-	p, err := h.Create(context.Background(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p.ID
-}
-
-// stateOf is the program's record.
-func stateOf(t *testing.T, h *Host, id string) store.Program {
-	t.Helper()
-	p, err := h.Get(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// settleIn waits, in the bubble's time, until the program is in want and
-// nothing more is in flight for it (no build, start, probe, stop or timer
-// it waits for), and returns its record. Polling in a bubble costs no real
-// time and is deterministic.
-func settleIn(t *testing.T, h *Host, id string, want lifecycle.State) store.Program {
-	t.Helper()
-	deadline := time.Now().Add(time.Hour)
-	for {
-		synctest.Wait()
-		s, err := h.sup(id)
-		if err == nil {
-			if p := s.Program(); p.State == want && p.Waiting == 0 {
-				return stateOf(t, h, id)
-			}
-		}
-		if time.Now().After(deadline) {
-			trs, _ := h.Transitions(context.Background(), id, 60)
-			for _, tr := range trs {
-				t.Logf("%s %s -> %s: %s", tr.At.Format("15:04:05.000"), tr.From, tr.To, tr.Reason)
-			}
-			t.Fatalf("program %s: %+v after an hour, want %s", id, stateOf(t, h, id), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// containersOfProgram lists the engine's containers of a program.
-func containersOfProgram(t *testing.T, d driver.Driver, id string) []driver.ContainerInfo {
-	t.Helper()
-	cs, err := d.ListContainers(context.Background(), map[string]string{driver.LabelProgram: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
+	return hosttest.NewFake(t, fake.Options{Program: prog, Hooks: hooks})
 }
 
 // TestRaceFreeLifecycle: the Host on the fake engine builds, starts,
@@ -159,51 +41,40 @@ func containersOfProgram(t *testing.T, d driver.Driver, id string) []driver.Cont
 func TestRaceFreeLifecycle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := newFakeEngine(t, nil, fake.Hooks{})
-		h := openFakeHost(t, d, Options{})
+		h := d.Open(t, t.TempDir())
 		ctx := context.Background()
 		id := createProgram(t, h, dockerfileProgram("alice", "1"))
 		if _, err := h.Start(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		p := settleIn(t, h, id, lifecycle.Ready)
-		if cs := containersOfProgram(t, d, id); len(cs) != 1 || cs[0].ID != p.ContainerID || !cs[0].Running {
+		p := settle(t, h, id, lifecycle.Ready)
+		if cs := hosttest.ContainersOf(t, d, id); len(cs) != 1 || cs[0].ID != p.ContainerID || !cs[0].Running {
 			t.Fatalf("containers of a Ready program: %+v (record %s)", cs, p.ContainerID)
 		}
 		if _, err := h.Stop(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		settleIn(t, h, id, lifecycle.Stopped)
-		if cs := containersOfProgram(t, d, id); len(cs) != 0 {
+		settle(t, h, id, lifecycle.Stopped)
+		if cs := hosttest.ContainersOf(t, d, id); len(cs) != 0 {
 			t.Fatalf("containers after stop: %+v", cs)
 		}
 		if _, err := h.Start(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		settleIn(t, h, id, lifecycle.Ready)
+		settle(t, h, id, lifecycle.Ready)
 		if err := h.Delete(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.Get(ctx, id); !errors.Is(err, ErrNotFound) {
+		if _, err := h.Get(ctx, id); !errors.Is(err, host.ErrNotFound) {
 			t.Fatalf("after delete: %v", err)
 		}
-		if cs := containersOfProgram(t, d, id); len(cs) != 0 {
+		if cs := hosttest.ContainersOf(t, d, id); len(cs) != 0 {
 			t.Fatalf("containers after delete: %+v", cs)
 		}
-		if ok, _ := d.ImageExists(ctx, imageTag(p.BuildID)); ok {
+		if ok, _ := d.ImageExists(ctx, host.ImageTag(p.BuildID)); ok {
 			t.Fatal("the image is left after delete")
 		}
 	})
-}
-
-// noContainers fails unless the engine holds no container of the program,
-// in any state: what a stop must leave.
-func noContainers(t *testing.T, d driver.Driver, id string) {
-	t.Helper()
-	if cs := containersOfProgram(t, d, id); len(cs) != 0 {
-		for _, c := range cs {
-			t.Errorf("container %.12s (%s) left: running %v", c.ID, c.Name, c.Running)
-		}
-	}
 }
 
 // TestRaceStopDuringStart: a stop while the start is at any step cancels it,
@@ -224,7 +95,10 @@ func TestRaceStopDuringStart(t *testing.T) {
 		skip string
 	}{
 		{name: "build in flight", ready: true, hooks: func(held, stopped chan struct{}) fake.Hooks {
-			return fake.Hooks{Build: func(ctx context.Context, _ driver.ImageSpec, _ io.Writer) error {
+			return fake.Hooks{Build: func(ctx context.Context, spec driver.ImageSpec, _ io.Writer) error {
+				if !strings.HasPrefix(spec.Tag, "hersh-program-") {
+					return nil // the build sandbox's image, at the Host's warm-up
+				}
 				close(held)
 				<-ctx.Done()
 				return ctx.Err()
@@ -296,7 +170,7 @@ func TestRaceStopDuringStart(t *testing.T) {
 				held, stopped := make(chan struct{}), make(chan struct{})
 				ready := tc.ready
 				d := newFakeEngine(t, fake.Script{API: watcherAPI(func() bool { return ready })}.Program(), tc.hooks(held, stopped))
-				h := openFakeHost(t, d, Options{})
+				h := d.Open(t, t.TempDir())
 				ctx := context.Background()
 				id := createProgram(t, h, dockerfileProgram("carol", "1"))
 				if _, err := h.Start(ctx, id); err != nil {
@@ -307,12 +181,12 @@ func TestRaceStopDuringStart(t *testing.T) {
 				if _, err := h.Stop(ctx, id); err != nil {
 					t.Fatal(err)
 				}
-				settleIn(t, h, id, lifecycle.Stopped)
+				settle(t, h, id, lifecycle.Stopped)
 				close(stopped)
 				// Whatever the held call does now, and a minute of late
 				// results and timers, leaves the program stopped and alone.
 				time.Sleep(time.Minute)
-				p := settleIn(t, h, id, lifecycle.Stopped)
+				p := settle(t, h, id, lifecycle.Stopped)
 				if p.ContainerID != "" || p.Desired != lifecycle.DesiredStopped {
 					t.Errorf("after the stop: %+v", p)
 				}
@@ -329,26 +203,26 @@ func TestRaceStopDuringStart(t *testing.T) {
 func TestRaceExitDuringReadinessProbe(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		exit  func(d *fake.Driver, cid string) error
+		exit  func(d *hosttest.Fake, cid string) error
 		want  lifecycle.State // after the exit
 		check func(t *testing.T, p store.Program)
 	}{
 		{name: "crash", want: lifecycle.Ready,
-			exit: func(d *fake.Driver, cid string) error { return d.Exit(cid, 3) },
+			exit: func(d *hosttest.Fake, cid string) error { return d.Exit(cid, 3) },
 			check: func(t *testing.T, p store.Program) {
 				if p.RestartCount != 1 || p.LastExitCode != nil {
 					t.Errorf("after the restart: %+v", p)
 				}
 			}},
 		{name: "out of memory", want: lifecycle.Ready,
-			exit: func(d *fake.Driver, cid string) error { return d.OOMKill(cid) },
+			exit: func(d *hosttest.Fake, cid string) error { return d.OOMKill(cid) },
 			check: func(t *testing.T, p store.Program) {
 				if p.RestartCount != 1 {
 					t.Errorf("after the restart: %+v", p)
 				}
 			}},
 		{name: "clean exit", want: lifecycle.Stopped,
-			exit: func(d *fake.Driver, cid string) error { return d.Exit(cid, 0) },
+			exit: func(d *hosttest.Fake, cid string) error { return d.Exit(cid, 0) },
 			check: func(t *testing.T, p store.Program) {
 				if p.LastExitCode == nil || *p.LastExitCode != 0 || p.Desired != lifecycle.DesiredStopped {
 					t.Errorf("after a clean exit: %+v", p)
@@ -365,7 +239,7 @@ func TestRaceExitDuringReadinessProbe(t *testing.T) {
 					return fake.Script{API: api}.Program()(ctx, p)
 				}
 				d := newFakeEngine(t, prog, fake.Hooks{})
-				h := openFakeHost(t, d, Options{StartTimeout: time.Hour})
+				h := d.Open(t, t.TempDir(), func(o *host.Options) { o.StartTimeout = time.Hour })
 				ctx := context.Background()
 				id := createProgram(t, h, dockerfileProgram("dave", "1"))
 				if _, err := h.Start(ctx, id); err != nil {
@@ -384,7 +258,7 @@ func TestRaceExitDuringReadinessProbe(t *testing.T) {
 				if err := tc.exit(d, first); err != nil {
 					t.Fatal(err)
 				}
-				p = settleIn(t, h, id, tc.want)
+				p = settle(t, h, id, tc.want)
 				tc.check(t, p)
 				// It was the exit that ended the start, not the start
 				// timeout (an hour): the history says so.
@@ -401,7 +275,7 @@ func TestRaceExitDuringReadinessProbe(t *testing.T) {
 				if !sawExit || time.Since(exitAt) > time.Minute {
 					t.Errorf("the exit ended the start after %v; history %+v", time.Since(exitAt), tr)
 				}
-				cs := containersOfProgram(t, d, id)
+				cs := hosttest.ContainersOf(t, d, id)
 				switch {
 				case tc.want == lifecycle.Ready && (len(cs) != 1 || cs[0].ID == first || cs[0].ID != p.ContainerID):
 					t.Errorf("containers after the restart: %+v (record %s, first %s)", cs, p.ContainerID, first)
@@ -419,7 +293,7 @@ func TestRaceExitDuringReadinessProbe(t *testing.T) {
 func TestRaceTwoStartsAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := newFakeEngine(t, nil, fake.Hooks{})
-		h := openFakeHost(t, d, Options{})
+		h := d.Open(t, t.TempDir())
 		id := createProgram(t, h, dockerfileProgram("erin", "1"))
 		const n = 8
 		results := make(chan error, n)
@@ -434,15 +308,15 @@ func TestRaceTwoStartsAtOnce(t *testing.T) {
 			switch err := <-results; {
 			case err == nil:
 				won++
-			case !errors.Is(err, ErrConflict):
+			case !errors.Is(err, host.ErrConflict):
 				t.Errorf("a losing start: %v, want ErrConflict", err)
 			}
 		}
 		if won != 1 {
 			t.Errorf("%d of %d concurrent starts were accepted, want exactly 1", won, n)
 		}
-		p := settleIn(t, h, id, lifecycle.Ready)
-		if cs := containersOfProgram(t, d, id); len(cs) != 1 || cs[0].ID != p.ContainerID {
+		p := settle(t, h, id, lifecycle.Ready)
+		if cs := hosttest.ContainersOf(t, d, id); len(cs) != 1 || cs[0].ID != p.ContainerID {
 			t.Errorf("containers: %+v", cs)
 		}
 	})
@@ -490,7 +364,7 @@ func TestRaceStartWhileDeleting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := newFakeEngine(t, nil, fake.Hooks{})
 		gate := newGate(lifecycle.Deleting)
-		h := openFakeHost(t, d, Options{Logger: slog.New(gate)})
+		h := d.Open(t, t.TempDir(), func(o *host.Options) { o.Logger = slog.New(gate) })
 		ctx := context.Background()
 		id := createProgram(t, h, dockerfileProgram("frank", "1"))
 		deleted := make(chan error, 1)
@@ -503,13 +377,13 @@ func TestRaceStartWhileDeleting(t *testing.T) {
 		}()
 		synctest.Wait() // the start has been checked and sent
 		close(gate.release)
-		if err := <-started; !errors.Is(err, ErrConflict) && !errors.Is(err, ErrNotFound) {
+		if err := <-started; !errors.Is(err, host.ErrConflict) && !errors.Is(err, host.ErrNotFound) {
 			t.Errorf("a start during the delete: %v, want ErrConflict or ErrNotFound", err)
 		}
 		if err := <-deleted; err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.Get(ctx, id); !errors.Is(err, ErrNotFound) {
+		if _, err := h.Get(ctx, id); !errors.Is(err, host.ErrNotFound) {
 			t.Errorf("after the delete: %v", err)
 		}
 	})
@@ -532,7 +406,7 @@ func TestRaceEngineDies(t *testing.T) {
 		hooks func(crashHere, goOn chan struct{}) fake.Hooks
 		// whileDown runs during the outage (on a Ready program: its
 		// container id).
-		whileDown func(t *testing.T, d *fake.Driver, cid string)
+		whileDown func(t *testing.T, d *hosttest.Fake, cid string)
 		longer    bool // the outage outlasts the start timeout
 	}{
 		{name: "while the container starts", hooks: func(crashHere, goOn chan struct{}) fake.Hooks {
@@ -558,7 +432,7 @@ func TestRaceEngineDies(t *testing.T) {
 				return err
 			}}
 		}},
-		{name: "under a Ready program that exits meanwhile", whileDown: func(t *testing.T, d *fake.Driver, cid string) {
+		{name: "under a Ready program that exits meanwhile", whileDown: func(t *testing.T, d *hosttest.Fake, cid string) {
 			if err := d.Exit(cid, 2); err != nil {
 				t.Fatal(err)
 			}
@@ -576,7 +450,7 @@ func TestRaceEngineDies(t *testing.T) {
 				}
 				ready := !tc.longer
 				d := newFakeEngine(t, fake.Script{API: watcherAPI(func() bool { return ready })}.Program(), hooks)
-				h := openFakeHost(t, d, Options{StartTimeout: 10 * time.Second})
+				h := d.Open(t, t.TempDir(), func(o *host.Options) { o.StartTimeout = 10 * time.Second })
 				ctx := context.Background()
 				id := createProgram(t, h, dockerfileProgram("gina", "1"))
 				if _, err := h.Start(ctx, id); err != nil {
@@ -584,7 +458,7 @@ func TestRaceEngineDies(t *testing.T) {
 				}
 				var before store.Program
 				if tc.hooks == nil {
-					before = settleIn(t, h, id, lifecycle.Ready)
+					before = settle(t, h, id, lifecycle.Ready)
 				} else {
 					<-crashHere
 				}
@@ -607,8 +481,8 @@ func TestRaceEngineDies(t *testing.T) {
 				// The Host's event loop subscribes again within a second,
 				// and then looks at the containers it knows.
 				time.Sleep(2 * time.Second)
-				p := settleIn(t, h, id, lifecycle.Ready)
-				cs := containersOfProgram(t, d, id)
+				p := settle(t, h, id, lifecycle.Ready)
+				cs := hosttest.ContainersOf(t, d, id)
 				if len(cs) != 1 || cs[0].ID != p.ContainerID || !cs[0].Running {
 					t.Fatalf("after the engine came back: containers %+v, record %+v", cs, p)
 				}
@@ -620,7 +494,7 @@ func TestRaceEngineDies(t *testing.T) {
 					t.Fatal(err)
 				}
 				time.Sleep(2 * time.Second)
-				q := settleIn(t, h, id, lifecycle.Ready)
+				q := settle(t, h, id, lifecycle.Ready)
 				if q.ContainerID == p.ContainerID {
 					t.Errorf("an exit after the outage was not seen: %+v", q)
 				}
@@ -636,18 +510,18 @@ func TestRaceEngineDies(t *testing.T) {
 func TestRaceEventStreamBreaks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := newFakeEngine(t, nil, fake.Hooks{})
-		h := openFakeHost(t, d, Options{})
+		h := d.Open(t, t.TempDir())
 		id := createProgram(t, h, dockerfileProgram("hana", "1"))
 		if _, err := h.Start(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
-		p := settleIn(t, h, id, lifecycle.Ready)
+		p := settle(t, h, id, lifecycle.Ready)
 		d.BreakEvents(errors.New("connection reset by peer"))
 		if err := d.Exit(p.ContainerID, 3); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second) // the Host subscribes again within a second
-		q := settleIn(t, h, id, lifecycle.Ready)
+		q := settle(t, h, id, lifecycle.Ready)
 		if q.ContainerID == p.ContainerID || q.RestartCount != 1 {
 			t.Errorf("the exit in the gap was not seen: %+v", q)
 		}

@@ -51,7 +51,7 @@ func (h *Host) reconcile(ctx context.Context) error {
 		h.ensureStateAtOpen(ctx, r, chosen.Running)
 		s := h.supervise(r)
 		if chosen.Running {
-			h.startCapture(r.ID, chosen.ID, logSince(filepath.Join(h.programDir(r.ID), "logs", "container.log")))
+			h.startCapture(r.ID, chosen.ID, h.logSince(r.ID))
 		}
 		if err := s.Notify(ctx, lifecycle.Recover{ContainerID: chosen.ID, Running: chosen.Running}); err != nil {
 			return err
@@ -89,12 +89,18 @@ func pick(cs []driver.ContainerInfo, recorded string) driver.ContainerInfo {
 	return best
 }
 
-// logSince is where to resume capturing output: just after the last write
-// to the program's log file (zero: from the container's start).
-func logSince(path string) time.Time {
-	st, err := os.Stat(path)
-	if err != nil || st.Size() == 0 {
+// logSince is where to resume capturing a program's output: just after
+// the newest line its log holds (zero: from the container's start). The
+// stamps are the Host's clock, as the engine's log times are (one
+// machine); a file's modification time would be the file system's, which
+// a test's fake clock does not move.
+func (h *Host) logSince(id string) time.Time {
+	f, err := h.logFile(id)
+	if err != nil {
 		return time.Time{}
 	}
-	return st.ModTime().Add(time.Nanosecond)
+	if t := f.Newest(); !t.IsZero() {
+		return t.Add(time.Nanosecond)
+	}
+	return time.Time{}
 }

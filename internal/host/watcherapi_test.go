@@ -5,17 +5,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hershyorg/hershy/internal/driver"
-	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/logstore"
-	"github.com/hershyorg/hershy/internal/source"
-	"github.com/hershyorg/hershy/internal/testenv"
 )
 
 // TestProbeDecision: when the readiness probe calls a program ready, with
@@ -82,53 +75,6 @@ func TestProbeDecision(t *testing.T) {
 			}
 			if !c.askedStatus && seen["/watcher/status"] != 0 {
 				t.Errorf("/watcher/status asked %d times although /watcher/ready exists", seen["/watcher/status"])
-			}
-		})
-	}
-}
-
-// seedProgram is a program written to the seed's WatcherAPI contract
-// (testdata/seed): net/http only, /watcher/status but no /watcher/ready;
-// it logs every request it receives.
-func seedProgram(t *testing.T) source.Files {
-	t.Helper()
-	main, err := os.ReadFile("testdata/seed/main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return source.Files{"main.go": string(main), "go.mod": "module example.com/seed\n\ngo 1.25\n"}
-}
-
-// TestSeedContractProgramBecomesReady: a Go-source program without
-// /watcher/ready, built and run by the Host, becomes Ready through the
-// fallback to /watcher/status, under both runtimes.
-func TestSeedContractProgramBecomesReady(t *testing.T) {
-	for _, rt := range []string{driver.RuntimeRunc, driver.RuntimeRunsc} {
-		t.Run(rt, func(t *testing.T) {
-			d := testenv.Engine(t, rt)
-			h := openHost(t, t.TempDir(), rt, d)
-			defer h.Close()
-			ctx := context.Background()
-			p, err := h.Create(ctx, CreateRequest{UserID: "alice", Files: seedProgram(t)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer h.Delete(ctx, p.ID)
-			if _, err := h.Start(ctx, p.ID); err != nil {
-				t.Fatal(err)
-			}
-			waitState(t, h, p.ID, lifecycle.Ready, 3*time.Minute)
-			if st := watcherGet(t, h, p.ID, "/watcher/status"); st["isRunning"] != true {
-				t.Fatalf("status %v", st)
-			}
-			// The probe asked /watcher/ready (404), then /watcher/status.
-			var lines []string
-			h.Logs(ctx, p.ID, logstore.Query{}, func(l logstore.Line) error { lines = append(lines, l.Text); return nil })
-			all := strings.Join(lines, "\n")
-			ready := strings.Index(all, "seen GET /watcher/ready")
-			status := strings.Index(all, "seen GET /watcher/status")
-			if ready < 0 || status < ready {
-				t.Fatalf("the program's log does not show the probe's fallback:\n%s", all)
 			}
 		})
 	}

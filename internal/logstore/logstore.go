@@ -221,6 +221,15 @@ func (l *File) rotate() error {
 
 func gen(path string, i int) string { return fmt.Sprintf("%s.%d", path, i) }
 
+// Newest is the stamp of the newest stored line (zero when none is): the
+// time, on the clock that stamps lines, up to which the log holds what was
+// written to it. Capture resumes just after it.
+func (l *File) Newest() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}
+
 // Flush stores a pending unterminated line (when a stream ends).
 func (l *File) Flush() error {
 	l.mu.Lock()

@@ -160,3 +160,35 @@ func TestFollowAcrossUnseenRotation(t *testing.T) {
 		}
 	})
 }
+
+// TestNewest: the stamp of the newest stored line, kept across a reopen
+// (where a Host resumes capturing), zero for an empty log.
+func TestNewest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "c.log")
+		l, err := Open(path, 1<<20, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !l.Newest().IsZero() {
+			t.Fatalf("an empty log's newest stamp: %v", l.Newest())
+		}
+		fmt.Fprint(l, "one\n")
+		time.Sleep(time.Second)
+		fmt.Fprint(l, "two\nthr")
+		want := time.Now().UTC()
+		time.Sleep(time.Second) // the partial line is not stored yet
+		if got := l.Newest(); !got.Equal(want) {
+			t.Fatalf("newest %v, want %v", got, want)
+		}
+		l.Close() // stores "thr", stamped now
+		l, err = Open(path, 1<<20, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if got, want := l.Newest(), time.Now().UTC(); !got.Equal(want) {
+			t.Fatalf("after a reopen: newest %v, want %v", got, want)
+		}
+	})
+}

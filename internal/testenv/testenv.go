@@ -116,7 +116,7 @@ func CheckContract(t testing.TB, d *docker.Driver, cid string, want Contract) {
 	check(ins.Config.Healthcheck != nil && slices.Equal(ins.Config.Healthcheck.Test, []string{"NONE"}) && ins.State.Health == nil, "health check disabled", ins.Config.Healthcheck)
 	// The labels the Host sets; any other under its prefix came from the
 	// image and must have been blanked.
-	hostLabels := []string{driver.LabelManaged, driver.LabelProgram, driver.LabelBuild, driver.LabelInstance}
+	hostLabels := []string{driver.LabelManaged, driver.LabelProgram, driver.LabelBuild, driver.LabelInstance, driver.LabelGeneration}
 	for k, v := range ins.Config.Labels {
 		if strings.HasPrefix(strings.ToLower(k), driver.LabelPrefix) {
 			check(v == "" || slices.Contains(hostLabels, k), "no Host label from the image ("+k+")", v)

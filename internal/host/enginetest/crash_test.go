@@ -1,4 +1,4 @@
-package host
+package enginetest
 
 import (
 	"bufio"
@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hershyorg/hershy/internal/testenv"
-
 	"github.com/hershyorg/hershy/internal/builder"
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/docker"
+	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/store"
+	"github.com/hershyorg/hershy/internal/testenv"
 )
 
 // The Host must survive SIGKILL at any moment: a child process runs a Host
@@ -49,7 +50,7 @@ func runChild(spec string) int {
 		return 1
 	}
 	bo := builder.Options{SharedCacheDir: os.Getenv("HERSHY_TEST_GOCACHES")}
-	h, err := Open(context.Background(), Options{DataDir: parts[0], Runtime: parts[1], StopGrace: 5 * time.Second, Build: bo}, d)
+	h, err := host.Open(context.Background(), host.Options{DataDir: parts[0], Runtime: parts[1], StopGrace: 5 * time.Second, Build: bo}, d)
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
@@ -63,7 +64,7 @@ func runChild(spec string) int {
 			var n int
 			fmt.Sscan(arg, &n)
 			for i := 0; i < n; i++ {
-				p, err := h.Create(ctx, CreateRequest{UserID: "kill", Files: variant(i)})
+				p, err := h.Create(ctx, host.CreateRequest{UserID: "kill", Files: hosttest.CounterSource(i + 1)})
 				if err == nil {
 					_, err = h.Start(ctx, p.ID)
 				}
@@ -85,18 +86,6 @@ func runChild(spec string) int {
 	}
 	fmt.Println("ok", strings.Join(ids, " "))
 	select {}
-}
-
-// variant is the counter program with a distinct build id per i.
-func variant(i int) source.Files {
-	main, err := os.ReadFile("testdata/counter/main.go")
-	if err != nil {
-		panic(err)
-	}
-	return source.Files{
-		"main.go": string(main) + fmt.Sprintf("\n// variant %d\n", i),
-		"go.mod":  "module example.com/counter\n\ngo 1.25\n\nrequire github.com/hershyorg/hershy/hersh v0.0.0\n",
-	}
 }
 
 // killChild runs a child Host with commands, waits until it reports them
@@ -128,13 +117,13 @@ func killChild(t *testing.T, dir, rt, cmds string, after time.Duration) []string
 
 // noOrphans checks that the engine holds exactly the containers the
 // programs record, and nothing else with this Host's labels.
-func noOrphans(t *testing.T, h *Host, d driver.Driver) {
+func noOrphans(t *testing.T, h *host.Host, d driver.Driver) {
 	t.Helper()
 	cs, err := d.ListContainers(context.Background(), map[string]string{driver.LabelInstance: h.Instance()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, _, err := h.List(context.Background(), storeFilterAll())
+	rows, _, err := h.List(context.Background(), store.ProgramFilter{Limit: 10000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,32 +153,29 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 
 			// Round 1: killed while three programs build and start.
 			ids := killChild(t, dir, rt, "create:3", 1500*time.Millisecond)
-			h := openHost(t, dir, rt, d)
+			h := hosttest.Open(t, dir, rt, d)
 			ready := map[string]string{}
 			for _, id := range ids {
-				ready[id] = waitState(t, h, id, lifecycle.Ready, 3*time.Minute).ContainerID
+				ready[id] = hosttest.WaitState(t, h, id, lifecycle.Ready, 3*time.Minute).ContainerID
 			}
 			noOrphans(t, h, d)
-			if err := h.Close(); err != nil {
-				t.Fatal(err)
-			}
+			hosttest.Close(t, h)
 
 			// Round 2: killed during a restart and a stop. The third program,
 			// untouched, must be re-adopted without a restart.
 			killChild(t, dir, rt, "restart:"+ids[0]+",stop:"+ids[1], 300*time.Millisecond)
-			h = openHost(t, dir, rt, d)
-			defer h.Close()
-			p0 := waitState(t, h, ids[0], lifecycle.Ready, 2*time.Minute)
+			h = hosttest.Open(t, dir, rt, d)
+			p0 := hosttest.WaitState(t, h, ids[0], lifecycle.Ready, 2*time.Minute)
 			if p0.ContainerID == ready[ids[0]] {
 				t.Errorf("the restart interrupted by SIGKILL did not happen")
 			}
-			waitState(t, h, ids[1], lifecycle.Stopped, 2*time.Minute)
+			hosttest.WaitState(t, h, ids[1], lifecycle.Stopped, 2*time.Minute)
 			if p2, _ := h.Get(ctx, ids[2]); p2.State != "Ready" || p2.ContainerID != ready[ids[2]] {
 				t.Errorf("untouched program was not re-adopted as it was: %+v (container was %s)", p2, ready[ids[2]])
 			}
 			noOrphans(t, h, d)
 			// It still answers through the WatcherAPI after re-adoption.
-			if st := watcherGet(t, h, ids[2], "/watcher/status"); st["isRunning"] != true {
+			if st := hosttest.WatcherGet(t, h, ids[2], "/watcher/status"); st["isRunning"] != true {
 				t.Errorf("re-adopted program status %v", st)
 			}
 			for _, id := range ids {

@@ -53,3 +53,7 @@ func main() {
 		log.Fatal(err)
 	}
 }
+
+// On hosttest's fake engine, hosttest.Seed runs in place of this program.
+//
+//hosttest:program seed

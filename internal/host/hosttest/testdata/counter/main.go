@@ -38,3 +38,7 @@ func main() {
 	defer stop()
 	os.Exit(hersh.ExitCode(w.Run(ctx)))
 }
+
+// On hosttest's fake engine, hosttest.Counter runs in place of this program.
+//
+//hosttest:program counter

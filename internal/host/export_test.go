@@ -1,0 +1,32 @@
+package host
+
+import (
+	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+// What the package's external tests (package host_test, which open Hosts
+// through package hosttest) need of its insides.
+
+// ImageTag names the image of a build.
+func ImageTag(buildID string) string { return imageTag(buildID) }
+
+// Supervised is the program as its supervisor holds it now: Waiting counts
+// the effects in flight, which the store does not keep.
+func (h *Host) Supervised(id string) (lifecycle.Program, error) {
+	s, err := h.sup(id)
+	if err != nil {
+		return lifecycle.Program{}, err
+	}
+	return s.Program(), nil
+}
+
+// ProgramDir is the program's folder in the data directory.
+func (h *Host) ProgramDir(id string) string { return h.programDir(id) }
+
+// StateLimit is the cap of the program's /state.
+func (h *Host) StateLimit(row store.Program) int64 { return h.stateLimit(row) }
+
+// Spec is the container spec the Host asks for to run row on image.
+func (h *Host) Spec(row store.Program, image string) driver.ContainerSpec { return h.spec(row, image) }
