@@ -150,7 +150,7 @@ func TestEvents(t *testing.T) {
 		}
 	}
 	// go build's start, and its end, at least.
-	if n := len(builds); n < 2 || builds[0].Done || builds[0].ElapsedMS != 0 || !builds[n-1].Done || builds[n-1].ElapsedMS <= 0 || builds[n-1].BuildID != created.BuildID {
+	if n := len(builds); n < 2 || builds[0].Done || builds[0].ElapsedMS != 0 || !builds[n-1].Done || builds[n-1].ElapsedMS < 0 || builds[n-1].BuildID != created.BuildID {
 		t.Errorf("build events %+v, want go build's start and end (build %s)", builds, created.BuildID)
 	}
 

@@ -11,7 +11,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/fake"
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/host/hosttest"
@@ -98,14 +97,9 @@ func TestStopDuringStartLeavesNoContainer(t *testing.T) {
 			}
 		}
 		f := hosttest.NewFake(t, fake.Options{Hooks: fake.Hooks{
-			Build: func(ctx context.Context, spec driver.ImageSpec, _ io.Writer) error {
-				if strings.HasPrefix(spec.Tag, "hersh-program-") {
-					return wait(ctx)
-				}
-				return nil
-			},
 			Before: func(ctx context.Context, c fake.Call) error {
-				if c.Method == "StartContainer" {
+				// A Go program's image is imported; then its container starts.
+				if (c.Method == "ImportImage" && strings.HasPrefix(c.Ref, "hersh-program-")) || c.Method == "StartContainer" {
 					return wait(ctx)
 				}
 				return nil

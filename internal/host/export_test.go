@@ -1,6 +1,9 @@
 package host
 
 import (
+	"context"
+	"time"
+
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/store"
@@ -30,3 +33,28 @@ func (h *Host) StateLimit(row store.Program) int64 { return h.stateLimit(row) }
 
 // Spec is the container spec the Host asks for to run row on image.
 func (h *Host) Spec(row store.Program, image string) driver.ContainerSpec { return h.spec(row, image) }
+
+// StoreList is the store's answer to List's query.
+func (h *Host) StoreList(ctx context.Context, f store.ProgramFilter) ([]store.Program, int, error) {
+	return h.store.ListPrograms(ctx, f)
+}
+
+// UsageFresh is how old a listed /state usage may be.
+const UsageFresh = usageFresh
+
+// AgeUsage makes the program's remembered /state usage older by d.
+func (h *Host) AgeUsage(id string, d time.Duration) {
+	h.usageMu.Lock()
+	defer h.usageMu.Unlock()
+	c := h.usage[id]
+	c.at = c.at.Add(-d)
+	h.usage[id] = c
+}
+
+// UsageKept reports whether a /state usage is remembered for the program.
+func (h *Host) UsageKept(id string) bool {
+	h.usageMu.Lock()
+	defer h.usageMu.Unlock()
+	_, ok := h.usage[id]
+	return ok
+}

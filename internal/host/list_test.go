@@ -1,4 +1,4 @@
-package host
+package host_test
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 func TestListFromMemory(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := newFakeEngine(t, nil, fake.Hooks{})
-		h := openFakeHost(t, d, Options{})
+		h := d.Open(t, t.TempDir())
 		ctx := context.Background()
 		var ids []string
 		for i := range 12 {
@@ -34,12 +34,12 @@ func TestListFromMemory(t *testing.T) {
 			if _, err := h.Start(ctx, id); err != nil {
 				t.Fatal(err)
 			}
-			settleIn(t, h, id, lifecycle.Ready)
+			settle(t, h, id, lifecycle.Ready)
 		}
 		if _, err := h.Stop(ctx, ids[1]); err != nil {
 			t.Fatal(err)
 		}
-		settleIn(t, h, ids[1], lifecycle.Stopped)
+		settle(t, h, ids[1], lifecycle.Stopped)
 
 		same := func(when string) {
 			t.Helper()
@@ -62,7 +62,7 @@ func TestListFromMemory(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				db, dbTotal, err := h.store.ListPrograms(ctx, f)
+				db, dbTotal, err := h.StoreList(ctx, f)
 				if err != nil {
 					t.Fatal(err)
 				}

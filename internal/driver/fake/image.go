@@ -1,6 +1,7 @@
 package fake
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -369,7 +370,7 @@ func (d *Driver) importImage(ctx context.Context, spec driver.ImportSpec, rootfs
 	if rootfs == nil {
 		return "", errors.New("fake: import image: no layer")
 	}
-	files, err := imagetar.ReadLayer(ctxReader{ctx, rootfs})
+	files, err := imagetar.ReadLayerKeeping(ctxReader{ctx, rootfs}, keepImageFile)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return "", fmt.Errorf("fake: import image %s: %w", spec.Tag, cerr)
@@ -386,6 +387,32 @@ func (d *Driver) importImage(ctx context.Context, spec driver.ImportSpec, rootfs
 	d.images[img.id] = img
 	d.tag(img, spec.Tag)
 	return img.id, nil
+}
+
+// keepImageFile is the size up to which an imported image keeps a file's
+// bytes (ImageFile): enough for the placeholder binaries and small files
+// of tests, without holding a real binary in memory.
+const keepImageFile = 64 << 10
+
+// ImageFile returns the bytes of a file of the image ref (a tag or an id)
+// made by ImportImage, if it kept them (files of at most 64 KiB).
+func (d *Driver) ImageFile(ref, path string) ([]byte, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	img := d.image(ref)
+	if img == nil || img.imported == nil {
+		return nil, false
+	}
+	for _, f := range img.imported.files {
+		if f.Path == path {
+			if br, ok := f.Content.(*bytes.Reader); ok {
+				b := make([]byte, br.Size())
+				br.ReadAt(b, 0)
+				return b, true
+			}
+		}
+	}
+	return nil, false
 }
 
 // ctxReader ends a read when ctx does, as the engine drops a request

@@ -2,6 +2,7 @@ package imagetar
 
 import (
 	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,11 @@ const (
 // Content is nil. An entry whose path leaves the root, or more than
 // maxFiles entries, is an error wrapping ErrInvalid, as is a stream that
 // is not a tar.
-func ReadLayer(r io.Reader) ([]File, error) {
+func ReadLayer(r io.Reader) ([]File, error) { return ReadLayerKeeping(r, 0) }
+
+// ReadLayerKeeping is ReadLayer, and keeps as Content the bytes of each
+// regular file of at most keep bytes (an in-memory engine's image files).
+func ReadLayerKeeping(r io.Reader, keep int64) ([]File, error) {
 	var files []File
 	tr := tar.NewReader(r)
 	for {
@@ -45,7 +50,15 @@ func ReadLayer(r io.Reader) ([]File, error) {
 		if rel == "." {
 			continue
 		}
-		files = append(files, File{Path: "/" + rel, Mode: h.FileInfo().Mode(), UID: h.Uid, GID: h.Gid, Size: h.Size})
+		f := File{Path: "/" + rel, Mode: h.FileInfo().Mode(), UID: h.Uid, GID: h.Gid, Size: h.Size}
+		if h.Typeflag == tar.TypeReg && h.Size <= keep {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			}
+			f.Content = bytes.NewReader(b)
+		}
+		files = append(files, f)
 	}
 }
 

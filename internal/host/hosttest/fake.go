@@ -56,7 +56,8 @@ func (f *Fake) SetHooks(h fake.Hooks) { f.Driver.SetHooks(f.wrap(h)) }
 
 // wrap adds the Fake's steps to a test's hooks: the spec of every create
 // is recorded before the test's Before runs, and an image's Program is
-// chosen before the test's Build runs.
+// chosen before the test's Build runs (a Dockerfile image) or After sees
+// the import (a Go program's image).
 func (f *Fake) wrap(h fake.Hooks) fake.Hooks {
 	return fake.Hooks{
 		Before: func(ctx context.Context, c fake.Call) error {
@@ -70,7 +71,18 @@ func (f *Fake) wrap(h fake.Hooks) fake.Hooks {
 			}
 			return nil
 		},
-		After: h.After,
+		After: func(ctx context.Context, c fake.Call, err error) error {
+			if c.Method == "ImportImage" && err == nil {
+				// A Go program's image: its /app names its Program.
+				if app, ok := f.Driver.ImageFile(c.Ref, "/app"); ok {
+					f.dispatchBinary(c.Ref, app)
+				}
+			}
+			if h.After != nil {
+				return h.After(ctx, c, err)
+			}
+			return err
+		},
 		Build: func(ctx context.Context, spec driver.ImageSpec, out io.Writer) error {
 			if err := f.dispatch(spec); err != nil {
 				return err

@@ -186,14 +186,20 @@ func (f *Fake) dispatch(spec driver.ImageSpec) error {
 		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 			return err
 		}
-		rest, ok := strings.CutPrefix(string(head[:n]), binaryMagic)
-		if !ok {
-			return nil
-		}
-		name, _, _ := strings.Cut(rest, "\n")
-		if p, ok := fakePrograms[name]; ok {
-			f.Driver.SetProgram(spec.Tag, p)
-		}
+		f.dispatchBinary(spec.Tag, head[:n])
 		return nil
 	})
+}
+
+// dispatchBinary makes the image tag run the Program a placeholder binary
+// of goBuild's names; other content changes nothing.
+func (f *Fake) dispatchBinary(tag string, content []byte) {
+	rest, ok := strings.CutPrefix(string(content), binaryMagic)
+	if !ok {
+		return
+	}
+	name, _, _ := strings.Cut(rest, "\n")
+	if p, ok := fakePrograms[name]; ok {
+		f.Driver.SetProgram(tag, p)
+	}
 }
