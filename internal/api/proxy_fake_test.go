@@ -1,0 +1,215 @@
+package api
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/builder"
+	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/driver/fake"
+	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/source"
+)
+
+// The proxy on the in-memory engine (package fake): a program's WatcherAPI
+// is a handler the test writes, reached over net.Pipe connections through
+// the Host's driver dial, so these tests need no engine and see exactly
+// what the program was sent.
+
+// fakeProxyEnv is a Host on the fake engine with the API over it.
+type fakeProxyEnv struct {
+	t     testing.TB
+	d     *fake.Driver
+	h     *host.Host
+	api   *Server
+	srv   *httptest.Server // the API on 127.0.0.1
+	admin string
+	alice string
+	bob   string
+}
+
+// newFakeProxyEnv opens a Host on a fake engine whose containers serve
+// watcher as their WatcherAPI, and the API over it, with tokens for the
+// admin, alice and bob. Everything ends with the test.
+func newFakeProxyEnv(t testing.TB, watcher http.Handler, opts Options) *fakeProxyEnv {
+	t.Helper()
+	d := fake.New(fake.Options{Program: fake.Script{API: watcher}.Program()})
+	t.Cleanup(func() { d.Close() }) // after the Host's and the API's cleanups
+	dir := t.TempDir()
+	h, err := host.Open(context.Background(), host.Options{
+		DataDir: dir, Runtime: driver.RuntimeRunc,
+		UncappedState: true, // no loop mounts: no root needed
+		// No toolchain: the Host's warm-up gives up at once instead of
+		// compiling its build helper; these programs are Dockerfiles.
+		Build:     builder.Options{GoBinary: "/nonexistent/go"},
+		StopGrace: time.Second, // the fake stops at once anyway
+		Backoff:   lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour},
+	}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("closing the Host: %v", err)
+		}
+	})
+	opts.DataDir, opts.Version = dir, "test"
+	a, err := New(h, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	t.Cleanup(func() {
+		srv.Close()
+		a.Close()
+	})
+	e := &fakeProxyEnv{t: t, d: d, h: h, api: a, srv: srv}
+	ctx := context.Background()
+	if e.admin, _, _, err = h.Tokens().EnsureAdmin(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	if e.alice, _, err = h.Tokens().Create(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if e.bob, _, err = h.Tokens().Create(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// deploy creates a program of user's (the fake builds its Dockerfile; it
+// runs the engine's WatcherAPI handler), starts it and waits until the
+// proxy can reach it.
+func (e *fakeProxyEnv) deploy(user string) string {
+	e.t.Helper()
+	ctx := context.Background()
+	p, err := e.h.Create(ctx, host.CreateRequest{
+		UserID:     user,
+		Dockerfile: "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
+		Files:      source.Files{"app": "a program of " + user},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.h.Start(ctx, p.ID); err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitContainer(p.ID, func(cid string) bool { return cid != "" })
+	return p.ID
+}
+
+// waitContainer waits until the program's proxy target satisfies ok and
+// returns its container id.
+func (e *fakeProxyEnv) waitContainer(id string, ok func(cid string) bool) string {
+	e.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		pt, err := e.h.ProxyTarget(context.Background(), id)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if ok(pt.ContainerID) {
+			return pt.ContainerID
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("program %s: state %s, container %q", id, pt.State, pt.ContainerID)
+		}
+	}
+}
+
+// direct is a keep-alive client that reaches the container's WatcherAPI
+// the way the Host does, without the Host's API in between.
+func (e *fakeProxyEnv) direct(cid string) *http.Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return e.h.DialWatcher(ctx, cid)
+	}}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// discardWriter is a ResponseWriter that keeps the status and headers and
+// drops the body, reused across requests so that measuring a request
+// counts only what the request allocates.
+type discardWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (w *discardWriter) Header() http.Header { return w.h }
+func (w *discardWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+func (w *discardWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	w.n += len(b)
+	return len(b), nil
+}
+func (w *discardWriter) Flush() {}
+func (w *discardWriter) reset() {
+	clear(w.h)
+	w.code, w.n = 0, 0
+}
+
+// statusHandler answers /watcher/status as a hersh program does (a small
+// JSON body with a Content-Length).
+func statusHandler() http.Handler {
+	body := []byte(`{"state":"Ready","isRunning":true,"uptime":"1s","runs":1}` + "\n")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Write(body)
+	})
+}
+
+// allocsPerRequest measures, on the fake engine, what one proxied GET
+// /watcher/status allocates in the API's handler (the inbound request is
+// built once; the Host's HTTP server is not in the measure), and what the
+// same request sent straight into the container allocates: the round trip
+// the proxy cannot avoid (its transport, the program's server).
+func allocsPerRequest(t testing.TB) (proxied, direct float64) {
+	e := newFakeProxyEnv(t, statusHandler(), Options{})
+	id := e.deploy("alice")
+	cid := e.waitContainer(id, func(cid string) bool { return cid != "" })
+
+	req := httptest.NewRequest(http.MethodGet, "/programs/"+id+"/proxy/watcher/status", nil)
+	req.Header.Set("Authorization", "Bearer "+e.alice)
+	w := &discardWriter{h: http.Header{}}
+	proxied = testing.AllocsPerRun(500, func() {
+		w.reset()
+		e.api.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			t.Fatalf("proxied status: %d", w.code)
+		}
+	})
+
+	c := e.direct(cid)
+	dreq, _ := http.NewRequest(http.MethodGet, "http://program/watcher/status", nil)
+	direct = testing.AllocsPerRun(500, func() {
+		resp, err := c.Do(dreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("direct status: %d", resp.StatusCode)
+		}
+	})
+	return proxied, direct
+}
+
+func TestProxyAllocs(t *testing.T) {
+	proxied, direct := allocsPerRequest(t)
+	t.Logf("allocations per request: proxied %.0f, direct %.0f, the proxy's own %.0f", proxied, direct, proxied-direct)
+}
