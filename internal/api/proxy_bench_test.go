@@ -2,8 +2,11 @@ package api
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +27,11 @@ import (
 // interleaved (b.N requests of each kind at concurrency 1, then throughput
 // rounds at concurrency 16). It reports the p50s, the proxy's overhead
 // (proxied − direct − healthz) and the throughput ratio; ns/op is the
-// whole run divided by b.N and means little.
+// whole run divided by b.N and means little. Its bare-forwarder part runs
+// the same measures against a forwarder that does nothing but forward (no
+// token, no owner, no metrics): the floor the proxy's figures are bounded
+// by on this machine, since a proxied request is two HTTP round trips on
+// the same cores.
 //
 //	go test -run '^$' -bench ProxyEngine -benchtime 2000x ./internal/api
 //
@@ -34,7 +41,7 @@ func BenchmarkProxyEngine(b *testing.B) {
 	for _, rt := range []string{driver.RuntimeRunc, driver.RuntimeRunsc} {
 		b.Run(rt, func(b *testing.B) {
 			target := engineBenchTarget(b, rt)
-			b.Run("status", func(b *testing.B) {
+			run := func(b *testing.B, target proxybench.Target) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 				defer cancel()
 				res, err := proxybench.Run(ctx, target, proxybench.Options{Requests: b.N})
@@ -42,6 +49,15 @@ func BenchmarkProxyEngine(b *testing.B) {
 					b.Fatal(err)
 				}
 				reportProxyBench(b, res)
+			}
+			b.Run("status", func(b *testing.B) { run(b, target) })
+			// The floor of any proxy built on net/http, measured the same
+			// way: a server in this process that forwards with a plain
+			// transport and checks nothing.
+			b.Run("bare-forwarder", func(b *testing.B) {
+				bare := target
+				bare.API = bareForwarder(b, target.Dial)
+				run(b, bare)
 			})
 		})
 	}
@@ -143,4 +159,48 @@ func engineBenchTarget(b *testing.B, rt string) proxybench.Target {
 			return d.DialContext(ctx, cid, "127.0.0.1:8080")
 		},
 	}
+}
+
+// bareForwarder serves, on 127.0.0.1, /healthz and a forward of
+// /programs/{id}/proxy/{path...} to the program that dial reaches, with a
+// plain keep-alive transport and nothing else; it returns its URL.
+func bareForwarder(b *testing.B, dial func(context.Context) (net.Conn, error)) string {
+	tr := &http.Transport{
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+		MaxIdleConnsPerHost: maxIdlePerProgram,
+		DisableCompression:  true,
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"status":"ok"}`+"\n")
+			return
+		}
+		_, path, ok := strings.Cut(r.URL.Path, "/proxy/")
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		out, err := http.NewRequestWithContext(r.Context(), r.Method, "http://program/"+path, nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		resp, err := tr.RoundTrip(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	b.Cleanup(func() {
+		srv.Close()
+		tr.CloseIdleConnections()
+	})
+	return srv.URL
 }
