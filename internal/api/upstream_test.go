@@ -226,3 +226,29 @@ func TestProxyUpstreamLooksAgain(t *testing.T) {
 		t.Fatalf("the current container: %v, %d upstreams", err, u.count())
 	}
 }
+
+// TestProxyRetiredUpstreamKeepsNoConnection: a request that took its
+// upstream just before the upstream was retired (and so opens a
+// connection after the retirement closed the idle ones) closes that
+// connection when it ends, instead of leaving it idle in a transport no one
+// will use again.
+func TestProxyRetiredUpstreamKeepsNoConnection(t *testing.T) {
+	tw := newTestWatcher()
+	e := newFakeProxyEnv(t, tw.program(), Options{})
+	id := e.deploy("alice")
+	cid := e.waitContainer(id, func(c string) bool { return c != "" })
+	up, err := e.api.s.upstreams.get(context.Background(), id, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.retire() // as a change does, between a request's look-up and its round trip
+	req := serverRequest(t, "/programs/"+id+"/proxy/watcher/status", e.alice)
+	req.SetPathValue("path", "watcher/status")
+	w := &discardWriter{h: http.Header{}}
+	up.rp.ServeHTTP(w, req)
+	up.done()
+	if w.code != 200 || tw.openProxied() > 1 {
+		t.Fatalf("status %d, %d connections", w.code, tw.openProxied())
+	}
+	tw.waitNoProxiedConns(t, "after a request on a retired upstream")
+}
