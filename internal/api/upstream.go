@@ -174,7 +174,7 @@ func (up *upstream) done() {
 	}
 }
 
-// count is how many upstreams are cached (for tests and metrics).
+// count is how many upstreams are cached.
 func (u *upstreams) count() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
