@@ -54,6 +54,7 @@ type server struct {
 	follows   follows
 	bulkTurns chan struct{} // see bulk
 	ports     *ports        // per-program proxy ports (nil: off)
+	upstreams *upstreams    // the proxy's per-program reverse proxies (upstream.go)
 }
 
 // route is one registered route; the OpenAPI test checks the document
@@ -110,10 +111,11 @@ type Server struct{ s *server }
 // ServeHTTP serves the API.
 func (a *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.s.serve(w, r) }
 
-// Close closes the per-program proxy ports. Requests in flight are the
-// http.Server's to end.
+// Close closes the per-program proxy ports and the proxy's connections to
+// programs. Requests in flight are the http.Server's to end.
 func (a *Server) Close() error {
 	a.s.ports.close()
+	a.s.upstreams.close()
 	return nil
 }
 
@@ -137,6 +139,7 @@ func New(h *host.Host, opts Options) (*Server, error) {
 	}
 	s := &server{h: h, tokens: h.Tokens(), opts: opts, log: opts.Logger, mux: http.NewServeMux(), bulkTurns: make(chan struct{}, maxBulk)}
 	s.metrics = newMetrics(s)
+	s.upstreams = newUpstreams(h, func(id string, err error) { s.log.Warn("proxy", "program", id, "err", err) })
 	for _, rt := range routes {
 		pattern := rt.pattern
 		if rt.method != "" {
@@ -146,6 +149,7 @@ func New(h *host.Host, opts Options) (*Server, error) {
 	}
 	var err error
 	if s.ports, err = startPorts(s, opts.PortRange); err != nil {
+		s.upstreams.close()
 		return nil, err
 	}
 	return &Server{s}, nil
@@ -154,13 +158,12 @@ func New(h *host.Host, opts Options) (*Server, error) {
 // serve dispatches to the mux; unmatched requests (404, 405) get the JSON
 // error body too.
 func (s *server) serve(w http.ResponseWriter, r *http.Request) {
-	hd, pattern := s.mux.Handler(r)
-	if pattern != "" {
-		s.mux.ServeHTTP(w, r) // sets the path values
+	mw := &muxWriter{w: w, r: r, rec: recorder{code: http.StatusOK}}
+	s.mux.ServeHTTP(mw, r) // routes once (see muxWriter)
+	if r.Pattern != "" {
 		return
 	}
-	rec := &recorder{h: http.Header{}, code: http.StatusOK}
-	hd.ServeHTTP(rec, r)
+	rec := &mw.rec
 	for k, v := range rec.h {
 		if k != "Content-Type" && k != "X-Content-Type-Options" && k != "Content-Length" {
 			w.Header()[k] = v

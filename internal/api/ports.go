@@ -18,7 +18,7 @@ import (
 // Options.PortRange set, a program that becomes Ready gets the lowest free
 // port of the range on 127.0.0.1, serving its WatcherAPI through the same
 // token check, ownership rule and credential-stripping proxy as
-// /programs/{id}/proxy/ (servePort), so a port is no way around them. The
+// /programs/{id}/proxy/ (portHandler), so a port is no way around them. The
 // port stays through restarts (Ready, Stopping, Starting, Error with a
 // restart pending, ...) and is released when the program reaches Stopped,
 // Error with no restart pending, or Deleting. A released program prefers
@@ -131,9 +131,7 @@ func (pp *ports) assign(id string) {
 			return false // taken by something outside this Host
 		}
 		srv := &http.Server{
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				pp.s.servePort(w, r, id)
-			}),
+			Handler:           pp.s.portHandler(id),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    1 << 20,
