@@ -28,6 +28,8 @@ func TestBenchSmoke(t *testing.T) {
 			"`hershy deploy` of a source built before: Ready → the command returns",
 			"image step of a Go-source deploy, vs the same import by hand",
 			"warm deploy of changed source → Ready, vs go build + import + run by hand",
+			"proxied GET /watcher/status, c=1 p50",
+			"proxied throughput at c=16, vs direct into the netns",
 			"3 programs started at once → all Ready",
 			"memory per running program",
 			"Host RSS with 3 programs running",

@@ -141,6 +141,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 		{"start", r.startFigure},
 		{"deploy", r.deployCLIFigure},
 		{"warm deploy", r.warmDeployFigure},
+		{"proxy", r.proxyFigures},
 		{"scale", r.scaleFigures},
 	} {
 		r.logf("%s", step.name)
