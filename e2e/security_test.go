@@ -302,9 +302,11 @@ func testSecurityLogReads(t *testing.T, rt string) {
 	p.waitState("Ready", 3*time.Minute)
 	// Tens of MiB of history (the Host keeps up to 32 MiB: 8 MiB files, 3
 	// rotated and the current). The engine may drop lines while its own log
-	// file rotates under such a burst, so the test waits for the Host's
-	// files to fill rather than for the last line.
-	p.send("spew 48")
+	// file rotates under such a burst (more of them on a busy machine: 48
+	// MiB spewed once left 19 MiB), so the program spews more than it
+	// needs and the test waits for the Host's files to fill rather than
+	// for the last line.
+	p.send("spew 96")
 	waitLogBytes(t, filepath.Join(h.dataDir, "programs", p.id, "logs"), 20<<20, 3*time.Minute)
 
 	pid := h.cmd.Process.Pid

@@ -68,7 +68,11 @@ func probeReady(ctx context.Context, client *http.Client, containerID string) er
 		if err == nil {
 			return nil
 		}
-		last = err
+		if last == nil || ctx.Err() == nil {
+			// Not the probe the deadline cut short: the error says what
+			// the program answered last.
+			last = err
+		}
 		delay = probeDelay(time.Since(start), delay)
 		t := time.NewTimer(delay)
 		select {
