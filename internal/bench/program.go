@@ -7,8 +7,9 @@ import (
 )
 
 // The program every figure runs: the smallest hersh watcher, which ticks
-// once a minute and answers its WatcherAPI. version changes its source
-// (and so its build) without changing what it does.
+// once a minute and answers its WatcherAPI. version changes its source and
+// its compiled code (it is logged at start), so a new version is compiled
+// and linked again, never taken whole from a build cache.
 func programSource(version int) map[string]string {
 	return map[string]string{
 		"go.mod": "module example.com/benchprogram\n\ngo 1.25\n\nrequire " + builder.FrameworkModule + " v0.0.0\n",
@@ -36,6 +37,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	log.Printf("benchprogram version %%d", version)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(hersh.ExitCode(w.Run(ctx)))

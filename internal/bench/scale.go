@@ -290,7 +290,8 @@ func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Durati
 	cids := make([]string, n)
 	t0 := time.Now()
 	err = parallel(ctx, n, n, func(ctx context.Context, i int) error {
-		cid, _, err := r.rawRun(ctx, specs[i], 10*time.Millisecond)
+		// Probes share a budget of a thousand a second, as the Host's do.
+		cid, _, err := r.rawRun(ctx, specs[i], max(time.Millisecond, time.Duration(n)*time.Millisecond))
 		cids[i] = cid
 		return err
 	})

@@ -33,7 +33,9 @@ func (e executor) Launch(ctx context.Context, id, image string) (string, error) 
 func (e executor) Probe(ctx context.Context, id, cid string) error {
 	ctx, cancel := context.WithTimeout(ctx, e.h.opts.StartTimeout)
 	defer cancel()
-	return e.h.relErr(probeReady(ctx, e.h.watcher, cid))
+	e.h.probing.Add(1)
+	defer e.h.probing.Add(-1)
+	return e.h.relErr(probeReady(ctx, e.h.watcher, cid, e.h.probing.Load))
 }
 func (e executor) Halt(ctx context.Context, id string) error  { return e.h.relErr(e.h.halt(ctx, id)) }
 func (e executor) Purge(ctx context.Context, id string) error { return e.h.relErr(e.h.purge(ctx, id)) }

@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -166,6 +167,7 @@ type Host struct {
 	usage    map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
 
 	watcher *http.Client // reaches WatcherAPIs through the driver
+	probing atomic.Int64 // readiness probes running now (probeReady shares a budget)
 	wt      *http.Transport
 
 	ctx    context.Context // lives until Close

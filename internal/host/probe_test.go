@@ -1,7 +1,12 @@
 package host
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -45,3 +50,43 @@ func TestProbeDelay(t *testing.T) {
 		t.Fatalf("%d probes in the first %v", probes, probeEager)
 	}
 }
+
+// TestProbeBudget: probes running at once share probeBudget probes a
+// second: with a hundred of them each waits at least 100 ms between
+// probes, whatever its own schedule says.
+func TestProbeBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var asked atomic.Int64
+		client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			asked.Add(1)
+			return nil, errors.New("connection refused")
+		})}
+		for _, tc := range []struct {
+			probing  int64
+			atMostIn time.Duration // asks at most once per this, in the eager phase
+		}{
+			{1, 0},
+			{100, 100 * time.Millisecond},
+			{1000, time.Second},
+		} {
+			asked.Store(0)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			probeReady(ctx, client, "cid", func() int64 { return tc.probing })
+			cancel()
+			n := asked.Load()
+			if tc.atMostIn == 0 {
+				if n < 40 { // the schedule alone: about 60 in the first second
+					t.Errorf("alone: %d probes in a second", n)
+				}
+				continue
+			}
+			if limit := int64(time.Second/tc.atMostIn) + 1; n > limit {
+				t.Errorf("%d probing: %d probes in a second, want at most %d", tc.probing, n, limit)
+			}
+		}
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

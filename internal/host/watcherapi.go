@@ -56,8 +56,9 @@ func newWatcherTransport(d driver.Driver) *http.Transport {
 
 // probeReady polls the program until it is ready or ctx ends (the
 // supervisor's start timeout, or a stop). See readyOnce for what ready
-// means, and probeDelay for how often it asks.
-func probeReady(ctx context.Context, client *http.Client, containerID string) error {
+// means, and probeDelay for how often it asks; probing (nil: 1) says how
+// many probes run on the Host now, which share probeBudget.
+func probeReady(ctx context.Context, client *http.Client, containerID string, probing func() int64) error {
 	var (
 		last  error
 		delay time.Duration
@@ -74,7 +75,11 @@ func probeReady(ctx context.Context, client *http.Client, containerID string) er
 			last = err
 		}
 		delay = probeDelay(time.Since(start), delay)
-		t := time.NewTimer(delay)
+		n := int64(1)
+		if probing != nil {
+			n = probing()
+		}
+		t := time.NewTimer(max(delay, time.Duration(n)*time.Second/probeBudget))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -100,6 +105,13 @@ func probeDelay(elapsed, prev time.Duration) time.Duration {
 
 // probeEager is how long the readiness probe asks often.
 const probeEager = 2 * time.Second
+
+// probeBudget is how many readiness probes a second all the programs
+// starting at once may make together: a hundred programs starting at
+// once each ask every 100 ms instead of every few, so that their probes
+// do not take the CPU the starting containers need (each probe enters a
+// container's network namespace).
+const probeBudget = 1000
 
 // readyOnce asks the WatcherAPI at base once whether the program is ready:
 //   - GET /watcher/ready answers 200: ready (a hersh program, which answers

@@ -61,7 +61,7 @@ func TestProbeDecision(t *testing.T) {
 			// gives up with the reason when its time is up.
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
-			err := probeReady(ctx, client, "cid")
+			err := probeReady(ctx, client, "cid", nil)
 			if (err == nil) != c.want {
 				t.Fatalf("probeReady: %v, want ready=%v", err, c.want)
 			}
