@@ -37,7 +37,9 @@ func (r *runner) newByHand(ctx context.Context) (*byHand, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	b := &byHand{r: r, framework: fw, gocache: filepath.Join(r.o.WorkDir, "gocache"), caCerts: ca}
+	// A cache of its own per runtime: the same source versions are built
+	// under each, and a binary the cache already holds costs no link.
+	b := &byHand{r: r, framework: fw, gocache: filepath.Join(r.o.WorkDir, "gocache-"+r.rt), caCerts: ca}
 	// Warm the caches: the standard library and the framework, once.
 	if _, err := b.build(ctx, 0); err != nil {
 		return nil, err
