@@ -38,9 +38,10 @@ marked in the report.`,
 			}
 			o.Log = a.errOut
 			rep, err := bench.Run(cmd.Context(), o)
-			if err != nil {
+			if rep == nil {
 				return err
 			}
+			// A run that failed part way still reports what it measured.
 			w := a.out
 			if out != "" {
 				f, err := os.Create(out)
@@ -56,7 +57,7 @@ marked in the report.`,
 			if out != "" {
 				fmt.Fprintf(a.errOut, "report written to %s\n", out)
 			}
-			return nil
+			return err
 		},
 	}
 	f := cmd.Flags()

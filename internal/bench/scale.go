@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/client"
@@ -55,6 +56,7 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 		}
 	}
 
+	rt := r.rt
 	r.logf("starting %d programs at once through the Host", n)
 	memBefore, err := memAvailable()
 	if err != nil {
@@ -66,6 +68,12 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 	}
 	hostAll := time.Since(t0)
 	memAfter, _ := memAvailable()
+	hostRetries := 0
+	if all, err := listAll(ctx, h.admin); err == nil {
+		for _, id := range ids {
+			hostRetries += all[id].RestartCount
+		}
+	}
 	hostPer := (memBefore - memAfter) / int64(n)
 	rss, err := h.rss()
 	if err != nil {
@@ -89,26 +97,6 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 		return err
 	}
 
-	r.logf("starting %d containers at once by hand", n)
-	rawAll, rawPer, err := r.rawScale(ctx, image, n)
-	if err != nil {
-		return err
-	}
-
-	rt := r.rt
-	r.rep.add(Figure{
-		Name: fmt.Sprintf("%d programs started at once → all Ready, vs %d parallel runs by hand → all answer", n, n), Runtime: rt,
-		Value: ms(hostAll), Baseline: ms(rawAll), Ratio: ratio(hostAll, rawAll), Target: "≤ 1.0×", Met: ratio(hostAll, rawAll) <= 1.0,
-		Note: fmt.Sprintf("memory limit %s each; the Host's run first", mib(r.o.ProgramMemory)),
-	})
-	mem := Figure{
-		Name: fmt.Sprintf("memory per running program (machine's MemAvailable drop / %d), vs by hand", n), Runtime: rt,
-		Value: "below the noise", Baseline: "below the noise", Target: "report", Met: true,
-	}
-	if hostPer > 0 && rawPer > 0 {
-		mem.Value, mem.Baseline, mem.Ratio = mib(hostPer), mib(rawPer), float64(hostPer)/float64(rawPer)
-	}
-	r.rep.add(mem)
 	r.rep.add(Figure{
 		Name: fmt.Sprintf("Host RSS with %d programs running", n), Runtime: rt,
 		Value: mib(rss), Target: "≤ 150 MiB at 1,000", Met: rss <= 150<<20,
@@ -125,6 +113,27 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 		Met:  readopt <= 2*time.Second && restarts == 0,
 		Note: "from the new process's start to every program Ready with its old container",
 	})
+
+	r.logf("starting %d containers at once by hand", n)
+	rawAll, rawPer, rawRetries, err := r.rawScale(ctx, image, n)
+	if err != nil {
+		return err
+	}
+
+	r.rep.add(Figure{
+		Name: fmt.Sprintf("%d programs started at once → all Ready, vs %d parallel runs by hand → all answer", n, n), Runtime: rt,
+		Value: ms(hostAll), Baseline: ms(rawAll), Ratio: ratio(hostAll, rawAll), Target: "≤ 1.0×", Met: ratio(hostAll, rawAll) <= 1.0,
+		Note: fmt.Sprintf("memory limit %s each; the Host's run first; starts the engine failed and were tried again: %d by the Host, %d by hand",
+			mib(r.o.ProgramMemory), hostRetries, rawRetries),
+	})
+	mem := Figure{
+		Name: fmt.Sprintf("memory per running program (machine's MemAvailable drop / %d), vs by hand", n), Runtime: rt,
+		Value: "below the noise", Baseline: "below the noise", Target: "report", Met: true,
+	}
+	if hostPer > 0 && rawPer > 0 {
+		mem.Value, mem.Baseline, mem.Ratio = mib(hostPer), mib(rawPer), float64(hostPer)/float64(rawPer)
+	}
+	r.rep.add(mem)
 	return nil
 }
 
@@ -273,29 +282,45 @@ func listAll(ctx context.Context, c *client.Client) (map[string]client.Program, 
 
 // rawScale starts n containers of image at once by hand and waits until
 // each answers; it returns the time until the last did and the memory
-// each took (MemAvailable's drop / n), and removes them.
-func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Duration, int64, error) {
+// each took (MemAvailable's drop / n) and how many starts were tried
+// again, and removes them.
+func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Duration, int64, int, error) {
 	specs := make([]driver.ContainerSpec, n)
 	for i := range n {
 		dir, err := r.rawStateDir("scale-" + strconv.Itoa(i))
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		specs[i] = r.rawSpec(r.rt+"-scale-"+strconv.Itoa(i), image, dir, r.o.ProgramMemory)
 	}
 	memBefore, err := memAvailable()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	cids := make([]string, n)
+	var retries atomic.Int64
 	t0 := time.Now()
 	err = parallel(ctx, n, n, func(ctx context.Context, i int) error {
 		// Probes share a budget of a thousand a second, as the Host's do.
-		cid, _, err := r.rawRun(ctx, specs[i], max(time.Millisecond, time.Duration(n)*time.Millisecond))
-		cids[i] = cid
-		return err
+		// A start the engine fails under the load is tried again, as the
+		// Host's restart policy does with its programs (at most twice).
+		for attempt := 0; ; attempt++ {
+			cid, _, err := r.rawRun(ctx, specs[i], max(time.Millisecond, time.Duration(n)*time.Millisecond))
+			if err == nil || attempt == 2 || ctx.Err() != nil {
+				cids[i] = cid
+				return err
+			}
+			retries.Add(1)
+			r.logf("a start by hand failed, trying again: %v", err)
+			if cid != "" {
+				if err := r.removeRaw(cid); err != nil {
+					return err
+				}
+			}
+		}
 	})
 	took := time.Since(t0)
+
 	memAfter, _ := memAvailable()
 	var made []string
 	for _, c := range cids {
@@ -306,7 +331,7 @@ func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Durati
 	if rerr := r.removeRaw(made...); err == nil {
 		err = rerr
 	}
-	return took, (memBefore - memAfter) / int64(n), err
+	return took, (memBefore - memAfter) / int64(n), int(retries.Load()), err
 }
 
 // memAvailable is the machine's MemAvailable, in bytes.
