@@ -68,5 +68,6 @@ marked in the report.`,
 	f.StringVar(&o.SharedCache, "go-shared-cache", "/var/cache/hershy-bench/go-shared", "the Hosts' shared build cache layer (kept between runs, so no run compiles the standard library cold)")
 	f.BoolVar(&smoke, "smoke", false, "one round over 3 programs: checks that every figure can be measured")
 	f.StringVar(&out, "out", "", "write the report to this file instead of standard output")
+	f.StringVar(&o.WorkDir, "work-dir", "", "keep the Hosts' data directories and logs in this folder (default: a temporary one, removed at the end)")
 	return cmd
 }
