@@ -79,6 +79,7 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 	if err != nil {
 		return err
 	}
+	r.logf("all %d Ready through the Host in %s (%d starts the engine failed were tried again); Host RSS %s", n, ms(hostAll), hostRetries, mib(rss))
 
 	r.logf("GET /programs over %d programs", n)
 	list, health, err := r.listLatency(ctx, h)
@@ -89,11 +90,6 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 	r.logf("SIGKILL the Host with %d programs running", n)
 	readopt, restarts, err := r.readopt(ctx, h)
 	if err != nil {
-		return err
-	}
-	t.close()
-	t = newTracker(ctx, h.admin) // the old stream died with the Host
-	if err := stopAll(ctx, h, t, ids); err != nil {
 		return err
 	}
 
@@ -113,6 +109,12 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 		Met:  readopt <= 2*time.Second && restarts == 0,
 		Note: "from the new process's start to every program Ready with its old container",
 	})
+
+	t.close()
+	t = newTracker(ctx, h.admin) // the old stream died with the Host
+	if err := stopAll(ctx, h, t, ids); err != nil {
+		return err
+	}
 
 	r.logf("starting %d containers at once by hand", n)
 	rawAll, rawPer, rawRetries, err := r.rawScale(ctx, image, n)
