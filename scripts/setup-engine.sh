@@ -66,7 +66,7 @@ if [ -n "$pid" ] && [ "$config_changed" = 1 ]; then
 	log "reloading dockerd ($pid) for the new runtime configuration"
 	kill -HUP "$pid"
 fi
-if [ -z "$pid" ]; then
+start_dockerd() {
 	if [ -f /var/run/docker.pid ]; then
 		log "removing stale /var/run/docker.pid"
 		rm -f /var/run/docker.pid
@@ -76,15 +76,29 @@ if [ -z "$pid" ]; then
 	# ran this script does not take the daemon and every program with it.
 	setsid nohup dockerd >>/var/log/hershy-dockerd.log 2>&1 </dev/null &
 	disown || true
-fi
+}
+[ -n "$pid" ] || start_dockerd
 
-for _ in $(seq 1 120); do
+# After an unclean stop with many containers, containerd first reaps every
+# dead shim, and dockerd gives up on it after its own timeout and exits.
+# The reaping keeps its progress, so starting dockerd again gets further
+# each time: try a few times before failing.
+attempt=1
+answered=0
+for _ in $(seq 1 600); do
 	if docker info >/dev/null 2>&1; then
+		answered=1
 		break
+	fi
+	if [ -z "$(dockerd_pid)" ]; then
+		[ "$attempt" -lt 5 ] || break
+		attempt=$((attempt + 1))
+		log "dockerd exited before answering (containerd still cleaning up?); attempt $attempt"
+		start_dockerd
 	fi
 	sleep 0.5
 done
-docker info >/dev/null 2>&1 || { tail -n 30 /var/log/hershy-dockerd.log >&2 || true; die "dockerd did not answer within 60 s"; }
+[ "$answered" = 1 ] || { tail -n 30 /var/log/hershy-dockerd.log >&2 || true; die "dockerd did not answer (after $attempt starts)"; }
 
 for _ in $(seq 1 20); do
 	if docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q runsc; then
