@@ -32,6 +32,8 @@ type serveOpts struct {
 	buildCPUs                          float64
 	buildTimeout                       time.Duration
 	maxBuilds                          int
+	maxLaunches                        int
+	launchTimeout                      time.Duration
 	quotas                             host.Quotas
 	stateBytes, maxStateBytes          int64 // /state size caps (0: the Host's defaults)
 	uncappedState                      bool  // /state without a size cap (development only)
@@ -82,6 +84,8 @@ func (a *app) serveCmd() *cobra.Command {
 	f.Float64Var(&o.buildCPUs, "build-cpus", 0, "CPU limit of one build sandbox, in cores (default: up to 2)")
 	f.DurationVar(&o.buildTimeout, "build-timeout", 10*time.Minute, "time limit of one Go build")
 	f.IntVar(&o.maxBuilds, "max-builds", 1, "builds that run at once; the others wait in a queue")
+	f.IntVar(&o.maxLaunches, "max-launches", host.DefaultLaunches, "program containers created and started on the engine at once; the other starts wait their turn")
+	f.DurationVar(&o.launchTimeout, "launch-timeout", time.Minute, "time the engine has to create and start one program's container; past it the start fails and the restart policy retries")
 	f.StringVar(&o.proxyPorts, "proxy-ports", "", "give each Ready program a 127.0.0.1 port from `RANGE` (e.g. 9000-9999) forwarding to its WatcherAPI, for the owner's or the admin's token (default off)")
 	f.IntVar(&o.quotas.MaxPrograms, "max-programs", host.DefaultMaxPrograms, "programs one user may have, in any state")
 	f.Var((*byteSize)(&o.quotas.MaxProgramMemory), "max-program-memory", "the most memory_bytes one program may ask for, e.g. 2GiB (default 4GiB, at most the machine's memory)")

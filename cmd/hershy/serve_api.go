@@ -46,8 +46,12 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	if o.buildCPUs < 0 || o.maxBuilds < 1 || o.buildTimeout <= 0 {
 		return usageError{fmt.Errorf("--build-cpus, --max-builds and --build-timeout must be positive")}
 	}
+	if o.maxLaunches < 1 || o.launchTimeout <= 0 {
+		return usageError{fmt.Errorf("--max-launches and --launch-timeout must be positive")}
+	}
 	h, err := host.Open(ctx, host.Options{
 		DataDir: dataDir, Runtime: o.runtime, Logger: logger, Quotas: o.quotas,
+		Launches: o.maxLaunches, LaunchTimeout: o.launchTimeout,
 		Build: builder.Options{
 			SharedCacheDir: o.goSharedCache, GoProxy: o.goProxy,
 			Limits:    driver.Limits{MemoryBytes: o.buildMemory, CPUs: o.buildCPUs},

@@ -168,11 +168,24 @@ func (h *Host) launch(ctx context.Context, id, image string) (cid string, err er
 	spec := h.spec(row, image)
 	gen := newGeneration()
 	spec.Labels[driver.LabelGeneration] = gen
-	cid, err = h.driver.CreateContainer(ctx, spec)
+	// The engine calls take a launch slot and run under the launch's
+	// deadline; the removal of a failed start below runs after the slot is
+	// given back.
+	select {
+	case h.launches <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	lctx, cancel := context.WithTimeout(ctx, h.opts.LaunchTimeout)
+	release := func() { cancel(); <-h.launches }
+	cid, err = h.driver.CreateContainer(lctx, spec)
 	if err != nil {
+		err = h.launchErr(ctx, lctx, "create", err)
+		release()
 		// A create can fail on our side and still happen on the engine's
-		// (the request cancelled by a stop, the reply lost): nothing knows
-		// that container's id, so it is looked for by its labels.
+		// (the request cancelled by a stop or the deadline, the reply
+		// lost): nothing knows that container's id, so it is looked for by
+		// its labels.
 		h.sweepLaunch(id, gen)
 		return "", err
 	}
@@ -189,13 +202,27 @@ func (h *Host) launch(ctx context.Context, id, image string) (cid string, err er
 			}
 		}
 	}()
-	if err := h.driver.StartContainer(ctx, cid); err != nil {
+	err = h.driver.StartContainer(lctx, cid)
+	if err != nil {
+		err = h.launchErr(ctx, lctx, "start", err)
+	}
+	release()
+	if err != nil {
 		return cid, err
 	}
 	h.startCapture(id, cid, time.Time{})
 	// The previous container is gone: a replaced source's old build can go.
 	h.collectBuildsLogged(ctx)
 	return cid, nil
+}
+
+// launchErr says when an engine call of a launch failed because the
+// launch's deadline passed, not because the launch was cancelled.
+func (h *Host) launchErr(ctx, lctx context.Context, verb string, err error) error {
+	if ctx.Err() == nil && errors.Is(lctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("the engine did not %s the container within %s: %w", verb, h.opts.LaunchTimeout, err)
+	}
+	return err
 }
 
 // sweepAfter are the delays after which sweepLaunch looks for the

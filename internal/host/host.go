@@ -52,13 +52,20 @@ type Options struct {
 	StartTimeout time.Duration // until the WatcherAPI must answer (default 60s)
 	StopGrace    time.Duration // SIGTERM to SIGKILL (default 10s)
 	BuildTimeout time.Duration // whole build (default 10m)
-	Limits       driver.Limits
-	LogMaxBytes  int64 // per captured log file before rotation (default 8 MiB)
-	LogKeep      int   // rotated files kept (default 3)
-	Source       source.Limits
-	Backoff      lifecycle.Backoff
-	Build        builder.Options
-	Logger       *slog.Logger
+	// Launches is how many programs' containers are created and started on
+	// the engine at once (default DefaultLaunches); the other launches wait
+	// their turn. LaunchTimeout bounds one launch's create and start
+	// (default 60s): a call the engine never answers becomes a failed start,
+	// which the restart policy retries, instead of a program stuck Starting.
+	Launches      int
+	LaunchTimeout time.Duration
+	Limits        driver.Limits
+	LogMaxBytes   int64 // per captured log file before rotation (default 8 MiB)
+	LogKeep       int   // rotated files kept (default 3)
+	Source        source.Limits
+	Backoff       lifecycle.Backoff
+	Build         builder.Options
+	Logger        *slog.Logger
 	// Quotas are the operator's limits per user (zero fields: defaults).
 	Quotas Quotas
 	// StateBytes is the size cap of a program's /state when it sets none
@@ -70,6 +77,12 @@ type Options struct {
 	// program can then fill the Host's disk.
 	UncappedState bool
 }
+
+// DefaultLaunches is the default of Options.Launches. A thousand programs
+// started at once on two cores wedged Docker 20.10: 703 start calls went
+// unanswered for minutes. A few at a time keep the engine busy without
+// drowning it (the 100-at-once figure in BENCHMARKS.md was measured so).
+const DefaultLaunches = 8
 
 // Default resource limits for a program container. Pids leaves room for
 // gVisor's own threads (about 45 for an idle sandbox).
@@ -99,6 +112,10 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.StartTimeout, 60*time.Second)
 	def(&o.StopGrace, 10*time.Second)
 	def(&o.BuildTimeout, 10*time.Minute)
+	def(&o.LaunchTimeout, 60*time.Second)
+	if o.Launches <= 0 {
+		o.Launches = DefaultLaunches
+	}
 	if o.Limits.MemoryBytes <= 0 {
 		o.Limits.MemoryBytes = DefaultLimits.MemoryBytes
 	}
@@ -166,9 +183,10 @@ type Host struct {
 	usageMu  sync.Mutex
 	usage    map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
 
-	watcher *http.Client // reaches WatcherAPIs through the driver
-	probing atomic.Int64 // readiness probes running now (probeReady shares a budget)
-	wt      *http.Transport
+	watcher  *http.Client  // reaches WatcherAPIs through the driver
+	probing  atomic.Int64  // readiness probes running now (probeReady shares a budget)
+	launches chan struct{} // a slot per engine launch running now (Options.Launches)
+	wt       *http.Transport
 
 	ctx    context.Context // lives until Close
 	cancel context.CancelFunc
@@ -216,6 +234,7 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 		captures: map[string]*capture{},
 		oom:      map[string]bool{},
 		paths:    newPathScrubber(o.DataDir),
+		launches: make(chan struct{}, o.Launches),
 	}
 	ok := false
 	defer func() {

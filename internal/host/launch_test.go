@@ -1,0 +1,152 @@
+package host_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/driver/fake"
+	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/host/hosttest"
+	"github.com/hershyorg/hershy/internal/lifecycle"
+)
+
+// TestLaunchesBounded: many programs started at once reach the engine a few
+// at a time. A thousand simultaneous create+start calls wedged Docker on two
+// cores; without the bound, every start below is in the engine at once.
+func TestLaunchesBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const programs, bound = 16, 3
+		var mu sync.Mutex
+		inflight, most := 0, 0
+		d := newFakeEngine(t, nil, fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
+			if c.Method != "CreateContainer" && c.Method != "StartContainer" {
+				return nil
+			}
+			mu.Lock()
+			inflight++
+			most = max(most, inflight)
+			mu.Unlock()
+			defer func() {
+				mu.Lock()
+				inflight--
+				mu.Unlock()
+			}()
+			time.Sleep(200 * time.Millisecond) // a slow engine: the calls overlap unless bounded
+			return nil
+		}})
+		h := d.Open(t, t.TempDir(), func(o *host.Options) { o.Launches = bound })
+		var ids []string
+		for i := range programs {
+			ids = append(ids, createProgram(t, h, dockerfileProgram(fmt.Sprintf("user%d", i), fmt.Sprint(i))))
+		}
+		for _, id := range ids {
+			startProgram(t, h, id)
+		}
+		for _, id := range ids {
+			if p := settle(t, h, id, lifecycle.Ready); p.RestartCount != 0 {
+				t.Errorf("%s: %d restarts, want 0", id, p.RestartCount)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if most > bound {
+			t.Fatalf("%d create/start calls in the engine at once, want at most %d", most, bound)
+		}
+		if most < bound {
+			t.Fatalf("at most %d create/start calls at once: the %d slots were not used", most, bound)
+		}
+	})
+}
+
+// TestLaunchDeadline: an engine that never answers a start call does not
+// leave the program Starting for ever. The launch fails at its deadline, the
+// restart policy starts it again, and the wedged attempt's container is gone.
+func TestLaunchDeadline(t *testing.T) {
+	for _, method := range []string{"CreateContainer", "StartContainer"} {
+		t.Run(method, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				wedged := 0
+				d := newFakeEngine(t, nil, fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
+					if c.Method != method {
+						return nil
+					}
+					mu.Lock()
+					first := wedged == 0
+					if first {
+						wedged++
+					}
+					mu.Unlock()
+					if first {
+						<-ctx.Done() // the engine never answers this one
+						return ctx.Err()
+					}
+					return nil
+				}})
+				h := d.Open(t, t.TempDir(), func(o *host.Options) { o.LaunchTimeout = 30 * time.Second })
+				id := createProgram(t, h, dockerfileProgram("alice", "1"))
+				startProgram(t, h, id)
+				p := settle(t, h, id, lifecycle.Ready)
+				if p.RestartCount != 1 {
+					t.Errorf("restarts %d, want 1 (the wedged launch)", p.RestartCount)
+				}
+				trs, err := h.Transitions(context.Background(), id, 20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var reasons []string
+				found := false
+				for _, tr := range trs {
+					reasons = append(reasons, tr.Reason)
+					found = found || strings.Contains(tr.Reason, "did not "+strings.ToLower(strings.TrimSuffix(method, "Container"))+" the container within 30s")
+				}
+				if !found {
+					t.Errorf("no transition says the engine missed the deadline: %q", reasons)
+				}
+				// Give the create sweep its later passes, then only the running
+				// container is left.
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				cs := hosttest.ContainersOf(t, d, id)
+				if len(cs) != 1 || cs[0].ID != p.ContainerID {
+					t.Fatalf("containers %+v, want only %s", cs, p.ContainerID)
+				}
+			})
+		})
+	}
+}
+
+// TestStopWhileWaitingForLaunch: a program waiting for a launch slot stops
+// at once when told to, and never reaches the engine afterwards.
+func TestStopWhileWaitingForLaunch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		held, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		d := newFakeEngine(t, nil, fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
+			if c.Method == "StartContainer" {
+				once.Do(func() { close(held); <-release })
+			}
+			return nil
+		}})
+		h := d.Open(t, t.TempDir(), func(o *host.Options) { o.Launches = 1 })
+		first := createProgram(t, h, dockerfileProgram("alice", "1"))
+		second := createProgram(t, h, dockerfileProgram("bob", "2"))
+		startProgram(t, h, first)
+		<-held // the only slot is taken
+		startProgram(t, h, second)
+		synctest.Wait()
+		if _, err := h.Stop(context.Background(), second); err != nil {
+			t.Fatal(err)
+		}
+		settle(t, h, second, lifecycle.Stopped)
+		close(release)
+		settle(t, h, first, lifecycle.Ready)
+		synctest.Wait()
+		noContainers(t, d, second)
+	})
+}
