@@ -63,11 +63,16 @@ func (r *runner) rawStateDir(name string) (string, error) {
 // container and the time from the create call to that answer.
 func (r *runner) rawRun(ctx context.Context, spec driver.ContainerSpec, interval time.Duration) (string, time.Duration, error) {
 	start := time.Now()
-	cid, err := r.engine.CreateContainer(ctx, spec)
+	// The engine calls have the deadline the Host's launches have (its
+	// default --launch-timeout), so a call a loaded engine never answers
+	// fails and is tried again on both sides alike.
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cid, err := r.engine.CreateContainer(lctx, spec)
 	if err != nil {
 		return "", 0, err
 	}
-	if err := r.engine.StartContainer(ctx, cid); err != nil {
+	if err := r.engine.StartContainer(lctx, cid); err != nil {
 		return cid, 0, err
 	}
 	if err := r.awaitAnswer(ctx, cid, interval); err != nil {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -314,10 +315,14 @@ func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Durati
 			}
 			retries.Add(1)
 			r.logf("a start by hand failed, trying again: %v", err)
-			if cid != "" {
-				if err := r.removeRaw(cid); err != nil {
+			if cid == "" {
+				// A create that timed out may still have happened: its
+				// name would refuse the next one.
+				if err := r.removeRaw(specs[i].Name); err != nil && !errors.Is(err, driver.ErrNotFound) {
 					return err
 				}
+			} else if err := r.removeRaw(cid); err != nil {
+				return err
 			}
 		}
 	})
