@@ -37,6 +37,24 @@ func TestMetricsIsTheAdmins(t *testing.T) {
 	}
 }
 
+// TestPprofIsTheAdmins: the Host's profiles name every program, so only
+// the admin's token reads them.
+func TestPprofIsTheAdmins(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1"} {
+		for _, tok := range []string{e.tokA, e.tokB} {
+			resp, b := e.req("GET", path, tok, "")
+			checkError(t, path+" as a user", resp, b, 403)
+		}
+		resp, b := e.req("GET", path, "", "")
+		checkError(t, path+" without a token", resp, b, 401)
+		resp, b = e.req("GET", path, e.admin, "")
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "goroutine") {
+			t.Fatalf("%s as the admin: %d %.200s", path, resp.StatusCode, b)
+		}
+	}
+}
+
 // TestQuotaAndEnvErrors: each quota answers 403 in the error shape, with a
 // message that says which limit; reserved environment names are a 400.
 func TestQuotaAndEnvErrors(t *testing.T) {

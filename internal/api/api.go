@@ -78,6 +78,7 @@ var routes = []route{
 	{"GET", "/healthz", public, (*server).healthz},
 	{"GET", "/version", public, (*server).version},
 	{"GET", "/metrics", admin, (*server).serveMetrics}, // every tenant's counts: the operator's
+	{"GET", "/debug/pprof/{name...}", admin, (*server).debugPprof},
 	{"GET", "/openapi.json", public, (*server).openapi},
 
 	{"POST", "/programs", user, (*server).createProgram},

@@ -278,14 +278,31 @@ func (h *Host) halt(ctx context.Context, id string) error {
 	}
 	var errs []error
 	for _, c := range cs {
-		if err := h.driver.StopContainer(ctx, c.ID, h.opts.StopGrace); err != nil && !errors.Is(err, driver.ErrNotFound) {
-			errs = append(errs, err)
-			continue
-		}
-		h.stopCapture(c.ID)
-		if err := h.driver.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, driver.ErrNotFound) {
+		if err := h.stopAndRemove(ctx, c.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stopAndRemove stops and removes one container, holding one of the halt
+// slots: a thousand programs stopped at once are a thousand stops in the
+// engine otherwise, which on two cores left it answering nothing else for
+// minutes. A slot is held through the stop's grace period, so there are
+// more of them than launch slots.
+func (h *Host) stopAndRemove(ctx context.Context, cid string) error {
+	select {
+	case h.halts <- struct{}{}:
+	case <-h.ctx.Done():
+		return fmt.Errorf("stopping container %.12s: the Host is closing", cid)
+	}
+	defer func() { <-h.halts }()
+	if err := h.driver.StopContainer(ctx, cid, h.opts.StopGrace); err != nil && !errors.Is(err, driver.ErrNotFound) {
+		return err
+	}
+	h.stopCapture(cid)
+	if err := h.driver.RemoveContainer(ctx, cid); err != nil && !errors.Is(err, driver.ErrNotFound) {
+		return err
+	}
+	return nil
 }

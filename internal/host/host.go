@@ -59,13 +59,16 @@ type Options struct {
 	// which the restart policy retries, instead of a program stuck Starting.
 	Launches      int
 	LaunchTimeout time.Duration
-	Limits        driver.Limits
-	LogMaxBytes   int64 // per captured log file before rotation (default 8 MiB)
-	LogKeep       int   // rotated files kept (default 3)
-	Source        source.Limits
-	Backoff       lifecycle.Backoff
-	Build         builder.Options
-	Logger        *slog.Logger
+	// Halts is how many containers are stopped and removed at once
+	// (default DefaultHalts); the other stops wait their turn.
+	Halts       int
+	Limits      driver.Limits
+	LogMaxBytes int64 // per captured log file before rotation (default 8 MiB)
+	LogKeep     int   // rotated files kept (default 3)
+	Source      source.Limits
+	Backoff     lifecycle.Backoff
+	Build       builder.Options
+	Logger      *slog.Logger
 	// Quotas are the operator's limits per user (zero fields: defaults).
 	Quotas Quotas
 	// StateBytes is the size cap of a program's /state when it sets none
@@ -83,6 +86,10 @@ type Options struct {
 // unanswered for minutes. A few at a time keep the engine busy without
 // drowning it (the 100-at-once figure in BENCHMARKS.md was measured so).
 const DefaultLaunches = 8
+
+// DefaultHalts is the default of Options.Halts: a stop holds its slot
+// through the program's grace period, so there are more than launches.
+const DefaultHalts = 16
 
 // Default resource limits for a program container. Pids leaves room for
 // gVisor's own threads (about 45 for an idle sandbox).
@@ -115,6 +122,9 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.LaunchTimeout, 60*time.Second)
 	if o.Launches <= 0 {
 		o.Launches = DefaultLaunches
+	}
+	if o.Halts <= 0 {
+		o.Halts = DefaultHalts
 	}
 	if o.Limits.MemoryBytes <= 0 {
 		o.Limits.MemoryBytes = DefaultLimits.MemoryBytes
@@ -186,6 +196,7 @@ type Host struct {
 	watcher  *http.Client  // reaches WatcherAPIs through the driver
 	probing  atomic.Int64  // readiness probes running now (probeReady shares a budget)
 	launches chan struct{} // a slot per engine launch running now (Options.Launches)
+	halts    chan struct{} // a slot per container being stopped now (Options.Halts)
 	wt       *http.Transport
 
 	ctx    context.Context // lives until Close
@@ -235,6 +246,7 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 		oom:      map[string]bool{},
 		paths:    newPathScrubber(o.DataDir),
 		launches: make(chan struct{}, o.Launches),
+		halts:    make(chan struct{}, o.Halts),
 	}
 	ok := false
 	defer func() {

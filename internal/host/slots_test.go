@@ -150,3 +150,59 @@ func TestStopWhileWaitingForLaunch(t *testing.T) {
 		noContainers(t, d, second)
 	})
 }
+
+// TestHaltsBounded: many programs stopped at once reach the engine a few at
+// a time too. A thousand stops at once kept Docker busy for minutes; without
+// the bound, every stop below is in the engine at once.
+func TestHaltsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const programs, bound = 12, 4
+		var mu sync.Mutex
+		counting := false
+		inflight, most := 0, 0
+		d := newFakeEngine(t, nil, fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
+			mu.Lock()
+			if !counting || (c.Method != "StopContainer" && c.Method != "RemoveContainer") {
+				mu.Unlock()
+				return nil
+			}
+			inflight++
+			most = max(most, inflight)
+			mu.Unlock()
+			defer func() {
+				mu.Lock()
+				inflight--
+				mu.Unlock()
+			}()
+			time.Sleep(200 * time.Millisecond)
+			return nil
+		}})
+		h := d.Open(t, t.TempDir(), func(o *host.Options) { o.Halts = bound })
+		var ids []string
+		for i := range programs {
+			id := createProgram(t, h, dockerfileProgram(fmt.Sprintf("user%d", i), fmt.Sprint(i)))
+			startProgram(t, h, id)
+			ids = append(ids, id)
+		}
+		for _, id := range ids {
+			settle(t, h, id, lifecycle.Ready)
+		}
+		mu.Lock()
+		counting = true
+		mu.Unlock()
+		for _, id := range ids {
+			if _, err := h.Stop(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range ids {
+			settle(t, h, id, lifecycle.Stopped)
+			noContainers(t, d, id)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if most > bound || most < bound {
+			t.Fatalf("%d stop/remove calls in the engine at once, want %d (the bound, used)", most, bound)
+		}
+	})
+}
