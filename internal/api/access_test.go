@@ -41,7 +41,7 @@ func TestMetricsIsTheAdmins(t *testing.T) {
 // the admin's token reads them.
 func TestPprofIsTheAdmins(t *testing.T) {
 	e := newEnv(t)
-	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1"} {
+	for path, want := range map[string]string{"/debug/pprof/": "goroutine", "/debug/pprof/heap?debug=1": "heap profile", "/debug/pprof/goroutine?debug=1": "goroutine profile"} {
 		for _, tok := range []string{e.tokA, e.tokB} {
 			resp, b := e.req("GET", path, tok, "")
 			checkError(t, path+" as a user", resp, b, 403)
@@ -49,7 +49,7 @@ func TestPprofIsTheAdmins(t *testing.T) {
 		resp, b := e.req("GET", path, "", "")
 		checkError(t, path+" without a token", resp, b, 401)
 		resp, b = e.req("GET", path, e.admin, "")
-		if resp.StatusCode != 200 || !strings.Contains(string(b), "goroutine") {
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
 			t.Fatalf("%s as the admin: %d %.200s", path, resp.StatusCode, b)
 		}
 	}
