@@ -61,24 +61,38 @@ func (r *runner) rawStateDir(name string) (string, error) {
 // rawRun creates and starts a container by hand and probes its WatcherAPI
 // every interval until /watcher/ready answers 200. It returns the
 // container and the time from the create call to that answer.
-func (r *runner) rawRun(ctx context.Context, spec driver.ContainerSpec, interval time.Duration) (string, time.Duration, error) {
+func (r *runner) rawRun(ctx context.Context, spec driver.ContainerSpec, interval time.Duration, slots chan struct{}) (string, time.Duration, error) {
 	start := time.Now()
-	// The engine calls have the deadline the Host's launches have (its
-	// default --launch-timeout), so a call a loaded engine never answers
-	// fails and is tried again on both sides alike.
-	lctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	cid, err := r.engine.CreateContainer(lctx, spec)
+	cid, err := r.rawLaunch(ctx, spec, slots)
 	if err != nil {
-		return "", 0, err
-	}
-	if err := r.engine.StartContainer(lctx, cid); err != nil {
 		return cid, 0, err
 	}
 	if err := r.awaitAnswer(ctx, cid, interval); err != nil {
 		return cid, 0, err
 	}
 	return cid, time.Since(start), nil
+}
+
+// rawLaunch creates and starts a container as the Host's launch does: the
+// engine calls hold one of slots (nil: no bound) and have the Host's
+// default --launch-timeout, so a call a loaded engine never answers fails
+// and is tried again on both sides alike.
+func (r *runner) rawLaunch(ctx context.Context, spec driver.ContainerSpec, slots chan struct{}) (string, error) {
+	if slots != nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		defer func() { <-slots }()
+	}
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cid, err := r.engine.CreateContainer(lctx, spec)
+	if err != nil {
+		return "", err
+	}
+	return cid, r.engine.StartContainer(lctx, cid)
 }
 
 // awaitAnswer probes a container's /watcher/ready every interval until it

@@ -87,7 +87,7 @@ func (r *runner) startFigure(ctx context.Context, h *hostProc) error {
 		return stop()
 	}
 	rawOnce := func() error {
-		cid, d, err := r.rawRun(ctx, spec, time.Millisecond)
+		cid, d, err := r.rawRun(ctx, spec, time.Millisecond, nil)
 		if cid != "" {
 			err = errors.Join(err, r.removeRaw(cid))
 		}

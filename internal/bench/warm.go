@@ -141,7 +141,7 @@ func (r *runner) warmDeployFigure(ctx context.Context, h *hostProc) error {
 			return err
 		}
 		handImage = append(handImage, time.Since(i0))
-		cid, _, err := r.rawRun(ctx, r.rawSpec("warm", tag, stateDir, 0), time.Millisecond)
+		cid, _, err := r.rawRun(ctx, r.rawSpec("warm", tag, stateDir, 0), time.Millisecond, nil)
 		took := time.Since(t0)
 		if cid != "" {
 			err = errors.Join(err, r.removeRaw(cid))
