@@ -99,6 +99,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("bench: the engine: %w", err)
 	}
 	defer engine.Close()
+	// A run that was killed leaves its by-hand containers, whose names the
+	// next run's would collide with.
+	if left, err := engine.ListContainers(ctx, map[string]string{labelRaw: "true"}); err == nil {
+		for _, c := range left {
+			engine.RemoveContainer(ctx, c.ID)
+		}
+	}
 	rep := &Report{Started: time.Now(), Options: o, Machine: describeMachine(ctx, engine)}
 	for _, rt := range o.Runtimes {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -90,7 +90,10 @@ type Driver interface {
 	// InspectContainer returns a container's current facts (ErrNotFound if gone).
 	InspectContainer(ctx context.Context, id string) (ContainerInfo, error)
 	// ListContainers returns every container (running or not) carrying all
-	// the given labels.
+	// the given labels, with the facts an engine's list holds: ID, Name,
+	// Image, Labels and Running (InspectContainer has the others). It is one
+	// engine call however many containers there are: the Host lists at
+	// every start and every halt.
 	ListContainers(ctx context.Context, labels map[string]string) ([]ContainerInfo, error)
 
 	// Events streams container exits (and OOM kills) of containers with

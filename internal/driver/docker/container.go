@@ -2,7 +2,6 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"os/exec"
@@ -416,7 +415,9 @@ func engineTime(s string) time.Time {
 }
 
 // ListContainers returns every container (in any state) that carries all
-// the given labels.
+// the given labels, from the engine's list alone: one call, whatever the
+// number of containers. (An inspect per container made a Host's start
+// with 1,000 programs take 28 s.)
 func (d *Driver) ListContainers(ctx context.Context, labels map[string]string) ([]driver.ContainerInfo, error) {
 	args := filters.NewArgs()
 	for k, v := range labels {
@@ -428,12 +429,15 @@ func (d *Driver) ListContainers(ctx context.Context, labels map[string]string) (
 	}
 	out := make([]driver.ContainerInfo, 0, len(list))
 	for _, c := range list {
-		info, err := d.InspectContainer(ctx, c.ID)
-		if errors.Is(err, driver.ErrNotFound) {
-			continue // removed in between
+		info := driver.ContainerInfo{ID: c.ID, Image: c.ImageID, Labels: c.Labels}
+		if len(c.Names) > 0 {
+			info.Name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		if err != nil {
-			return nil, err
+		// The engine's inspect counts a paused or restarting container as
+		// running too.
+		switch c.State {
+		case "running", "paused", "restarting":
+			info.Running = true
 		}
 		out = append(out, info)
 	}
