@@ -69,8 +69,11 @@ func (h *Host) startCapture(id, cid string, since time.Time) {
 			return
 		}
 		defer rc.Close()
-		go func() { <-ctx.Done(); rc.Close() }()
-		if _, err := io.Copy(f, rc); err != nil && ctx.Err() == nil && !errors.Is(err, io.ErrClosedPipe) {
+		defer context.AfterFunc(ctx, func() { rc.Close() })()
+		// The stream lives as long as the container: a small buffer, since
+		// there is one per running program (output lines are short; a long
+		// one takes a few reads).
+		if _, err := io.CopyBuffer(f, rc, make([]byte, 2<<10)); err != nil && ctx.Err() == nil && !errors.Is(err, io.ErrClosedPipe) {
 			h.log.Warn("capturing container output", "program", id, "err", err)
 		}
 		f.Flush()

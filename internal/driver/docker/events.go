@@ -11,7 +11,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/hershyorg/hershy/internal/driver"
 )
@@ -115,29 +114,8 @@ func (d *Driver) Logs(ctx context.Context, id string, since time.Time, follow bo
 	if err != nil {
 		return nil, notFound(ctxErr(ctx, err), "logs of container", id)
 	}
-	tty := c.Config != nil && c.Config.Tty
-	pr, pw := io.Pipe()
-	go func() {
-		var err error
-		if tty { // not framed (the driver never creates such containers)
-			_, err = io.Copy(pw, rc)
-		} else {
-			_, err = stdcopy.StdCopy(pw, pw, rc)
-		}
-		rc.Close()
-		pw.CloseWithError(err)
-	}()
-	return &logReader{PipeReader: pr, body: rc}, nil
-}
-
-type logReader struct {
-	*io.PipeReader
-	body io.Closer
-}
-
-// Close ends the stream: it closes the engine's response (unblocking a
-// follow) and the pipe.
-func (r *logReader) Close() error {
-	r.body.Close()
-	return r.PipeReader.Close()
+	if c.Config != nil && c.Config.Tty { // not framed (the driver never creates such containers)
+		return rc, nil
+	}
+	return &frameReader{body: rc}, nil
 }
