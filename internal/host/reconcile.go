@@ -9,6 +9,7 @@ import (
 
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/statefs"
 	"github.com/hershyorg/hershy/internal/store"
 )
 
@@ -38,6 +39,14 @@ func (h *Host) reconcile(ctx context.Context) error {
 	for _, c := range containers {
 		byProgram[c.Labels[driver.LabelProgram]] = append(byProgram[c.Labels[driver.LabelProgram]], c)
 	}
+	// One reading of the mount table for every program's /state: with a
+	// thousand containers it has thousands of lines.
+	var mounts *statefs.MountTable
+	if h.states != nil {
+		if mounts, err = statefs.ReadMountTable(); err != nil {
+			return err
+		}
+	}
 	known := map[string]bool{}
 	for _, r := range rows {
 		known[r.ID] = true
@@ -48,7 +57,7 @@ func (h *Host) reconcile(ctx context.Context) error {
 		chosen := pick(byProgram[r.ID], r.ContainerID)
 		// After a reboot nothing is mounted: /state first, before the
 		// supervisor may launch or re-adopt a container.
-		h.ensureStateAtOpen(ctx, r, chosen.Running)
+		h.ensureStateAtOpen(ctx, r, chosen.Running, mounts)
 		s := h.supervise(r)
 		if chosen.Running {
 			h.startCapture(r.ID, chosen.ID, h.logSince(r.ID))

@@ -89,7 +89,7 @@ func (h *Host) ensureState(ctx context.Context, row store.Program) error {
 // any container of it is launched or re-adopted. A running container of a
 // program made before caps existed uses its plain directory: that is moved
 // into a filesystem at the program's next launch, not under its feet.
-func (h *Host) ensureStateAtOpen(ctx context.Context, row store.Program, running bool) {
+func (h *Host) ensureStateAtOpen(ctx context.Context, row store.Program, running bool, mounts *statefs.MountTable) {
 	if h.states == nil || row.State == lifecycle.Deleting {
 		return
 	}
@@ -101,8 +101,8 @@ func (h *Host) ensureStateAtOpen(ctx context.Context, row store.Program, running
 		h.log.Warn("a running program has an uncapped /state until its next start", "program", row.ID)
 		return
 	}
-	if err := h.ensureState(ctx, row); err != nil {
-		h.log.Error("program /state", "program", row.ID, "err", err)
+	if err := h.states.EnsureIn(ctx, dir, h.stateLimit(row), mounts); err != nil {
+		h.log.Error("program /state", "program", row.ID, "err", strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), ""))
 	}
 }
 

@@ -86,7 +86,7 @@ func mustMounted(t *testing.T, dir string, want bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mountedImage(filepath.Join(c, MountName))
+	img, err := mountedImage(filepath.Join(c, MountName), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -668,4 +668,75 @@ func BenchmarkRemount(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestEnsureInATableReadOnce: a mount table read once (as a Host reads it
+// at its start) tells EnsureIn what Ensure's own reading would: a mounted
+// filesystem is left as it is, an unmounted one is mounted.
+func TestEnsureInATableReadOnce(t *testing.T) {
+	m := manager(t)
+	ctx := context.Background()
+	mounted, unmounted := programDir(t, m), programDir(t, m)
+	for _, dir := range []string{mounted, unmounted} {
+		if err := m.Ensure(ctx, dir, 8<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Release(unmounted); err != nil {
+		t.Fatal(err)
+	}
+	waitNoLoops(t, unmounted)
+	table, err := ReadMountTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{mounted, unmounted} {
+		if err := m.EnsureIn(ctx, dir, 8<<20, table); err != nil {
+			t.Fatal(err)
+		}
+		if ms, _ := mountsAt(filepath.Join(mustCanonical(t, dir), MountName)); len(ms) != 1 {
+			t.Errorf("%s: %d mounts after EnsureIn, want 1", dir, len(ms))
+		}
+	}
+}
+
+// BenchmarkEnsureMountedBusyTable: checking a mounted /state on a machine
+// with thousands of mounts (a thousand containers), reading the mount table
+// per check as Ensure does against once for all as a Host's start does.
+func BenchmarkEnsureMountedBusyTable(b *testing.B) {
+	m := manager(b)
+	ctx := context.Background()
+	dir := programDir(b, m)
+	if err := m.Ensure(ctx, dir, 8<<20); err != nil {
+		b.Fatal(err)
+	}
+	busy := b.TempDir()
+	for i := range 3000 {
+		p := filepath.Join(busy, fmt.Sprint(i))
+		if err := os.Mkdir(p, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		if err := unix.Mount("none", p, "tmpfs", 0, "size=4k"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { unix.Unmount(p, unix.MNT_DETACH) })
+	}
+	b.Run("a reading per check", func(b *testing.B) {
+		for b.Loop() {
+			if err := m.Ensure(ctx, dir, 8<<20); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	table, err := ReadMountTable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("one reading", func(b *testing.B) {
+		for b.Loop() {
+			if err := m.EnsureIn(ctx, dir, 8<<20, table); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
