@@ -206,3 +206,55 @@ func TestHaltsBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestHaltDeadline: a stop the engine never answers (Docker 20.10 lost
+// exits under load, and its stop call then hung for good) fails at its
+// deadline instead of holding a halt slot for ever: the other programs
+// still stop, and the wedged one says why it did not.
+func TestHaltDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		wedge := ""
+		d := newFakeEngine(t, nil, fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
+			mu.Lock()
+			w := wedge != "" && c.Method == "StopContainer" && c.Ref == wedge
+			if w {
+				wedge = "" // once
+			}
+			mu.Unlock()
+			if w {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		}})
+		h := d.Open(t, t.TempDir(), func(o *host.Options) { o.Halts = 1 })
+		stuck := createProgram(t, h, dockerfileProgram("alice", "1"))
+		other := createProgram(t, h, dockerfileProgram("bob", "2"))
+		startProgram(t, h, stuck)
+		startProgram(t, h, other)
+		p := settle(t, h, stuck, lifecycle.Ready)
+		settle(t, h, other, lifecycle.Ready)
+		mu.Lock()
+		wedge = p.ContainerID
+		mu.Unlock()
+		if _, err := h.Stop(context.Background(), stuck); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the wedged stop holds the only slot
+		if _, err := h.Stop(context.Background(), other); err != nil {
+			t.Fatal(err)
+		}
+		settle(t, h, other, lifecycle.Stopped)
+		got := settle(t, h, stuck, lifecycle.Error)
+		if !strings.Contains(got.ErrorMsg, "did not stop the container within") {
+			t.Fatalf("error %q, want one saying the engine did not stop it in time", got.ErrorMsg)
+		}
+		// Stopping again works once the engine answers.
+		if _, err := h.Stop(context.Background(), stuck); err != nil {
+			t.Fatal(err)
+		}
+		settle(t, h, stuck, lifecycle.Stopped)
+		noContainers(t, d, stuck)
+	})
+}
