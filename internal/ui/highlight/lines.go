@@ -122,7 +122,8 @@ func GoMod(src []byte) template.HTML {
 	forEachLine(src, func(start int, line []byte) {
 		i := skipSpace(line, 0)
 		w := wordEnd(line, i)
-		if goModVerbs[string(line[i:w])] {
+		// A directive is a whole word: "tool" but not "tool.example/x".
+		if goModVerbs[string(line[i:w])] && (w == len(line) || line[w] == ' ' || line[w] == '\t' || line[w] == '(' || line[w] == '\r') {
 			spans = append(spans, span{start + i, start + w, Keyword})
 			i = w
 		}
