@@ -67,9 +67,10 @@ func (b *Browser) WaitText(sel, text string) {
 	b.t.Helper()
 	js := fmt.Sprintf(`(() => { const e = document.querySelector(%s); return e ? e.textContent : null })()`, jsString(sel))
 	var last *string
+	var evalErr error
 	err := b.poll(func(ctx context.Context) (bool, error) {
 		var got *string
-		if err := chromedp.Evaluate(js, &got).Do(ctx); err != nil {
+		if evalErr = chromedp.Evaluate(js, &got).Do(ctx); evalErr != nil {
 			return false, nil // a page between two documents: look again
 		}
 		last = got
@@ -77,7 +78,10 @@ func (b *Browser) WaitText(sel, text string) {
 	})
 	if err != nil {
 		was := "no element matched"
-		if last != nil {
+		switch {
+		case evalErr != nil:
+			was = "the page answered: " + evalErr.Error()
+		case last != nil:
 			was = fmt.Sprintf("its text was %q", clip(*last, 300))
 		}
 		b.fatalf("waiting for %s to contain %q: %v; %s", sel, text, err, was)
