@@ -3,7 +3,6 @@ package browsertest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,7 +24,7 @@ func (b *Browser) Navigate(url string) {
 	if err := CheckLoopback(url); err != nil {
 		b.t.Fatalf("browsertest: %v", err)
 	}
-	if err := b.run(chromedp.Navigate(url)); err != nil {
+	if err := b.do(chromedp.Navigate(url)); err != nil {
 		b.fatalf("navigating to %s: %v", url, err)
 	}
 }
@@ -33,8 +32,8 @@ func (b *Browser) Navigate(url string) {
 // URL returns the tab's current location.
 func (b *Browser) URL() string {
 	b.t.Helper()
-	var u string
-	if err := b.run(chromedp.Location(&u)); err != nil {
+	u, err := run(b, chromedp.Location())
+	if err != nil {
 		b.fatalf("reading the location: %v", err)
 	}
 	return u
@@ -44,7 +43,7 @@ func (b *Browser) URL() string {
 // visible.
 func (b *Browser) WaitVisible(sel string) {
 	b.t.Helper()
-	if err := b.run(chromedp.WaitVisible(sel, chromedp.ByQuery)); err != nil {
+	if err := b.do(chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
 		b.fatalf("waiting for %s to be visible: %v", sel, err)
 	}
 }
@@ -52,7 +51,7 @@ func (b *Browser) WaitVisible(sel string) {
 // WaitGone waits until no element matches sel.
 func (b *Browser) WaitGone(sel string) {
 	b.t.Helper()
-	if err := b.run(chromedp.WaitNotPresent(sel, chromedp.ByQuery)); err != nil {
+	if err := b.do(chromedp.WaitNotPresent(chromedp.CSS(sel))); err != nil {
 		b.fatalf("waiting for %s to go: %v", sel, err)
 	}
 }
@@ -70,7 +69,7 @@ func (b *Browser) WaitText(sel, text string) {
 	var evalErr error
 	err := b.poll(func(ctx context.Context) (bool, error) {
 		var got *string
-		if evalErr = chromedp.Evaluate(js, &got).Do(ctx); evalErr != nil {
+		if got, evalErr = chromedp.Run(ctx, chromedp.Evaluate[*string](js)); evalErr != nil {
 			return false, nil // a page between two documents: look again
 		}
 		last = got
@@ -89,19 +88,14 @@ func (b *Browser) WaitText(sel, text string) {
 }
 
 // poll calls check every pollEvery until it reports done, it fails, or the
-// action timeout passes.
+// action timeout passes. check gets a context with that deadline.
 func (b *Browser) poll(check func(ctx context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.Timeout)
 	defer cancel()
 	for {
-		var done bool
-		err := chromedp.Run(ctx, chromedp.ActionFunc(func(ctx context.Context) error {
-			var err error
-			done, err = check(ctx)
-			return err
-		}))
+		done, err := check(ctx)
 		switch {
-		case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
+		case ctx.Err() != nil:
 			return fmt.Errorf("timed out after %v", b.opts.Timeout)
 		case err != nil:
 			return err
@@ -139,8 +133,8 @@ func (b *Browser) WaitConsoleError(substr string) []string {
 // sel.
 func (b *Browser) Text(sel string) string {
 	b.t.Helper()
-	var s string
-	if err := b.run(chromedp.Text(sel, &s, chromedp.ByQuery)); err != nil {
+	s, err := run(b, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
 		b.fatalf("reading the text of %s: %v", sel, err)
 	}
 	return s
@@ -149,8 +143,8 @@ func (b *Browser) Text(sel string) string {
 // Value returns the value of the form field matching sel.
 func (b *Browser) Value(sel string) string {
 	b.t.Helper()
-	var s string
-	if err := b.run(chromedp.Value(sel, &s, chromedp.ByQuery)); err != nil {
+	s, err := run(b, chromedp.Value(chromedp.CSS(sel)))
+	if err != nil {
 		b.fatalf("reading the value of %s: %v", sel, err)
 	}
 	return s
@@ -160,7 +154,7 @@ func (b *Browser) Value(sel string) string {
 // once it is visible.
 func (b *Browser) Click(sel string) {
 	b.t.Helper()
-	if err := b.run(chromedp.Click(sel, chromedp.ByQuery, chromedp.NodeVisible)); err != nil {
+	if err := b.do(chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)); err != nil {
 		b.fatalf("clicking %s: %v", sel, err)
 	}
 }
@@ -169,7 +163,7 @@ func (b *Browser) Click(sel string) {
 // what it holds.
 func (b *Browser) Type(sel, text string) {
 	b.t.Helper()
-	if err := b.run(chromedp.SendKeys(sel, text, chromedp.ByQuery)); err != nil {
+	if err := b.do(chromedp.SendKeys(chromedp.CSS(sel), text)); err != nil {
 		b.fatalf("typing into %s: %v", sel, err)
 	}
 }
@@ -177,7 +171,7 @@ func (b *Browser) Type(sel, text string) {
 // Fill empties the form field matching sel, then types text into it.
 func (b *Browser) Fill(sel, text string) {
 	b.t.Helper()
-	if err := b.run(chromedp.Clear(sel, chromedp.ByQuery), chromedp.SendKeys(sel, text, chromedp.ByQuery)); err != nil {
+	if err := b.do(chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text)); err != nil {
 		b.fatalf("filling %s: %v", sel, err)
 	}
 }
@@ -198,7 +192,7 @@ func (b *Browser) Upload(sel string, paths ...string) {
 		}
 		abs[i] = a
 	}
-	if err := b.run(chromedp.SetUploadFiles(sel, abs, chromedp.ByQuery)); err != nil {
+	if err := b.do(chromedp.SetUploadFiles(chromedp.CSS(sel), abs)); err != nil {
 		b.fatalf("setting the files of %s: %v", sel, err)
 	}
 }
@@ -229,20 +223,22 @@ func (b *Browser) UploadFiles(sel string, files map[string]string) {
 	b.Upload(sel, paths...)
 }
 
-// Eval evaluates a JavaScript expression in the page and stores its
-// (JSON) result in res, which may be nil.
-func (b *Browser) Eval(expr string, res any) {
+// Eval evaluates a JavaScript expression in b's page and returns its
+// value, decoded from JSON into T (a string, a number, a struct, ...).
+func Eval[T any](b *Browser, expr string) T {
 	b.t.Helper()
-	if err := b.run(chromedp.Evaluate(expr, res)); err != nil {
+	v, err := run(b, chromedp.Evaluate[T](expr))
+	if err != nil {
 		b.fatalf("evaluating %.80q: %v", expr, err)
 	}
+	return v
 }
 
 // Viewport resizes the page's viewport, to see a page as a phone shows it
 // (say 390×844) before a Screenshot.
 func (b *Browser) Viewport(width, height int) {
 	b.t.Helper()
-	if err := b.run(chromedp.EmulateViewport(int64(width), int64(height))); err != nil {
+	if err := b.do(chromedp.EmulateViewport(int64(width), int64(height))); err != nil {
 		b.fatalf("setting the viewport to %d×%d: %v", width, height, err)
 	}
 }
@@ -265,8 +261,8 @@ func (b *Browser) screenshot(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var png []byte
-	if err := b.run(chromedp.FullScreenshot(&png, 100)); err != nil { // quality 100: PNG
+	png, err := run(b, chromedp.FullScreenshot(100)) // quality 100: PNG
+	if err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, safeName(name)+".png")

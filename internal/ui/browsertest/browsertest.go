@@ -70,6 +70,8 @@ type Browser struct {
 
 	allocCancel context.CancelFunc
 
+	consoleDone chan struct{} // closed when the console collector ends
+
 	mu        sync.Mutex
 	console   []string // errors not yet taken
 	closed    bool
@@ -123,43 +125,61 @@ func New(t testing.TB, opts Options) *Browser {
 	b.ctx, b.cancel = chromedp.NewContext(allocCtx,
 		chromedp.WithErrorf(b.logf), // chromedp's own complaints, e.g. an event it cannot decode
 	)
-	b.listen()
 	t.Cleanup(b.Close)
 
-	// The first Run starts the browser. It gets no deadline of its own: in
-	// chromedp the context of the first Run owns the browser, and a
-	// timeout on it would end the browser with it. Chromedp gives up by
-	// itself if Chromium does not start within 20 s.
-	if err := chromedp.Run(b.ctx); err != nil {
+	// The first Do starts the browser and opens the tab. It gets no
+	// deadline of its own: in chromedp the context of the first call owns
+	// the browser, and a timeout on it would end the browser with it.
+	if err := chromedp.Do(b.ctx); err != nil {
 		t.Fatalf("browsertest: starting %s: %v", bin, err)
 	}
 	if p := chromedp.FromContext(b.ctx).Browser.Process(); p != nil {
 		b.pid = p.Pid
 	}
+	b.collectConsole()
 	return b
 }
 
 // Context returns the tab's context, for chromedp actions the helpers do
-// not cover (see also [Browser.Run]).
+// not cover (see also [Browser.Do] and [Run]).
 func (b *Browser) Context() context.Context { return b.ctx }
 
-// Run runs chromedp actions in the tab within the action timeout, and
-// fails the test if one fails.
-func (b *Browser) Run(actions ...chromedp.Action) {
+// Do runs chromedp actions in the tab, in order, within the action
+// timeout, and fails the test if one fails.
+func (b *Browser) Do(steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	if err := b.run(actions...); err != nil {
+	if _, err := run(b, chromedp.Steps(steps...)); err != nil {
 		b.fatalf("%v", err)
 	}
 }
 
-// run runs actions with the action timeout.
-func (b *Browser) run(actions ...chromedp.Action) error {
+// Run runs a chromedp action that returns a value in b's tab, within the
+// action timeout, and fails the test if it fails. For example:
+//
+//	html := browsertest.Run(b, chromedp.OuterHTML(chromedp.CSS("main")))
+func Run[T any](b *Browser, a chromedp.Action[T]) T {
+	b.t.Helper()
+	v, err := run(b, a)
+	if err != nil {
+		b.fatalf("%v", err)
+	}
+	return v
+}
+
+// run runs an action with the action timeout.
+func run[T any](b *Browser, a chromedp.Action[T]) (T, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.opts.Timeout)
 	defer cancel()
-	err := chromedp.Run(ctx, actions...)
+	v, err := chromedp.Run(ctx, a)
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("timed out after %v", b.opts.Timeout)
+		return v, fmt.Errorf("timed out after %v", b.opts.Timeout)
 	}
+	return v, err
+}
+
+// do runs actions that return nothing with the action timeout.
+func (b *Browser) do(steps ...chromedp.Action[chromedp.Void]) error {
+	_, err := run(b, chromedp.Steps(steps...))
 	return err
 }
 
@@ -214,6 +234,9 @@ func (b *Browser) Close() {
 		b.cancel()
 		b.allocCancel()
 		<-done
+		if b.consoleDone != nil {
+			<-b.consoleDone // the collector ends with the tab's context
+		}
 
 		b.mu.Lock()
 		b.closed = true

@@ -141,9 +141,7 @@ func TestNavigateAndRead(t *testing.T) {
 	if got := b.URL(); got != s.URL+"/" {
 		t.Errorf("location %q, want %q", got, s.URL+"/")
 	}
-	var title string
-	b.Eval(`document.title`, &title)
-	if title != "browsertest" {
+	if title := Eval[string](b, `document.title`); title != "browsertest" {
 		t.Errorf("title %q", title)
 	}
 }
@@ -240,11 +238,11 @@ func TestConsoleErrors(t *testing.T) {
 	}
 
 	b.Click("#err")
-	if errs := b.WaitConsoleError("boom"); !slices.Contains(errs, "console.error: boom 42") {
+	if errs := b.WaitConsoleError("boom"); !slices.Contains(errs, "error: boom 42 ("+s.URL+"/)") {
 		t.Errorf("console.error came as %q", errs)
 	}
 	b.Click("#throw")
-	if errs := b.WaitConsoleError("thrown on purpose"); len(errs) != 1 || !strings.HasPrefix(errs[0], "uncaught: ") {
+	if errs := b.WaitConsoleError("thrown on purpose"); len(errs) != 1 || !strings.HasPrefix(errs[0], "exception: Uncaught Error: thrown on purpose") {
 		t.Errorf("the exception came as %q", errs)
 	}
 	b.Navigate(s.URL + "/broken")

@@ -1,79 +1,41 @@
 package browsertest
 
 import (
-	"encoding/json"
 	"strings"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
-// listen collects the tab's errors: console.error and console.assert
-// calls, uncaught exceptions (and unhandled rejections), and the entries
-// of the browser's log at level error, which is where Chromium reports a
-// resource that failed to load or a blocked request.
-func (b *Browser) listen() {
-	chromedp.ListenTarget(b.ctx, func(ev any) {
-		var msg string
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type != runtime.APITypeError && ev.Type != runtime.APITypeAssert {
-				return
+// collectConsole collects the tab's errors in the background until the
+// tab closes: console.error and console.assert calls, uncaught exceptions
+// and unhandled rejections, and the entries of the browser's log at level
+// error, which is where Chromium reports a resource that failed to load or
+// a blocked request.
+func (b *Browser) collectConsole() {
+	messages := chromedp.Console(b.ctx) // subscribed from here on
+	b.consoleDone = make(chan struct{})
+	go func() {
+		defer close(b.consoleDone)
+		for m, err := range messages {
+			if err != nil {
+				return // the tab is closed
 			}
-			parts := make([]string, 0, len(ev.Args))
-			for _, arg := range ev.Args {
-				parts = append(parts, remoteString(arg))
+			switch m.Type {
+			case chromedp.ConsoleError, chromedp.ConsoleException, "assert":
+			default:
+				continue
 			}
-			msg = "console." + string(ev.Type) + ": " + strings.Join(parts, " ")
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			if d == nil {
-				return
+			msg := m.String()
+			if m.URL != "" {
+				msg += " (" + m.URL + ")"
 			}
-			msg = "uncaught: " + d.Text
-			if d.Exception != nil && d.Exception.Description != "" {
-				msg += " " + d.Exception.Description
+			b.mu.Lock()
+			if !b.closed {
+				b.console = append(b.console, msg)
 			}
-		case *log.EventEntryAdded:
-			if ev.Entry == nil || ev.Entry.Level != log.LevelError {
-				return
-			}
-			msg = "log (" + string(ev.Entry.Source) + "): " + ev.Entry.Text
-			if ev.Entry.URL != "" {
-				msg += " (" + ev.Entry.URL + ")"
-			}
-		default:
-			return
+			b.mu.Unlock()
 		}
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		if !b.closed {
-			b.console = append(b.console, msg)
-		}
-	})
-}
-
-// remoteString is how console shows a logged value: a string as it is,
-// another primitive as JSON, an object by its description.
-func remoteString(o *runtime.RemoteObject) string {
-	if o == nil {
-		return ""
-	}
-	if len(o.Value) > 0 {
-		var s string
-		if json.Unmarshal(o.Value, &s) == nil {
-			return s
-		}
-		return string(o.Value)
-	}
-	if o.Description != "" {
-		return o.Description
-	}
-	if o.UnserializableValue != "" {
-		return string(o.UnserializableValue)
-	}
-	return string(o.Type)
+	}()
 }
 
 // ConsoleErrors returns the errors the page has logged and nobody has
