@@ -112,6 +112,9 @@ func New(t testing.TB, opts Options) *Browser {
 		chromedp.Flag("disable-domain-reliability", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-pings", true),
+		// No crashpad handler: it runs in a session of its own, outside
+		// the process group, and outlives the browser.
+		chromedp.Flag("disable-crash-reporter", true),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.*.*.* , EXCLUDE [::1]"),
 		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
 			// A process group of its own, so that Close can end every
