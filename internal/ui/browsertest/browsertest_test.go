@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -312,6 +313,24 @@ func TestNoProcessesLeft(t *testing.T) {
 	}
 	if left := b.Processes(); len(left) != 0 {
 		t.Errorf("processes left: %v", left)
+	}
+}
+
+// A browser process that dies hard (killed, crashed) leaves its children
+// orphaned; Close still ends them all.
+func TestNoProcessesLeftAfterACrash(t *testing.T) {
+	s := newSite(t)
+	b := New(t, Options{})
+	b.Navigate(s.URL)
+	pids := b.Processes()
+	if err := syscall.Kill(b.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	for _, pid := range pids {
+		if st, ok := readStat(pid); ok && st.state != 'Z' {
+			t.Errorf("process %d (state %c) outlived the browser", pid, st.state)
+		}
 	}
 }
 
