@@ -147,6 +147,18 @@ func TestNavigateAndRead(t *testing.T) {
 	}
 }
 
+func TestAccessibility(t *testing.T) {
+	s := newSite(t)
+	b := New(t, Options{})
+	b.Navigate(s.URL)
+	nodes := b.Accessibility()
+	for _, want := range []AXNode{{Role: "heading", Name: "Hello"}, {Role: "button", Name: "clicked 0"}, {Role: "textbox", Name: "Name"}} {
+		if !slices.Contains(nodes, want) {
+			t.Errorf("no %+v in the accessibility tree %+v", want, nodes)
+		}
+	}
+}
+
 func TestFormTypeClick(t *testing.T) {
 	s := newSite(t)
 	b := New(t, Options{})
