@@ -308,9 +308,11 @@ func TestUntakenConsoleErrorsFailTheTest(t *testing.T) {
 	}
 }
 
-// Closing the browser leaves none of its processes running.
+// Closing the browser leaves none of its processes running, and none of
+// the goroutines that drove it.
 func TestNoProcessesLeft(t *testing.T) {
 	s := newSite(t)
+	goroutines := runtime.NumGoroutine()
 	b := New(t, Options{})
 	b.Navigate(s.URL)
 	pids := b.Processes()
@@ -325,6 +327,16 @@ func TestNoProcessesLeft(t *testing.T) {
 	}
 	if left := b.Processes(); len(left) != 0 {
 		t.Errorf("processes left: %v", left)
+	}
+	// Goroutines end asynchronously (the page's EventSource handler when
+	// its connection drops): wait for the count to come back down.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before the browser, %d after it closed:\n%s", goroutines, n, buf[:runtime.Stack(buf, true)])
 	}
 }
 
