@@ -10,6 +10,12 @@
 //	b.WaitText("h1", "Programs")
 //	b.Screenshot("programs")
 //
+// Beyond those: Type, Text, Value, WaitVisible, WaitGone, Upload and
+// UploadFiles (an <input type=file>), Viewport (a phone-sized page),
+// Cookies (with their HttpOnly and SameSite flags), Accessibility (what a
+// screen reader is told), and Eval and Run for any JavaScript expression
+// or chromedp action.
+//
 // The browser is Debian's chromium (scripts/setup-browser.sh installs it),
 // started by chromedp with a fresh profile, in a process group of its own.
 // When no Chromium is found the test is skipped, except in CI (the CI
