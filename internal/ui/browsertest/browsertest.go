@@ -118,9 +118,17 @@ func New(t testing.TB, opts Options) *Browser {
 		chromedp.Flag("disable-domain-reliability", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-pings", true),
-		// No crashpad handler: it runs in a session of its own, outside
-		// the process group, and outlives the browser.
+		// Chromium still starts its crashpad handlers, detached: a session
+		// of their own, parented to init. With a home (and so their
+		// database) in the profile directory, their command line names it,
+		// so Close finds them (see processes); and the browser writes
+		// nothing to the machine's $HOME.
 		chromedp.Flag("disable-crash-reporter", true),
+		chromedp.Env(
+			"HOME="+b.dataDir,
+			"XDG_CONFIG_HOME="+filepath.Join(b.dataDir, ".config"),
+			"XDG_CACHE_HOME="+filepath.Join(b.dataDir, ".cache"),
+		),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.*.*.* , EXCLUDE [::1]"),
 		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
 			// A process group of its own, so that Close can end every
