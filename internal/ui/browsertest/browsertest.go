@@ -25,7 +25,10 @@
 // the browser's own error log (a failed resource load, a CSP violation).
 // Unless [Options.AllowConsoleErrors] is set, any error nobody took with
 // [Browser.TakeConsoleErrors] fails the test at its end: a page that throws
-// is a broken page even when the assertions pass.
+// is a broken page even when the assertions pass. Note that this includes
+// any resource answered 404, the favicon.ico Chromium asks for by itself
+// among them: a page under test serves one, or says it has none with
+// <link rel="icon" href="data:,">.
 //
 // Navigation is only to loopback addresses (127.0.0.0/8, ::1, localhost),
 // and the browser resolves no other host name, so a test cannot reach out
