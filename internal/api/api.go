@@ -79,6 +79,7 @@ var routes = []route{
 	{"GET", "/version", public, (*server).version},
 	{"GET", "/metrics", admin, (*server).serveMetrics}, // every tenant's counts: the operator's
 	{"GET", "/openapi.json", public, (*server).openapi},
+	{"GET", "/whoami", user, (*server).whoami},
 
 	{"POST", "/programs", user, (*server).createProgram},
 	{"GET", "/programs", user, (*server).listPrograms},
