@@ -49,10 +49,10 @@ func parsePages() (map[string]*template.Template, error) {
 		"rfc3339":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"rfc3339nano": func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
 		"list":        func(xs ...int) []int { return xs },
-		"badge":   programBadge,
-		"problem": problem,
-		"uptime":  uptime,
-		"lower":   strings.ToLower,
+		"badge":       programBadge,
+		"problem":     problem,
+		"uptime":      uptime,
+		"lower":       strings.ToLower,
 		"percent": func(used, limit *int64) string {
 			if used == nil || limit == nil || *limit <= 0 {
 				return ""
