@@ -131,7 +131,6 @@ func TestMessageConsole(t *testing.T) {
 	}
 }
 
-
 // TestAdminTokens: the admin makes a token (shown once), its user signs in
 // with it, and a revocation ends that user's session at its next request.
 func TestAdminTokens(t *testing.T) {
