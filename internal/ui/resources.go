@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/ui/chart"
 )
 
 // resourceChart is one chart of the resources page: a series over time.
@@ -56,17 +59,25 @@ func (h *Handler) resources(ctx context.Context, c *apiClient, id, window string
 	}
 	v.Has, v.Step, v.Samples = true, st.StepSeconds, len(st.Samples)
 	last := st.Samples[len(st.Samples)-1]
+	to := h.opts.Now()
+	from := to.Add(-time.Hour)
+	if window == "24h" {
+		from = to.Add(-24 * time.Hour)
+	}
+	line := func(title string, unit chart.Unit, value func(statsSample) float64, limit float64) template.HTML {
+		return lineChart(title+" of "+id, unit, st, from, to, value, limit)
+	}
 	v.Charts = []resourceChart{
-		{Title: "CPU", Now: fmt.Sprintf("%.1f%% of one core", last.CPUPercent),
-			SVG: lineChart("CPU %", st.Samples, func(s statsSample) float64 { return s.CPUPercent }, 0)},
+		{Title: "CPU (% of one core)", Now: chart.Format(last.CPUPercent, chart.Percent),
+			SVG: line("CPU", chart.Percent, func(s statsSample) float64 { return s.CPUPercent }, 0)},
 		{Title: "Memory", Now: humanBytes(last.MemoryBytes) + " of " + humanBytes(last.MemoryLimitBytes),
-			SVG: lineChart("bytes", st.Samples, func(s statsSample) float64 { return float64(s.MemoryBytes) }, float64(last.MemoryLimitBytes))},
+			SVG: line("Memory", chart.Bytes, func(s statsSample) float64 { return float64(s.MemoryBytes) }, float64(last.MemoryLimitBytes))},
 		{Title: "Processes and threads (pids)", Now: fmt.Sprint(last.Pids),
-			SVG: lineChart("pids", st.Samples, func(s statsSample) float64 { return float64(s.Pids) }, 0)},
+			SVG: line("Pids", chart.Number, func(s statsSample) float64 { return float64(s.Pids) }, 0)},
 		{Title: "/state used", Now: humanBytes(last.StateBytesUsed) + " of " + humanBytes(last.StateBytesLimit),
-			SVG: lineChart("bytes", st.Samples, func(s statsSample) float64 { return float64(s.StateBytesUsed) }, float64(last.StateBytesLimit))},
+			SVG: line("/state use", chart.Bytes, func(s statsSample) float64 { return float64(s.StateBytesUsed) }, float64(last.StateBytesLimit))},
 		{Title: "Restarts", Now: fmt.Sprint(last.Restarts),
-			SVG: lineChart("restarts", st.Samples, func(s statsSample) float64 { return float64(s.Restarts) }, 0)},
+			SVG: line("Restarts", chart.Number, func(s statsSample) float64 { return float64(s.Restarts) }, 0)},
 	}
 	return v
 }

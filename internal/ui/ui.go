@@ -110,6 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) routes() {
 	m := h.mux
 	m.Handle("GET /ui/static/", http.HandlerFunc(h.serveStatic))
+	m.HandleFunc("GET /ui/static/kit.css", h.serveKitCSS)
 	m.HandleFunc("GET /ui/signin", h.signinPage)
 	m.HandleFunc("POST /ui/signin", h.signin)
 	m.Handle("/ui/api/", h.authed(h.passThrough))
