@@ -24,10 +24,16 @@ type multipartReader = *multipart.Reader
 // reading only that part means a refused upload is not read further). For
 // an upload the multipart reader is returned, positioned after that part.
 func csrfValue(w http.ResponseWriter, r *http.Request) (string, multipartReader, error) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if v := r.Header.Get(csrfHeader); v != "" {
+		if mt == "application/x-www-form-urlencoded" { // a script posting a form
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+			if err := r.ParseForm(); err != nil {
+				return "", nil, err
+			}
+		}
 		return v, nil, nil
 	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/x-www-form-urlencoded":
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)

@@ -127,8 +127,10 @@
   function onProgram(p) {
     if (!build || p.program_id !== build.getAttribute('data-program')) { return; }
     if (p.state === 'Ready') {
+      var land = build.getAttribute('data-land');
+      if (!land) { progress.textContent = 'Built and running.'; return; }
       progress.textContent = 'Ready. Opening the program…';
-      window.location.assign(build.getAttribute('data-land'));
+      window.location.assign(land);
     } else if (p.state === 'Error') {
       progress.textContent = 'The build or start failed: ' + (p.error_msg || 'see the log below') ;
     } else if (p.state === 'Starting') {
@@ -137,11 +139,16 @@
       progress.textContent = p.queue_position > 1 ? 'Waiting for a build slot (' + (p.queue_position - 1) + ' ahead)…' : 'Building…';
     }
   }
+  var buildLogTries = 0;
   function followBuildLog() {
     var pre = document.getElementById('build-log');
     if (!build || !pre || !window.ReadableStream) { return; }
     var src = build.getAttribute('data-build-log');
     fetch(src, { credentials: 'same-origin' }).then(function (r) {
+      if (r.status === 404 && buildLogTries++ < 60) {
+        setTimeout(followBuildLog, 1000); // the build has not started its log yet
+        return;
+      }
       if (!r.ok || !r.body) { return; }
       var empty = document.getElementById('build-empty');
       if (empty) { empty.hidden = true; }
@@ -174,7 +181,8 @@
       if (synced) { refreshOnEvent(); }
     });
     es.addEventListener('deleted', function () { refreshOnEvent(); });
-    es.addEventListener('stats', function () { refreshOnEvent(); });
+    // Stats events are not followed here: a list of many programs would
+    // refresh for every sample; the charts refresh on their own timer.
     es.addEventListener('build', function (e) {
       var b = null;
       try { b = JSON.parse(e.data); } catch (err) { return; }
