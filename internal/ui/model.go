@@ -98,8 +98,10 @@ type stats struct {
 // signal.
 type badge struct {
 	Class, Label, Detail string
-	// Deadline is when the next automatic restart is due (a countdown).
+	// Deadline is when the next automatic restart is due, Until the time
+	// left in words (the script counts it down).
 	Deadline *time.Time
+	Until    string
 }
 
 func programBadge(p program, now time.Time) badge {
@@ -107,8 +109,8 @@ func programBadge(p program, now time.Time) badge {
 	switch {
 	case p.State == "Error" && p.NextRestartAt != nil:
 		b.Class, b.Label = "st-backoff", "Restarting"
-		b.Detail = fmt.Sprintf("restart #%d in %s", p.RestartCount+1, untilText(*p.NextRestartAt, now))
-		b.Deadline = p.NextRestartAt
+		b.Detail = fmt.Sprintf("restart #%d", p.RestartCount+1)
+		b.Deadline, b.Until = p.NextRestartAt, "in "+untilText(*p.NextRestartAt, now)
 	case p.State == "Building" && p.QueuePosition > 1:
 		b.Detail = fmt.Sprintf("queued, %d build(s) ahead", p.QueuePosition-1)
 	case p.State == "Building" && p.QueuePosition == 1:
@@ -134,8 +136,11 @@ func untilText(t, now time.Time) string {
 func problem(p program, now time.Time) string {
 	var parts []string
 	if p.State == "Error" || p.ErrorMsg != "" {
-		if p.ErrorMsg != "" {
-			parts = append(parts, p.ErrorMsg)
+		if msg := strings.TrimSpace(p.ErrorMsg); msg != "" {
+			if !strings.HasSuffix(msg, ".") {
+				msg += "."
+			}
+			parts = append(parts, msg)
 		}
 	}
 	if p.LastOOM {
