@@ -9,6 +9,9 @@ import (
 // states lists the lifecycle states, for the filter (the API's order).
 var states = []string{"Created", "Building", "Starting", "Ready", "Stopping", "Stopped", "Error", "Deleting"}
 
+// maxSparkRows is how many rows of the programs page get sparklines.
+const maxSparkRows = 200
+
 // programRow is one line of the programs page.
 type programRow struct {
 	P     program
@@ -36,7 +39,13 @@ func (h *Handler) programsPage(w http.ResponseWriter, r *http.Request, req *requ
 		if q != "" && !matches(p, q) {
 			continue
 		}
-		rows = append(rows, programRow{P: p, Spark: h.sparksFor(ctx, req.api, p)})
+		row := programRow{P: p}
+		// Each sparkline is a history read: the first rows get them, so a
+		// list of a thousand programs stays cheap to refresh.
+		if len(rows) < maxSparkRows {
+			row.Spark = h.sparksFor(ctx, req.api, p)
+		}
+		rows = append(rows, row)
 	}
 	errText := ""
 	if err != nil {

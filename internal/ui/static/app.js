@@ -118,7 +118,7 @@
       parts.forEach(function (el) {
         if (el.hasAttribute('data-on-event')) { refresh(el); }
       });
-    }, 400);
+    }, 1000); // a burst of changes (a thousand programs starting) is one refresh a second
   }
 
   // ---- the build page ----
