@@ -97,6 +97,12 @@ type env struct {
 // tokens for the admin, alice and bob. tls serves it over HTTPS.
 func newEnv(t *testing.T, tls bool) *env {
 	t.Helper()
+	return newEnvWith(t, tls, ui.Options{})
+}
+
+// newEnvWith is newEnv with the dashboard's options.
+func newEnvWith(t *testing.T, tls bool, uo ui.Options) *env {
+	t.Helper()
 	wa := &watcherAPI{}
 	d := hosttest.NewFake(t, fake.Options{Program: fake.Script{Output: []string{hostileLog}, API: wa}.Program()})
 	dir := t.TempDir()
@@ -119,7 +125,8 @@ func newEnv(t *testing.T, tls bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dash, err := ui.New(a, ui.Options{Version: "test"})
+	uo.Version = "test"
+	dash, err := ui.New(a, uo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/ui"
 )
 
 // TestSessionCookie: sign-in sets a session cookie that scripts cannot
@@ -341,5 +343,53 @@ func TestPassThroughFence(t *testing.T) {
 	// JSON keeps its type (the script reads it).
 	if a := b.get("/ui/api/programs/" + id); a.resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("JSON through the pass-through: %q", a.resp.Header.Get("Content-Type"))
+	}
+}
+
+// clock is a settable time for session expiry.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestSessionExpiry: a session ends after its idle time without use, and
+// after its absolute lifetime however much it is used.
+func TestSessionExpiry(t *testing.T) {
+	c := &clock{now: time.Now()}
+	e := newEnvWith(t, false, ui.Options{SessionIdle: time.Hour, SessionMax: 3 * time.Hour, Now: c.Now})
+	signedOut := func(b *browser) bool {
+		a := b.get("/ui/")
+		return a.code() == http.StatusSeeOther && a.resp.Header.Get("Location") == "/ui/signin"
+	}
+	b := e.signedIn(e.alice)
+	c.advance(59 * time.Minute)
+	if signedOut(b) {
+		t.Fatal("signed out before the idle time")
+	}
+	c.advance(61 * time.Minute)
+	if !signedOut(b) {
+		t.Fatal("still signed in after an hour idle")
+	}
+	b = e.signedIn(e.alice)
+	for i := 0; i < 5; i++ { // used every 50 minutes: never idle
+		c.advance(50 * time.Minute)
+		if i < 3 && signedOut(b) {
+			t.Fatalf("signed out after %d min of use", (i+1)*50)
+		}
+	}
+	if !signedOut(b) {
+		t.Fatal("still signed in past the absolute lifetime")
 	}
 }
