@@ -34,7 +34,7 @@ func (h *Handler) sparksFor(ctx context.Context, c *apiClient, p program) sparks
 		return sparks{}
 	}
 	now := h.opts.Now()
-	step := time.Duration(st.StepSeconds) * time.Second
+	step := time.Duration(st.StepSeconds * float64(time.Second))
 	last := st.Samples[len(st.Samples)-1]
 	return sparks{
 		Has: true,
@@ -53,7 +53,7 @@ func (h *Handler) sparksFor(ctx context.Context, c *apiClient, p program) sparks
 func lineChart(title string, unit chart.Unit, st *stats, from, to time.Time, value func(statsSample) float64, limit float64) template.HTML {
 	return chart.Line{
 		Title: title, Unit: unit, Points: points(st.Samples, value), Limit: limit,
-		From: from, To: to, Step: time.Duration(st.StepSeconds) * time.Second, Width: 640, Height: 220,
+		From: from, To: to, Step: time.Duration(st.StepSeconds * float64(time.Second)), Width: 640, Height: 220,
 	}.SVG()
 }
 

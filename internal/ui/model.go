@@ -87,7 +87,7 @@ type statsSample struct {
 type stats struct {
 	ProgramID   string        `json:"program_id"`
 	Resolution  string        `json:"resolution"`
-	StepSeconds int           `json:"step_seconds"`
+	StepSeconds float64       `json:"step_seconds"`
 	Samples     []statsSample `json:"samples"`
 }
 

@@ -21,7 +21,7 @@ type resourceView struct {
 	Window  string // "1h" or "24h"
 	Has     bool
 	Err     string
-	Step    int
+	Step    float64
 	Charts  []resourceChart
 	Samples int
 }
