@@ -92,6 +92,7 @@ var routes = []route{
 	{"PUT", "/programs/{id}/source", user, (*server).replaceSource},
 	{"GET", "/programs/{id}/source", user, (*server).getSource},
 	{"GET", "/programs/{id}/history", user, (*server).history},
+	{"GET", "/programs/{id}/stats", user, (*server).programStats},
 	{"PUT", "/programs/{id}/restart-policy", user, (*server).setRestartPolicy},
 	{"GET", "/programs/{id}/build-log", user, (*server).buildLog},
 	{"GET", "/programs/{id}/logs", user, (*server).logs},
