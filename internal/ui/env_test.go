@@ -19,6 +19,7 @@ import (
 	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 	"github.com/hershyorg/hershy/internal/source"
+	"github.com/hershyorg/hershy/internal/stats"
 	"github.com/hershyorg/hershy/internal/store"
 	"github.com/hershyorg/hershy/internal/ui"
 )
@@ -108,6 +109,8 @@ func newEnvWith(t *testing.T, tls bool, uo ui.Options) *env {
 	dir := t.TempDir()
 	h := d.Open(t, dir, func(o *host.Options) {
 		o.Backoff = lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour}
+		// Samples come quickly, so that charts have something to draw.
+		o.Stats = stats.Policy{FineStep: 100 * time.Millisecond, FineKeep: time.Hour, CoarseStep: time.Second, CoarseKeep: 24 * time.Hour}
 	})
 	e := &env{t: t, h: h, wa: wa}
 	ctx := context.Background()

@@ -157,3 +157,33 @@ func TestAdminTokens(t *testing.T) {
 		t.Errorf("carol after revocation: %d %s", a.code(), a.resp.Header.Get("Location"))
 	}
 }
+
+// TestResourceCharts: once the Host has sampled a program, its resources
+// page draws the history as SVG charts and the list shows sparklines;
+// the program's name in them is escaped by the chart package.
+func TestResourceCharts(t *testing.T) {
+	e := newEnv(t, false)
+	id := e.deploy("alice")
+	b := e.signedIn(e.alice)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		page := b.get("/ui/programs/" + id + "/resources")
+		if strings.Count(page.body, "<svg") == 5 {
+			for _, want := range []string{"CPU of " + id, "Memory of " + id, "Pids of " + id, "/state use of " + id, "Restarts of " + id} {
+				if !strings.Contains(page.body, want) {
+					t.Errorf("no chart titled %q", want)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no charts after 20 s: %.1000s", page.body)
+		}
+	}
+	if day := b.get("/ui/programs/" + id + "/resources?window=24h"); day.code() != 200 || !strings.Contains(day.body, `aria-current="page">Last 24 hours`) {
+		t.Errorf("the 24 h window: %d", day.code())
+	}
+	list := b.get("/ui/")
+	if !strings.Contains(list.body, "chart-spark") {
+		t.Errorf("no sparklines on the list: %.1000s", list.body)
+	}
+}
