@@ -4,6 +4,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // passThrough serves /ui/api/<path> as the API's /<path>, with the
@@ -92,3 +93,85 @@ func (f *fencedWriter) Flush() {
 }
 
 func (f *fencedWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// followBuildLog streams a program's build log as it is written
+// (build-log?follow=1 through the API). A build that has not begun its log
+// yet is a 404 there; this waits for the log to appear (asking again each
+// second, for up to two minutes) instead, so the page's script just reads
+// one stream from the queue to the end of the build.
+func (h *Handler) followBuildLog(w http.ResponseWriter, r *http.Request, req *request) {
+	for try := 0; ; try++ {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = programPath(r.PathValue("id"), "/build-log"), ""
+		r2.URL.RawQuery = "follow=1"
+		r2.RequestURI = r2.URL.RequestURI()
+		r2.Header.Del("Cookie")
+		r2.Header.Set("Authorization", "Bearer "+req.s.token)
+		g := &gateWriter{w: &fencedWriter{ResponseWriter: w}, h: http.Header{}}
+		h.api.ServeHTTP(g, r2)
+		if !g.held {
+			return
+		}
+		if try == 120 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// gateWriter holds back a 404 answer (held) and passes any other through.
+type gateWriter struct {
+	w       http.ResponseWriter
+	h       http.Header
+	decided bool
+	held    bool
+}
+
+func (g *gateWriter) Header() http.Header {
+	if g.decided && !g.held {
+		return g.w.Header()
+	}
+	return g.h
+}
+
+func (g *gateWriter) WriteHeader(code int) {
+	if g.decided {
+		return
+	}
+	g.decided = true
+	if code == http.StatusNotFound {
+		g.held = true
+		return
+	}
+	for k, v := range g.h {
+		g.w.Header()[k] = v
+	}
+	g.w.WriteHeader(code)
+}
+
+func (g *gateWriter) Write(b []byte) (int, error) {
+	if !g.decided {
+		g.WriteHeader(http.StatusOK)
+	}
+	if g.held {
+		return len(b), nil
+	}
+	return g.w.Write(b)
+}
+
+func (g *gateWriter) Flush() {
+	if g.decided && !g.held {
+		if f, ok := g.w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+}
+
+func (g *gateWriter) Unwrap() http.ResponseWriter { return g.w }

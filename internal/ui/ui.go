@@ -132,6 +132,7 @@ func (h *Handler) routes() {
 	page("GET /ui/programs/{id}/logs", h.logsPage)
 	page("GET /ui/programs/{id}/logs.txt", h.logsDownload)
 	page("GET /ui/programs/{id}/build", h.buildPage)
+	page("GET /ui/programs/{id}/build-log", h.followBuildLog)
 	page("GET /ui/programs/{id}/source", h.sourcePage)
 	page("GET /ui/programs/{id}/watcher", h.watcherPage)
 	page("POST /ui/programs/{id}/message", h.sendMessage)

@@ -139,17 +139,13 @@
       progress.textContent = p.queue_position > 1 ? 'Waiting for a build slot (' + (p.queue_position - 1) + ' ahead)…' : 'Building…';
     }
   }
-  var buildLogTries = 0;
   function followBuildLog() {
     var pre = document.getElementById('build-log');
     if (!build || !pre || !window.ReadableStream) { return; }
+    // The server waits for a build that has not begun its log yet.
     var src = build.getAttribute('data-build-log');
     fetch(src, { credentials: 'same-origin' }).then(function (r) {
-      if (r.status === 404 && buildLogTries++ < 60) {
-        setTimeout(followBuildLog, 1000); // the build has not started its log yet
-        return;
-      }
-      if (!r.ok || !r.body) { return; }
+      if (r.status !== 200 || !r.body) { return; }
       var empty = document.getElementById('build-empty');
       if (empty) { empty.hidden = true; }
       pre.textContent = '';
