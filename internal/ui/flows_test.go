@@ -79,6 +79,10 @@ func TestDeployFolder(t *testing.T) {
 		t.Errorf("build page: %d %.500s", page.code(), page.body)
 	}
 
+	if bl := b.get("/ui/programs/" + id + "/build-log"); bl.code() != 200 || bl.resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("the build log follow of a finished build: %d %v %.300s", bl.code(), bl.resp.Header, bl.body)
+	}
+
 	// A path that climbs out is refused, and nothing is made.
 	before := e.count()
 	a = b.upload("/ui/deploy", nil, map[string]string{"../main.go": src["main.go"], "go.mod": src["go.mod"]})
