@@ -99,6 +99,17 @@ need_engine() {
 	"$ROOT/scripts/setup-engine.sh"
 }
 
+# The dashboard's browser tests drive a headless Chromium: install it when
+# missing (idempotent). In CI a missing Chromium fails those tests.
+need_browser() {
+	header "browser"
+	if [ "$(id -u)" != 0 ] && ! command -v chromium >/dev/null 2>&1; then
+		echo "not root: skipping the browser set-up; browser tests need chromium on PATH" >&2
+		return 0
+	fi
+	"$ROOT/scripts/setup-browser.sh"
+}
+
 if [ $# -gt 0 ]; then
 	targets=("$@")
 else
@@ -108,6 +119,7 @@ for m in "${targets[@]}"; do
 	[ -f "$m/go.mod" ] || die "$m is not a module directory (no go.mod)"
 	if [ "$m" = . ]; then
 		need_engine
+		need_browser
 	fi
 	check_module "$m"
 done

@@ -37,7 +37,7 @@ func ExampleLine() {
 	// Output:
 	// <title>Memory of &lt;bot-7&gt;</title>
 	// <desc>60 samples from 10:00 to 11:00 UTC. Latest 159 MiB, lowest 100 MiB, highest 159 MiB. limit: 256 MiB.</desc>
-	// <text class="chart-limit-label" x="590" y="7" text-anchor="end" fill="currentColor">limit 256 MiB</text>
+	// <text class="chart-limit-label" x="590" y="31.9" text-anchor="end" fill="currentColor">limit 256 MiB</text>
 }
 
 // A CPU sparkline for a row of the programs list, on a 0-100% scale so that
@@ -54,7 +54,7 @@ func ExampleSparkline() {
 	s := chart.Sparkline{Title: "CPU", Unit: chart.Percent, Points: points, Max: 100, Width: 60, Height: 16}
 	fmt.Println(s.SVG())
 	// Output:
-	// <svg xmlns="http://www.w3.org/2000/svg" class="chart chart-spark" role="img" width="60" height="16" viewBox="0 0 60 16"><title>CPU</title><desc>Latest 70%, highest 80%, 1 gap in the samples</desc><path class="chart-series" fill="none" stroke="currentColor" stroke-width="1" stroke-linejoin="round" stroke-linecap="round" d="M1.5 14.5L3.4 13.9L5.3 13.2L7.2 12.6L9.2 11.9L11.1 11.2L13 10.6L14.9 9.9L16.8 9.3L18.7 8.7M58.5 4.1L60 5.4"/><circle class="chart-last" cx="60" cy="5.4" r="1.5" fill="currentColor"/></svg>
+	// <svg xmlns="http://www.w3.org/2000/svg" class="chart chart-spark" role="img" width="60" height="16" viewBox="0 0 60 16"><title>CPU</title><desc>Latest 70%, highest 80%, 1 gap in the samples</desc><path class="chart-series" fill="none" stroke="currentColor" stroke-width="1" stroke-linejoin="round" stroke-linecap="round" d="M1.5 14.5L3.3 13.9L5.2 13.2L7 12.6L8.9 11.9L10.7 11.3L12.5 10.6L14.4 10L16.2 9.3L18 8.6M56.7 4.1L58.5 5.4"/><circle class="chart-last" cx="58.5" cy="5.4" r="1.5" fill="currentColor"/></svg>
 }
 
 func ExampleFormat() {

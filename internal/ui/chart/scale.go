@@ -82,11 +82,16 @@ func Format(v float64, u Unit) string {
 	} else if a < 100 {
 		decimals = 1
 	}
-	num := formatNumber(s, decimals)
+	return trimZeros(formatNumber(s, decimals)) + p.suffix
+}
+
+// trimZeros drops the zeros that end a number's decimals, and a decimal
+// point left alone: 1.50 reads 1.5, 2.00 reads 2.
+func trimZeros(num string) string {
 	if strings.Contains(num, ".") && !strings.Contains(num, "e") {
 		num = strings.TrimRight(strings.TrimRight(num, "0"), ".")
 	}
-	return num + p.suffix
+	return num
 }
 
 // ticks is a y-axis: the value range [lo, hi] the chart shows and the
@@ -139,7 +144,8 @@ func yTicks(lo, hi float64, u Unit, want int) ticks {
 		return ticks{lo: lo, hi: hi, values: []float64{lo, hi}, labels: []string{Format(lo, u), Format(hi, u)}}
 	}
 	// As many decimals as the step has (0.25 needs two), so that no two
-	// ticks read the same.
+	// ticks read the same; the zeros that end a label are then dropped
+	// (0.5, not 0.50).
 	decimals := 0
 	for decimals < 9 {
 		scaled := step * math.Pow(10, float64(decimals))
@@ -151,7 +157,7 @@ func yTicks(lo, hi float64, u Unit, want int) ticks {
 	t := ticks{lo: first * step * p.div, hi: last * step * p.div}
 	for k := first; k <= last; k++ {
 		t.values = append(t.values, k*step*p.div)
-		t.labels = append(t.labels, formatNumber(k*step, decimals)+p.suffix)
+		t.labels = append(t.labels, trimZeros(formatNumber(k*step, decimals))+p.suffix)
 	}
 	return t
 }

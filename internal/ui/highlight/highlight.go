@@ -46,7 +46,7 @@ const (
 // from data-line and a highlighted line when its anchor is the target. A
 // page may use its own.
 const Stylesheet = `.hl{margin:0;padding:.5em 0;overflow:auto;line-height:1.45;tab-size:4;font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
-.hl-line{display:block;padding-right:1em}
+.hl-line{display:inline-block;min-width:100%;box-sizing:border-box;padding-right:1em}
 .hl-line:target{background:rgba(250,204,21,.25)}
 .hl-ln{display:inline-block;width:4.5em;padding-right:1em;text-align:right;color:inherit;opacity:.45;text-decoration:none;user-select:none}
 .hl-ln::before{content:attr(data-line)}

@@ -1,0 +1,128 @@
+package browsertest
+
+import (
+	"bytes"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// procStat is what /proc/<pid>/stat tells of a process.
+type procStat struct {
+	pid, ppid, pgid int
+	state           byte
+}
+
+// readStat reads /proc/<pid>/stat. The command name (field 2) is in
+// parentheses and may hold spaces and parentheses itself, so the fields
+// after it are read from the last ')'.
+func readStat(pid int) (procStat, bool) {
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, false
+	}
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := bytes.Fields(raw[i+1:]) // state ppid pgrp ...
+	if len(f) < 3 || len(f[0]) != 1 {
+		return procStat{}, false
+	}
+	ppid, err1 := strconv.Atoi(string(f[1]))
+	pgid, err2 := strconv.Atoi(string(f[2]))
+	if err1 != nil || err2 != nil {
+		return procStat{}, false
+	}
+	return procStat{pid: pid, ppid: ppid, pgid: pgid, state: f[0][0]}, true
+}
+
+// allProcs lists the processes of the machine (of this PID namespace).
+func allProcs() []procStat {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []procStat
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, ok := readStat(pid); ok {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// processes lists the live processes of the browser: those in its process
+// group and every descendant of the browser process (a child could leave
+// the group). Zombies are not counted: they hold nothing but a process
+// table entry, and their reaping is up to their parent (init, once
+// Chromium is gone).
+func (b *Browser) processes() []int {
+	if b.pid <= 0 {
+		return nil
+	}
+	procs := allProcs()
+	children := map[int][]int{}
+	for _, p := range procs {
+		children[p.ppid] = append(children[p.ppid], p.pid)
+	}
+	set := map[int]bool{}
+	var walk func(pid int)
+	walk = func(pid int) {
+		if set[pid] {
+			return
+		}
+		set[pid] = true
+		for _, c := range children[pid] {
+			walk(c)
+		}
+	}
+	for _, p := range procs {
+		if p.pgid == b.pid || p.pid == b.pid {
+			walk(p.pid)
+		}
+	}
+	var out []int
+	for _, p := range procs {
+		if set[p.pid] && p.state != 'Z' {
+			out = append(out, p.pid)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Processes returns the ids of the browser's live processes (the browser,
+// its renderers and helpers). It is empty once the browser is closed.
+func (b *Browser) Processes() []int {
+	return b.processes()
+}
+
+// waitGone waits up to limit for the processes in pids, and any left in
+// the browser's process group, to end (or to be zombies), and returns
+// those that did not.
+func (b *Browser) waitGone(pids []int, limit time.Duration) []int {
+	deadline := time.Now().Add(limit)
+	for {
+		var alive []int
+		for _, pid := range pids {
+			if st, ok := readStat(pid); ok && st.state != 'Z' {
+				alive = append(alive, pid)
+			}
+		}
+		for _, pid := range b.processes() {
+			if !slices.Contains(alive, pid) {
+				alive = append(alive, pid)
+			}
+		}
+		if len(alive) == 0 || time.Now().After(deadline) {
+			return alive
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
