@@ -130,6 +130,9 @@ func testDashboard(t *testing.T, rt string) {
 	}
 	bb.Navigate(ui + "programs/" + id)
 	bb.WaitText("main", "No program "+id+" that you may see")
+	if errs := bb.TakeConsoleErrors(); len(errs) != 1 || !strings.Contains(errs[0], "404") {
+		t.Errorf("bob's browser logged %q, want the one 404 of alice's program", errs)
+	}
 
 	// No session: the browser is sent to sign in, and a script's request
 	// is refused.
