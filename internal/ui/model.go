@@ -149,7 +149,8 @@ func problem(p program, now time.Time) string {
 			lim = "its memory limit of " + humanBytes(p.Options.MemoryBytes)
 		}
 		parts = append(parts, "The program was killed for running out of memory ("+lim+"); raise memory_bytes or find the leak.")
-	} else if p.LastExitCode != nil && *p.LastExitCode != 0 && (p.State == "Error" || p.RestartCount > 0) {
+	} else if p.LastExitCode != nil && *p.LastExitCode != 0 && (p.State == "Error" || p.RestartCount > 0) &&
+		!strings.Contains(p.ErrorMsg, fmt.Sprintf("code %d", *p.LastExitCode)) {
 		parts = append(parts, fmt.Sprintf("The program exited with code %d%s.", *p.LastExitCode, exitMeaning(*p.LastExitCode)))
 	}
 	if p.State == "Error" {
@@ -167,11 +168,11 @@ func problem(p program, now time.Time) string {
 func exitMeaning(code int) string {
 	switch code {
 	case 1:
-		return " (the watcher crashed)"
+		return " (a hersh program: the watcher crashed)"
 	case 2:
-		return " (the watcher was killed)"
+		return " (a hersh program: the watcher was killed)"
 	case 3:
-		return " (the program failed)"
+		return " (a hersh program: it ended with an error)"
 	case 137:
 		return " (killed: SIGKILL)"
 	case 143:

@@ -111,7 +111,7 @@ func New(t testing.TB, opts Options) *Browser {
 		chromedp.Flag("disable-domain-reliability", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-pings", true),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost"),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.*.*.* , EXCLUDE [::1]"),
 		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
 			// A process group of its own, so that Close can end every
 			// process Chromium started (renderers, zygotes, GPU) even if
