@@ -168,10 +168,27 @@ func (b *Browser) Type(sel, text string) {
 	}
 }
 
-// Fill empties the form field matching sel, then types text into it.
+// Fill empties the form field matching sel (as a user selecting its text
+// and deleting it would: an input event fires), then types text into it.
 func (b *Browser) Fill(sel, text string) {
 	b.t.Helper()
-	if err := b.do(chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text)); err != nil {
+	// chromedp's Clear empties the value attribute, which a field the user
+	// has typed into no longer shows; the value property is what counts.
+	empty := fmt.Sprintf(`(() => {
+		const e = document.querySelector(%s);
+		e.focus();
+		e.value = '';
+		e.dispatchEvent(new Event('input', {bubbles: true}));
+		return true;
+	})()`, jsString(sel))
+	if err := b.do(
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+		func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+			_, err := chromedp.Evaluate[bool](empty)(ctx, t)
+			return chromedp.Void{}, err
+		},
+		chromedp.SendKeys(chromedp.CSS(sel), text),
+	); err != nil {
 		b.fatalf("filling %s: %v", sel, err)
 	}
 }

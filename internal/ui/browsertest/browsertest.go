@@ -105,12 +105,16 @@ func New(t testing.TB, opts Options) *Browser {
 		// opens are the test's own, served on loopback.
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
-		// No traffic of the browser's own: no updates, no QUIC probes, no
-		// name resolution but for localhost (IP literals need none).
+		// No traffic of the browser's own: no updates, no QUIC probes, and
+		// every host name but the loopback ones resolves to nothing
+		// (without the exclusions the rule also catches IP literals).
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-domain-reliability", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-pings", true),
+		// No crashpad handler: it runs in a session of its own, outside
+		// the process group, and outlives the browser.
+		chromedp.Flag("disable-crash-reporter", true),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.*.*.* , EXCLUDE [::1]"),
 		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
 			// A process group of its own, so that Close can end every

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -143,6 +144,18 @@ func TestNavigateAndRead(t *testing.T) {
 	}
 	if title := Eval[string](b, `document.title`); title != "browsertest" {
 		t.Errorf("title %q", title)
+	}
+}
+
+func TestAccessibility(t *testing.T) {
+	s := newSite(t)
+	b := New(t, Options{})
+	b.Navigate(s.URL)
+	nodes := b.Accessibility()
+	for _, want := range []AXNode{{Role: "heading", Name: "Hello"}, {Role: "button", Name: "clicked 0"}, {Role: "textbox", Name: "Name"}} {
+		if !slices.Contains(nodes, want) {
+			t.Errorf("no %+v in the accessibility tree %+v", want, nodes)
+		}
 	}
 }
 
@@ -295,9 +308,11 @@ func TestUntakenConsoleErrorsFailTheTest(t *testing.T) {
 	}
 }
 
-// Closing the browser leaves none of its processes running.
+// Closing the browser leaves none of its processes running, and none of
+// the goroutines that drove it.
 func TestNoProcessesLeft(t *testing.T) {
 	s := newSite(t)
+	goroutines := runtime.NumGoroutine()
 	b := New(t, Options{})
 	b.Navigate(s.URL)
 	pids := b.Processes()
@@ -312,6 +327,34 @@ func TestNoProcessesLeft(t *testing.T) {
 	}
 	if left := b.Processes(); len(left) != 0 {
 		t.Errorf("processes left: %v", left)
+	}
+	// Goroutines end asynchronously (the page's EventSource handler when
+	// its connection drops): wait for the count to come back down.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before the browser, %d after it closed:\n%s", goroutines, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// A browser process that dies hard (killed, crashed) leaves its children
+// orphaned; Close still ends them all.
+func TestNoProcessesLeftAfterACrash(t *testing.T) {
+	s := newSite(t)
+	b := New(t, Options{})
+	b.Navigate(s.URL)
+	pids := b.Processes()
+	if err := syscall.Kill(b.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	for _, pid := range pids {
+		if st, ok := readStat(pid); ok && st.state != 'Z' {
+			t.Errorf("process %d (state %c) outlived the browser", pid, st.state)
+		}
 	}
 }
 

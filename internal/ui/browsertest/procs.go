@@ -58,15 +58,17 @@ func allProcs() []procStat {
 }
 
 // processes lists the live processes of the browser: those in its process
-// group and every descendant of the browser process (a child could leave
-// the group). Zombies are not counted: they hold nothing but a process
-// table entry, and their reaping is up to their parent (init, once
-// Chromium is gone).
+// group, those whose command line names its profile directory (Chromium
+// passes --user-data-dir to every child), and every descendant of these (a
+// child could leave the group). Zombies are not counted: they hold nothing
+// but a process table entry, and the machine's init reaps them once their
+// parent, Chromium, is gone.
 func (b *Browser) processes() []int {
 	if b.pid <= 0 {
 		return nil
 	}
 	procs := allProcs()
+	profileArg := []byte("--user-data-dir=" + b.dataDir)
 	children := map[int][]int{}
 	for _, p := range procs {
 		children[p.ppid] = append(children[p.ppid], p.pid)
@@ -83,7 +85,7 @@ func (b *Browser) processes() []int {
 		}
 	}
 	for _, p := range procs {
-		if p.pgid == b.pid || p.pid == b.pid {
+		if p.pgid == b.pid || p.pid == b.pid || usesProfile(p.pid, profileArg) {
 			walk(p.pid)
 		}
 	}
@@ -97,15 +99,28 @@ func (b *Browser) processes() []int {
 	return out
 }
 
+// usesProfile tells whether the command line of pid holds arg.
+func usesProfile(pid int, arg []byte) bool {
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	for a := range bytes.SplitSeq(cmdline, []byte{0}) {
+		if bytes.Equal(a, arg) {
+			return true
+		}
+	}
+	return false
+}
+
 // Processes returns the ids of the browser's live processes (the browser,
 // its renderers and helpers). It is empty once the browser is closed.
 func (b *Browser) Processes() []int {
 	return b.processes()
 }
 
-// waitGone waits up to limit for the processes in pids, and any left in
-// the browser's process group, to end (or to be zombies), and returns
-// those that did not.
+// waitGone waits up to limit for the processes in pids, and any left of
+// the browser, to end (or be zombies), and returns those that did not.
 func (b *Browser) waitGone(pids []int, limit time.Duration) []int {
 	deadline := time.Now().Add(limit)
 	for {

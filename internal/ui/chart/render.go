@@ -237,7 +237,9 @@ func (c Line) render() string {
 	}
 
 	desc := c.Desc
-	if desc == "" {
+	if desc == "" && c.From.IsZero() && c.To.IsZero() && len(c.Points) == 0 {
+		desc = "No samples."
+	} else if desc == "" {
 		desc = describe(s, c.Unit, limit, limitLabel, loc)
 	}
 	var out svgWriter
@@ -252,6 +254,9 @@ func (c Line) render() string {
 		out.text("chart-y-label", p.x0-tickLength, p.y(v)+4, "end", yt.labels[i])
 	}
 	maxLabels := max(2, int((p.x1-p.x0)/70))
+	if c.From.IsZero() && c.To.IsZero() && len(c.Points) == 0 {
+		maxLabels = 0 // no window and no samples: no time to label
+	}
 	for _, t := range xTicks(s.from, s.to, loc, maxLabels) {
 		x := p.x(t.t)
 		out.WriteString(`<line class="chart-x-tick" x1="` + num(x) + `" y1="` + num(p.y1) + `" x2="` + num(x) + `" y2="` + num(p.y1+tickLength) + `" stroke="currentColor"/>`)
