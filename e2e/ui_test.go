@@ -41,6 +41,7 @@ func testDashboard(t *testing.T, rt string) {
 
 	// Deploy from files, as a user picks them.
 	b.Navigate(ui + "deploy")
+	checkNamed(t, b, "the deploy page")
 	files := readSource(t, filepath.Join(examplesDir, "simple-counter"))
 	b.UploadFiles("#files", files)
 	b.Screenshot("deploy")
@@ -61,22 +62,27 @@ func testDashboard(t *testing.T, rt string) {
 	}
 	b.WaitText(".phead-state", "Ready")
 	b.Screenshot("program")
+	checkNamed(t, b, "the program page")
 
 	// The list shows it, live.
 	b.Navigate(ui)
 	b.WaitText("#programs", id)
 	b.WaitText("#programs", "Ready")
+	checkNamed(t, b, "the programs page")
 
 	// Read a variable: the tick is watched and initialised.
 	b.Navigate(ui + "programs/" + id + "/watcher")
 	b.WaitText("#vars", "tick")
 	b.WaitText("#vars", "yes")
 	b.Screenshot("watcher")
+	checkNamed(t, b, "the watcher page")
 
 	// Send a message and see its effect: the program logs its counter.
+	sent := time.Now()
 	b.Fill("#message", "status")
 	b.Click(".console-form button[type=submit]")
 	b.WaitText("#sent", "message sent")
+	p.waitLogContains(sent, "status: counter is", 30*time.Second) // captured by the Host
 	b.Navigate(ui + "programs/" + id + "/logs")
 	b.WaitText("#log-lines", "status: counter is")
 
@@ -96,6 +102,7 @@ func testDashboard(t *testing.T, rt string) {
 	if statsServed(t, alice, id) {
 		b.WaitVisible(".charts svg")
 		b.WaitText(".charts", "CPU")
+		checkNamed(t, b, "the resources page")
 		b.Screenshot("resources")
 	} else {
 		b.WaitText("main", "No resource history yet")
@@ -171,6 +178,26 @@ func testDashboard(t *testing.T, rt string) {
 	b.WaitText("main", "No programs yet")
 	if _, err := alice.GetProgram(context.Background(), id); !client.IsStatus(err, http.StatusNotFound) {
 		t.Errorf("after the delete: %v", err)
+	}
+}
+
+// checkNamed fails the test for a control, link or image of the page that
+// a screen reader would announce without a name.
+func checkNamed(t *testing.T, b *browsertest.Browser, page string) {
+	t.Helper()
+	named := map[string]bool{"button": true, "link": true, "textbox": true, "searchbox": true, "combobox": true,
+		"checkbox": true, "image": true, "img": true, "heading": true, "navigation": true, "table": true}
+	n := 0
+	for _, node := range b.Accessibility() {
+		if named[node.Role] {
+			n++
+			if strings.TrimSpace(node.Name) == "" {
+				t.Errorf("%s: a %s without an accessible name", page, node.Role)
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("%s: no controls in the accessibility tree", page)
 	}
 }
 
