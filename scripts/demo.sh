@@ -65,6 +65,7 @@ echo "==> the program's WatcherAPI through the Host's proxy"
 cat <<MSG
 
 The Host is running (Ctrl-C stops it; the program keeps running and is re-adopted next time).
+Dashboard: $HERSHY_URL/ui/ (sign in with the token in $DATA/admin.token)
     export HERSHY_URL=$HERSHY_URL HERSHY_TOKEN=\$(cat $DATA/admin.token)
     $HERSHY ps
     $HERSHY send $id status

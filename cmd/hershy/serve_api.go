@@ -13,6 +13,7 @@ import (
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/docker"
 	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/ui"
 )
 
 // serve opens the Host on the data directory and serves the API until ctx
@@ -84,6 +85,11 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer handler.Close() // before the Host closes (deferred earlier)
-	fmt.Fprintf(a.errOut, "Hershy Host %s listening on http://%s (data %s, runtime %s)\n", version, ln.Addr(), dataDir, o.runtime)
-	return serveHTTP(ctx, ln, handler, logger)
+	dash, err := ui.New(handler, ui.Options{Logger: logger, Version: version})
+	if err != nil {
+		return fmt.Errorf("serve: dashboard: %w", err)
+	}
+	fmt.Fprintf(a.errOut, "Hershy Host %s listening on http://%s (data %s, runtime %s); dashboard at http://%s/ui/\n",
+		version, ln.Addr(), dataDir, o.runtime, ln.Addr())
+	return serveHTTP(ctx, ln, ui.Mount(handler, dash), logger)
 }

@@ -80,6 +80,7 @@ var routes = []route{
 	{"GET", "/metrics", admin, (*server).serveMetrics}, // every tenant's counts: the operator's
 	{"GET", "/debug/pprof/{name...}", admin, (*server).debugPprof},
 	{"GET", "/openapi.json", public, (*server).openapi},
+	{"GET", "/whoami", user, (*server).whoami},
 
 	{"POST", "/programs", user, (*server).createProgram},
 	{"GET", "/programs", user, (*server).listPrograms},
@@ -92,6 +93,7 @@ var routes = []route{
 	{"PUT", "/programs/{id}/source", user, (*server).replaceSource},
 	{"GET", "/programs/{id}/source", user, (*server).getSource},
 	{"GET", "/programs/{id}/history", user, (*server).history},
+	{"GET", "/programs/{id}/stats", user, (*server).programStats},
 	{"PUT", "/programs/{id}/restart-policy", user, (*server).setRestartPolicy},
 	{"GET", "/programs/{id}/build-log", user, (*server).buildLog},
 	{"GET", "/programs/{id}/logs", user, (*server).logs},

@@ -19,8 +19,9 @@ import (
 // opens with the current view of every program the caller may see ("program"
 // events with no prev_state), then a "synced" event, then one "program"
 // event per persisted change, "build" events while a program's Go build
-// runs (packages compiled, time), and a "deleted" event when a program's
-// record is gone. Restarts show in a program's restart_count. A caller sees its own programs; the admin sees all, or one
+// runs (packages compiled, time), a "stats" event with each new sample of
+// a running program's resources (the samples of GET /programs/{id}/stats),
+// and a "deleted" event when a program's record is gone. Restarts show in a program's restart_count. A caller sees its own programs; the admin sees all, or one
 // user's with ?user_id=. ?program_id= narrows the stream to one program
 // (404 when the caller may not see it). A stream counts as one of the
 // caller's follows (429 beyond the cap).
@@ -66,13 +67,20 @@ func buildEvent(c host.Change) buildProgress {
 // eventStream is one client's buffered queue of changes.
 type eventStream struct {
 	mu       sync.Mutex
-	queue    []host.Change
+	queue    []streamItem
 	overflow bool
 	wake     chan struct{} // one token: the queue is not empty, or overflowed
 }
 
+// streamItem is a change of a program, or (stats set) a new sample of its
+// resources.
+type streamItem struct {
+	change host.Change
+	stats  *host.ProgramSample
+}
+
 // push is the Host subscription: it never blocks.
-func (e *eventStream) push(c host.Change) {
+func (e *eventStream) push(c streamItem) {
 	e.mu.Lock()
 	if len(e.queue) >= eventBuffer {
 		e.overflow = true
@@ -87,7 +95,7 @@ func (e *eventStream) push(c host.Change) {
 }
 
 // take returns what is queued, and whether the stream overflowed.
-func (e *eventStream) take(buf []host.Change) ([]host.Change, bool) {
+func (e *eventStream) take(buf []streamItem) ([]streamItem, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	buf = append(buf[:0], e.queue...)
@@ -123,10 +131,16 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, p principal) {
 	es := &eventStream{wake: make(chan struct{}, 1)}
 	rows, cancel := s.h.SubscribeWithPrograms(func(c host.Change) {
 		if wants(c.ProgramID, c.UserID) {
-			es.push(c)
+			es.push(streamItem{change: c})
 		}
 	})
 	defer cancel()
+	cancelStats := s.h.SubscribeStats(func(ps host.ProgramSample) {
+		if wants(ps.ProgramID, ps.UserID) {
+			es.push(streamItem{stats: &ps})
+		}
+	})
+	defer cancelStats()
 	rows = slices.DeleteFunc(rows, func(r store.Program) bool { return !wants(r.ID, r.UserID) })
 	slices.SortFunc(rows, func(a, b store.Program) int {
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
@@ -167,7 +181,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, p principal) {
 
 	ping := time.NewTicker(eventPing)
 	defer ping.Stop()
-	var batch []host.Change
+	var batch []streamItem
 	for {
 		select {
 		case <-r.Context().Done():
@@ -182,7 +196,12 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, p principal) {
 		}
 		var overflow bool
 		batch, overflow = es.take(batch)
-		for _, c := range batch {
+		for _, item := range batch {
+			if item.stats != nil {
+				send("stats", statsEventOf(*item.stats))
+				continue
+			}
+			c := item.change
 			if c.Build != nil {
 				send("build", buildEvent(c))
 				continue

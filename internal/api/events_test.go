@@ -180,7 +180,7 @@ func TestEvents(t *testing.T) {
 func TestEventStreamOverflow(t *testing.T) {
 	es := &eventStream{wake: make(chan struct{}, 1)}
 	for i := range eventBuffer {
-		es.push(host.Change{ProgramID: "p"})
+		es.push(streamItem{change: host.Change{ProgramID: "p"}})
 		if i == 0 && len(es.wake) != 1 {
 			t.Fatal("a push did not wake the stream")
 		}
@@ -190,13 +190,13 @@ func TestEventStreamOverflow(t *testing.T) {
 		t.Fatalf("took %d changes (overflow %v), want %d and no overflow", len(got), overflow, eventBuffer)
 	}
 	for range eventBuffer + 1 {
-		es.push(host.Change{ProgramID: "p"})
+		es.push(streamItem{change: host.Change{ProgramID: "p"}})
 	}
 	got, overflow = es.take(got)
 	if !overflow || len(got) != eventBuffer {
 		t.Fatalf("after %d pushes: %d changes, overflow %v", eventBuffer+1, len(got), overflow)
 	}
-	es.push(host.Change{ProgramID: "late"})
+	es.push(streamItem{change: host.Change{ProgramID: "late"}})
 	if got, overflow = es.take(got); len(got) != 0 || !overflow {
 		t.Fatalf("a push after the overflow was queued: %d, %v", len(got), overflow)
 	}

@@ -77,6 +77,49 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// usageCollector reports each running program's latest resource reading
+// (the Host's sampler, every fine step) with a program label. Only the
+// programs running at the last round have series: a stopped or deleted
+// program's disappear.
+type usageCollector struct {
+	s                        *server
+	cpu, mem, memLimit, pids *prometheus.Desc
+	netRx, netTx             *prometheus.Desc
+}
+
+func newUsageCollector(s *server) *usageCollector {
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, []string{"program"}, nil)
+	}
+	return &usageCollector{
+		s:        s,
+		cpu:      desc("hershy_program_cpu_seconds_total", "CPU time a program's container has used since it started (user and system, all cores)."),
+		mem:      desc("hershy_program_memory_bytes", "A program's memory working set (in use less the inactive file cache)."),
+		memLimit: desc("hershy_program_memory_limit_bytes", "A program's memory limit."),
+		pids:     desc("hershy_program_pids", "Tasks (processes and threads) in a program's container; under runsc gVisor's own too."),
+		netRx:    desc("hershy_program_network_receive_bytes_total", "Bytes a program's container received since it started (loopback excluded)."),
+		netTx:    desc("hershy_program_network_transmit_bytes_total", "Bytes a program's container sent since it started (loopback excluded)."),
+	}
+}
+
+func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.cpu, c.mem, c.memLimit, c.pids, c.netRx, c.netTx} {
+		ch <- d
+	}
+}
+
+func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, u := range c.s.h.LatestUsage() {
+		id, st := u.ProgramID, u.Usage
+		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, float64(st.CPUNanos)/1e9, id)
+		ch <- prometheus.MustNewConstMetric(c.mem, prometheus.GaugeValue, float64(st.MemoryBytes), id)
+		ch <- prometheus.MustNewConstMetric(c.memLimit, prometheus.GaugeValue, float64(st.MemoryLimitBytes), id)
+		ch <- prometheus.MustNewConstMetric(c.pids, prometheus.GaugeValue, float64(st.Pids), id)
+		ch <- prometheus.MustNewConstMetric(c.netRx, prometheus.CounterValue, float64(st.NetRxBytes), id)
+		ch <- prometheus.MustNewConstMetric(c.netTx, prometheus.CounterValue, float64(st.NetTxBytes), id)
+	}
+}
+
 func newMetrics(s *server) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -99,7 +142,8 @@ func newMetrics(s *server) *metrics {
 			buildDur: prometheus.NewDesc("hershy_build_duration_seconds_sum", "Total duration of recorded builds by status.", []string{"status"}, nil),
 			state:    prometheus.NewDesc("hershy_program_state_bytes", "Bytes a program stores in /state.", []string{"program"}, nil),
 			stateCap: prometheus.NewDesc("hershy_program_state_limit_bytes", "Size cap of a program's /state.", []string{"program"}, nil),
-		})
+		},
+		newUsageCollector(s))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }

@@ -9,19 +9,23 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/hershyorg/hershy/internal/stats"
 )
 
 // Event is one server-sent event of GET /events.
 type Event struct {
 	// Kind is "program" (Program is set; PrevState is empty in the
 	// snapshot), "synced" (the snapshot is complete), "build" (Build and
-	// ProgramID are set), "deleted" (ProgramID is set) or "overflow" (the
-	// stream ends; open a new one).
+	// ProgramID are set), "stats" (Stats and ProgramID are set: a new
+	// sample of a running program's resources), "deleted" (ProgramID is
+	// set) or "overflow" (the stream ends; open a new one).
 	Kind      string
 	Program   *Program
 	PrevState string
 	ProgramID string
 	Build     *BuildProgress
+	Stats     *stats.Sample
 }
 
 // BuildProgress is how far a program's Go build is.
@@ -111,6 +115,15 @@ func decodeEvent(kind, data string) (Event, error) {
 			return ev, fmt.Errorf("client: event %s: %w", kind, err)
 		}
 		ev.Build, ev.ProgramID = &v, v.ProgramID
+	case "stats":
+		var v struct {
+			ProgramID string       `json:"program_id"`
+			Sample    stats.Sample `json:"sample"`
+		}
+		if err := json.Unmarshal([]byte(data), &v); err != nil {
+			return ev, fmt.Errorf("client: event %s: %w", kind, err)
+		}
+		ev.Stats, ev.ProgramID = &v.Sample, v.ProgramID
 	case "deleted":
 		var v struct {
 			ProgramID string `json:"program_id"`

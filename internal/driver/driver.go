@@ -44,6 +44,10 @@ const MinPidsRunsc = 128
 // ErrNotFound is returned (wrapped) when a container or image does not exist.
 var ErrNotFound = errors.New("runtime: not found")
 
+// ErrNotRunning is returned (wrapped) by Stats when the container exists
+// but is not running: a stopped container uses nothing.
+var ErrNotRunning = errors.New("runtime: container not running")
+
 // ErrInUse is returned (wrapped) by RemoveImage when a container, running
 // or not, still uses the image.
 var ErrInUse = errors.New("runtime: image in use")
@@ -122,8 +126,39 @@ type Driver interface {
 	// and no published port is still reachable by the Host alone.
 	DialContext(ctx context.Context, containerID, addr string) (net.Conn, error)
 
+	// Stats reads a running container's resource usage now: cumulative
+	// counters (CPU time, network bytes) and current levels (memory, pids).
+	// It is cheap enough to call for a thousand containers every few
+	// seconds. A missing container is ErrNotFound, one that exists but is
+	// not running ErrNotRunning. A new run of the same container starts its
+	// counters again from zero.
+	Stats(ctx context.Context, id string) (Stats, error)
+
 	// Close releases the driver's resources.
 	Close() error
+}
+
+// Stats is a point-in-time sample of a running container's resource use.
+// CPU and network figures are cumulative since the container's process
+// started, so a rate is the difference of two samples over At's.
+type Stats struct {
+	At time.Time // when it was read
+	// CPUNanos is the CPU time the container's processes have used, in
+	// nanoseconds (user and system, every core).
+	CPUNanos int64
+	// MemoryBytes is the working set: memory in use minus the inactive
+	// file cache the kernel reclaims before it kills for memory (what the
+	// kubelet counts and the OOM killer judges).
+	MemoryBytes int64
+	// MemoryLimitBytes is the container's memory limit (0: none).
+	MemoryLimitBytes int64
+	// Pids counts the container's tasks (processes and threads; under
+	// runsc also gVisor's own).
+	Pids int64
+	// NetRxBytes and NetTxBytes count bytes received and sent on the
+	// container's network interfaces, loopback excluded: 0 for a program
+	// with network "none".
+	NetRxBytes, NetTxBytes int64
 }
 
 // ImageSpec describes an image build.

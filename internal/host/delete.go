@@ -67,6 +67,7 @@ func (h *Host) purge(ctx context.Context, id string) error {
 	h.usageMu.Lock()
 	delete(h.usage, id)
 	h.usageMu.Unlock()
+	h.forgetStats(id)
 	// The image and build log go with the record, unless another program
 	// uses the build.
 	h.collectBuildsLogged(ctx)

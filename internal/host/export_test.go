@@ -6,6 +6,7 @@ import (
 
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/stats"
 	"github.com/hershyorg/hershy/internal/store"
 )
 
@@ -57,4 +58,10 @@ func (h *Host) UsageKept(id string) bool {
 	defer h.usageMu.Unlock()
 	_, ok := h.usage[id]
 	return ok
+}
+
+// StoredStats is every sample of resolution r the store keeps for the
+// program, whatever the policy's window.
+func (h *Host) StoredStats(ctx context.Context, id string, r stats.Resolution) ([]stats.Sample, error) {
+	return h.store.ListStats(ctx, id, r, time.Time{})
 }

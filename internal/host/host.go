@@ -40,6 +40,7 @@ import (
 	"github.com/hershyorg/hershy/internal/logstore"
 	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/statefs"
+	"github.com/hershyorg/hershy/internal/stats"
 	"github.com/hershyorg/hershy/internal/store"
 	"github.com/hershyorg/hershy/internal/supervisor"
 	"github.com/hershyorg/hershy/internal/tokens"
@@ -79,6 +80,11 @@ type Options struct {
 	// development without root or loop devices. Never in production: a
 	// program can then fill the Host's disk.
 	UncappedState bool
+	// Stats is how often running programs' resources are sampled and how
+	// long the history is kept (zero: stats.DefaultPolicy); StatsReads how
+	// many containers are read at once (default DefaultStatsReads).
+	Stats      stats.Policy
+	StatsReads int
 }
 
 // DefaultLaunches is the default of Options.Launches. A thousand programs
@@ -159,6 +165,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxStateBytes <= 0 {
 		o.MaxStateBytes = max(DefaultMaxStateBytes, o.StateBytes)
 	}
+	if o.Stats == (stats.Policy{}) {
+		o.Stats = stats.DefaultPolicy
+	}
+	if err := o.Stats.Check(); err != nil {
+		return o, fmt.Errorf("host: %w", err)
+	}
+	if o.StatsReads <= 0 {
+		o.StatsReads = DefaultStatsReads
+	}
 	if o.StateBytes < statefs.MinBytes || o.StateBytes > o.MaxStateBytes {
 		return o, fmt.Errorf("host: the default /state size %d must be between %d and the maximum %d", o.StateBytes, int64(statefs.MinBytes), o.MaxStateBytes)
 	}
@@ -192,6 +207,7 @@ type Host struct {
 	saveMu   sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
 	usageMu  sync.Mutex
 	usage    map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
+	samples  sampler            // the resource history's state (stats.go)
 
 	watcher  *http.Client  // reaches WatcherAPIs through the driver
 	probing  atomic.Int64  // readiness probes running now (probeReady shares a budget)
@@ -247,6 +263,7 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 		paths:    newPathScrubber(o.DataDir),
 		launches: make(chan struct{}, o.Launches),
 		halts:    make(chan struct{}, o.Halts),
+		samples:  sampler{meters: map[string]*programMeter{}, latest: map[string]ProgramUsage{}},
 	}
 	ok := false
 	defer func() {
@@ -292,8 +309,13 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 		return nil, fmt.Errorf("host: build ids: %w", err)
 	}
 	h.collectBuildsLogged(ctx) // left over from deletes or upgrades a previous Host did not finish
+	if err := h.restoreStats(ctx); err != nil {
+		h.log.Error("restoring the resource history's open steps", "err", err)
+	}
 	h.wg.Add(1)
 	go h.eventLoop(events, errs)
+	h.wg.Add(1)
+	go h.sampleLoop()
 	h.wg.Add(1)
 	go h.warmUp()
 	ok = true

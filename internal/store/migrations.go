@@ -90,6 +90,26 @@ CREATE TABLE meta (
 	value TEXT NOT NULL
 ) STRICT;
 `,
+	// 2: programs' resource history (package stats): one row per program,
+	// resolution and time; the key's order serves both a program's reads
+	// and the pruning of each program's oldest rows.
+	`
+CREATE TABLE program_stats (
+	program_id         TEXT    NOT NULL REFERENCES programs (program_id) ON DELETE CASCADE,
+	resolution         TEXT    NOT NULL,
+	at                 INTEGER NOT NULL,
+	cpu_percent        REAL    NOT NULL,
+	memory_bytes       INTEGER NOT NULL,
+	memory_limit_bytes INTEGER NOT NULL,
+	pids               INTEGER NOT NULL,
+	net_rx_bytes       INTEGER NOT NULL,
+	net_tx_bytes       INTEGER NOT NULL,
+	state_bytes_used   INTEGER NOT NULL,
+	state_bytes_limit  INTEGER NOT NULL,
+	restarts           INTEGER NOT NULL,
+	PRIMARY KEY (program_id, resolution, at)
+) STRICT, WITHOUT ROWID;
+`,
 }
 
 // migrate applies pending migrations, one transaction each. The version is

@@ -106,15 +106,17 @@ func (d *Driver) nsTargetOf(ctx context.Context, id string) (nsTarget, error) {
 	return tgt, nil
 }
 
-// forgetNS drops what is cached about a container (by id or prefix).
+// forgetNS drops what is cached about a container (by id or prefix): its
+// process for dials and its files for Stats.
 func (d *Driver) forgetNS(id string) {
 	d.nsMu.Lock()
-	defer d.nsMu.Unlock()
 	for k := range d.ns {
 		if k == id || strings.HasPrefix(k, id) {
 			delete(d.ns, k)
 		}
 	}
+	d.nsMu.Unlock()
+	d.forgetStats(id)
 }
 
 // procStart reads a process's start time, which tells it apart from a later

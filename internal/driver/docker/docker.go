@@ -47,6 +47,12 @@ type Driver struct {
 
 	nsMu sync.Mutex
 	ns   map[string]nsTarget // container id -> init process (pid + start time)
+
+	statsMu sync.Mutex
+	stats   map[string]*statsTarget // container id -> where Stats reads its run's usage
+	// statsViaEngine makes Stats ask the engine's stats API for every
+	// container (tests compare it with the files).
+	statsViaEngine bool
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -59,7 +65,7 @@ func New() (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker: client: %w", err)
 	}
-	return &Driver{cli: cli, ns: map[string]nsTarget{}}, nil
+	return &Driver{cli: cli, ns: map[string]nsTarget{}, stats: map[string]*statsTarget{}}, nil
 }
 
 // Client exposes the engine client, for diagnostics and tests.

@@ -45,6 +45,7 @@ var checks = []check{
 	{"ImportImageFailure", checkImportImageFailure},
 	{"RemoveImageInUse", checkRemoveImage},
 	{"ConcurrentUse", checkConcurrent},
+	{"Stats", checkStats},
 }
 
 // checkLifecycle: a created container is not running and cannot be
@@ -845,5 +846,75 @@ func checkConcurrent(k *kit) {
 		if c.Running {
 			k.t.Errorf("%s still running after its stop", c.ID)
 		}
+	}
+}
+
+// statsEat is how many MiB the stats check's probe touches.
+const statsEat = 24
+
+// checkStats: Stats of a running program shows the memory it touched (at
+// least statsEat MiB in its working set) against its spec's limit, at
+// least one task, and counters that never go back between two reads; a
+// created or stopped container is ErrNotRunning, a removed or unknown one
+// ErrNotFound.
+func checkStats(k *kit) {
+	t, d, ctx := k.t, k.d, k.ctx
+	id := k.create(k.spec("stats", fmt.Sprintf("-eat %d", statsEat)))
+	if _, err := d.Stats(ctx, id); !errors.Is(err, driver.ErrNotRunning) {
+		t.Errorf("Stats of a created container: %v, want ErrNotRunning", err)
+	}
+	k.start(id)
+	k.eventually("the probe eating its memory", func() bool {
+		rc, err := d.Logs(ctx, id, time.Time{}, false)
+		if err != nil {
+			t.Fatalf("Logs: %v", err)
+		}
+		defer rc.Close()
+		b, _ := k.readAllWithin(rc)
+		return strings.Contains(string(b), "ate ")
+	})
+	before := time.Now()
+	first, err := d.Stats(ctx, id)
+	if err != nil {
+		t.Fatalf("Stats of a running container: %v", err)
+	}
+	lim := k.limits().MemoryBytes
+	if first.MemoryBytes < statsEat<<20 || first.MemoryBytes > lim {
+		t.Errorf("memory %d bytes, want between %d (what the probe touched) and the limit %d", first.MemoryBytes, statsEat<<20, lim)
+	}
+	if first.MemoryLimitBytes != lim {
+		t.Errorf("memory limit %d, want the spec's %d", first.MemoryLimitBytes, lim)
+	}
+	if first.Pids < 1 || first.Pids > k.limits().Pids {
+		t.Errorf("pids %d, want between 1 and the limit %d", first.Pids, k.limits().Pids)
+	}
+	if first.CPUNanos < 0 || first.NetRxBytes != 0 || first.NetTxBytes != 0 {
+		t.Errorf("cpu %d ns, network %d/%d bytes: want no negative CPU and no traffic without a network", first.CPUNanos, first.NetRxBytes, first.NetTxBytes)
+	}
+	if first.At.Before(before.Add(-time.Second)) || first.At.After(time.Now().Add(time.Second)) {
+		t.Errorf("read at %v, want about %v", first.At, before)
+	}
+	second, err := d.Stats(ctx, id)
+	if err != nil {
+		t.Fatalf("Stats again: %v", err)
+	}
+	if second.CPUNanos < first.CPUNanos || second.At.Before(first.At) {
+		t.Errorf("a second read went back: cpu %d -> %d ns, at %v -> %v", first.CPUNanos, second.CPUNanos, first.At, second.At)
+	}
+
+	if err := d.StopContainer(ctx, id, time.Second); err != nil {
+		t.Fatalf("StopContainer: %v", err)
+	}
+	if _, err := d.Stats(ctx, id); !errors.Is(err, driver.ErrNotRunning) {
+		t.Errorf("Stats of a stopped container: %v, want ErrNotRunning", err)
+	}
+	if err := d.RemoveContainer(ctx, id); err != nil {
+		t.Fatalf("RemoveContainer: %v", err)
+	}
+	if _, err := d.Stats(ctx, id); !isNotFound(err) {
+		t.Errorf("Stats of a removed container: %v, want ErrNotFound", err)
+	}
+	if _, err := d.Stats(ctx, k.name("never-made")); !isNotFound(err) {
+		t.Errorf("Stats of an unknown container: %v, want ErrNotFound", err)
 	}
 }

@@ -20,7 +20,9 @@
 // package imagetar wrote: the image's settings, files and owners as its
 // containers see them; a broken layer makes no image; settings an engine
 // could misread are refused), ImageExists and RemoveImage (ErrInUse while a container uses the image
-// or an image built on it); and concurrent use.
+// or an image built on it); Stats (the memory a program touched against its
+// limit, counters that do not go back, ErrNotRunning and ErrNotFound); and
+// concurrent use.
 //
 // # The probe
 //

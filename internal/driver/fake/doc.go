@@ -22,6 +22,10 @@
 //     event stream ends with an error and every call fails, as when the
 //     engine dies; containers keep running, as under live-restore),
 //     Restore, and BreakEvents (only the event streams break).
+//   - Stats reports what a test scripted with SetUsage (CPU time, memory,
+//     pids, network bytes; a Program adds CPU time with Process.UseCPU)
+//     plus the memory the Program touched, against the container's limit.
+//     It is deterministic: nothing grows unless a test or Program says so.
 //   - RunJob runs a Program too, so a job can write into its writable
 //     mounts (the Host's Go builds read the compiled binary from /out).
 //   - ImportImage reads the layer as the engine would (a stream that is not

@@ -45,6 +45,7 @@ type Process struct {
 	conns     map[*pipeConn]struct{}
 	tmp       map[string][]byte // files in the container's /tmp
 	mem       int64
+	usage     Usage // scripted (SetUsage) and CPU time (UseCPU), for Stats
 }
 
 // ID is the container's id.

@@ -1,7 +1,7 @@
 // Command probe is the test program the Docker driver's tests run inside a
 // sandboxed container. It serves HTTP on 127.0.0.1:8080 and reports, from
 // inside the container, what the sandbox allows. With flags it instead exits
-// with a code, prints log lines, or eats memory.
+// with a code, prints log lines, eats memory, or spins on the CPU.
 package main
 
 import (
@@ -43,6 +43,7 @@ func main() {
 	sleep := flag.Duration("sleep", 0, "sleep this long first")
 	ifaces := flag.Bool("print-ifaces", false, "print the network interfaces")
 	ignoreTerm := flag.Bool("ignore-term", false, "ignore SIGTERM")
+	spin := flag.Bool("spin", false, "keep one goroutine busy on the CPU while serving")
 	var copies copyFlags
 	flag.Var(&copies, "copy", "copy file `src:dst` first, printing the outcome (repeatable)")
 	// Flags also come from PROBE_FLAGS, since a container spec sets only
@@ -100,6 +101,15 @@ func main() {
 	}
 	if !*serve {
 		return
+	}
+	if *spin {
+		go func() {
+			for n := uint64(0); ; n++ {
+				if n == 1<<63 {
+					fmt.Println("spun")
+				}
+			}
+		}()
 	}
 
 	mux := http.NewServeMux()

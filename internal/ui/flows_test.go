@@ -1,0 +1,194 @@
+package ui_test
+
+import (
+	"bytes"
+	"context"
+	"html"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/host/hosttest"
+	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/store"
+)
+
+// upload posts files (path -> content) as the deploy form does: the CSRF
+// field first, then the fields, then the files.
+func (b *browser) upload(path string, fields map[string]string, files map[string]string) answer {
+	b.e.t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("csrf", b.csrf)
+	for k, v := range fields {
+		mw.WriteField(k, v)
+	}
+	for name, content := range files {
+		// The raw path as a browser sends a folder's files
+		// (CreateFormFile would escape nothing either).
+		fw, err := mw.CreateFormFile("files", name)
+		if err != nil {
+			b.e.t.Fatal(err)
+		}
+		fw.Write([]byte(content))
+	}
+	mw.Close()
+	return b.do("POST", path, &body, "Content-Type", mw.FormDataContentType())
+}
+
+var programLink = regexp.MustCompile(`^/ui/programs/([a-z0-9-]+)/build$`)
+
+// TestDeployFolder: a folder upload deploys as `hershy deploy` would: the
+// folder's own name dropped from every path, .git and ignored files left
+// out; the build page follows, and the program becomes Ready.
+func TestDeployFolder(t *testing.T) {
+	e := newEnv(t, false)
+	b := e.signedIn(e.alice)
+	src := hosttest.CounterSource(1)
+	a := b.upload("/ui/deploy", map[string]string{"restart_policy": "never"}, map[string]string{
+		"bot/main.go": src["main.go"], "bot/go.mod": src["go.mod"],
+		"bot/.git/config": "[core]\n", "bot/.hershignore": "notes.txt\n", "bot/notes.txt": "private\n",
+	})
+	m := programLink.FindStringSubmatch(a.resp.Header.Get("Location"))
+	if a.code() != http.StatusSeeOther || m == nil {
+		t.Fatalf("deploy: %d %s %.300s", a.code(), a.resp.Header.Get("Location"), a.body)
+	}
+	id := m[1]
+	hosttest.WaitState(t, e.h, id, lifecycle.Ready, 30*time.Second)
+	files, err := e.h.Source(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for n := range files {
+		names = append(names, n)
+	}
+	if _, ok := files["main.go"]; !ok || len(files) != 3 {
+		t.Errorf("stored source: %v, want main.go, go.mod, .hershignore", names)
+	}
+	p, _ := e.h.Get(context.Background(), id)
+	if p.UserID != "alice" || p.Policy != lifecycle.RestartNever {
+		t.Errorf("owner %s, policy %s", p.UserID, p.Policy)
+	}
+	page := b.get("/ui/programs/" + id + "/build")
+	// Ready already: the page shows the build and does not jump away.
+	if page.code() != 200 || !strings.Contains(page.body, "Uploaded 3 file(s)") || strings.Contains(page.body, "data-land") {
+		t.Errorf("build page: %d %.500s", page.code(), page.body)
+	}
+
+	if bl := b.get("/ui/programs/" + id + "/build-log"); bl.code() != 200 || bl.resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("the build log follow of a finished build: %d %v %.300s", bl.code(), bl.resp.Header, bl.body)
+	}
+
+	// A path that climbs out is refused, and nothing is made.
+	before := e.count()
+	a = b.upload("/ui/deploy", nil, map[string]string{"../main.go": src["main.go"], "go.mod": src["go.mod"]})
+	if a.code() != http.StatusSeeOther || a.resp.Header.Get("Location") != "/ui/deploy" {
+		t.Fatalf("climbing upload: %d %s", a.code(), a.resp.Header.Get("Location"))
+	}
+	if page := b.get("/ui/deploy"); !strings.Contains(page.body, "not a plain relative path") {
+		t.Errorf("no error shown: %.500s", page.body)
+	}
+	if e.count() != before {
+		t.Error("a refused upload made a program")
+	}
+	// The API's own refusal reaches the user in its words.
+	a = b.upload("/ui/deploy", map[string]string{"memory_mib": "999999"}, map[string]string{"main.go": src["main.go"], "go.mod": src["go.mod"]})
+	if page := b.get("/ui/deploy"); !strings.Contains(page.body, "per program") {
+		t.Errorf("quota error not shown: %d %.500s", a.code(), page.body)
+	}
+}
+
+func (e *env) count() int {
+	rows, _, err := e.h.List(context.Background(), store.ProgramFilter{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(rows)
+}
+
+// TestMessageConsole: a message sent from the watcher page reaches the
+// program, and the page lists it, escaped, with the program's answer.
+func TestMessageConsole(t *testing.T) {
+	e := newEnv(t, false)
+	id := e.deploy("alice")
+	b := e.signedIn(e.alice)
+	msg := `status <i>now</i>`
+	a := b.post("/ui/programs/"+id+"/message", url.Values{"csrf": {b.csrf}, "content": {msg}})
+	if a.code() != http.StatusSeeOther {
+		t.Fatalf("send: %d %.300s", a.code(), a.body)
+	}
+	got := e.wa.messages()
+	if len(got) != 1 || got[0] != msg {
+		t.Fatalf("the program got %q", got)
+	}
+	page := b.get("/ui/programs/" + id + "/watcher")
+	if !strings.Contains(page.body, html.EscapeString(msg)) || strings.Contains(page.body, msg) || !strings.Contains(page.body, "message sent") {
+		t.Errorf("console history: %.2000s", page.body)
+	}
+	// Another session of the same user has its own history.
+	if other := e.signedIn(e.alice).get("/ui/programs/" + id + "/watcher"); strings.Contains(other.body, html.EscapeString(msg)) {
+		t.Error("a message history shows in another session")
+	}
+}
+
+// TestAdminTokens: the admin makes a token (shown once), its user signs in
+// with it, and a revocation ends that user's session at its next request.
+func TestAdminTokens(t *testing.T) {
+	e := newEnv(t, false)
+	admin := e.signedIn(e.admin)
+	a := admin.post("/ui/admin/tokens", url.Values{"csrf": {admin.csrf}, "user_id": {"carol"}})
+	m := regexp.MustCompile(`readonly value="([^"]+)"`).FindStringSubmatch(a.body)
+	if a.code() != 200 || m == nil {
+		t.Fatalf("create: %d %.500s", a.code(), a.body)
+	}
+	carol := e.signedIn(m[1])
+	if again := admin.get("/ui/admin"); strings.Contains(again.body, m[1]) {
+		t.Error("the token is shown again")
+	}
+	toks, err := e.h.Tokens().List(context.Background(), "carol")
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("carol's tokens: %v %v", toks, err)
+	}
+	if a := admin.post("/ui/admin/tokens/"+toks[0].ID+"/revoke", url.Values{"csrf": {admin.csrf}}); a.code() != http.StatusSeeOther {
+		t.Fatalf("revoke: %d", a.code())
+	}
+	carol.get("/ui/") // the API refuses the revoked token: the session ends
+	if a := carol.get("/ui/"); a.code() != http.StatusSeeOther || a.resp.Header.Get("Location") != "/ui/signin" {
+		t.Errorf("carol after revocation: %d %s", a.code(), a.resp.Header.Get("Location"))
+	}
+}
+
+// TestResourceCharts: once the Host has sampled a program, its resources
+// page draws the history as SVG charts and the list shows sparklines;
+// the program's name in them is escaped by the chart package.
+func TestResourceCharts(t *testing.T) {
+	e := newEnv(t, false)
+	id := e.deploy("alice")
+	b := e.signedIn(e.alice)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		page := b.get("/ui/programs/" + id + "/resources")
+		if strings.Count(page.body, "<svg") == 5 {
+			for _, want := range []string{"CPU of " + id, "Memory of " + id, "Pids of " + id, "/state use of " + id, "Restarts of " + id} {
+				if !strings.Contains(page.body, want) {
+					t.Errorf("no chart titled %q", want)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no charts after 20 s: %.1000s", page.body)
+		}
+	}
+	if day := b.get("/ui/programs/" + id + "/resources?window=24h"); day.code() != 200 || !strings.Contains(day.body, `aria-current="page">Last 24 hours`) {
+		t.Errorf("the 24 h window: %d", day.code())
+	}
+	list := b.get("/ui/")
+	if !strings.Contains(list.body, "chart-spark") {
+		t.Errorf("no sparklines on the list: %.1000s", list.body)
+	}
+}
