@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,10 +126,8 @@ func longLived(t *testing.T, b *Builder) func(string) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, out := t.TempDir(), t.TempDir()
-	for _, d := range []string{src, out} {
-		os.Chmod(d, 0o777)
-	}
+	src, out := filepath.Join(t.TempDir(), "src"), t.TempDir()
+	os.Chmod(out, 0o777)
 	files := helloFiles()
 	gm, err := gomod.BuildGoMod([]byte(files[source.GoModName]), FrameworkModule, sbFramework, frameworkGoLine())
 	if err != nil {
@@ -138,6 +137,17 @@ func longLived(t *testing.T, b *Builder) func(string) error {
 	if err := source.WriteTree(src, "", files); err != nil {
 		t.Fatal(err)
 	}
+	// The sandbox's user reads it (the builder's own copies are made so).
+	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err == nil {
+			mode := os.FileMode(0o644)
+			if d.IsDir() {
+				mode = 0o755
+			}
+			os.Chmod(p, mode)
+		}
+		return nil
+	})
 	name := "hershy-build-timing-" + rand.Text()[:8]
 	args := []string{"run", "-d", "-i", "--name", name, "--runtime", "runsc", "--network", "none", "--read-only",
 		"--tmpfs", "/tmp:size=512m", "--user", fmt.Sprintf("%d:%d", buildUID, buildGID), "-w", sbSrc,
