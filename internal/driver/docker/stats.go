@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -171,24 +170,6 @@ func inactiveFileKey(v2 bool) string {
 // statBufs are read buffers: memory.stat, the largest file read, holds
 // about 1.5 KiB.
 var statBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
-
-// readFile reads a small file into buf (one read suffices for the kernel's
-// files, which produce their text at once; a longer file is an error).
-func readFile(name string, buf []byte) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	n, err := io.ReadFull(f, buf)
-	switch {
-	case err == io.ErrUnexpectedEOF || err == io.EOF:
-		return buf[:n], nil
-	case err != nil:
-		return nil, err
-	}
-	return nil, fmt.Errorf("%s: larger than %d bytes", name, len(buf))
-}
 
 // readInt reads a file holding one integer.
 func readInt(name string, buf []byte) (int64, error) {
