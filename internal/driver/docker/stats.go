@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,12 +53,20 @@ func (d *Driver) Stats(ctx context.Context, id string) (driver.Stats, error) {
 		// The container stopped (its cgroup went or emptied), or it was
 		// started again (a new init process): look it up again, once.
 		d.forgetStats(id)
-		if attempt > 0 {
-			if errors.Is(err, errStopped) || errors.Is(err, fs.ErrNotExist) {
-				err = fmt.Errorf("%w (%v)", driver.ErrNotRunning, err)
-			}
-			return driver.Stats{}, fmt.Errorf("docker: stats of container %s: %w", id, err)
+		if attempt == 0 {
+			continue
 		}
+		if errors.Is(err, errStopped) || errors.Is(err, fs.ErrNotExist) {
+			return driver.Stats{}, fmt.Errorf("docker: stats of container %s: %w (%v)", id, driver.ErrNotRunning, err)
+		}
+		// Found, running, and still unreadable (permissions, a format
+		// this driver does not know): the engine's API for this run.
+		fallback := *tgt // a copy: others may be reading tgt
+		fallback.viaEngine = true
+		d.statsMu.Lock()
+		d.stats[id] = &fallback
+		d.statsMu.Unlock()
+		return d.engineStats(ctx, id)
 	}
 }
 
@@ -163,24 +170,6 @@ func inactiveFileKey(v2 bool) string {
 // statBufs are read buffers: memory.stat, the largest file read, holds
 // about 1.5 KiB.
 var statBufs = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
-
-// readFile reads a small file into buf (one read suffices for the kernel's
-// files, which produce their text at once; a longer file is an error).
-func readFile(name string, buf []byte) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	n, err := io.ReadFull(f, buf)
-	switch {
-	case err == io.ErrUnexpectedEOF || err == io.EOF:
-		return buf[:n], nil
-	case err != nil:
-		return nil, err
-	}
-	return nil, fmt.Errorf("%s: larger than %d bytes", name, len(buf))
-}
 
 // readInt reads a file holding one integer.
 func readInt(name string, buf []byte) (int64, error) {
