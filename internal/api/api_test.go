@@ -103,6 +103,7 @@ func TestContract(t *testing.T) {
 		{"PUT", P + "/source", goModule, 200, false},
 		{"GET", P + "/source", "", 200, false},
 		{"GET", P + "/history", "", 200, false},
+		{"GET", P + "/stats?since=1h", "", 200, false},
 		{"PUT", P + "/restart-policy", `{"restart_policy":"never"}`, 200, false},
 		{"GET", P + "/build-log", "", 0, false},
 		{"GET", P + "/logs", "", 200, false},

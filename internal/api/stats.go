@@ -12,7 +12,8 @@ import (
 // GET /programs/{id}/stats?since=&resolution=: a program's resource
 // history (package stats), oldest first. since is an RFC 3339 time or a
 // duration back from now ("1h"); resolution is fine or coarse, and when
-// absent the fine series if it reaches back to since, else the coarse one.
+// absent the fine series if since is absent or within it, else the coarse
+// one (stats.Policy.Window).
 
 // statsBody is the answer.
 type statsBody struct {

@@ -117,6 +117,7 @@ func TestStatsSampling(t *testing.T) {
 		// Each step the program uses a quarter of a core more and one MiB
 		// more memory.
 		midStep(t0, pol.FineStep)
+		nextRound(pol.FineStep) // a first reading, at least: the baseline
 		const steps = 15
 		before := len(samplesOf(t, h, running, stats.Fine))
 		for k := int64(1); k <= steps; k++ {

@@ -649,6 +649,22 @@ func BenchmarkEnsureMounted(b *testing.B) {
 	}
 }
 
+// BenchmarkUsage is what the Host pays per running program and sampling
+// round (and per program in a list, at most every 2 s) to know how much of
+// its /state is used: a few stats and a statfs of the mount.
+func BenchmarkUsage(b *testing.B) {
+	m := manager(b)
+	dir := programDir(b, m)
+	if err := m.Ensure(context.Background(), dir, 256<<20); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := m.Usage(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkRemount is what a Host pays per program when it opens after a
 // reboot or a restart: mount an existing filesystem again.
 func BenchmarkRemount(b *testing.B) {

@@ -370,7 +370,7 @@ func writeProbeContext(dir, dockerfile string) error {
 const probeDockerfile = "FROM scratch\nCOPY probe /probe\nENTRYPOINT [\"/probe\"]\n"
 
 // probeImage builds the probe image once per test binary.
-func probeImage(t *testing.T, d *Driver) string {
+func probeImage(t testing.TB, d *Driver) string {
 	t.Helper()
 	probeOnce.Do(func() {
 		probeTag = "hershy-test-probe:" + testRun

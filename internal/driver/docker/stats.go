@@ -54,12 +54,20 @@ func (d *Driver) Stats(ctx context.Context, id string) (driver.Stats, error) {
 		// The container stopped (its cgroup went or emptied), or it was
 		// started again (a new init process): look it up again, once.
 		d.forgetStats(id)
-		if attempt > 0 {
-			if errors.Is(err, errStopped) || errors.Is(err, fs.ErrNotExist) {
-				err = fmt.Errorf("%w (%v)", driver.ErrNotRunning, err)
-			}
-			return driver.Stats{}, fmt.Errorf("docker: stats of container %s: %w", id, err)
+		if attempt == 0 {
+			continue
 		}
+		if errors.Is(err, errStopped) || errors.Is(err, fs.ErrNotExist) {
+			return driver.Stats{}, fmt.Errorf("docker: stats of container %s: %w (%v)", id, driver.ErrNotRunning, err)
+		}
+		// Found, running, and still unreadable (permissions, a format
+		// this driver does not know): the engine's API for this run.
+		fallback := *tgt // a copy: others may be reading tgt
+		fallback.viaEngine = true
+		d.statsMu.Lock()
+		d.stats[id] = &fallback
+		d.statsMu.Unlock()
+		return d.engineStats(ctx, id)
 	}
 }
 
