@@ -10,6 +10,12 @@
 //	b.WaitText("h1", "Programs")
 //	b.Screenshot("programs")
 //
+// Beyond those: Type, Text, Value, WaitVisible, WaitGone, Upload and
+// UploadFiles (an <input type=file>), Viewport (a phone-sized page),
+// Cookies (with their HttpOnly and SameSite flags), Accessibility (what a
+// screen reader is told), and Eval and Run for any JavaScript expression
+// or chromedp action.
+//
 // The browser is Debian's chromium (scripts/setup-browser.sh installs it),
 // started by chromedp with a fresh profile, in a process group of its own.
 // When no Chromium is found the test is skipped, except in CI (the CI
@@ -19,7 +25,10 @@
 // the browser's own error log (a failed resource load, a CSP violation).
 // Unless [Options.AllowConsoleErrors] is set, any error nobody took with
 // [Browser.TakeConsoleErrors] fails the test at its end: a page that throws
-// is a broken page even when the assertions pass.
+// is a broken page even when the assertions pass. Note that this includes
+// any resource answered 404, the favicon.ico Chromium asks for by itself
+// among them: a page under test serves one, or says it has none with
+// <link rel="icon" href="data:,">.
 //
 // Navigation is only to loopback addresses (127.0.0.0/8, ::1, localhost),
 // and the browser resolves no other host name, so a test cannot reach out
@@ -112,9 +121,17 @@ func New(t testing.TB, opts Options) *Browser {
 		chromedp.Flag("disable-domain-reliability", true),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-pings", true),
-		// No crashpad handler: it runs in a session of its own, outside
-		// the process group, and outlives the browser.
+		// Chromium still starts its crashpad handlers, detached: a session
+		// of their own, parented to init. With a home (and so their
+		// database) in the profile directory, their command line names it,
+		// so Close finds them (see processes); and the browser writes
+		// nothing to the machine's $HOME.
 		chromedp.Flag("disable-crash-reporter", true),
+		chromedp.Env(
+			"HOME="+b.dataDir,
+			"XDG_CONFIG_HOME="+filepath.Join(b.dataDir, ".config"),
+			"XDG_CACHE_HOME="+filepath.Join(b.dataDir, ".cache"),
+		),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.*.*.* , EXCLUDE [::1]"),
 		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
 			// A process group of its own, so that Close can end every

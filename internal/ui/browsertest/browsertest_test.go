@@ -103,6 +103,12 @@ func newSite(t *testing.T) *site {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, `<!doctype html><title>uploaded</title><link rel="icon" href="data:,"><ul id="received">%s</ul>`, b.String())
 	})
+	mux.HandleFunc("GET /cookie", func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "session", Value: "s3cret", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		http.SetCookie(w, &http.Cookie{Name: "theme", Value: "dark", Path: "/"})
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, `<!doctype html><title>cookie</title><link rel="icon" href="data:,"><p id="seen"></p><script>document.getElementById('seen').textContent = document.cookie</script>`)
+	})
 	mux.HandleFunc("GET /broken", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, `<!doctype html><title>broken</title><link rel="icon" href="data:,"><img src="/missing.png" alt="missing">`)
@@ -156,6 +162,52 @@ func TestAccessibility(t *testing.T) {
 		if !slices.Contains(nodes, want) {
 			t.Errorf("no %+v in the accessibility tree %+v", want, nodes)
 		}
+	}
+}
+
+func TestCookies(t *testing.T) {
+	s := newSite(t)
+	b := New(t, Options{})
+	b.Navigate(s.URL + "/cookie")
+	b.WaitText("#seen", "theme=dark")
+	if seen := b.Text("#seen"); strings.Contains(seen, "s3cret") {
+		t.Errorf("the page's script sees the HttpOnly cookie: %q", seen)
+	}
+	byName := map[string]bool{}
+	for _, c := range b.Cookies() {
+		byName[c.Name] = true
+		if c.Name == "session" && (!c.HTTPOnly || c.SameSite != "Strict" || c.Value != "s3cret") {
+			t.Errorf("session cookie %+v, want HttpOnly and SameSite Strict", c)
+		}
+	}
+	if !byName["session"] || !byName["theme"] {
+		t.Errorf("cookies %v, want session and theme", byName)
+	}
+}
+
+// CheckConsole fails the test at the step that caused an error, and takes
+// the errors, so the test's end does not report them twice.
+func TestCheckConsole(t *testing.T) {
+	s := newSite(t)
+	rec := &recorder{TB: t}
+	b := New(rec, Options{})
+	b.Navigate(s.URL)
+	b.CheckConsole()
+	if got := rec.reported(); got != "" {
+		t.Fatalf("a clean page failed the check: %s", got)
+	}
+	b.Click("#throw")
+	deadline := time.Now().Add(20 * time.Second)
+	for len(b.ConsoleErrors()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.CheckConsole()
+	if got := rec.reported(); !strings.Contains(got, "thrown on purpose") {
+		t.Errorf("CheckConsole reported %q", got)
+	}
+	b.Close()
+	if got := rec.reported(); strings.Count(got, "thrown on purpose") != 1 {
+		t.Errorf("reported %q: the error twice", got)
 	}
 }
 

@@ -59,8 +59,9 @@ func allProcs() []procStat {
 
 // processes lists the live processes of the browser: those in its process
 // group, those whose command line names its profile directory (Chromium
-// passes --user-data-dir to every child), and every descendant of these (a
-// child could leave the group). Zombies are not counted: they hold nothing
+// passes --user-data-dir to every child; the crashpad handlers, detached
+// from the group, get their database there), and every descendant of these
+// (a child could leave the group). Zombies are not counted: they hold nothing
 // but a process table entry, and the machine's init reaps them once their
 // parent, Chromium, is gone.
 func (b *Browser) processes() []int {
@@ -68,7 +69,7 @@ func (b *Browser) processes() []int {
 		return nil
 	}
 	procs := allProcs()
-	profileArg := []byte("--user-data-dir=" + b.dataDir)
+	profile := []byte(b.dataDir + string(os.PathSeparator))
 	children := map[int][]int{}
 	for _, p := range procs {
 		children[p.ppid] = append(children[p.ppid], p.pid)
@@ -85,7 +86,7 @@ func (b *Browser) processes() []int {
 		}
 	}
 	for _, p := range procs {
-		if p.pgid == b.pid || p.pid == b.pid || usesProfile(p.pid, profileArg) {
+		if p.pgid == b.pid || p.pid == b.pid || usesProfile(p.pid, b.dataDir, profile) {
 			walk(p.pid)
 		}
 	}
@@ -99,14 +100,17 @@ func (b *Browser) processes() []int {
 	return out
 }
 
-// usesProfile tells whether the command line of pid holds arg.
-func usesProfile(pid int, arg []byte) bool {
+// usesProfile tells whether an argument of pid's command line names the
+// profile directory dir or a path in it (--user-data-dir=dir, the crashpad
+// handler's --database=dir/crashpad). prefix is dir followed by a slash.
+func usesProfile(pid int, dir string, prefix []byte) bool {
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
 		return false
 	}
 	for a := range bytes.SplitSeq(cmdline, []byte{0}) {
-		if bytes.Equal(a, arg) {
+		_, value, ok := bytes.Cut(a, []byte("="))
+		if ok && (string(value) == dir || bytes.HasPrefix(value, prefix)) {
 			return true
 		}
 	}
