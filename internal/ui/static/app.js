@@ -111,6 +111,7 @@
     }
   });
   var pending = null;
+  var polling = null;
   function refreshOnEvent() {
     if (pending) { return; }
     pending = setTimeout(function () {
@@ -188,6 +189,17 @@
       }
     });
     es.addEventListener('overflow', function () { es.close(); window.location.reload(); });
+    // A stream the server refused (say, too many open at once) is not
+    // retried by the browser: poll instead, more slowly.
+    es.addEventListener('error', function () {
+      if (es.readyState === EventSource.CLOSED && !polling) {
+        polling = setInterval(function () {
+          if (!document.hidden) {
+            parts.forEach(function (el) { if (el.hasAttribute('data-on-event')) { refresh(el); } });
+          }
+        }, 5000);
+      }
+    });
     window.addEventListener('pagehide', function () { es.close(); });
   }
 
