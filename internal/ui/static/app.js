@@ -170,7 +170,9 @@
   if (evSrc && window.EventSource) {
     var es = new EventSource(evSrc.getAttribute('data-events'));
     var synced = false;
-    es.addEventListener('synced', function () { synced = true; });
+    // A change between the page's rendering and the stream's start shows
+    // only in the snapshot: refresh once when it is complete.
+    es.addEventListener('synced', function () { synced = true; refreshOnEvent(); });
     es.addEventListener('program', function (e) {
       var p = null;
       try { p = JSON.parse(e.data); } catch (err) { return; }
