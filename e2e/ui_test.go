@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/hershyorg/hershy/internal/client"
@@ -38,6 +39,18 @@ func testDashboard(t *testing.T, rt string) {
 	signIn(b, ui, alice.token)
 	b.WaitText("main", "No programs yet")
 	b.Screenshot("programs-empty")
+	var session *network.Cookie
+	for _, c := range b.Cookies() {
+		if c.Name == "hershy_session" {
+			session = c
+		}
+	}
+	if session == nil || !session.HTTPOnly || session.SameSite != network.CookieSameSiteStrict || session.Path != "/ui/" {
+		t.Fatalf("the browser's session cookie: %+v", session)
+	}
+	if strings.Contains(session.Value, alice.token) || browsertest.Eval[string](b, `document.cookie`) != "" {
+		t.Fatal("a script can read the session cookie, or it holds the token")
+	}
 
 	// Deploy from files, as a user picks them.
 	b.Navigate(ui + "deploy")

@@ -52,7 +52,12 @@ func parsePages() (map[string]*template.Template, error) {
 		"badge":       programBadge,
 		"problem":     problem,
 		"uptime":      uptime,
-		"lower":       strings.ToLower,
+		// transitional states change on their own soon: their pages also
+		// poll, in case the event stream is down.
+		"transitional": func(state string) bool {
+			return state == "Building" || state == "Starting" || state == "Stopping" || state == "Deleting"
+		},
+		"lower": strings.ToLower,
 		"percent": func(used, limit *int64) string {
 			if used == nil || limit == nil || *limit <= 0 {
 				return ""

@@ -111,6 +111,7 @@
     }
   });
   var pending = null;
+  var polling = null;
   function refreshOnEvent() {
     if (pending) { return; }
     pending = setTimeout(function () {
@@ -169,7 +170,9 @@
   if (evSrc && window.EventSource) {
     var es = new EventSource(evSrc.getAttribute('data-events'));
     var synced = false;
-    es.addEventListener('synced', function () { synced = true; });
+    // A change between the page's rendering and the stream's start shows
+    // only in the snapshot: refresh once when it is complete.
+    es.addEventListener('synced', function () { synced = true; refreshOnEvent(); });
     es.addEventListener('program', function (e) {
       var p = null;
       try { p = JSON.parse(e.data); } catch (err) { return; }
@@ -188,6 +191,17 @@
       }
     });
     es.addEventListener('overflow', function () { es.close(); window.location.reload(); });
+    // A stream the server refused (say, too many open at once) is not
+    // retried by the browser: poll instead, more slowly.
+    es.addEventListener('error', function () {
+      if (es.readyState === EventSource.CLOSED && !polling) {
+        polling = setInterval(function () {
+          if (!document.hidden) {
+            parts.forEach(function (el) { if (el.hasAttribute('data-on-event')) { refresh(el); } });
+          }
+        }, 5000);
+      }
+    });
     window.addEventListener('pagehide', function () { es.close(); });
   }
 
