@@ -66,6 +66,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/hershyorg/hershy/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -676,7 +677,7 @@ func scanMounts(fn func(mount)) error {
 		if len(fields) < 5 {
 			continue
 		}
-		fn(mount{point: unescapeMountinfo(fields[4]), dev: fields[2]})
+		fn(mount{point: mountinfo.Unescape(fields[4]), dev: fields[2]})
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("statefs: reading mountinfo: %w", err)
@@ -700,26 +701,6 @@ func ReadMountTable() (*MountTable, error) {
 		}
 	})
 	return t, err
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space,
-// \011, \012, \134) in a mountinfo path.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // mountedImage returns the backing file of the loop device mounted at

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/hershyorg/hershy/internal/mountinfo"
 )
 
 // Stats reads a running container's usage from the kernel's files, not
@@ -427,7 +428,7 @@ func parseMountInfo(b []byte) cgroupMounts {
 		if len(f) < 5 || len(g) < 3 {
 			continue
 		}
-		m := cgroupMount{root: unescapeMount(f[3]), dir: unescapeMount(f[4])}
+		m := cgroupMount{root: mountinfo.Unescape(f[3]), dir: mountinfo.Unescape(f[4])}
 		switch g[0] {
 		case "cgroup2":
 			if _, ok := out[""]; !ok {
@@ -449,25 +450,6 @@ func parseMountInfo(b []byte) cgroupMounts {
 		}
 	}
 	return out
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // parseProcCgroup maps each v1 controller of /proc/<pid>/cgroup
