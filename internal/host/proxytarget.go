@@ -28,9 +28,10 @@ type ProxyTarget struct {
 // caller checks ownership first, so a stranger learns nothing else.
 //
 // Ready means that the program's supervisor and its last saved record
-// agree: a change is saved, then told to the Host's subscribers
-// (Subscribe), then shown by the supervisor. So once a subscriber has
-// heard that a program left Ready or its container, ProxyTarget no longer
+// agree: a change is saved, then shown by the supervisor, then told to the
+// Host's subscribers (Subscribe). So once a subscriber has heard that a
+// program is Ready, ProxyTarget names its container; once it has heard
+// that the program left Ready or its container, ProxyTarget no longer
 // names that container. A cache filled from ProxyTarget and emptied by a
 // subscriber cannot keep a gone container if it asks ProxyTarget again
 // after each addition.

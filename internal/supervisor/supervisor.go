@@ -33,8 +33,8 @@ type Executor interface {
 // from == to when only fields other than the state changed.
 type Saver func(ctx context.Context, p lifecycle.Program, from lifecycle.State, reason string) error
 
-// Observer, if set, hears about each reduced event (for logs, metrics and
-// live streams). It must not block.
+// Observer, if set, hears about each change (for logs, metrics and live
+// streams) once it is saved and Program shows it. It must not block.
 type Observer func(programID string, prev, next lifecycle.Program, ev lifecycle.Event)
 
 // ErrGone is returned for commands sent to a supervisor that has ended
@@ -135,27 +135,26 @@ func (s *Supervisor) Run(ctx context.Context) {
 				continue
 			}
 			// Any field the reducer set (a new time, a new exit code) is a
-			// change to persist; an ignored event returns p itself.
+			// change to persist; an ignored event returns p itself. The
+			// order is save, show, tell: whoever hears of a change (an
+			// observer's subscriber) finds Program already showing it, so
+			// a client told "Ready" is served as Ready.
 			if next != p {
-				reason := describe(env.ev)
-				if err := s.save(ctx, next, p.State, reason); err != nil {
+				if err := s.save(ctx, next, p.State, describe(env.ev)); err != nil {
 					// The store is the source of truth after a restart; keep
 					// going in memory and say so loudly.
 					s.log.Error("persisting program", "err", err, "state", next.State)
 				}
+				s.mu.Lock()
+				s.snap = next
+				close(s.changed)
+				s.changed = make(chan struct{})
+				s.mu.Unlock()
 				if s.observe != nil {
 					s.observe(s.id, p, next, env.ev)
 				}
 			}
-			moved := next != p
 			p = next
-			s.mu.Lock()
-			s.snap = p
-			if moved {
-				close(s.changed)
-				s.changed = make(chan struct{})
-			}
-			s.mu.Unlock()
 			for _, e := range fx {
 				s.run(ctx, e)
 			}

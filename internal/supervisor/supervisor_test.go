@@ -411,3 +411,44 @@ func TestChangedSignals(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// TestObserversFindTheChangeShown: an observer hears of a change only once
+// Program shows it. The Host's proxy asks Program whether a program is
+// Ready; a client told "Ready" by the event stream (an observer) and
+// proxying at once was refused as "Starting" when the order was the other
+// way round.
+func TestObserversFindTheChangeShown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w, j := newWorld(), &journal{}
+		var (
+			s      *Supervisor
+			mu     sync.Mutex
+			behind []string
+		)
+		s = New("p1", created(), Config{
+			Machine:  lifecycle.Machine{Backoff: lifecycle.Backoff{Base: time.Second, Max: time.Minute, HealthyReset: time.Hour}},
+			Executor: w, Save: j.save,
+			Observe: func(_ string, _, next lifecycle.Program, _ lifecycle.Event) {
+				if shown := s.Program(); shown != next {
+					mu.Lock()
+					behind = append(behind, fmt.Sprintf("told %s, shown %s", next.State, shown.State))
+					mu.Unlock()
+				}
+			},
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		go s.Run(ctx)
+		defer func() { cancel(); <-s.Done() }()
+		do(t, s, lifecycle.Start{})
+		for s.Program().State != lifecycle.Ready {
+			<-s.Changed()
+		}
+		do(t, s, lifecycle.Stop{})
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(behind) > 0 {
+			t.Fatalf("observers heard of changes Program did not show yet: %v", behind)
+		}
+	})
+}
