@@ -13,8 +13,8 @@ import (
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/fake"
 	"github.com/hershyorg/hershy/internal/host"
+	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/source"
 )
 
 // The proxy on the in-memory engine (package fake): a program's WatcherAPI
@@ -94,11 +94,7 @@ func newFakeProxyEnv(t testing.TB, prog fake.Program, opts Options, more ...func
 func (e *fakeProxyEnv) deploy(user string) string {
 	e.t.Helper()
 	ctx := context.Background()
-	p, err := e.h.Create(ctx, host.CreateRequest{
-		UserID:     user,
-		Dockerfile: "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
-		Files:      source.Files{"app": "a program of " + user},
-	})
+	p, err := e.h.Create(ctx, hosttest.AppProgram(user, "a program of "+user))
 	if err != nil {
 		e.t.Fatal(err)
 	}

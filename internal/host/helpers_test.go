@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -12,7 +13,6 @@ import (
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/store"
 )
 
@@ -78,11 +78,7 @@ func startProgram(t *testing.T, h *host.Host, id string) {
 // dockerfileProgram is a program built from a Dockerfile (the fake engine
 // builds it; what it runs is the engine's Program).
 func dockerfileProgram(user, variant string) host.CreateRequest {
-	return host.CreateRequest{
-		UserID:     user,
-		Dockerfile: "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
-		Files:      source.Files{"app": "program " + variant},
-	}
+	return hosttest.AppProgram(user, "program "+variant)
 }
 
 // watcherAPI answers the readiness probe as a hersh program does: 200 on
@@ -137,4 +133,31 @@ func buildRecord(t *testing.T, h *host.Host, id string) (store.Build, error) {
 		}
 	}
 	return store.Build{}, store.ErrNotFound
+}
+
+// concurrency counts the calls inside a section at once and the most
+// there ever were: a bound's tests hold calls in an engine hook with it.
+type concurrency struct {
+	mu        sync.Mutex
+	now, most int
+}
+
+// enter counts a call in; the returned function counts it out.
+func (c *concurrency) enter() (leave func()) {
+	c.mu.Lock()
+	c.now++
+	c.most = max(c.most, c.now)
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		c.now--
+		c.mu.Unlock()
+	}
+}
+
+// read returns the calls inside now and the most there were.
+func (c *concurrency) read() (now, most int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now, c.most
 }

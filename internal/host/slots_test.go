@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -21,21 +22,12 @@ import (
 func TestLaunchesBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const programs, bound = 16, 3
-		var mu sync.Mutex
-		inflight, most := 0, 0
+		var calls concurrency
 		d := newFakeEngine(t, nil, fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
 			if c.Method != "CreateContainer" && c.Method != "StartContainer" {
 				return nil
 			}
-			mu.Lock()
-			inflight++
-			most = max(most, inflight)
-			mu.Unlock()
-			defer func() {
-				mu.Lock()
-				inflight--
-				mu.Unlock()
-			}()
+			defer calls.enter()()
 			time.Sleep(200 * time.Millisecond) // a slow engine: the calls overlap unless bounded
 			return nil
 		}})
@@ -52,8 +44,7 @@ func TestLaunchesBounded(t *testing.T) {
 				t.Errorf("%s: %d restarts, want 0", id, p.RestartCount)
 			}
 		}
-		mu.Lock()
-		defer mu.Unlock()
+		_, most := calls.read()
 		if most > bound {
 			t.Fatalf("%d create/start calls in the engine at once, want at most %d", most, bound)
 		}
@@ -157,23 +148,15 @@ func TestStopWhileWaitingForLaunch(t *testing.T) {
 func TestHaltsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const programs, bound = 12, 4
-		var mu sync.Mutex
-		counting := false
-		inflight, most := 0, 0
+		var (
+			counting atomic.Bool
+			calls    concurrency
+		)
 		d := newFakeEngine(t, nil, fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
-			mu.Lock()
-			if !counting || (c.Method != "StopContainer" && c.Method != "RemoveContainer") {
-				mu.Unlock()
+			if !counting.Load() || (c.Method != "StopContainer" && c.Method != "RemoveContainer") {
 				return nil
 			}
-			inflight++
-			most = max(most, inflight)
-			mu.Unlock()
-			defer func() {
-				mu.Lock()
-				inflight--
-				mu.Unlock()
-			}()
+			defer calls.enter()()
 			time.Sleep(200 * time.Millisecond)
 			return nil
 		}})
@@ -187,9 +170,7 @@ func TestHaltsBounded(t *testing.T) {
 		for _, id := range ids {
 			settle(t, h, id, lifecycle.Ready)
 		}
-		mu.Lock()
-		counting = true
-		mu.Unlock()
+		counting.Store(true)
 		for _, id := range ids {
 			if _, err := h.Stop(context.Background(), id); err != nil {
 				t.Fatal(err)
@@ -199,9 +180,7 @@ func TestHaltsBounded(t *testing.T) {
 			settle(t, h, id, lifecycle.Stopped)
 			noContainers(t, d, id)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if most > bound || most < bound {
+		if _, most := calls.read(); most != bound {
 			t.Fatalf("%d stop/remove calls in the engine at once, want %d (the bound, used)", most, bound)
 		}
 	})

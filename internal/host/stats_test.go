@@ -373,25 +373,15 @@ func TestStatsOfDeletedProgram(t *testing.T) {
 func TestStatsReadsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var (
-			armed    atomic.Bool
-			gate     = make(chan struct{})
-			mu       sync.Mutex
-			inflight int
-			most     int
+			armed atomic.Bool
+			gate  = make(chan struct{})
+			calls concurrency
 		)
 		hooks := fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
 			if c.Method != "Stats" || !armed.Load() {
 				return nil
 			}
-			mu.Lock()
-			inflight++
-			most = max(most, inflight)
-			mu.Unlock()
-			defer func() {
-				mu.Lock()
-				inflight--
-				mu.Unlock()
-			}()
+			defer calls.enter()()
 			select {
 			case <-gate:
 				return nil
@@ -416,17 +406,12 @@ func TestStatsReadsBounded(t *testing.T) {
 		midStep(t0, pol.FineStep)
 		armed.Store(true)
 		nextRound(pol.FineStep) // the round's reads are held in the hook
-		mu.Lock()
-		held := inflight
-		mu.Unlock()
-		if held != reads {
+		if held, _ := calls.read(); held != reads {
 			t.Errorf("%d reads at once, want %d", held, reads)
 		}
 		close(gate)
 		synctest.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		if most != reads {
+		if _, most := calls.read(); most != reads {
 			t.Errorf("at most %d reads at once, want %d", most, reads)
 		}
 		if got := len(h.LatestUsage()); got != programs {

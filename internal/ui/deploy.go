@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"os"
@@ -127,6 +128,30 @@ func (u *upload) collect() (map[string]string, []string, error) {
 	return files, c.Skipped, nil
 }
 
+// readSource reads an upload form: the program source it holds, the files
+// left out of it, and the form's other fields.
+func readSource(r *http.Request, req *request) (files map[string]string, skipped []string, fields map[string]string, err error) {
+	u, err := readUpload(r, req)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	files, skipped, err = u.collect()
+	return files, skipped, u.fields, err
+}
+
+// mibField reads form field name, a size in MiB, as bytes; empty is 0.
+func mibField(fields map[string]string, name, what string) (int64, error) {
+	v := strings.TrimSpace(fields[name])
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>20 {
+		return 0, fmt.Errorf("%s: %q is not a positive number of MiB", what, v)
+	}
+	return n << 20, nil
+}
+
 // commonDir is "d/" when every name starts with the same directory d.
 func commonDir(names []string) string {
 	first, _, ok := strings.Cut(names[0], "/")
@@ -158,32 +183,19 @@ func (h *Handler) deployPage(w http.ResponseWriter, r *http.Request, req *reques
 // build live (the build page lands on the program when it is Ready).
 func (h *Handler) deploy(w http.ResponseWriter, r *http.Request, req *request) {
 	fail := func(err error) { h.back(w, r, req, "/ui/deploy", err, "") }
-	u, err := readUpload(r, req)
+	files, skipped, fields, err := readSource(r, req)
 	if err != nil {
 		fail(err)
 		return
 	}
-	files, skipped, err := u.collect()
-	if err != nil {
+	body := sourceBody{SrcFiles: files, Network: fields["network"] == "on", RestartPolicy: fields["restart_policy"]}
+	if body.MemoryBytes, err = mibField(fields, "memory_mib", "memory"); err != nil {
 		fail(err)
 		return
 	}
-	body := sourceBody{SrcFiles: files, Network: u.fields["network"] == "on", RestartPolicy: u.fields["restart_policy"]}
-	if v := strings.TrimSpace(u.fields["memory_mib"]); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			fail(fmt.Errorf("memory: %q is not a positive number of MiB", v))
-			return
-		}
-		body.MemoryBytes = n << 20
-	}
-	if v := strings.TrimSpace(u.fields["state_mib"]); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			fail(fmt.Errorf("/state size: %q is not a positive number of MiB", v))
-			return
-		}
-		body.StateBytes = n << 20
+	if body.StateBytes, err = mibField(fields, "state_mib", "/state size"); err != nil {
+		fail(err)
+		return
 	}
 	ctx, cancel := pageCtx(r)
 	defer cancel()
@@ -215,12 +227,7 @@ func deployedNote(n int, skipped []string) string {
 func (h *Handler) uploadVersion(w http.ResponseWriter, r *http.Request, req *request) {
 	id := r.PathValue("id")
 	fail := func(err error) { h.back(w, r, req, programURL(id), err, "") }
-	u, err := readUpload(r, req)
-	if err != nil {
-		fail(err)
-		return
-	}
-	files, skipped, err := u.collect()
+	files, skipped, fields, err := readSource(r, req)
 	if err != nil {
 		fail(err)
 		return
@@ -232,7 +239,7 @@ func (h *Handler) uploadVersion(w http.ResponseWriter, r *http.Request, req *req
 		fail(fmt.Errorf("The Host refused the new version: %w", err))
 		return
 	}
-	if u.fields["restart"] != "on" {
+	if fields["restart"] != "on" {
 		h.back(w, r, req, programURL(id), nil, "New version stored; it runs from the next start.")
 		return
 	}

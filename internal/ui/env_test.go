@@ -18,7 +18,6 @@ import (
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
-	"github.com/hershyorg/hershy/internal/source"
 	"github.com/hershyorg/hershy/internal/stats"
 	"github.com/hershyorg/hershy/internal/store"
 	"github.com/hershyorg/hershy/internal/ui"
@@ -156,11 +155,7 @@ func newEnvWith(t *testing.T, tls bool, uo ui.Options) *env {
 func (e *env) deploy(user string) string {
 	e.t.Helper()
 	ctx := context.Background()
-	p, err := e.h.Create(ctx, host.CreateRequest{
-		UserID:     user,
-		Dockerfile: "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
-		Files:      source.Files{"app": hostileSource + "\n" + user + "\n"},
-	})
+	p, err := e.h.Create(ctx, hosttest.AppProgram(user, hostileSource+"\n"+user+"\n"))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -101,6 +101,15 @@ func TestDeployFolder(t *testing.T) {
 	if page := b.get("/ui/deploy"); !strings.Contains(page.body, "per program") {
 		t.Errorf("quota error not shown: %d %.500s", a.code(), page.body)
 	}
+	// A size whose bytes overflow is the form's error, not a negative
+	// (unlimited) size sent on.
+	a = b.upload("/ui/deploy", map[string]string{"state_mib": "9223372036854775807"}, map[string]string{"main.go": src["main.go"], "go.mod": src["go.mod"]})
+	if page := b.get("/ui/deploy"); !strings.Contains(page.body, "is not a positive number of MiB") {
+		t.Errorf("overflowing size not refused: %d %.500s", a.code(), page.body)
+	}
+	if e.count() != before {
+		t.Error("a refused upload made a program")
+	}
 }
 
 func (e *env) count() int {

@@ -316,7 +316,7 @@ func guardHost(ctx context.Context, bridge string) error {
 
 // StartContainer starts a created (or stopped) container.
 func (d *Driver) StartContainer(ctx context.Context, id string) error {
-	d.forgetNS(id)
+	d.forget(id)
 	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return notFound(ctxErr(ctx, err), "start container", id)
 	}
@@ -326,7 +326,7 @@ func (d *Driver) StartContainer(ctx context.Context, id string) error {
 // StopContainer sends SIGTERM, kills the container after grace, and returns
 // once it is no longer running. Missing or stopped containers are fine.
 func (d *Driver) StopContainer(ctx context.Context, id string, grace time.Duration) error {
-	defer d.forgetNS(id)
+	defer d.forget(id)
 	secs := int(math.Ceil(grace.Seconds()))
 	if secs < 0 {
 		secs = 0
@@ -354,7 +354,7 @@ func (d *Driver) StopContainer(ctx context.Context, id string, grace time.Durati
 // RemoveContainer force-removes a container and its anonymous volumes. A
 // missing container is fine; a removal already in progress is waited for.
 func (d *Driver) RemoveContainer(ctx context.Context, id string) error {
-	defer d.forgetNS(id)
+	defer d.forget(id)
 	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	switch {
 	case err == nil, cerrdefs.IsNotFound(err):

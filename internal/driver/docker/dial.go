@@ -52,7 +52,7 @@ func (d *Driver) DialContext(ctx context.Context, containerID, addr string) (net
 			}
 		}
 		if err != nil {
-			d.forgetNS(containerID)
+			d.forget(containerID)
 			if attempt == 0 {
 				continue // the cached process may be gone: look again once
 			}
@@ -69,14 +69,11 @@ func (d *Driver) DialContext(ctx context.Context, containerID, addr string) (net
 // nsTargetOf returns the cached process of a container while it is still
 // alive, or asks the engine and verifies the answer.
 func (d *Driver) nsTargetOf(ctx context.Context, id string) (nsTarget, error) {
-	d.nsMu.Lock()
-	tgt, ok := d.ns[id]
-	d.nsMu.Unlock()
-	if ok {
+	if tgt, ok := d.ns.get(id); ok {
 		if st, err := procStart(tgt.pid); err == nil && st == tgt.start {
 			return tgt, nil
 		}
-		d.forgetNS(id)
+		d.forget(id)
 	}
 	c, err := d.cli.ContainerInspect(ctx, id)
 	if err != nil {
@@ -96,27 +93,16 @@ func (d *Driver) nsTargetOf(ctx context.Context, id string) (nsTarget, error) {
 	if err != nil || !strings.Contains(string(cg), c.ID) {
 		return nsTarget{}, fmt.Errorf("docker: dial into container %s: process %d is not in the container's cgroup (did it just exit?)", id, pid)
 	}
-	tgt = nsTarget{pid: pid, start: st}
-	d.nsMu.Lock()
-	d.ns[id] = tgt
-	if c.ID != id {
-		d.ns[c.ID] = tgt
-	}
-	d.nsMu.Unlock()
+	tgt := nsTarget{pid: pid, start: st}
+	d.ns.put(id, c.ID, tgt)
 	return tgt, nil
 }
 
-// forgetNS drops what is cached about a container (by id or prefix): its
+// forget drops what is cached about a container (by id or prefix): its
 // process for dials and its files for Stats.
-func (d *Driver) forgetNS(id string) {
-	d.nsMu.Lock()
-	for k := range d.ns {
-		if k == id || strings.HasPrefix(k, id) {
-			delete(d.ns, k)
-		}
-	}
-	d.nsMu.Unlock()
-	d.forgetStats(id)
+func (d *Driver) forget(id string) {
+	d.ns.forget(id)
+	d.stats.forget(id)
 }
 
 // procStart reads a process's start time, which tells it apart from a later

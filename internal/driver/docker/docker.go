@@ -45,11 +45,8 @@ type Driver struct {
 
 	netMu sync.Mutex // serialises creation of the egress network
 
-	nsMu sync.Mutex
-	ns   map[string]nsTarget // container id -> init process (pid + start time)
-
-	statsMu sync.Mutex
-	stats   map[string]*statsTarget // container id -> where Stats reads its run's usage
+	ns    byContainer[nsTarget]     // init process (pid + start time)
+	stats byContainer[*statsTarget] // where Stats reads the run's usage
 	// statsViaEngine makes Stats ask the engine's stats API for every
 	// container (tests compare it with the files).
 	statsViaEngine bool
@@ -65,7 +62,7 @@ func New() (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker: client: %w", err)
 	}
-	return &Driver{cli: cli, ns: map[string]nsTarget{}, stats: map[string]*statsTarget{}}, nil
+	return &Driver{cli: cli}, nil
 }
 
 // Client exposes the engine client, for diagnostics and tests.

@@ -53,7 +53,7 @@ func (d *Driver) Stats(ctx context.Context, id string) (driver.Stats, error) {
 		}
 		// The container stopped (its cgroup went or emptied), or it was
 		// started again (a new init process): look it up again, once.
-		d.forgetStats(id)
+		d.stats.forget(id)
 		if attempt == 0 {
 			continue
 		}
@@ -64,9 +64,7 @@ func (d *Driver) Stats(ctx context.Context, id string) (driver.Stats, error) {
 		// this driver does not know): the engine's API for this run.
 		fallback := *tgt // a copy: others may be reading tgt
 		fallback.viaEngine = true
-		d.statsMu.Lock()
-		d.stats[id] = &fallback
-		d.statsMu.Unlock()
+		d.stats.put(id, id, &fallback)
 		return d.engineStats(ctx, id)
 	}
 }
@@ -266,10 +264,7 @@ func parseNetDev(b []byte) (rx, tx int64, err error) {
 // statsTargetOf returns the cached target of a container, or inspects it
 // and finds its files.
 func (d *Driver) statsTargetOf(ctx context.Context, id string) (*statsTarget, error) {
-	d.statsMu.Lock()
-	tgt, ok := d.stats[id]
-	d.statsMu.Unlock()
-	if ok {
+	if tgt, ok := d.stats.get(id); ok {
 		return tgt, nil
 	}
 	c, err := d.cli.ContainerInspect(ctx, id)
@@ -279,7 +274,7 @@ func (d *Driver) statsTargetOf(ctx context.Context, id string) (*statsTarget, er
 	if c.State == nil || !c.State.Running || c.State.Pid <= 0 {
 		return nil, fmt.Errorf("docker: stats of container %s: %w", id, driver.ErrNotRunning)
 	}
-	tgt = &statsTarget{pid: c.State.Pid}
+	tgt := &statsTarget{pid: c.State.Pid}
 	if c.HostConfig != nil {
 		tgt.network = c.HostConfig.NetworkMode != "none"
 	}
@@ -294,24 +289,8 @@ func (d *Driver) statsTargetOf(ctx context.Context, id string) (*statsTarget, er
 		}
 		tgt.viaEngine = true
 	}
-	d.statsMu.Lock()
-	d.stats[id] = tgt
-	if c.ID != id {
-		d.stats[c.ID] = tgt
-	}
-	d.statsMu.Unlock()
+	d.stats.put(id, c.ID, tgt)
 	return tgt, nil
-}
-
-// forgetStats drops the cached target of a container (by id or prefix).
-func (d *Driver) forgetStats(id string) {
-	d.statsMu.Lock()
-	defer d.statsMu.Unlock()
-	for k := range d.stats {
-		if k == id || strings.HasPrefix(k, id) {
-			delete(d.stats, k)
-		}
-	}
 }
 
 // locate finds the target's files from its init process's cgroups and
@@ -478,7 +457,7 @@ func parseProcCgroup(b []byte) map[string]string {
 func (d *Driver) engineStats(ctx context.Context, id string) (driver.Stats, error) {
 	resp, err := d.cli.ContainerStatsOneShot(ctx, id)
 	if err != nil {
-		d.forgetStats(id)
+		d.stats.forget(id)
 		return driver.Stats{}, notFound(ctxErr(ctx, err), "stats of container", id)
 	}
 	defer resp.Body.Close()
@@ -488,7 +467,7 @@ func (d *Driver) engineStats(ctx context.Context, id string) (driver.Stats, erro
 	}
 	st, err := s.stats()
 	if errors.Is(err, errStopped) {
-		d.forgetStats(id)
+		d.stats.forget(id)
 		return driver.Stats{}, fmt.Errorf("docker: stats of container %s: %w", id, driver.ErrNotRunning)
 	}
 	return st, err

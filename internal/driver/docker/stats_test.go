@@ -310,9 +310,8 @@ func engineStatsDriver(t *testing.T) *Driver {
 
 // cachedStats is the target Stats cached for a container.
 func (d *Driver) cachedStats(id string) *statsTarget {
-	d.statsMu.Lock()
-	defer d.statsMu.Unlock()
-	return d.stats[id]
+	tgt, _ := d.stats.get(id)
+	return tgt
 }
 
 // waitLog waits until the container's output holds s.

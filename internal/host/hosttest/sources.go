@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 
+	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/source"
 )
 
@@ -42,4 +43,15 @@ func CounterSource(variant int) source.Files {
 // engine).
 func SeedSource() source.Files {
 	return source.Files{"main.go": seedMain, "go.mod": "module example.com/seed\n\ngo 1.25\n"}
+}
+
+// AppProgram is user's Dockerfile program whose one file, app, holds the
+// given bytes: on the fake engine the image's content, which the engine's
+// Program runs in place of a binary.
+func AppProgram(user, app string) host.CreateRequest {
+	return host.CreateRequest{
+		UserID:     user,
+		Dockerfile: "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
+		Files:      source.Files{"app": app},
+	}
 }
