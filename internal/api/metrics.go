@@ -31,6 +31,8 @@ type stateCollector struct {
 	buildDur *prometheus.Desc
 	state    *prometheus.Desc
 	stateCap *prometheus.Desc
+	engineUp *prometheus.Desc
+	rtUp     *prometheus.Desc
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -40,11 +42,16 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.buildDur
 	ch <- c.state
 	ch <- c.stateCap
+	ch <- c.engineUp
+	ch <- c.rtUp
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	hl := c.s.h.Health()
+	ch <- prometheus.MustNewConstMetric(c.engineUp, prometheus.GaugeValue, up(hl.Engine.OK))
+	ch <- prometheus.MustNewConstMetric(c.rtUp, prometheus.GaugeValue, up(hl.Runtime.OK), hl.Runtime.Name)
 	rows, _, err := c.s.h.List(ctx, store.ProgramFilter{})
 	if err == nil {
 		counts := map[lifecycle.State]int{}
@@ -142,6 +149,8 @@ func newMetrics(s *server) *metrics {
 			buildDur: prometheus.NewDesc("hershy_build_duration_seconds_sum", "Total duration of recorded builds by status.", []string{"status"}, nil),
 			state:    prometheus.NewDesc("hershy_program_state_bytes", "Bytes a program stores in /state.", []string{"program"}, nil),
 			stateCap: prometheus.NewDesc("hershy_program_state_limit_bytes", "Size cap of a program's /state.", []string{"program"}, nil),
+			engineUp: prometheus.NewDesc("hershy_engine_up", "1 when the container engine answered the Host's last check.", nil, nil),
+			rtUp:     prometheus.NewDesc("hershy_runtime_up", "1 when the programs' runtime could run containers at the Host's last check.", []string{"runtime"}, nil),
 		},
 		newUsageCollector(s))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
@@ -159,4 +168,11 @@ func (m *metrics) observeProxy(code int, d time.Duration) {
 
 func (s *server) serveMetrics(w http.ResponseWriter, r *http.Request, _ principal) {
 	s.metrics.handler.ServeHTTP(w, r)
+}
+
+func up(ok bool) float64 {
+	if ok {
+		return 1
+	}
+	return 0
 }

@@ -44,6 +44,15 @@ const MinPidsRunsc = 128
 // ErrNotFound is returned (wrapped) when a container or image does not exist.
 var ErrNotFound = errors.New("runtime: not found")
 
+// ErrEngineDown is returned (wrapped) by Check when the engine does not
+// answer.
+var ErrEngineDown = errors.New("runtime: the engine does not answer")
+
+// ErrRuntimeMissing is returned (wrapped) by Check when the engine answers
+// but an OCI runtime asked for cannot run containers: it is not
+// registered, or its binary is gone.
+var ErrRuntimeMissing = errors.New("runtime: OCI runtime missing")
+
 // ErrNotRunning is returned (wrapped) by Stats when the container exists
 // but is not running: a stopped container uses nothing.
 var ErrNotRunning = errors.New("runtime: container not running")
@@ -61,6 +70,12 @@ const (
 // Driver is what the Host needs from a container engine. Every method is
 // safe for concurrent use and honours ctx.
 type Driver interface {
+	// Check tells whether the engine answers (else ErrEngineDown) and
+	// whether each named OCI runtime is there to run containers (else
+	// ErrRuntimeMissing). The Host calls it every few seconds for its
+	// health, so it is cheap: no container is run.
+	Check(ctx context.Context, runtimes ...string) error
+
 	// BuildImage builds an image from a context directory holding a
 	// Dockerfile, writing the build output to out as it comes. It never
 	// pulls base images. It returns the image id.

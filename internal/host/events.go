@@ -27,6 +27,7 @@ func (h *Host) eventLoop(events <-chan driver.Event, errs <-chan error) {
 			}
 		default:
 		}
+		h.recheckHealth() // the engine may be gone: say so now, not in a few seconds
 		select {
 		case <-h.ctx.Done():
 			return

@@ -85,6 +85,9 @@ type Options struct {
 	// many containers are read at once (default DefaultStatsReads).
 	Stats      stats.Policy
 	StatsReads int
+	// HealthEvery is how often the engine and the runtime are checked for
+	// Health (default DefaultHealthEvery).
+	HealthEvery time.Duration
 }
 
 // DefaultLaunches is the default of Options.Launches. A thousand programs
@@ -171,6 +174,9 @@ func (o Options) withDefaults() (Options, error) {
 	if err := o.Stats.Check(); err != nil {
 		return o, fmt.Errorf("host: %w", err)
 	}
+	if o.HealthEvery <= 0 {
+		o.HealthEvery = DefaultHealthEvery
+	}
 	if o.StatsReads <= 0 {
 		o.StatsReads = DefaultStatsReads
 	}
@@ -192,7 +198,11 @@ type Host struct {
 	machine  lifecycle.Machine
 	instance string
 	lock     *os.File
-	buildsMu sync.RWMutex // builds (shared) against collectBuilds (exclusive)
+	healthMu sync.Mutex
+	health   Health
+	// healthNow asks healthLoop for a check at once.
+	healthNow chan struct{}
+	buildsMu  sync.RWMutex // builds (shared) against collectBuilds (exclusive)
 	// quotaMu makes each quota check and the change it admits one step
 	// (a create's count and record, a start's memory sum and command).
 	// Taken before mu, never while holding it.
@@ -255,15 +265,16 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 	}
 	h := &Host{
 		opts: o, log: o.Logger, driver: driver, lock: lock, states: states,
-		machine:  lifecycle.Machine{Backoff: o.Backoff},
-		sups:     map[string]*supervisor.Supervisor{},
-		rows:     map[string]store.Program{},
-		captures: map[string]*capture{},
-		oom:      map[string]bool{},
-		paths:    newPathScrubber(o.DataDir),
-		launches: make(chan struct{}, o.Launches),
-		halts:    make(chan struct{}, o.Halts),
-		samples:  sampler{meters: map[string]*programMeter{}, latest: map[string]ProgramUsage{}},
+		machine:   lifecycle.Machine{Backoff: o.Backoff},
+		sups:      map[string]*supervisor.Supervisor{},
+		rows:      map[string]store.Program{},
+		captures:  map[string]*capture{},
+		oom:       map[string]bool{},
+		paths:     newPathScrubber(o.DataDir),
+		launches:  make(chan struct{}, o.Launches),
+		halts:     make(chan struct{}, o.Halts),
+		samples:   sampler{meters: map[string]*programMeter{}, latest: map[string]ProgramUsage{}},
+		healthNow: make(chan struct{}, 1),
 	}
 	ok := false
 	defer func() {
@@ -312,6 +323,9 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 	if err := h.restoreStats(ctx); err != nil {
 		h.log.Error("restoring the resource history's open steps", "err", err)
 	}
+	h.checkHealth(ctx)
+	h.wg.Add(1)
+	go h.healthLoop()
 	h.wg.Add(1)
 	go h.eventLoop(events, errs)
 	h.wg.Add(1)

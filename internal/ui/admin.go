@@ -1,11 +1,14 @@
 package ui
 
 import (
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The admin's pages: tokens and an overview of the Host. They are shown to
@@ -19,9 +22,29 @@ type adminView struct {
 	ByState   []kv
 	Total     int
 	Queue     []program // building programs, in queue order
-	Health    []kv
+	Health    health
 	HealthErr string
 	Version   []kv
+}
+
+// health is GET /healthz's answer: 200 or 503, both with this body.
+type health struct {
+	Status    string            `json:"status"`
+	CheckedAt time.Time         `json:"checked_at"`
+	Engine    healthOfComponent `json:"engine"`
+	Runtime   healthOfComponent `json:"runtime"`
+}
+
+type healthOfComponent struct {
+	Name    string    `json:"name"`
+	OK      bool      `json:"ok"`
+	Problem string    `json:"problem"`
+	Since   time.Time `json:"since"`
+}
+
+// Components lists the engine, then the runtime.
+func (hl health) Components() []healthOfComponent {
+	return []healthOfComponent{hl.Engine, hl.Runtime}
 }
 
 type createdToken struct{ User, Token string }
@@ -60,11 +83,17 @@ func (h *Handler) renderAdmin(w http.ResponseWriter, r *http.Request, req *reque
 		v.Total = list.Total
 		sort.SliceStable(v.Queue, func(i, j int) bool { return v.Queue[i].QueuePosition < v.Queue[j].QueuePosition })
 	}
-	var health, version map[string]any
-	if err := req.api.get(ctx, "/healthz", &health); err != nil {
+	b, _, err := req.api.raw(ctx, http.MethodGet, "/healthz", nil)
+	if ae, ok := errors.AsType[*apiError](err); ok && ae.Status == http.StatusServiceUnavailable {
+		b, err = ae.Body, nil // degraded: the body says what is down
+	}
+	if err == nil {
+		err = json.Unmarshal(b, &v.Health)
+	}
+	if err != nil {
 		v.HealthErr = err.Error()
 	}
-	v.Health = flatten("", health)
+	var version map[string]any
 	_ = req.api.get(ctx, "/version", &version)
 	v.Version = flatten("", version)
 	h.render(w, r, req, http.StatusOK, "admin", "Admin", v)

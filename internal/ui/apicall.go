@@ -27,6 +27,7 @@ const apiBase = "http://hershy-api.invalid"
 type apiError struct {
 	Status  int
 	Message string
+	Body    []byte // the answer as it came (a 503 /healthz says what is down)
 }
 
 func (e *apiError) Error() string {
@@ -104,7 +105,7 @@ func (c *apiClient) raw(ctx context.Context, method, path string, in any) ([]byt
 		c.revoked()
 	}
 	if w.code/100 != 2 {
-		e := &apiError{Status: w.code}
+		e := &apiError{Status: w.code, Body: w.body.Bytes()}
 		var eb struct {
 			Message string `json:"message"`
 			Error   string `json:"error"`

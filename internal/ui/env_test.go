@@ -85,6 +85,7 @@ func (wa *watcherAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type env struct {
 	t     *testing.T
 	h     *host.Host
+	d     *hosttest.Fake
 	wa    *watcherAPI
 	srv   *httptest.Server
 	admin string
@@ -110,8 +111,9 @@ func newEnvWith(t *testing.T, tls bool, uo ui.Options) *env {
 		o.Backoff = lifecycle.Backoff{Base: time.Second, Max: 4 * time.Second, HealthyReset: time.Hour}
 		// Samples come quickly, so that charts have something to draw.
 		o.Stats = stats.Policy{FineStep: 100 * time.Millisecond, FineKeep: time.Hour, CoarseStep: time.Second, CoarseKeep: 24 * time.Hour}
+		o.HealthEvery = 20 * time.Millisecond
 	})
-	e := &env{t: t, h: h, wa: wa}
+	e := &env{t: t, h: h, d: d, wa: wa}
 	ctx := context.Background()
 	var err error
 	if e.admin, _, _, err = h.Tokens().EnsureAdmin(ctx, dir); err != nil {

@@ -201,3 +201,40 @@ func TestResourceCharts(t *testing.T) {
 		t.Errorf("no sparklines on the list: %.1000s", list.body)
 	}
 }
+
+// TestAdminHealth: the admin's overview shows the engine and the runtime
+// up, and, while the engine is gone, down with what that means.
+func TestAdminHealth(t *testing.T) {
+	e := newEnv(t, false)
+	admin := e.signedIn(e.admin)
+	row := regexp.MustCompile(`(?s)<th scope="row" class="mono">(engine|runc|runsc)</th>\s*<td>(.*?)</td>`)
+	parts := func() map[string]string {
+		page := admin.get("/ui/admin")
+		if page.code() != 200 {
+			t.Fatalf("admin page: %d", page.code())
+		}
+		got := map[string]string{}
+		for _, m := range row.FindAllStringSubmatch(page.body, -1) {
+			got[m[1]] = m[2]
+		}
+		return got
+	}
+	got := parts()
+	if len(got) != 2 || !strings.Contains(got["engine"], ">up<") || !strings.Contains(got[e.h.Runtime()], ">up<") {
+		t.Fatalf("healthy Host: %v", got)
+	}
+	e.d.Crash(nil)
+	defer e.d.Restore()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got = parts()
+		if strings.Contains(got["engine"], ">down<") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the engine is gone, the page says: %v", got)
+		}
+	}
+	if !strings.Contains(got["engine"], "does not answer") {
+		t.Errorf("no words for what is down: %q", got["engine"])
+	}
+}

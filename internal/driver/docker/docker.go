@@ -12,7 +12,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -72,39 +76,35 @@ func (d *Driver) Client() *client.Client { return d.cli }
 func (d *Driver) Close() error { return d.cli.Close() }
 
 // Check pings the engine and verifies that every named OCI runtime is
-// registered with it (e.g. driver.RuntimeRunsc).
+// registered with it (e.g. driver.RuntimeRunsc) and, when the engine is on
+// this machine, that the runtime's binary is still where the engine's
+// configuration says: an uninstalled gVisor stays registered until dockerd
+// reloads, and every start would fail.
 func (d *Driver) Check(ctx context.Context, runtimes ...string) error {
 	if _, err := d.cli.Ping(ctx); err != nil {
-		return fmt.Errorf("docker: engine does not answer: %w", err)
+		return fmt.Errorf("docker: %w: %w", driver.ErrEngineDown, err)
 	}
-	have, err := d.Runtimes(ctx)
+	if len(runtimes) == 0 {
+		return nil
+	}
+	info, err := d.cli.Info(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("docker: info: %w: %w", driver.ErrEngineDown, err)
 	}
+	local := strings.HasPrefix(d.cli.DaemonHost(), "unix://")
 	for _, want := range runtimes {
-		found := false
-		for _, h := range have {
-			found = found || h == want
+		rt, ok := info.Runtimes[want]
+		if !ok {
+			have := slices.Sorted(maps.Keys(info.Runtimes))
+			return fmt.Errorf("docker: %w: %q is not registered with the engine (have %v); run scripts/setup-engine.sh", driver.ErrRuntimeMissing, want, have)
 		}
-		if !found {
-			return fmt.Errorf("docker: runtime %q is not registered with the engine (have %v); run scripts/setup-engine.sh", want, have)
+		if local && filepath.IsAbs(rt.Path) {
+			if _, err := os.Stat(rt.Path); err != nil {
+				return fmt.Errorf("docker: %w: %q is registered, but its binary: %w", driver.ErrRuntimeMissing, want, err)
+			}
 		}
 	}
 	return nil
-}
-
-// Runtimes lists the OCI runtimes registered with the engine.
-func (d *Driver) Runtimes(ctx context.Context) ([]string, error) {
-	info, err := d.cli.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("docker: info: %w", err)
-	}
-	var names []string
-	for name := range info.Runtimes {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names, nil
 }
 
 // notFound wraps an engine error so that errors.Is(err, driver.ErrNotFound)

@@ -17,6 +17,7 @@ import (
 
 // checks, in the order Run runs them.
 var checks = []check{
+	{"Check", checkCheck},
 	{"Lifecycle", checkLifecycle},
 	{"StopKillsAfterGrace", checkStopKills},
 	{"RemoveRunning", checkRemoveRunning},
@@ -46,6 +47,21 @@ var checks = []check{
 	{"RemoveImageInUse", checkRemoveImage},
 	{"ConcurrentUse", checkConcurrent},
 	{"Stats", checkStats},
+}
+
+// checkCheck: the engine answers and has the fixture's runtime; a runtime
+// it does not have is ErrRuntimeMissing (the Host's health tells the two
+// apart).
+func checkCheck(k *kit) {
+	if err := k.d.Check(k.ctx); err != nil {
+		k.t.Fatalf("Check: %v", err)
+	}
+	if err := k.d.Check(k.ctx, k.fx.Runtime); err != nil {
+		k.t.Fatalf("Check(%s): %v", k.fx.Runtime, err)
+	}
+	if err := k.d.Check(k.ctx, k.fx.Runtime, "no-such-runtime"); !errors.Is(err, driver.ErrRuntimeMissing) {
+		k.t.Fatalf("Check of a runtime the engine lacks: %v, want ErrRuntimeMissing", err)
+	}
 }
 
 // checkLifecycle: a created container is not running and cannot be

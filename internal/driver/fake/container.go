@@ -186,6 +186,9 @@ func (d *Driver) start(id string) error {
 	if c.proc != nil {
 		return nil
 	}
+	if d.broken[c.runtime] {
+		return fmt.Errorf("fake: start container %s: %w: %s", id, driver.ErrRuntimeMissing, c.runtime)
+	}
 	def := d.opts.Program
 	if def == nil {
 		def = Idle

@@ -16,8 +16,9 @@ import (
 
 // ErrEngineDown is returned (wrapped, with the cause given to Crash) by
 // every call while the engine is down, and ends event streams, log follows
-// and waits that were open when it died.
-var ErrEngineDown = errors.New("fake: the engine is down")
+// and waits that were open when it died. It is the driver package's, so the
+// Host tells a dead engine the same way on either driver.
+var ErrEngineDown = driver.ErrEngineDown
 
 // ErrClosed is returned by every call after Close.
 var ErrClosed = errors.New("fake: the driver is closed")
@@ -80,9 +81,10 @@ type Driver struct {
 
 	mu      sync.Mutex
 	hooks   Hooks
-	down    error         // the cause of a crash while the engine is down
-	crashed chan struct{} // closed by Crash; a new one after Restore
-	gen     uint64        // crash count: streams opened before a crash are broken
+	down    error           // the cause of a crash while the engine is down
+	broken  map[string]bool // runtimes made missing by BreakRuntime
+	crashed chan struct{}   // closed by Crash; a new one after Restore
+	gen     uint64          // crash count: streams opened before a crash are broken
 	closed  bool
 	seq     uint64 // ids
 	pids    int
