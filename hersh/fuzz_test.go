@@ -1,13 +1,20 @@
 package hersh
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -159,4 +166,105 @@ func strictMessage(body string) (string, bool) {
 		return "", false
 	}
 	return *content, true
+}
+
+// FuzzEngineSignals drives a running watcher with a random interleaving of
+// messages, channel values, ticks and time passing (in a synctest bubble,
+// so the interleaving is the input's alone), then stops it, and checks:
+// runs never overlap; every message accepted is seen by exactly one run,
+// in the order sent; the last channel value is the one the last run that
+// read it saw; Stop ends the session with no goroutine left (the bubble
+// fails the test otherwise).
+func FuzzEngineSignals(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 2, 3, 0, 1, 1, 3})
+	f.Add([]byte{1, 1, 1, 1, 0, 2, 2, 2, 0, 3})
+	f.Add([]byte{2, 0, 4, 0, 4, 1, 3, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 200 {
+			ops = ops[:200]
+		}
+		synctest.Test(t, func(t *testing.T) {
+			ch := make(chan int, 1)
+			var (
+				mu       sync.Mutex
+				inRun    bool
+				overlap  bool
+				messages []string
+				lastFlow = -1
+			)
+			fn := func(c *Context) error {
+				mu.Lock()
+				if inRun {
+					overlap = true
+				}
+				inRun = true
+				mu.Unlock()
+				v, ok := WatchFlow(c, "flow", ch)
+				WatchTick(c, "tick", 7*time.Millisecond)
+				if c.Trigger().Kind == TriggerMessage {
+					time.Sleep(time.Millisecond) // a run that takes time: signals queue up
+				}
+				mu.Lock()
+				if m := c.Message(); m != nil {
+					messages = append(messages, m.Content)
+				}
+				if ok {
+					lastFlow = v
+				}
+				inRun = false
+				mu.Unlock()
+				return nil
+			}
+			w, err := New(Config{DisableAPIServer: true, SignalCapacity: 8}, fn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var sent []string
+			flow := -1
+			for i, op := range ops {
+				switch op % 5 {
+				case 0:
+					m := fmt.Sprintf("m%d", i)
+					if err := w.TrySend(m); err == nil {
+						sent = append(sent, m)
+					} else if !errors.Is(err, ErrQueueFull) {
+						t.Fatalf("TrySend: %v", err)
+					}
+				case 1:
+					select {
+					case ch <- i:
+						flow = i
+					default:
+					}
+				case 2:
+					time.Sleep(time.Duration(op) * time.Millisecond / 16)
+				case 3:
+					synctest.Wait()
+				case 4:
+					runtime.Gosched()
+				}
+			}
+			// Let every queued signal be handled (runs sleep, so Wait alone
+			// returns while one is under way), then stop.
+			time.Sleep(time.Second)
+			synctest.Wait()
+			if err := w.Stop(context.Background()); err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if overlap {
+				t.Fatal("two runs at once")
+			}
+			if !slices.Equal(messages, sent) {
+				t.Fatalf("messages seen %v, sent %v", messages, sent)
+			}
+			if flow >= 0 && lastFlow != flow {
+				t.Fatalf("the last value sent on the channel was %d, the runs saw %d last", flow, lastFlow)
+			}
+		})
+	})
 }
