@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -52,11 +53,22 @@ func testDashboard(t *testing.T, rt string) {
 		t.Fatal("a script can read the session cookie, or it holds the token")
 	}
 
-	// Deploy from files, as a user picks them.
+	// Deploy a folder, as a user picks it: the browser sends every file
+	// under the folder's name, and the program's source is the folder's
+	// content.
 	b.Navigate(ui + "deploy")
 	checkNamed(t, b, "the deploy page")
 	files := readSource(t, filepath.Join(examplesDir, "simple-counter"))
-	b.UploadFiles("#files", files)
+	folder := filepath.Join(t.TempDir(), "simple-counter")
+	for name, content := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(folder, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(folder, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.UploadFolder("#folder", folder)
 	b.Screenshot("deploy")
 	b.Click("#deploy-form button[type=submit]")
 	b.WaitText("#build-h", "Build")
@@ -72,6 +84,9 @@ func testDashboard(t *testing.T, rt string) {
 	p := &program{t: t, h: h, c: alice, name: "simple-counter", id: id}
 	if got := p.get(); got.State != "Ready" || got.Runtime != rt {
 		t.Fatalf("the program is %s under %s", got.State, got.Runtime)
+	}
+	if src, err := alice.GetSource(context.Background(), id); err != nil || len(src.Files) != len(files) || src.Files["main.go"] != files["main.go"] {
+		t.Fatalf("the folder's upload is not the program's source: %v, %d files of %d", err, len(src.Files), len(files))
 	}
 	b.WaitText(".phead-state", "Ready")
 	b.Screenshot("program")

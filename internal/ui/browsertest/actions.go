@@ -214,6 +214,16 @@ func (b *Browser) Upload(sel string, paths ...string) {
 	}
 }
 
+// UploadFolder picks folder dir on the <input type=file webkitdirectory>
+// matching sel, as a user choosing a folder does: the browser sends each
+// of its files under the folder's name ("dir/main.go"). Headless Chromium
+// leaves out the files of dir's subfolders (crbug 345393164), so the kit's
+// folders are flat.
+func (b *Browser) UploadFolder(sel, dir string) {
+	b.t.Helper()
+	b.Upload(sel, dir)
+}
+
 // UploadFiles writes files (name to content; names may hold slashes) into
 // a new temporary folder and sets them on the <input type=file> matching
 // sel, in the order of their names. The browser sends each file under its
