@@ -229,9 +229,13 @@ type Host struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	sups     map[string]*supervisor.Supervisor
-	rows     map[string]store.Program  // the last saved row of each program
+	mu   sync.Mutex
+	sups map[string]*supervisor.Supervisor
+	rows map[string]store.Program // each program's row: as saved, or as it is when a save failed
+	// unsaved holds the programs whose last change the store refused (a
+	// full disk), with the state the store still has; persistLoop and the
+	// next change write them (supervise.go).
+	unsaved  map[string]lifecycle.State
 	captures map[string]*capture       // container id -> log capture
 	files    map[string]*logstore.File // program id -> container log
 	oom      map[string]bool           // container ids the engine reported OOM for
@@ -268,6 +272,7 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 		machine:   lifecycle.Machine{Backoff: o.Backoff},
 		sups:      map[string]*supervisor.Supervisor{},
 		rows:      map[string]store.Program{},
+		unsaved:   map[string]lifecycle.State{},
 		captures:  map[string]*capture{},
 		oom:       map[string]bool{},
 		paths:     newPathScrubber(o.DataDir),
@@ -326,6 +331,8 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 	h.checkHealth(ctx)
 	h.wg.Add(1)
 	go h.healthLoop()
+	h.wg.Add(1)
+	go h.persistLoop()
 	h.wg.Add(1)
 	go h.eventLoop(events, errs)
 	h.wg.Add(1)

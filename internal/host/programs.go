@@ -22,9 +22,10 @@ func (h *Host) ReadyPrograms() []string {
 	return ids
 }
 
-// Get returns a program's record.
+// Get returns a program's record, from memory as List does: the latest
+// saved one, or the latest change when the store refused it (save).
 func (h *Host) Get(ctx context.Context, id string) (store.Program, error) {
-	return h.store.GetProgram(ctx, id)
+	return h.current(ctx, id)
 }
 
 // List returns programs (sorted by creation) and the total matching. It
@@ -78,7 +79,8 @@ func (h *Host) Owner(ctx context.Context, id string) (string, error) {
 	return r.UserID, nil
 }
 
-// current returns the latest saved row, from memory when possible.
+// current returns the program's row from memory when it is supervised,
+// else from the store.
 func (h *Host) current(ctx context.Context, id string) (store.Program, error) {
 	h.mu.Lock()
 	r, ok := h.rows[id]

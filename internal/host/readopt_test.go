@@ -12,21 +12,23 @@ import (
 	"github.com/hershyorg/hershy/internal/lifecycle"
 )
 
-// ticker prints "tick N" every second and serves a ready WatcherAPI.
-func ticker(ctx context.Context, p *fake.Process) int {
-	if err := p.Serve(fake.WatcherAddr, watcherAPI(nil)); err != nil {
-		return 1
-	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for n := 1; ; n++ {
-		select {
-		case <-ctx.Done():
-			return 137
-		case <-p.Term():
-			return 0
-		case <-t.C:
-			fmt.Fprintf(p.Stdout(), "tick %d\n", n)
+// ticker prints "tick N" every interval and serves a ready WatcherAPI.
+func ticker(interval time.Duration) fake.Program {
+	return func(ctx context.Context, p *fake.Process) int {
+		if err := p.Serve(fake.WatcherAddr, watcherAPI(nil)); err != nil {
+			return 1
+		}
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for n := 1; ; n++ {
+			select {
+			case <-ctx.Done():
+				return 137
+			case <-p.Term():
+				return 0
+			case <-t.C:
+				fmt.Fprintf(p.Stdout(), "tick %d\n", n)
+			}
 		}
 	}
 }
@@ -38,7 +40,7 @@ func ticker(ctx context.Context, p *fake.Process) int {
 // included.
 func TestReadoptAfterHostRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := hosttest.NewFake(t, fake.Options{Program: ticker})
+		f := hosttest.NewFake(t, fake.Options{Program: ticker(time.Second)})
 		dir := t.TempDir()
 		h := f.Open(t, dir)
 		id := createProgram(t, h, dockerfileProgram("ivy", "1"))

@@ -57,12 +57,18 @@ func (h *Host) supervise(r store.Program) *supervisor.Supervisor {
 
 // save persists a lifecycle change: state changes go with a transition row
 // in one transaction.
+//
+// A change the store refuses (a full disk) has happened all the same: the
+// Host's record shows it at once, and the store gets it at the next change
+// of the program or from persistLoop, with one transition from the state
+// the store last had.
 func (h *Host) save(ctx context.Context, id string, p lifecycle.Program, from lifecycle.State, reason string) error {
 	ctx = context.WithoutCancel(ctx) // a change that happened must be recorded even during shutdown
 	h.saveMu.Lock()
 	defer h.saveMu.Unlock()
 	h.mu.Lock()
 	row, ok := h.rows[id]
+	stored, behind := h.unsaved[id]
 	h.mu.Unlock()
 	if !ok {
 		if p.State == lifecycle.Deleting {
@@ -70,29 +76,108 @@ func (h *Host) save(ctx context.Context, id string, p lifecycle.Program, from li
 		}
 		return fmt.Errorf("host: no record of %s", id)
 	}
+	if behind && stored != from {
+		from, reason = stored, reason+lateNote
+	}
 	next := row
 	next.Program = p
 	if p.ContainerID != "" {
 		next.Runtime = h.opts.Runtime
 	}
-	var err error
-	if from != next.State {
-		next, err = h.store.SaveTransition(ctx, next, from, next.State, reason)
-	} else {
-		next, err = h.store.UpdateProgram(ctx, next)
-	}
+	saved, err := h.persist(ctx, next, from, reason)
 	if errors.Is(err, store.ErrNotFound) && p.State == lifecycle.Deleting {
 		return nil // purged: the record is gone on purpose
 	}
-	if err != nil {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, still := h.rows[id]; !still {
 		return err
 	}
-	h.mu.Lock()
-	if _, still := h.rows[id]; still {
+	if err != nil {
+		next.UpdatedAt = time.Now()
 		h.rows[id] = next
+		if !behind {
+			h.unsaved[id] = from
+		}
+		return err
+	}
+	h.rows[id] = saved
+	delete(h.unsaved, id)
+	return nil
+}
+
+// lateReason is the reason of a transition written after the store had
+// refused it; lateNote ends the reason of one written after the store had
+// refused those before it.
+const (
+	lateReason = "recorded late: the store could not be written at the time"
+	lateNote   = " (" + lateReason + ")"
+)
+
+// persist writes row, with a transition when its state is not from.
+func (h *Host) persist(ctx context.Context, row store.Program, from lifecycle.State, reason string) (store.Program, error) {
+	if from != row.State {
+		return h.store.SaveTransition(ctx, row, from, row.State, reason)
+	}
+	return h.store.UpdateProgram(ctx, row)
+}
+
+// persistLoop writes, every few seconds, the programs whose last change
+// the store refused (save), so that a program that changes no more is not
+// left recorded in a state it has left; and once more at Close.
+func (h *Host) persistLoop() {
+	defer h.wg.Done()
+	t := time.NewTicker(persistRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			h.persistUnsaved()
+			return
+		case <-t.C:
+			h.persistUnsaved()
+		}
+	}
+}
+
+// persistRetry is how often persistLoop tries again.
+const persistRetry = 2 * time.Second
+
+func (h *Host) persistUnsaved() {
+	h.mu.Lock()
+	ids := make([]string, 0, len(h.unsaved))
+	for id := range h.unsaved {
+		ids = append(ids, id)
 	}
 	h.mu.Unlock()
-	return nil
+	for _, id := range ids {
+		h.persistOne(id)
+	}
+}
+
+func (h *Host) persistOne(id string) {
+	h.saveMu.Lock()
+	defer h.saveMu.Unlock()
+	h.mu.Lock()
+	row, ok := h.rows[id]
+	stored, behind := h.unsaved[id]
+	h.mu.Unlock()
+	if !ok || !behind {
+		return
+	}
+	saved, err := h.persist(context.Background(), row, stored, lateReason)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, still := h.rows[id]; !still {
+		delete(h.unsaved, id)
+		return
+	}
+	if err != nil {
+		return // the next round tries again
+	}
+	h.rows[id] = saved
+	delete(h.unsaved, id)
+	h.log.Info("program recorded late", "program", id, "state", row.State)
 }
 
 func (h *Host) sup(id string) (*supervisor.Supervisor, error) {
