@@ -20,20 +20,22 @@ import (
 //     have no container;
 //   - a refused command changes nothing.
 func FuzzReduce(f *testing.F) {
-	f.Add([]byte{0, 10, 11, 12, 1, 13})          // start, built, launched, probed, stop, halted
-	f.Add([]byte{0, 10, 11, 12, 20, 14, 11, 12}) // a crash, the restart
-	f.Add([]byte{0, 10, 11, 12, 6, 3, 15})       // new source, delete, purged
-	f.Add([]byte{0, 10, 11, 21, 11, 2, 13, 11})  // recover mid-start, restart
-	f.Add([]byte{0, 1, 0, 2, 5, 4, 22, 12, 10})  // commands in a tangle
+	f.Add([]byte{0, 9, 9, 9, 1, 9})                // start; built, launched, probed; stop; halted
+	f.Add([]byte{0, 9, 9, 9, 6, 9, 9, 9})          // a clean exit (code 6%3 = 0), the halt
+	f.Add([]byte{0, 9, 9, 9, 22, 9, 9, 9, 9})      // a crash with code 1, the restart timer, the relaunch
+	f.Add([]byte{0, 9, 9, 5, 3, 9})                // new source, delete, purged
+	f.Add([]byte{0, 9, 8, 9, 2, 9, 9, 128, 131})   // recover mid-start, restart, stale results
+	f.Add([]byte{0, 1, 0, 2, 5, 4, 9, 13, 10, 14}) // commands in a tangle
 	m := Machine{Backoff: DefaultBackoff}
 	f.Fuzz(func(t *testing.T, steps []byte) {
 		p := Program{State: Created, Desired: DesiredStopped, BuildID: "b0", Policy: RestartOnFailure}
 		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		containers := 0
+		var awaited Effect // the effect whose result the program waits for
 		var trail []string
 		for i, b := range steps {
 			now = now.Add(time.Duration(b) * 100 * time.Millisecond)
-			ev := pick(b, p, &containers)
+			ev := pick(b, p, awaited, &containers)
 			next, fx, err := m.Reduce(p, ev, now, float64(b%10)/10)
 			trail = append(trail, fmt.Sprintf("%T%+v: %s→%s", ev, ev, p.State, next.State))
 			fail := func(format string, a ...any) {
@@ -64,6 +66,7 @@ func FuzzReduce(f *testing.F) {
 					if id := effectID(e); id != next.Waiting || id <= p.Seq {
 						fail("started effect %d, awaiting %d", id, next.Waiting)
 					}
+					awaited = e
 				}
 			}
 			if started > 1 {
@@ -89,21 +92,34 @@ func FuzzReduce(f *testing.F) {
 }
 
 // pick decodes one step: a command, an engine event, or the result of the
-// awaited effect (or, for some bytes, of a stale one).
-func pick(b byte, p Program, containers *int) Event {
-	id := p.Waiting
-	if b >= 128 { // the same results, for an effect no longer awaited
-		id = p.Seq + 1
-		if p.Seq > 0 && b%2 == 0 {
-			id = p.Seq - 1
-		}
-		b -= 128
-	}
+// awaited effect (of its kind, as the supervisor only ever returns), or,
+// for some bytes, a result of any kind for an effect no longer awaited.
+func pick(b byte, p Program, awaited Effect, containers *int) Event {
 	fail := ""
 	if b%7 == 6 {
 		fail = "failed"
 	}
-	switch b % 32 {
+	if b >= 128 { // a stale result
+		id := p.Seq + 1
+		if p.Seq > 0 && b%2 == 0 {
+			id = p.Seq - 1
+		}
+		switch b % 6 {
+		case 0:
+			return Built{Effect: id, ImageID: "img-" + p.BuildID, Err: fail}
+		case 1:
+			*containers++
+			return Launched{Effect: id, ContainerID: fmt.Sprintf("c%d", *containers)}
+		case 2:
+			return Probed{Effect: id, Err: fail}
+		case 3:
+			return Halted{Effect: id, Err: fail}
+		case 4:
+			return RestartDue{Effect: id}
+		}
+		return Purged{Effect: id, Err: fail}
+	}
+	switch b % 16 {
 	case 0:
 		return Start{}
 	case 1:
@@ -114,36 +130,37 @@ func pick(b byte, p Program, containers *int) Event {
 		return Delete{}
 	case 4:
 		return SetPolicy{Policy: []RestartPolicy{RestartAlways, RestartOnFailure, RestartNever}[b%3]}
-	case 5, 6:
+	case 5:
 		return SetSource{BuildID: fmt.Sprintf("b%d", b%3)}
-	case 10, 16, 17:
-		return Built{Effect: id, ImageID: "img-" + p.BuildID, Err: fail}
-	case 11, 18, 19:
-		if fail != "" {
-			return Launched{Effect: id, Err: fail}
-		}
-		*containers++
-		return Launched{Effect: id, ContainerID: fmt.Sprintf("c%d", *containers)}
-	case 12, 23:
-		return Probed{Effect: id, Err: fail}
-	case 13, 24, 25:
-		return Halted{Effect: id, Err: fail}
-	case 14:
-		return RestartDue{Effect: id}
-	case 15, 26:
-		return Purged{Effect: id, Err: fail}
-	case 20, 27, 28:
+	case 6, 7:
 		cid := p.ContainerID
 		if b%5 == 0 {
 			cid = "c0" // a container that is not the program's
 		}
 		return Exited{ContainerID: cid, ExitCode: int(b % 3), OOMKilled: b%11 == 0}
-	case 21:
-		return Recover{ContainerID: p.ContainerID, Running: true}
-	case 22, 29:
-		return Recover{ContainerID: p.ContainerID, Running: b%2 == 0}
+	case 8:
+		return Recover{ContainerID: p.ContainerID, Running: b%3 != 0}
 	}
-	return Built{Effect: id, ImageID: "img-" + p.BuildID}
+	id := p.Waiting
+	switch awaited.(type) {
+	case DoBuild:
+		return Built{Effect: id, ImageID: "img-" + p.BuildID, Err: fail}
+	case DoLaunch:
+		if fail != "" {
+			return Launched{Effect: id, Err: fail}
+		}
+		*containers++
+		return Launched{Effect: id, ContainerID: fmt.Sprintf("c%d", *containers)}
+	case DoProbe:
+		return Probed{Effect: id, Err: fail}
+	case DoHalt:
+		return Halted{Effect: id, Err: fail}
+	case DoTimer:
+		return RestartDue{Effect: id}
+	case DoPurge:
+		return Purged{Effect: id, Err: fail}
+	}
+	return Start{}
 }
 
 // stale reports whether ev is an effect result the program does not await
