@@ -389,6 +389,12 @@ func TestServeFlagsAndCompletion(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "--max-follows") {
 		t.Fatalf("serve --max-follows 0: %d %q", code, errOut)
 	}
+	for _, bad := range [][]string{{"--proxy-in-flight", "0"}, {"--proxy-header-timeout", "0s"}} {
+		_, errOut, code = runCLI(t, append([]string{"serve"}, bad...)...)
+		if code != 2 || !strings.Contains(errOut, "--proxy-in-flight must be at least 1") {
+			t.Fatalf("serve %v: %d %q", bad, code, errOut)
+		}
+	}
 	if out := mustRun(t, "completion", "bash"); !strings.Contains(out, "hershy") {
 		t.Fatal("no bash completion")
 	}

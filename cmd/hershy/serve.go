@@ -38,6 +38,8 @@ type serveOpts struct {
 	stateBytes, maxStateBytes          int64 // /state size caps (0: the Host's defaults)
 	uncappedState                      bool  // /state without a size cap (development only)
 	maxFollows, maxAdminFollows        int   // open log streams per user, for the admin
+	proxyInFlight                      int   // proxied requests open per program
+	proxyHeaderTimeout                 time.Duration
 }
 
 func defaultDataDir() string {
@@ -63,6 +65,9 @@ func (a *app) serveCmd() *cobra.Command {
 			}
 			if o.maxFollows < 1 || o.maxAdminFollows < 1 {
 				return usageError{fmt.Errorf("--max-follows and --max-follows-admin must be at least 1")}
+			}
+			if o.proxyInFlight < 1 || o.proxyHeaderTimeout <= 0 {
+				return usageError{fmt.Errorf("--proxy-in-flight must be at least 1 and --proxy-header-timeout positive")}
 			}
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -95,6 +100,8 @@ func (a *app) serveCmd() *cobra.Command {
 	f.BoolVar(&o.uncappedState, "uncapped-state", false, "DEVELOPMENT ONLY: /state is a plain directory with NO size cap (no root or loop devices needed); a program can fill the disk")
 	f.IntVar(&o.maxFollows, "max-follows", api.DefaultMaxFollows, "log streams (logs -f, build-log follows) one user may have open at once; more get 429")
 	f.IntVar(&o.maxAdminFollows, "max-follows-admin", api.DefaultMaxAdminFollows, "log streams the admin may have open at once")
+	f.IntVar(&o.proxyInFlight, "proxy-in-flight", api.DefaultProxyInFlight, "proxied WatcherAPI requests one program may have open at once; more get 429")
+	f.DurationVar(&o.proxyHeaderTimeout, "proxy-header-timeout", api.DefaultProxyHeaderTimeout, "how long a program's WatcherAPI has to begin an answer before the caller gets 504")
 	return cmd
 }
 

@@ -80,6 +80,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	handler, err := api.New(h, api.Options{
 		DataDir: dataDir, Version: version, Logger: logger, ProxyBase: "http://" + ln.Addr().String(),
 		MaxFollows: o.maxFollows, MaxAdminFollows: o.maxAdminFollows, PortRange: o.proxyPorts,
+		ProxyInFlight: o.proxyInFlight, ProxyHeaderTimeout: o.proxyHeaderTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)

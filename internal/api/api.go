@@ -35,7 +35,22 @@ type Options struct {
 	// it a follow is refused with 429. Zero: DefaultMaxFollows,
 	// DefaultMaxAdminFollows.
 	MaxFollows, MaxAdminFollows int
+	// ProxyInFlight caps the proxied requests one program has open at once
+	// (default DefaultProxyInFlight); beyond it a request is refused with
+	// 429 at once. A hung or trickling WatcherAPI then holds that many of
+	// the Host's goroutines and connections, not one per request sent.
+	ProxyInFlight int
+	// ProxyHeaderTimeout is how long a program's WatcherAPI has to begin
+	// its answer (default DefaultProxyHeaderTimeout); then the caller gets
+	// 504. A body may stream for as long as the caller reads it.
+	ProxyHeaderTimeout time.Duration
 }
+
+// Defaults of the proxy's bounds (Options).
+const (
+	DefaultProxyInFlight      = 64
+	DefaultProxyHeaderTimeout = 30 * time.Second
+)
 
 // Body limits.
 const (
@@ -140,9 +155,15 @@ func New(h *host.Host, opts Options) (*Server, error) {
 	if opts.MaxAdminFollows <= 0 {
 		opts.MaxAdminFollows = DefaultMaxAdminFollows
 	}
+	if opts.ProxyInFlight <= 0 {
+		opts.ProxyInFlight = DefaultProxyInFlight
+	}
+	if opts.ProxyHeaderTimeout <= 0 {
+		opts.ProxyHeaderTimeout = DefaultProxyHeaderTimeout
+	}
 	s := &server{h: h, tokens: h.Tokens(), opts: opts, log: opts.Logger, mux: http.NewServeMux(), bulkTurns: make(chan struct{}, maxBulk)}
 	s.metrics = newMetrics(s)
-	s.upstreams = newUpstreams(h, func(id string, err error) { s.log.Warn("proxy", "program", id, "err", err) })
+	s.upstreams = newUpstreams(h, opts.ProxyInFlight, opts.ProxyHeaderTimeout, func(id string, err error) { s.log.Warn("proxy", "program", id, "err", err) })
 	for _, rt := range routes {
 		pattern := rt.pattern
 		if rt.method != "" {

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -68,6 +69,13 @@ func (s *server) proxyTo(w http.ResponseWriter, r *http.Request, p principal, id
 	up, err := s.upstreams.get(r.Context(), id, t.ContainerID)
 	if err != nil {
 		s.fail(w, err)
+		return
+	}
+	select {
+	case up.slots <- struct{}{}:
+		defer func() { <-up.slots }()
+	default:
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("%d requests to this program are in flight already (is its WatcherAPI hung?)", cap(up.slots)))
 		return
 	}
 	start := time.Now()
@@ -153,8 +161,18 @@ func proxyError(w http.ResponseWriter, r *http.Request, err error, log func(erro
 	case errors.As(err, &mbe):
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxProxyBody))
 	case r.Context().Err() != nil:
+	case isTimeout(err):
+		log(err)
+		writeError(w, http.StatusGatewayTimeout, "the program's WatcherAPI did not begin its answer in time")
 	default:
 		log(err)
 		writeError(w, http.StatusBadGateway, "the program's WatcherAPI did not answer")
 	}
+}
+
+// isTimeout reports whether err is the transport's timeout (its
+// ResponseHeaderTimeout).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -29,19 +29,20 @@ import (
 // connections; a connection beyond maxIdlePerProgram is closed after its
 // request instead of kept (a new dial into a namespace costs 0.5-0.8 ms).
 const (
-	maxIdlePerProgram     = 32
-	upstreamIdleTimeout   = 90 * time.Second
-	upstreamHeaderTimeout = 30 * time.Second
+	maxIdlePerProgram   = 32
+	upstreamIdleTimeout = 90 * time.Second
 )
 
 // errProxyClosed refuses requests that arrive after Server.Close (503).
 var errProxyClosed = fmt.Errorf("%w: the API is closing", host.ErrNotReady)
 
 type upstreams struct {
-	h       *host.Host
-	log     func(id string, err error)
-	buffers *bufferPool
-	stop    func() // ends the Host subscription
+	h             *host.Host
+	inFlight      int           // Options.ProxyInFlight
+	headerTimeout time.Duration // Options.ProxyHeaderTimeout
+	log           func(id string, err error)
+	buffers       *bufferPool
+	stop          func() // ends the Host subscription
 
 	mu     sync.Mutex
 	byID   map[string]*upstream // program id -> its current container's upstream
@@ -54,12 +55,13 @@ type upstream struct {
 	tr        *http.Transport
 	rp        *httputil.ReverseProxy
 	retired   atomic.Bool
+	slots     chan struct{} // one per request in flight (Options.ProxyInFlight)
 }
 
 // newUpstreams starts following h's changes; log reports a request the
 // program did not answer.
-func newUpstreams(h *host.Host, log func(id string, err error)) *upstreams {
-	u := &upstreams{h: h, log: log, buffers: newBufferPool(64, 32<<10), byID: map[string]*upstream{}}
+func newUpstreams(h *host.Host, inFlight int, headerTimeout time.Duration, log func(id string, err error)) *upstreams {
+	u := &upstreams{h: h, inFlight: inFlight, headerTimeout: headerTimeout, log: log, buffers: newBufferPool(64, 32<<10), byID: map[string]*upstream{}}
 	u.stop = h.Subscribe(u.observe)
 	return u
 }
@@ -121,7 +123,7 @@ func (u *upstreams) get(ctx context.Context, id, cid string) (*upstream, error) 
 }
 
 func (u *upstreams) newUpstream(id, cid string) *upstream {
-	up := &upstream{container: cid}
+	up := &upstream{container: cid, slots: make(chan struct{}, u.inFlight)}
 	h := u.h
 	up.tr = &http.Transport{
 		// Every connection of this transport goes into cid's namespace,
@@ -132,7 +134,7 @@ func (u *upstreams) newUpstream(id, cid string) *upstream {
 		Proxy:                 nil, // never through an environment proxy
 		MaxIdleConnsPerHost:   maxIdlePerProgram,
 		IdleConnTimeout:       upstreamIdleTimeout,
-		ResponseHeaderTimeout: upstreamHeaderTimeout,
+		ResponseHeaderTimeout: u.headerTimeout,
 		// The caller's Accept-Encoding goes through as it is, and the
 		// answer comes back as the program wrote it: no gzip asked for
 		// on the caller's behalf and undone here.
