@@ -106,6 +106,14 @@ func (f *fakeHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GET /programs/p1/build-log":
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprint(w, "#1 building go source\n#2 DONE\n")
+	case "GET /programs/p1/stats":
+		if r.URL.Query().Get("since") != "2h" {
+			js(400, `{"error":"Bad Request","code":400,"message":"since wanted"}`)
+			return
+		}
+		js(200, `{"program_id":"p1","resolution":"fine","step_seconds":10,"samples":[`+
+			`{"at":"2026-11-30T10:00:00Z","cpu_percent":3.25,"memory_bytes":12582912,"memory_limit_bytes":268435456,"pids":9,"state_bytes_used":1048576,"state_bytes_limit":268435456,"restarts":0},`+
+			`{"at":"2026-11-30T10:00:10Z","cpu_percent":97.5,"memory_bytes":25165824,"memory_limit_bytes":268435456,"pids":11,"state_bytes_used":2097152,"state_bytes_limit":268435456,"restarts":1}]}`)
 	case "GET /programs/p1/logs":
 		if r.URL.Query().Get("follow") == "1" {
 			w.Header().Set("Content-Type", "text/event-stream")
@@ -276,6 +284,22 @@ func TestLogs(t *testing.T) {
 	}
 	if out := mustRun(t, "logs", "-f", "-o", "json", "p1"); out != "{\"line\":\"line one\"}\n{\"line\":\"line two\"}\n" {
 		t.Fatalf("logs -f -o json: %q", out)
+	}
+}
+
+func TestStats(t *testing.T) {
+	setup(t)
+	out := mustRun(t, "stats", "--since", "2h", "p1")
+	for _, want := range []string{"CPU %", "97.5", "24.0 MiB / 256.0 MiB", "2.0 MiB / 256.0 MiB"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("stats lacks %q:\n%s", want, out)
+		}
+	}
+	if lines := strings.Count(out, "\n"); lines != 3 {
+		t.Fatalf("stats: %d lines, want a header and two samples:\n%s", lines, out)
+	}
+	if out := mustRun(t, "stats", "--since", "2h", "--last", "1", "-o", "json", "p1"); !strings.Contains(out, `"cpu_percent": 97.5`) || strings.Contains(out, "3.25") {
+		t.Fatalf("stats --last 1 -o json: %s", out)
 	}
 }
 

@@ -193,18 +193,6 @@ func (t *sessions) remove(id string) {
 	t.mu.Unlock()
 }
 
-// removeToken ends every session of a token (after its revocation, a
-// session would otherwise fail at every request; ending it says so once).
-func (t *sessions) removeToken(token string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id, s := range t.byID {
-		if s.token == token {
-			delete(t.byID, id)
-		}
-	}
-}
-
 // cookie makes one of the dashboard's cookies: HttpOnly (no script reads
 // it), SameSite=Strict (no other site's page sends it), limited to /ui/,
 // Secure when the request came over TLS.

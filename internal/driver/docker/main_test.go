@@ -23,9 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-
 	"github.com/hershyorg/hershy/internal/driver"
 )
 
@@ -393,21 +390,4 @@ func probeImage(t testing.TB, d *Driver) string {
 		t.Fatalf("building the probe image: %v", probeErr)
 	}
 	return probeID
-}
-
-// containersRunning lists this engine's containers whose command line
-// contains s (to find a build's intermediate containers).
-func containersWithCommand(t *testing.T, d *Driver, s string) []string {
-	t.Helper()
-	list, err := d.Client().ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, c := range list {
-		if strings.Contains(c.Command, s) {
-			ids = append(ids, c.ID)
-		}
-	}
-	return ids
 }

@@ -161,19 +161,6 @@ func New(t testing.TB, opts Options) *Browser {
 	return b
 }
 
-// Context returns the tab's context, for chromedp actions the helpers do
-// not cover (see also [Browser.Do] and [Run]).
-func (b *Browser) Context() context.Context { return b.ctx }
-
-// Do runs chromedp actions in the tab, in order, within the action
-// timeout, and fails the test if one fails.
-func (b *Browser) Do(steps ...chromedp.Action[chromedp.Void]) {
-	b.t.Helper()
-	if _, err := run(b, chromedp.Steps(steps...)); err != nil {
-		b.fatalf("%v", err)
-	}
-}
-
 // Run runs a chromedp action that returns a value in b's tab, within the
 // action timeout, and fails the test if it fails. For example:
 //
