@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -64,11 +65,20 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 	if err != nil {
 		return err
 	}
+	cpu0, err := readCPU(h.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
 	if err := startAll(ctx, h, t, ids, 30*time.Minute); err != nil {
 		return err
 	}
 	hostAll := time.Since(t0)
+	cpu1, err := readCPU(h.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	hostCPU := cpu1.sub(cpu0)
 	memAfter, _ := memAvailable()
 	hostRetries := 0
 	if all, err := listAll(ctx, h.admin); err == nil {
@@ -119,7 +129,7 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 	}
 
 	r.logf("starting %d containers at once by hand", n)
-	rawAll, rawPer, rawRetries, err := r.rawScale(ctx, image, n)
+	rawAll, rawPer, rawRetries, rawCPU, err := r.rawScale(ctx, image, n)
 	if err != nil {
 		return err
 	}
@@ -127,8 +137,8 @@ func (r *runner) scaleFigures(ctx context.Context, h *hostProc) error {
 	r.rep.add(Figure{
 		Name: fmt.Sprintf("%d programs started at once → all Ready, vs %d parallel runs by hand → all answer", n, n), Runtime: rt,
 		Value: ms(hostAll), Baseline: ms(rawAll), Ratio: ratio(hostAll, rawAll), Target: "≤ 1.0×", Met: ratio(hostAll, rawAll) <= 1.0,
-		Note: fmt.Sprintf("memory limit %s each; %d create+start calls in the engine at once on both sides; the Host's run first; starts the engine failed and were tried again: %d by the Host, %d by hand",
-			mib(r.o.ProgramMemory), host.DefaultLaunches, hostRetries, rawRetries),
+		Note: fmt.Sprintf("memory limit %s each; %d create+start calls in the engine at once on both sides; the Host's run first; starts the engine failed and were tried again: %d by the Host, %d by hand; CPU used meanwhile: %s, against %s",
+			mib(r.o.ProgramMemory), host.DefaultLaunches, hostRetries, rawRetries, hostCPU.describe("Host"), rawCPU.describe("bench")),
 	})
 	mem := Figure{
 		Name: fmt.Sprintf("memory per running program (machine's MemAvailable drop / %d), vs by hand", n), Runtime: rt,
@@ -288,18 +298,18 @@ func listAll(ctx context.Context, c *client.Client) (map[string]client.Program, 
 // each answers; it returns the time until the last did and the memory
 // each took (MemAvailable's drop / n) and how many starts were tried
 // again, and removes them.
-func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Duration, int64, int, error) {
+func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Duration, int64, int, cpuUse, error) {
 	specs := make([]driver.ContainerSpec, n)
 	for i := range n {
 		dir, err := r.rawStateDir("scale-" + strconv.Itoa(i))
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, 0, 0, cpuUse{}, err
 		}
 		specs[i] = r.rawSpec(r.rt+"-scale-"+strconv.Itoa(i), image, dir, r.o.ProgramMemory)
 	}
 	memBefore, err := memAvailable()
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, cpuUse{}, err
 	}
 	cids := make([]string, n)
 	// The engine gets as many create and start calls at once as the Host
@@ -308,6 +318,10 @@ func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Durati
 	// not bounded.
 	slots := make(chan struct{}, host.DefaultLaunches)
 	var retries atomic.Int64
+	cpu0, err := readCPU(os.Getpid())
+	if err != nil {
+		return 0, 0, 0, cpuUse{}, err
+	}
 	t0 := time.Now()
 	err = parallel(ctx, n, n, func(ctx context.Context, i int) error {
 		// Probes share a budget of a thousand a second, as the Host's do.
@@ -333,6 +347,8 @@ func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Durati
 		}
 	})
 	took := time.Since(t0)
+	cpu1, cerr := readCPU(os.Getpid())
+	err = errors.Join(err, cerr)
 
 	memAfter, _ := memAvailable()
 	var made []string
@@ -344,7 +360,7 @@ func (r *runner) rawScale(ctx context.Context, image string, n int) (time.Durati
 	if rerr := r.removeRaw(made...); err == nil {
 		err = rerr
 	}
-	return took, (memBefore - memAfter) / int64(n), int(retries.Load()), err
+	return took, (memBefore - memAfter) / int64(n), int(retries.Load()), cpu1.sub(cpu0), err
 }
 
 // memAvailable is the machine's MemAvailable, in bytes.
