@@ -33,6 +33,7 @@ type stateCollector struct {
 	stateCap *prometheus.Desc
 	engineUp *prometheus.Desc
 	rtUp     *prometheus.Desc
+	answers  *prometheus.Desc
 }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -44,6 +45,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.stateCap
 	ch <- c.engineUp
 	ch <- c.rtUp
+	ch <- c.answers
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -59,6 +61,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range rows {
 			counts[r.State]++
 			restarts += r.RestartCount
+			if a, ok := c.s.h.Answering(r.ID); ok && r.State == lifecycle.Ready {
+				ch <- prometheus.MustNewConstMetric(c.answers, prometheus.GaugeValue, up(a.Answering), r.ID)
+			}
 			if u, ok := c.s.h.StateUsage(r); ok {
 				ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, float64(u.Used), r.ID)
 				ch <- prometheus.MustNewConstMetric(c.stateCap, prometheus.GaugeValue, float64(u.Limit), r.ID)
@@ -151,6 +156,7 @@ func newMetrics(s *server) *metrics {
 			stateCap: prometheus.NewDesc("hershy_program_state_limit_bytes", "Size cap of a program's /state.", []string{"program"}, nil),
 			engineUp: prometheus.NewDesc("hershy_engine_up", "1 when the container engine answered the Host's last check.", nil, nil),
 			rtUp:     prometheus.NewDesc("hershy_runtime_up", "1 when the programs' runtime could run containers at the Host's last check.", []string{"runtime"}, nil),
+			answers:  prometheus.NewDesc("hershy_program_watcher_answering", "1 when a Ready program's WatcherAPI answered the Host's last check.", []string{"program"}, nil),
 		},
 		newUsageCollector(s))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

@@ -44,6 +44,15 @@ type programView struct {
 	// a launch, a probe, a halt, a timer): a view or event whose seq is at
 	// least the one an action's answer gave reflects that action or later.
 	Seq uint64 `json:"seq"`
+	// WatcherAPI, while Ready: whether the program's WatcherAPI answered
+	// the Host's last check (host.Host.Answering), and since when.
+	WatcherAPI *watcherAnswer `json:"watcher_api,omitempty"`
+}
+
+type watcherAnswer struct {
+	Answering bool      `json:"answering"`
+	Since     time.Time `json:"since"`
+	Problem   string    `json:"problem,omitempty"`
 }
 
 func (s *server) proxyURL(id string) string { return s.opts.ProxyBase + "/programs/" + id + "/proxy" }
@@ -90,6 +99,11 @@ func (s *server) bareView(p store.Program) programView {
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Runtime: p.Runtime, RestartPolicy: p.Policy,
 		RestartCount: p.RestartCount, NextRestartAt: timePtr(p.NextRestartAt), LastExitCode: p.LastExitCode,
 		LastOOM: p.LastOOM, Options: o, ProxyPort: s.ports.port(p.ID), Seq: p.Seq,
+	}
+	if p.State == lifecycle.Ready {
+		if a, ok := s.h.Answering(p.ID); ok {
+			v.WatcherAPI = &watcherAnswer{Answering: a.Answering, Since: a.Since, Problem: a.Problem}
+		}
 	}
 	return v
 }

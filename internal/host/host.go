@@ -88,6 +88,9 @@ type Options struct {
 	// HealthEvery is how often the engine and the runtime are checked for
 	// Health (default DefaultHealthEvery).
 	HealthEvery time.Duration
+	// AnswerEvery is how often each Ready program's WatcherAPI is asked
+	// whether it is ready still (default DefaultAnswerEvery; see Answering).
+	AnswerEvery time.Duration
 }
 
 // DefaultLaunches is the default of Options.Launches. A thousand programs
@@ -177,6 +180,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.HealthEvery <= 0 {
 		o.HealthEvery = DefaultHealthEvery
 	}
+	if o.AnswerEvery <= 0 {
+		o.AnswerEvery = DefaultAnswerEvery
+	}
 	if o.StatsReads <= 0 {
 		o.StatsReads = DefaultStatsReads
 	}
@@ -200,6 +206,7 @@ type Host struct {
 	lock     *os.File
 	healthMu sync.Mutex
 	health   Health
+	answers  answers // the last check of each Ready program's WatcherAPI (answering.go)
 	// healthNow asks healthLoop for a check at once.
 	healthNow chan struct{}
 	buildsMu  sync.RWMutex // builds (shared) against collectBuilds (exclusive)
@@ -333,6 +340,8 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 	go h.healthLoop()
 	h.wg.Add(1)
 	go h.persistLoop()
+	h.wg.Add(1)
+	go h.answerLoop()
 	h.wg.Add(1)
 	go h.eventLoop(events, errs)
 	h.wg.Add(1)

@@ -42,6 +42,13 @@ type program struct {
 	StateBytesUsed  *int64 `json:"state_bytes_used"`
 	StateBytesLimit *int64 `json:"state_bytes_limit"`
 	Seq             uint64 `json:"seq"`
+	// WatcherAPI, while Ready: whether its WatcherAPI answered the Host's
+	// last check.
+	WatcherAPI *struct {
+		Answering bool      `json:"answering"`
+		Since     time.Time `json:"since"`
+		Problem   string    `json:"problem"`
+	} `json:"watcher_api"`
 }
 
 type programList struct {
@@ -115,6 +122,9 @@ func programBadge(p program, now time.Time) badge {
 		b.Detail = fmt.Sprintf("queued, %d build(s) ahead", p.QueuePosition-1)
 	case p.State == "Building" && p.QueuePosition == 1:
 		b.Detail = "next to build"
+	case p.State == "Ready" && p.WatcherAPI != nil && !p.WatcherAPI.Answering:
+		b.Class, b.Label = "st-error", "Not answering"
+		b.Detail = "its WatcherAPI, for " + humanDuration(now.Sub(p.WatcherAPI.Since))
 	case p.RestartCount > 0 && (p.State == "Starting" || p.State == "Ready"):
 		b.Detail = fmt.Sprintf("%d restart(s)", p.RestartCount)
 	}
@@ -152,6 +162,13 @@ func problem(p program, now time.Time) string {
 	} else if p.LastExitCode != nil && *p.LastExitCode != 0 && (p.State == "Error" || p.RestartCount > 0) &&
 		!strings.Contains(p.ErrorMsg, fmt.Sprintf("code %d", *p.LastExitCode)) {
 		parts = append(parts, fmt.Sprintf("The program exited with code %d%s.", *p.LastExitCode, exitMeaning(*p.LastExitCode)))
+	}
+	if a := p.WatcherAPI; p.State == "Ready" && a != nil && !a.Answering {
+		msg := "Its WatcherAPI has not answered the Host's checks for " + humanDuration(now.Sub(a.Since))
+		if a.Problem != "" {
+			msg += " (" + strings.TrimSuffix(a.Problem, ".") + ")"
+		}
+		parts = append(parts, msg+": the process runs, but its watcher may be stuck. Restart it if it does not come back.")
 	}
 	if p.State == "Error" {
 		switch {
