@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"time"
 
@@ -24,6 +25,15 @@ const answerTimeout = 5 * time.Second
 
 // answerChecks is how many programs are checked at once.
 const answerChecks = 8
+
+// newChecker is the checks' client: a connection per check, closed after
+// it. A check every 30 s does not need a kept connection, and a thousand
+// programs' kept connections would cost the Host megabytes.
+func newChecker(tr *http.Transport) *http.Client {
+	tr = tr.Clone()
+	tr.DisableKeepAlives = true
+	return &http.Client{Transport: tr}
+}
 
 // Answer is what the Host last learnt of a Ready program's WatcherAPI.
 type Answer struct {
@@ -117,7 +127,7 @@ func (h *Host) checkAnswers(ctx context.Context) {
 		wg.Go(func() {
 			defer func() { <-slots }()
 			cctx, cancel := context.WithTimeout(ctx, answerTimeout)
-			err := readyOnce(cctx, h.watcher, watcherURL(r.container))
+			err := readyOnce(cctx, h.checker, watcherURL(r.container))
 			cancel()
 			if ctx.Err() != nil {
 				return // the Host is closing: nothing was learnt

@@ -227,6 +227,7 @@ type Host struct {
 	samples  sampler            // the resource history's state (stats.go)
 
 	watcher  *http.Client  // reaches WatcherAPIs through the driver
+	checker  *http.Client  // the same, a connection per request (answering.go)
 	probing  atomic.Int64  // readiness probes running now (probeReady shares a budget)
 	launches chan struct{} // a slot per engine launch running now (Options.Launches)
 	halts    chan struct{} // a slot per container being stopped now (Options.Halts)
@@ -318,6 +319,7 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 	}
 	h.wt = newWatcherTransport(driver)
 	h.watcher = &http.Client{Transport: h.wt}
+	h.checker = newChecker(h.wt)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 
 	// Subscribe to engine events before reconciling, so no exit between the
