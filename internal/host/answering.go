@@ -76,21 +76,6 @@ func (h *Host) Answering(id string) (a Answer, ok bool) {
 	return st.Answer, true
 }
 
-// answerLoop checks every Ready program every Options.AnswerEvery.
-func (h *Host) answerLoop() {
-	defer h.wg.Done()
-	t := time.NewTicker(h.opts.AnswerEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.ctx.Done():
-			return
-		case <-t.C:
-			h.checkAnswers(h.ctx)
-		}
-	}
-}
-
 // checkAnswers asks every Ready program once, a few at a time, and
 // forgets the programs that are no longer Ready.
 func (h *Host) checkAnswers(ctx context.Context) {

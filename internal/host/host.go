@@ -241,8 +241,8 @@ type Host struct {
 	sups map[string]*supervisor.Supervisor
 	rows map[string]store.Program // each program's row: as saved, or as it is when a save failed
 	// unsaved holds the programs whose last change the store refused (a
-	// full disk), with the state the store still has; persistLoop and the
-	// next change write them (supervise.go).
+	// full disk), with the state the store still has; their next change or
+	// a retry every persistRetry writes them (supervise.go).
 	unsaved  map[string]lifecycle.State
 	captures map[string]*capture       // container id -> log capture
 	files    map[string]*logstore.File // program id -> container log
@@ -340,10 +340,8 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 	h.checkHealth(ctx)
 	h.wg.Add(1)
 	go h.healthLoop()
-	h.wg.Add(1)
-	go h.persistLoop()
-	h.wg.Add(1)
-	go h.answerLoop()
+	h.every(persistRetry, h.persistUnsaved, h.persistUnsaved)
+	h.every(h.opts.AnswerEvery, func() { h.checkAnswers(h.ctx) }, nil)
 	h.wg.Add(1)
 	go h.eventLoop(events, errs)
 	h.wg.Add(1)
@@ -353,6 +351,28 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 	ok = true
 	h.log.Info("host ready", "data", o.DataDir, "runtime", o.Runtime, "instance", h.instance)
 	return h, nil
+}
+
+// every runs fn every d from now until the Host closes, then final (when
+// not nil), in a goroutine of the Host's.
+func (h *Host) every(d time.Duration, fn, final func()) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.ctx.Done():
+				if final != nil {
+					final()
+				}
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
 }
 
 // Close stops the supervisors, event loop and log captures, and unmounts

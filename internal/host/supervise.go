@@ -59,9 +59,9 @@ func (h *Host) supervise(r store.Program) *supervisor.Supervisor {
 // in one transaction.
 //
 // A change the store refuses (a full disk) has happened all the same: the
-// Host's record shows it at once, and the store gets it at the next change
-// of the program or from persistLoop, with one transition from the state
-// the store last had.
+// Host's record shows it at once, and the store gets it at the program's
+// next change or from the retry every persistRetry, with one transition
+// from the state the store last had.
 func (h *Host) save(ctx context.Context, id string, p lifecycle.Program, from lifecycle.State, reason string) error {
 	ctx = context.WithoutCancel(ctx) // a change that happened must be recorded even during shutdown
 	h.saveMu.Lock()
@@ -122,25 +122,10 @@ func (h *Host) persist(ctx context.Context, row store.Program, from lifecycle.St
 	return h.store.UpdateProgram(ctx, row)
 }
 
-// persistLoop writes, every few seconds, the programs whose last change
-// the store refused (save), so that a program that changes no more is not
-// left recorded in a state it has left; and once more at Close.
-func (h *Host) persistLoop() {
-	defer h.wg.Done()
-	t := time.NewTicker(persistRetry)
-	defer t.Stop()
-	for {
-		select {
-		case <-h.ctx.Done():
-			h.persistUnsaved()
-			return
-		case <-t.C:
-			h.persistUnsaved()
-		}
-	}
-}
-
-// persistRetry is how often persistLoop tries again.
+// persistRetry is how often the Host writes, again, the programs whose
+// last change the store refused (save), so that a program that changes no
+// more is not left recorded in a state it has left; it does once more at
+// Close.
 const persistRetry = 2 * time.Second
 
 func (h *Host) persistUnsaved() {
