@@ -253,6 +253,12 @@ func (m Machine) onRecover(p Program, e Recover, now time.Time, r float64) (Prog
 			return p, []Effect{DoHalt{ID: issue(&p)}} // a failed start's container, still up
 		}
 		if !p.NextRestartAt.IsZero() && p.Desired == DesiredRunning {
+			// The stored time is the wall clock's; one set back while the
+			// Host was down would push the restart out by the jump. No
+			// back-off waits more than Max.
+			if latest := now.Add(m.Backoff.Max); p.NextRestartAt.After(latest) {
+				p.NextRestartAt = latest
+			}
 			return p, []Effect{DoTimer{ID: issue(&p), At: p.NextRestartAt}}
 		}
 	case Deleting:

@@ -418,3 +418,35 @@ func TestReduceIsPure(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoverAfterClockJump: a restart scheduled before the Host went down
+// is timed again on recovery from the stored NextRestartAt; a clock set
+// back meanwhile would push it out by the jump (hours), so a back-off is
+// never more than Backoff.Max from the recovery. A clock set forward makes
+// it due at once.
+func TestRecoverAfterClockJump(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		scheduled time.Duration // NextRestartAt, from the recovery's now
+		want      time.Duration // the timer's wait
+	}{
+		{"as scheduled", 30 * time.Second, 30 * time.Second},
+		{"clock set back three hours", 3*time.Hour + 30*time.Second, m.Backoff.Max},
+		{"clock set forward", -time.Hour, -time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0
+			p := fixture(Error)
+			p.Desired, p.ContainerID, p.RestartCount = DesiredRunning, "", 3
+			p.NextRestartAt = now.Add(tc.scheduled)
+			p, fx := m.reduce(p, Recover{}, now, 0)
+			timer, ok := fx[len(fx)-1].(DoTimer)
+			if !ok {
+				t.Fatalf("effects %+v", fx)
+			}
+			if got := timer.At.Sub(now); got != tc.want || !p.NextRestartAt.Equal(timer.At) {
+				t.Fatalf("timer in %v (NextRestartAt %v), want %v", got, p.NextRestartAt.Sub(now), tc.want)
+			}
+		})
+	}
+}
