@@ -86,6 +86,7 @@ func TestBuildTimings(t *testing.T) {
 		{name: "build sandbox, runsc", build: sandbox(runsc)},
 		{name: "runsc sandbox, go version", build: trivial},
 		{name: "one runsc sandbox kept up", build: longLived(t, runsc)},
+		{name: "one runc sandbox kept up", build: longLived(t, runc)},
 	}
 	for round := range rounds + 1 {
 		for i := range ways {
@@ -111,7 +112,7 @@ func TestBuildTimings(t *testing.T) {
 	}
 }
 
-// longLived starts one runsc build sandbox with the build's mounts that
+// longLived starts one build sandbox, under b's runtime, with the build's mounts that
 // stays up (its helper waits on stdin), and returns a build that runs go
 // build in it with docker exec. Measurement only: the Host runs a fresh
 // sandbox per build.
@@ -122,7 +123,7 @@ func longLived(t *testing.T, b *Builder) func(string) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, mods, err := b.userCaches("timing-kept")
+	cache, mods, err := b.userCaches("timing-kept-" + b.opts.Runtime)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func longLived(t *testing.T, b *Builder) func(string) error {
 		return nil
 	})
 	name := "hershy-build-timing-" + rand.Text()[:8]
-	args := []string{"run", "-d", "-i", "--name", name, "--runtime", "runsc", "--network", "none", "--read-only",
+	args := []string{"run", "-d", "-i", "--name", name, "--runtime", b.opts.Runtime, "--network", "none", "--read-only",
 		"--tmpfs", "/tmp:size=512m", "--user", fmt.Sprintf("%d:%d", buildUID, buildGID), "-w", sbSrc,
 		"-v", filepath.Clean(b.goRoot) + ":" + sbGoRoot + ":ro", "-v", b.framework + ":" + sbFramework + ":ro",
 		"-v", src + ":" + sbSrc + ":ro", "-v", b.opts.SharedCacheDir + ":" + sbShared + ":ro",
