@@ -30,6 +30,7 @@ type fakeHost struct {
 	lagged   bool
 	created  map[string]any // last create body
 	auth     []string
+	hung     bool // p1's WatcherAPI does not answer the Host's checks
 }
 
 func (f *fakeHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -47,7 +48,11 @@ func (f *fakeHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if f.state == "Error" {
 			errMsg = f.failWith
 		}
-		return fmt.Sprintf(`{"program_id":"p1","build_id":"b1","user_id":"alice","state":%q,"runtime":"runsc","restart_count":2,"created_at":%q,"proxy_url":"http://h/programs/p1/proxy","error_msg":%q,"restart_policy":"on-failure","last_exit_code":3,"seq":%d}`, f.state, created, errMsg, f.seq)
+		answer := ""
+		if f.hung && f.state == "Ready" {
+			answer = `,"watcher_api":{"answering":false,"since":"2026-11-30T12:00:00Z","problem":"WatcherAPI answered 503 Service Unavailable"}`
+		}
+		return fmt.Sprintf(`{"program_id":"p1","build_id":"b1","user_id":"alice","state":%q,"runtime":"runsc","restart_count":2,"created_at":%q,"proxy_url":"http://h/programs/p1/proxy","error_msg":%q,"restart_policy":"on-failure","last_exit_code":3,"seq":%d%s}`, f.state, created, errMsg, f.seq, answer)
 	}
 	switch r.Method + " " + r.URL.Path {
 	case "GET /programs":
@@ -201,7 +206,7 @@ func TestPsTableAndJSON(t *testing.T) {
 }
 
 func TestInspect(t *testing.T) {
-	setup(t)
+	f, _ := setup(t)
 	out := mustRun(t, "inspect", "p1")
 	for _, want := range []string{"ID:             p1", "State:          Ready", "Restart policy: on-failure", "Last exit code: 3", "Proxy URL:      http://h/programs/p1/proxy"} {
 		if !strings.Contains(out, want) {
@@ -211,6 +216,15 @@ func TestInspect(t *testing.T) {
 	var p map[string]any
 	if err := json.Unmarshal([]byte(mustRun(t, "inspect", "p1", "-o", "json")), &p); err != nil || p["state"] != "Ready" {
 		t.Fatalf("inspect json: %v %v", p, err)
+	}
+	if strings.Contains(out, "WatcherAPI:") {
+		t.Fatalf("a WatcherAPI line with no check reported:\n%s", out)
+	}
+	f.mu.Lock()
+	f.hung = true
+	f.mu.Unlock()
+	if out := mustRun(t, "inspect", "p1"); !strings.Contains(out, "WatcherAPI:     NOT answering since 2026-11-30T12:00:00Z: WatcherAPI answered 503") {
+		t.Fatalf("inspect of a program that stopped answering:\n%s", out)
 	}
 }
 

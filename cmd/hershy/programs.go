@@ -88,6 +88,13 @@ func (a *app) printProgram(p *client.Program) error {
 	if p.LastExitCode != nil {
 		rows = append(rows, []string{"Last exit code:", strconv.Itoa(*p.LastExitCode)})
 	}
+	if w := p.WatcherAPI; w != nil {
+		if w.Answering {
+			rows = append(rows, []string{"WatcherAPI:", "answering (since " + w.Since + ")"})
+		} else {
+			rows = append(rows, []string{"WatcherAPI:", "NOT answering since " + w.Since + ": " + orDash(w.Problem)})
+		}
+	}
 	rows = append(rows, []string{"Created:", orDash(p.CreatedAt)}, []string{"Updated:", orDash(p.UpdatedAt)})
 	if p.ErrorMsg != "" {
 		rows = append(rows, []string{"Error:", p.ErrorMsg})

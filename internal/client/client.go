@@ -92,6 +92,17 @@ type Program struct {
 	// Seq grows with every action the Host takes for the program; a view
 	// with a seq at least an action's answer's reflects that action.
 	Seq uint64 `json:"seq"`
+	// WatcherAPI, while Ready: whether the program's WatcherAPI answered
+	// the Host's last check, and since when.
+	WatcherAPI *WatcherAnswer `json:"watcher_api,omitempty"`
+}
+
+// WatcherAnswer is what the Host's last check of a Ready program's
+// WatcherAPI found.
+type WatcherAnswer struct {
+	Answering bool   `json:"answering"`
+	Since     string `json:"since"`
+	Problem   string `json:"problem,omitempty"`
 }
 
 // Created parses CreatedAt (RFC 3339); the zero time if absent or malformed.
