@@ -40,6 +40,10 @@ func TestBenchSmoke(t *testing.T) {
 				t.Errorf("the report has no figure %q:\n%s", figure, report)
 			}
 		}
+		// The start-many figure says where its time went on each side.
+		if !strings.Contains(report, "CPU used meanwhile: Host ") || !strings.Contains(report, "against bench ") {
+			t.Errorf("the start-many figure has no CPU split:\n%s", report)
+		}
 		if t.Failed() {
 			t.Logf("progress:\n%s", stderr.String())
 		}
