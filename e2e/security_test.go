@@ -247,13 +247,17 @@ func testSecurityDockerfiles(t *testing.T, rt string) {
 func TestSecurityImageSettings(t *testing.T) { forEachRuntime(t, testSecurityImageSettings) }
 
 func testSecurityImageSettings(t *testing.T, rt string) {
+	base := "hershy-e2e-base-" + nonce()
+	// Registered before the Host's own cleanups, so it runs after them:
+	// once the programs built on the base image are deleted, the image
+	// (and its builder's intermediate images) can go.
+	t.Cleanup(func() { exec.Command("docker", "rmi", base).Run() })
 	h := startHost(t, rt)
 	alice := h.user("alice")
 	probe := h.deploy(t, alice, "probe", client.SourceRequest{SrcFiles: readSource(t, "testdata/probe")})
 	probe.waitState("Ready", 3*time.Minute)
 
 	// The operator loads a base image made from it, with the settings.
-	base := "hershy-e2e-base-" + nonce()
 	ctxDir := t.TempDir()
 	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+imageOf(t, probe)+
 		"\nVOLUME /data\nHEALTHCHECK --interval=1s --timeout=1s CMD [\"/app\"]\nLABEL "+driver.LabelProgram+"=someone-else\n"), 0o644)
@@ -264,7 +268,6 @@ func testSecurityImageSettings(t *testing.T, rt string) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { h.engine.RemoveImage(context.Background(), base) })
 
 	p := h.deploy(t, alice, "on the base", client.SourceRequest{Dockerfile: "FROM " + base + "\n", SrcFiles: map[string]string{"nonce.txt": nonce()}})
 	pr := p.waitState("Ready", 3*time.Minute)
