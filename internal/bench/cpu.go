@@ -1,13 +1,14 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/procstat"
 )
 
 // The CPU the parties of a scale figure used, from /proc: where the time
@@ -68,23 +69,16 @@ func (a cpuUse) describe(who string) string {
 // procCPU is a process's user and system time (its own threads, not its
 // children's).
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	f, err := procstat.Fields(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) may hold spaces: count from after its ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	u, _ := procstat.Field(f, 14)
+	s, _ := procstat.Field(f, 15)
+	utime, err1 := strconv.ParseInt(u, 10, 64)
+	stime, err2 := strconv.ParseInt(s, 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: times %q %q", pid, f[11], f[12])
+		return 0, fmt.Errorf("/proc/%d/stat: times %q %q", pid, u, s)
 	}
 	return time.Duration(utime+stime) * time.Second / clockTick, nil
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/hershyorg/hershy/internal/procstat"
 )
 
 // nsTarget is the process whose network namespace DialContext enters for a
@@ -108,20 +110,13 @@ func (d *Driver) forget(id string) {
 // procStart reads a process's start time, which tells it apart from a later
 // process with the same pid.
 func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	f, err := procstat.Fields(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) may hold spaces and parentheses: the
-	// fields that follow start after its last ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
+	start, ok := procstat.Field(f, 22)
+	if !ok {
 		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
 	}
-	f := strings.Fields(string(b[i+1:]))
-	const startField = 22 - 3 // field 22, counting from field 3
-	if len(f) <= startField {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
-	}
-	return strconv.ParseUint(f[startField], 10, 64)
+	return strconv.ParseUint(start, 10, 64)
 }

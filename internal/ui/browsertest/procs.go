@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/procstat"
 )
 
 // procStat is what /proc/<pid>/stat tells of a process.
@@ -14,24 +16,14 @@ type procStat struct {
 	state           byte
 }
 
-// readStat reads /proc/<pid>/stat. The command name (field 2) is in
-// parentheses and may hold spaces and parentheses itself, so the fields
-// after it are read from the last ')'.
+// readStat reads /proc/<pid>/stat (package procstat).
 func readStat(pid int) (procStat, bool) {
-	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	f, err := procstat.Fields(pid) // state ppid pgrp ...
+	if err != nil || len(f) < 3 || len(f[0]) != 1 {
 		return procStat{}, false
 	}
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return procStat{}, false
-	}
-	f := bytes.Fields(raw[i+1:]) // state ppid pgrp ...
-	if len(f) < 3 || len(f[0]) != 1 {
-		return procStat{}, false
-	}
-	ppid, err1 := strconv.Atoi(string(f[1]))
-	pgid, err2 := strconv.Atoi(string(f[2]))
+	ppid, err1 := strconv.Atoi(f[1])
+	pgid, err2 := strconv.Atoi(f[2])
 	if err1 != nil || err2 != nil {
 		return procStat{}, false
 	}
