@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hershyorg/hershy/internal/api"
+	"github.com/hershyorg/hershy/internal/builder"
 	"github.com/hershyorg/hershy/internal/host"
 )
 
@@ -30,7 +31,7 @@ type serveOpts struct {
 	goProxy                            string // module proxies for programs' dependencies
 	buildMemory                        int64  // memory of one build sandbox
 	buildCPUs                          float64
-	buildTimeout                       time.Duration
+	buildTimeout, buildKeep            time.Duration
 	maxBuilds                          int
 	maxLaunches                        int
 	launchTimeout                      time.Duration
@@ -88,6 +89,7 @@ func (a *app) serveCmd() *cobra.Command {
 	f.Var((*byteSize)(&o.buildMemory), "build-memory", "memory limit of one build sandbox, its /tmp included (default 2GiB)")
 	f.Float64Var(&o.buildCPUs, "build-cpus", 0, "CPU limit of one build sandbox, in cores (default: up to 2)")
 	f.DurationVar(&o.buildTimeout, "build-timeout", 10*time.Minute, "time limit of one Go build")
+	f.DurationVar(&o.buildKeep, "build-keep", builder.DefaultKeepSandbox, "how long a user's build sandbox stays up after their last Go build, for the next to run in; 0: a new sandbox for every build")
 	f.IntVar(&o.maxBuilds, "max-builds", 1, "builds that run at once; the others wait in a queue")
 	f.IntVar(&o.maxLaunches, "max-launches", host.DefaultLaunches, "program containers created and started on the engine at once; the other starts wait their turn")
 	f.DurationVar(&o.launchTimeout, "launch-timeout", time.Minute, "time the engine has to create and start one program's container; past it the start fails and the restart policy retries")

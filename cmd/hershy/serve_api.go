@@ -47,6 +47,13 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	if o.buildCPUs < 0 || o.maxBuilds < 1 || o.buildTimeout <= 0 {
 		return usageError{fmt.Errorf("--build-cpus, --max-builds and --build-timeout must be positive")}
 	}
+	keep := o.buildKeep
+	switch {
+	case keep < 0:
+		return usageError{fmt.Errorf("--build-keep must not be negative")}
+	case keep == 0:
+		keep = -1 // the builder's "off"
+	}
 	if o.maxLaunches < 1 || o.launchTimeout <= 0 {
 		return usageError{fmt.Errorf("--max-launches and --launch-timeout must be positive")}
 	}
@@ -56,7 +63,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		Build: builder.Options{
 			SharedCacheDir: o.goSharedCache, GoProxy: o.goProxy,
 			Limits:    driver.Limits{MemoryBytes: o.buildMemory, CPUs: o.buildCPUs},
-			GoTimeout: o.buildTimeout, MaxConcurrent: o.maxBuilds,
+			GoTimeout: o.buildTimeout, MaxConcurrent: o.maxBuilds, KeepSandbox: keep,
 		},
 		StateBytes: o.stateBytes, MaxStateBytes: o.maxStateBytes, UncappedState: o.uncappedState,
 	}, engine)

@@ -3,9 +3,11 @@
 // Two kinds of source are built:
 //
 //   - Go source (a go.mod at the root, no Dockerfile): compiled inside the
-//     build sandbox (sandbox.go), a one-shot container under the Host's
-//     sandbox runtime with no network, a read-only root, no capabilities and
-//     its own memory, CPU, pids and time limits. It sees the program's
+//     build sandbox (sandbox.go), a container under the Host's sandbox
+//     runtime with no network, a read-only root, no capabilities and its own
+//     memory, CPU, pids and time limits. Each user's sandbox stays up
+//     between their builds for a while (kept.go), so a warm rebuild costs
+//     what go build does. It sees the program's
 //     source, the Host's Go toolchain and framework copy (read-only), the
 //     modules its go.sum pins (fetched by the Host through the module proxy,
 //     package gomod), and its owner's build caches; nothing else of the
@@ -32,6 +34,7 @@
 //	cache/modules/             modules fetched through the proxy (Host only)
 //	cache/helper/              the build sandbox's cache helper binary
 //	work/                      per-build scratch folders, removed after each build
+//	work/kept/<user>/          the input and output of a user's kept-up build sandbox
 //	logs/<build id>.log        build logs (see Logs)
 package builder
 
@@ -110,6 +113,10 @@ type Options struct {
 	// Instance labels the build sandboxes, so the Host that owns them can
 	// find any a crash left behind.
 	Instance string
+	// KeepSandbox is how long a user's build sandbox stays up after their
+	// last Go build, for the next one to run in (kept.go). Default
+	// DefaultKeepSandbox; negative: a new sandbox for every build.
+	KeepSandbox time.Duration
 	// CACertFile is copied into Go-source images as
 	// /etc/ssl/certs/ca-certificates.crt. Default: the first of the usual
 	// system bundle locations that exists.
@@ -189,6 +196,8 @@ type Builder struct {
 
 	warmMu sync.Mutex
 	warmed bool // the shared cache layer is warm
+
+	kept keptSet // build sandboxes kept up between a user's builds
 }
 
 // New prepares a Builder over dataDir (created if missing): it extracts the
@@ -305,6 +314,9 @@ func (o *Options) setDefaults(dataDir string) error {
 	}
 	if o.TmpBytes >= o.Limits.MemoryBytes {
 		return fmt.Errorf("build: the build sandbox's /tmp (%d bytes) must be smaller than its memory limit (%d bytes)", o.TmpBytes, o.Limits.MemoryBytes)
+	}
+	if o.KeepSandbox == 0 {
+		o.KeepSandbox = DefaultKeepSandbox
 	}
 	if o.MaxConcurrent <= 0 {
 		o.MaxConcurrent = 1

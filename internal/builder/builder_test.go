@@ -78,8 +78,8 @@ func TestBuildGoSource(t *testing.T) {
 	}
 
 	// The work folder is gone; the log tells the story.
-	if ents, _ := os.ReadDir(b.workDir); len(ents) != 0 {
-		t.Errorf("work folder not cleaned: %v", ents)
+	if left := workLeft(t, b); len(left) != 0 {
+		t.Errorf("work folder not cleaned: %v", left)
 	}
 	for _, s := range []string{"from Go source", "go build (", "go build finished", "image " + req.Tag + ": one layer", "imported in"} {
 		if !strings.Contains(log.String(), s) {
@@ -150,8 +150,8 @@ func TestBuildGoSourceImportFails(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timed out after 200ms") {
 		t.Fatalf("err = %v, want an image import timeout", err)
 	}
-	if ents, _ := os.ReadDir(b.workDir); len(ents) != 0 {
-		t.Errorf("work folder not cleaned: %v", ents)
+	if left := workLeft(t, b); len(left) != 0 {
+		t.Errorf("work folder not cleaned: %v", left)
 	}
 }
 
@@ -240,8 +240,8 @@ func TestBuildCompileErrorReachesCaller(t *testing.T) {
 	if !strings.Contains(log.String(), "failed after") {
 		t.Errorf("log does not record the failure:\n%s", log.String())
 	}
-	if ents, _ := os.ReadDir(b.workDir); len(ents) != 0 {
-		t.Errorf("work folder not cleaned: %v", ents)
+	if left := workLeft(t, b); len(left) != 0 {
+		t.Errorf("work folder not cleaned: %v", left)
 	}
 }
 

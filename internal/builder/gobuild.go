@@ -61,21 +61,40 @@ func (b *Builder) compileGo(ctx context.Context, owner, work string, files sourc
 		build[source.GoModName] = string(gm)
 		modFlag = "-mod=readonly"
 	}
-	src := filepath.Join(work, "src")
+	// The build's input and output folders: the owner's kept sandbox's, or
+	// this build's own for a one-shot sandbox.
+	sb := b.takeKept(owner)
+	in, out := filepath.Join(work, "in"), filepath.Join(work, "out")
+	if sb != nil {
+		defer b.giveBack(sb)
+		if err := sb.prepare(); err != nil {
+			return err
+		}
+		in, out = sb.in(), sb.out()
+	} else {
+		if err := os.Mkdir(in, 0o755); err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		if err := os.Mkdir(out, 0o700); err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		if err := os.Chown(out, buildUID, buildGID); err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+	}
+	src := filepath.Join(in, "src")
 	if err := source.WriteTree(src, "", build); err != nil {
 		return fmt.Errorf("build: copy source: %w", err)
 	}
 	if err := openUp(src); err != nil {
 		return err
 	}
-	var proxy string
 	if len(plan.Sums) > 0 {
-		proxy = filepath.Join(work, "goproxy")
 		log.notef("dependencies: %d go.sum entries, through the module proxy", len(plan.Sums))
 		if b.proxyNote != "" {
 			log.notef("%s", b.proxyNote)
 		}
-		err := b.fetcher.Prepare(ctx, plan, proxy, gomod.Limits{MaxBytes: b.opts.MaxDownload}, log)
+		err := b.fetcher.Prepare(ctx, plan, filepath.Join(in, "goproxy"), gomod.Limits{MaxBytes: b.opts.MaxDownload}, log)
 		// The view holds its own links: trimming now frees what no build uses.
 		if terr := b.fetcher.Trim(b.opts.MaxModuleStore); terr != nil {
 			log.notef("trimming the module store: %v", terr)
@@ -84,18 +103,15 @@ func (b *Builder) compileGo(ctx context.Context, owner, work string, files sourc
 			return fmt.Errorf("build: %w", err)
 		}
 	}
-	out := filepath.Join(work, "out")
-	if err := os.Mkdir(out, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chown(out, buildUID, buildGID); err != nil {
-		return fmt.Errorf("build: %w", err)
-	}
 	if err := b.warm(ctx, log); err != nil {
 		// A cold cache is slower, not wrong.
 		log.notef("the shared build cache could not be warmed (%v); building without it", firstLines(err.Error(), 1, 300))
 	}
-	log.notef("go build (%s, linux/%s, in the build sandbox under %s, timeout %s)", b.goVersion, b.opts.GOARCH, b.opts.Runtime, b.opts.GoTimeout)
+	where := "a new build sandbox"
+	if sb != nil {
+		where = "your build sandbox"
+	}
+	log.notef("go build (%s, linux/%s, in %s under %s, timeout %s)", b.goVersion, b.opts.GOARCH, where, b.opts.Runtime, b.opts.GoTimeout)
 	start := time.Now()
 	pkgs := &pkgCounter{next: log}
 	pctx, stopProgress := context.WithCancel(ctx)
@@ -105,12 +121,14 @@ func (b *Builder) compileGo(ctx context.Context, owner, work string, files sourc
 		reportProgress(pctx, log, pkgs, progress)
 	}()
 	err = b.runGo(ctx, goJob{
-		name: owner, owner: owner, src: src, out: out, proxy: proxy, modFlag: modFlag,
+		name: owner, owner: owner, in: in, out: out, proxy: len(plan.Sums) > 0, modFlag: modFlag, kept: sb,
 		args: []string{"build", "-v", "-ldflags=-s -w", "-o", sbOut + "/app", "."},
 	}, pkgs)
 	stopProgress()
 	<-done
-	b.trimUserCaches(owner, log)
+	if b.trimUserCaches(owner, log) && sb != nil {
+		b.endKept(ctx, sb) // it has the emptied caches mounted
+	}
 	if err != nil {
 		return err
 	}

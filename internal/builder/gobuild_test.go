@@ -30,6 +30,12 @@ func compile(t *testing.T, b *Builder, files source.Files) (bin string, log stri
 
 func compileCtx(ctx context.Context, t *testing.T, b *Builder, files source.Files) (bin string, log string, err error) {
 	t.Helper()
+	return compileAs(ctx, t, b, "alice", files)
+}
+
+// compileAs is compile for the given owner.
+func compileAs(ctx context.Context, t *testing.T, b *Builder, owner string, files source.Files) (bin string, log string, err error) {
+	t.Helper()
 	work, err := os.MkdirTemp(b.workDir, "test-")
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +43,7 @@ func compileCtx(ctx context.Context, t *testing.T, b *Builder, files source.File
 	t.Cleanup(func() { os.RemoveAll(work) })
 	bin = filepath.Join(t.TempDir(), "app")
 	var buf bytes.Buffer
-	err = b.compileGo(ctx, "alice", work, files, bin, newLogLimiter(&buf, DefaultMaxLog), nil)
+	err = b.compileGo(ctx, owner, work, files, bin, newLogLimiter(&buf, DefaultMaxLog), nil)
 	return bin, buf.String(), err
 }
 
@@ -51,7 +57,7 @@ func TestCompileGoWithFramework(t *testing.T) {
 				t.Fatalf("%v\nlog:\n%s", err, log)
 			}
 			t.Logf("compiled in %s", time.Since(start))
-			if !strings.Contains(log, "go build (") || !strings.Contains(log, "in the build sandbox under "+rt) {
+			if !strings.Contains(log, "go build (") || !strings.Contains(log, "build sandbox under "+rt) {
 				t.Errorf("log does not announce the sandboxed compile:\n%s", log)
 			}
 			// The compile ran in a sandbox of the requested runtime with

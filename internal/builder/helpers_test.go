@@ -27,8 +27,9 @@ import (
 type fakeDriver struct {
 	driver.Driver // nil: any other method panics
 
-	engine *docker.Driver // build sandboxes (RunJob, the sandbox image)
-	jobs   []driver.JobSpec
+	engine *docker.Driver   // build sandboxes (RunJob, kept jobs, the sandbox image)
+	jobs   []driver.JobSpec // every go command run: RunJob's, or a kept job's spec with the exec's command
+	kept   map[string]driver.JobSpec
 
 	mu       sync.Mutex
 	images   map[string]bool
@@ -152,7 +153,49 @@ func (d *fakeDriver) RunJob(ctx context.Context, spec driver.JobSpec, out io.Wri
 	return d.engine.RunJob(ctx, spec, out)
 }
 
-var _ driver.Driver = (*fakeDriver)(nil)
+// StartJob, ExecJob and the container methods a kept sandbox needs go to
+// the engine.
+func (d *fakeDriver) StartJob(ctx context.Context, spec driver.JobSpec) (string, error) {
+	if d.engine == nil {
+		return "", errors.New("fake driver: no engine for build sandboxes")
+	}
+	id, err := d.engine.StartJob(ctx, spec)
+	if err == nil {
+		d.mu.Lock()
+		if d.kept == nil {
+			d.kept = map[string]driver.JobSpec{}
+		}
+		d.kept[id] = spec
+		d.mu.Unlock()
+	}
+	return id, err
+}
+
+func (d *fakeDriver) ExecJob(ctx context.Context, id string, spec driver.ExecSpec, out io.Writer) (driver.JobResult, error) {
+	d.mu.Lock()
+	job := d.kept[id]
+	job.User, job.Cmd, job.WorkDir, job.Env = spec.User, spec.Cmd, spec.WorkDir, spec.Env
+	d.jobs = append(d.jobs, job)
+	d.mu.Unlock()
+	return d.engine.ExecJob(ctx, id, spec, out)
+}
+
+func (d *fakeDriver) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	return d.engine.StopContainer(ctx, id, grace)
+}
+
+func (d *fakeDriver) InspectContainer(ctx context.Context, id string) (driver.ContainerInfo, error) {
+	return d.engine.InspectContainer(ctx, id)
+}
+
+func (d *fakeDriver) RemoveContainer(ctx context.Context, id string) error {
+	return d.engine.RemoveContainer(ctx, id)
+}
+
+var (
+	_ driver.Driver    = (*fakeDriver)(nil)
+	_ driver.JobKeeper = (*fakeDriver)(nil)
+)
 
 // Unused parts of the interface, spelled out so a call is a clear failure.
 func (d *fakeDriver) DialContext(ctx context.Context, id, addr string) (net.Conn, error) {
@@ -212,7 +255,10 @@ func newTestBuilder(t *testing.T, opts Options) (*Builder, *fakeDriver) {
 	if _, err := b.GoVersion(); err != nil {
 		t.Skipf("no Go toolchain: %v", err)
 	}
-	t.Cleanup(func() { noJobsLeft(t, d.engine, opts.Instance) })
+	t.Cleanup(func() {
+		b.Close()
+		noJobsLeft(t, d.engine, opts.Instance)
+	})
 	return b, d
 }
 

@@ -20,16 +20,16 @@ import (
 	"github.com/hershyorg/hershy/internal/driver"
 )
 
-// The build sandbox: a one-shot container (driver.Driver.RunJob) per Go
-// build, under the Host's sandbox runtime, with network "none", a read-only
+// The build sandbox: a container per Go build (driver.Driver.RunJob), or
+// one per user kept up between their builds (kept.go), under the Host's sandbox runtime, with network "none", a read-only
 // root, no capabilities, the non-root build user and the build limits. Its
 // image holds nothing but the cache helper (cacheprog) and an /etc/passwd;
 // everything else is mounted:
 //
 //	/usr/local/go   the Host's Go toolchain              read-only
 //	/hersh          the Host's copy of the framework      read-only
-//	/src            this build's copy of the source       read-only
-//	/goproxy        the modules its go.sum pins (GOPROXY) read-only
+//	/in/src         this build's copy of the source       read-only
+//	/in/goproxy     the modules its go.sum pins (GOPROXY) read-only
 //	/cache/shared   the standard library and framework    read-only
 //	/cache/user     the owner's build cache               writable
 //	/gomod          the owner's module cache              writable
@@ -42,8 +42,9 @@ import (
 const (
 	sbGoRoot    = "/usr/local/go"
 	sbFramework = "/hersh"
-	sbSrc       = "/src"
-	sbProxy     = "/goproxy"
+	sbIn        = "/in"
+	sbSrc       = "/in/src"
+	sbProxy     = "/in/goproxy"
 	sbShared    = "/cache/shared"
 	sbUser      = "/cache/user"
 	sbModCache  = "/gomod"
@@ -167,13 +168,14 @@ const telemetryOff = "no-config"
 
 // goJob is one go command run in the build sandbox.
 type goJob struct {
-	name    string   // container name suffix
-	owner   string   // whose caches; "" for the warm-up (the shared layer, writable)
-	src     string   // Host folder mounted at /src
-	out     string   // Host folder mounted at /out ("" none)
-	proxy   string   // Host folder mounted at /goproxy ("" none)
-	modFlag string   // -mod=...
-	args    []string // go command arguments
+	name    string       // container name suffix
+	owner   string       // whose caches; "" for the warm-up (the shared layer, writable)
+	in      string       // Host folder mounted at /in: src/, and goproxy/ if proxy
+	out     string       // Host folder mounted at /out ("" none)
+	proxy   bool         // in/goproxy holds the modules go.sum pins
+	modFlag string       // -mod=...
+	args    []string     // go command arguments
+	kept    *keptSandbox // run in the owner's kept sandbox (nil: a one-shot one)
 }
 
 // runGo runs job in the build sandbox, its output going to log and kept
@@ -187,7 +189,7 @@ func (b *Builder) runGo(ctx context.Context, job goJob, log io.Writer) error {
 	mounts := []driver.Mount{
 		{Source: filepath.Clean(b.goRoot), Target: sbGoRoot, ReadOnly: true},
 		{Source: b.framework, Target: sbFramework, ReadOnly: true},
-		{Source: job.src, Target: sbSrc, ReadOnly: true},
+		{Source: job.in, Target: sbIn, ReadOnly: true},
 	}
 	if job.owner == "" {
 		// The warm-up: the Host's own program, writing the shared layer.
@@ -204,8 +206,7 @@ func (b *Builder) runGo(ctx context.Context, job goJob, log io.Writer) error {
 			driver.Mount{Source: mods, Target: sbModCache})
 	}
 	goproxy := "off"
-	if job.proxy != "" {
-		mounts = append(mounts, driver.Mount{Source: job.proxy, Target: sbProxy, ReadOnly: true})
+	if job.proxy {
 		goproxy = "file://" + sbProxy
 	}
 	if job.out != "" {
@@ -249,7 +250,12 @@ func (b *Builder) runGo(ctx context.Context, job goJob, log io.Writer) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, b.opts.GoTimeout, errGoTimeout)
 	defer cancel()
 	out := newCapture(log, b.opts.MaxOutput)
-	res, err := b.driver.RunJob(ctx, spec, out)
+	var res driver.JobResult
+	if job.kept != nil {
+		res, err = b.runKept(ctx, job.kept, spec, out)
+	} else {
+		res, err = b.driver.RunJob(ctx, spec, out)
+	}
 	switch {
 	case ctx.Err() != nil && context.Cause(ctx) == errGoTimeout:
 		err = fmt.Errorf("timed out after %s: %w", b.opts.GoTimeout, context.DeadlineExceeded)
@@ -310,7 +316,7 @@ func (b *Builder) userCaches(owner string) (cache, mods string, err error) {
 
 // trimUserCaches empties the owner's caches when together they exceed
 // MaxUserCache: a cache may be rebuilt, a full disk may not be undone.
-func (b *Builder) trimUserCaches(owner string, lw *logLimiter) {
+func (b *Builder) trimUserCaches(owner string, lw *logLimiter) (emptied bool) {
 	root := filepath.Join(b.cacheDir, "users", owner)
 	var size int64
 	filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
@@ -324,7 +330,9 @@ func (b *Builder) trimUserCaches(owner string, lw *logLimiter) {
 	if size > b.opts.MaxUserCache {
 		lw.notef("your build caches hold %d MiB, over the %d MiB allowed: emptied (the next build starts cold)", size>>20, b.opts.MaxUserCache>>20)
 		os.RemoveAll(root)
+		return true
 	}
+	return false
 }
 
 // openUp makes a folder the Host wrote (owner-only, as source trees are)

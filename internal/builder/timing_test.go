@@ -2,10 +2,7 @@ package builder
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/driver"
-	"github.com/hershyorg/hershy/internal/gomod"
 	"github.com/hershyorg/hershy/internal/source"
 )
 
@@ -31,8 +27,13 @@ func TestBuildTimings(t *testing.T) {
 		t.Skip("set HERSHY_BUILD_TIMINGS=1 to measure")
 	}
 	const rounds = 5
-	runc, _ := newTestBuilder(t, Options{Runtime: driver.RuntimeRunc})
-	runsc, _ := newTestBuilder(t, Options{Runtime: driver.RuntimeRunsc})
+	// Each way has a Builder of its own (so its own user caches and kept
+	// sandbox): one-shot sandboxes (keeping off) and kept-up ones (the
+	// Host's default), under each runtime.
+	runc, _ := newTestBuilder(t, Options{Runtime: driver.RuntimeRunc, KeepSandbox: -1})
+	runsc, _ := newTestBuilder(t, Options{Runtime: driver.RuntimeRunsc, KeepSandbox: -1})
+	keptRunc, _ := newTestBuilder(t, Options{Runtime: driver.RuntimeRunc})
+	keptRunsc, _ := newTestBuilder(t, Options{Runtime: driver.RuntimeRunsc})
 
 	// The baseline: go build on the Host, the framework by a replace, its
 	// own warm cache.
@@ -65,13 +66,12 @@ func TestBuildTimings(t *testing.T) {
 		}
 	}
 	// What the runsc figure is made of: a sandbox that runs a trivial go
-	// command (its start and removal), and the same build in one runsc
-	// sandbox that stays up between builds (docker exec), the way out
-	// BENCHMARKS.md discusses.
+	// command (its start and removal).
 	trivial := func(string) error {
 		var log strings.Builder
-		src := t.TempDir()
-		if err := runsc.runGo(context.Background(), goJob{name: "timing", owner: "timing", src: src, modFlag: "-mod=mod", args: []string{"version"}}, &log); err != nil {
+		in := t.TempDir()
+		os.Mkdir(filepath.Join(in, "src"), 0o755)
+		if err := runsc.runGo(context.Background(), goJob{name: "timing", owner: "timing", in: in, modFlag: "-mod=mod", args: []string{"version"}}, &log); err != nil {
 			return fmt.Errorf("%v\n%s", err, log.String())
 		}
 		return nil
@@ -82,11 +82,11 @@ func TestBuildTimings(t *testing.T) {
 		took  []time.Duration
 	}{
 		{name: "go build on the Host", build: host},
-		{name: "build sandbox, runc", build: sandbox(runc)},
-		{name: "build sandbox, runsc", build: sandbox(runsc)},
+		{name: "new sandbox each, runc", build: sandbox(runc)},
+		{name: "new sandbox each, runsc", build: sandbox(runsc)},
 		{name: "runsc sandbox, go version", build: trivial},
-		{name: "one runsc sandbox kept up", build: longLived(t, runsc)},
-		{name: "one runc sandbox kept up", build: longLived(t, runc)},
+		{name: "kept sandbox, runsc", build: sandbox(keptRunsc)},
+		{name: "kept sandbox, runc", build: sandbox(keptRunc)},
 	}
 	for round := range rounds + 1 {
 		for i := range ways {
@@ -109,71 +109,5 @@ func TestBuildTimings(t *testing.T) {
 	for _, w := range ways {
 		m := median(w.took)
 		t.Logf("%-26s median %6s  (%.1fx the Host)  all %v", w.name, m.Round(time.Millisecond), float64(m)/float64(base), w.took)
-	}
-}
-
-// longLived starts one build sandbox, under b's runtime, with the build's mounts that
-// stays up (its helper waits on stdin), and returns a build that runs go
-// build in it with docker exec. Measurement only: the Host runs a fresh
-// sandbox per build.
-func longLived(t *testing.T, b *Builder) func(string) error {
-	t.Helper()
-	ctx := context.Background()
-	image, err := b.sandbox(ctx, asLimiter(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, mods, err := b.userCaches("timing-kept-" + b.opts.Runtime)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, out := filepath.Join(t.TempDir(), "src"), t.TempDir()
-	os.Chmod(out, 0o777)
-	files := helloFiles()
-	gm, err := gomod.BuildGoMod([]byte(files[source.GoModName]), FrameworkModule, sbFramework, frameworkGoLine())
-	if err != nil {
-		t.Fatal(err)
-	}
-	files[source.GoModName] = string(gm)
-	if err := source.WriteTree(src, "", files); err != nil {
-		t.Fatal(err)
-	}
-	// The sandbox's user reads it (the builder's own copies are made so).
-	filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err == nil {
-			mode := os.FileMode(0o644)
-			if d.IsDir() {
-				mode = 0o755
-			}
-			os.Chmod(p, mode)
-		}
-		return nil
-	})
-	name := "hershy-build-timing-" + rand.Text()[:8]
-	args := []string{"run", "-d", "-i", "--name", name, "--runtime", b.opts.Runtime, "--network", "none", "--read-only",
-		"--tmpfs", "/tmp:size=512m", "--user", fmt.Sprintf("%d:%d", buildUID, buildGID), "-w", sbSrc,
-		"-v", filepath.Clean(b.goRoot) + ":" + sbGoRoot + ":ro", "-v", b.framework + ":" + sbFramework + ":ro",
-		"-v", src + ":" + sbSrc + ":ro", "-v", b.opts.SharedCacheDir + ":" + sbShared + ":ro",
-		"-v", cache + ":" + sbUser, "-v", mods + ":" + sbModCache, "-v", out + ":" + sbOut}
-	for _, e := range []string{"PATH=" + sbGoRoot + "/bin", "HOME=/tmp", "XDG_CONFIG_HOME=" + telemetryOff, "GOROOT=" + sbGoRoot,
-		"GOCACHE=/tmp/gocache", "GOCACHEPROG=" + sbHelper + " -w " + sbUser + " -r " + sbShared, "GOMODCACHE=" + sbModCache,
-		"GOPATH=/tmp/gopath", "GOPROXY=off", "GOSUMDB=off", "GOFLAGS=-mod=readonly -trimpath -buildvcs=false", "GOTOOLCHAIN=local",
-		"GOENV=off", "GOWORK=off", "CGO_ENABLED=0"} {
-		args = append(args, "-e", e)
-	}
-	args = append(args, image, sbHelper, "-w", sbUser, "-r", sbShared)
-	if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
-		t.Fatalf("docker run: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("docker", "rm", "-f", name).Run() })
-	return func(main string) error {
-		if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(main), 0o644); err != nil {
-			return err
-		}
-		out, err := exec.Command("docker", "exec", name, sbGoRoot+"/bin/go", "build", "-ldflags=-s -w", "-o", sbOut+"/app", ".").CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("docker exec go build: %v: %s", err, out)
-		}
-		return nil
 	}
 }

@@ -100,7 +100,11 @@ func (b *Builder) warm(ctx context.Context, lw *logLimiter) error {
 		fmt.Fprintf(&main, "\t_ %q\n", p)
 	}
 	main.WriteString(")\n\nfunc main() { _ = hersh.DefaultConfig() }\n")
-	src := filepath.Join(work, "src")
+	in := filepath.Join(work, "in")
+	if err := os.Mkdir(in, 0o755); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	src := filepath.Join(in, "src")
 	if err := source.WriteTree(src, "", source.Files{"go.mod": gomod, "main.go": main.String()}); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
@@ -111,7 +115,7 @@ func (b *Builder) warm(ctx context.Context, lw *logLimiter) error {
 		return fmt.Errorf("build: warm-up: %w", err)
 	}
 	// -o /dev/null: compile and link, keep nothing but the cache.
-	if err := b.runGo(ctx, goJob{name: "warmup", src: src, modFlag: "-mod=readonly", args: []string{"build", "-o", "/dev/null", "."}}, lw); err != nil {
+	if err := b.runGo(ctx, goJob{name: "warmup", in: in, modFlag: "-mod=readonly", args: []string{"build", "-o", "/dev/null", "."}}, lw); err != nil {
 		return err
 	}
 	if err := os.WriteFile(stamp, nil, 0o644); err != nil {

@@ -153,6 +153,39 @@ type Driver interface {
 	Close() error
 }
 
+// JobKeeper is what a driver offers when it can keep a job's container up
+// between commands (the Docker driver can). The builder uses it to keep one
+// build sandbox per user up while that user deploys, so a warm rebuild does
+// not pay a sandbox's start and cold /tmp every time; a driver without it
+// gets a RunJob per build.
+//
+// A kept job is removed with RemoveContainer. StopContainer and then
+// InspectContainer tell whether anything in it was ever killed for memory
+// (ContainerInfo.OOMKilled): a command's own exit status does not.
+type JobKeeper interface {
+	// StartJob creates and starts a job container that stays up: spec.Cmd
+	// must not exit by itself. The contract is RunJob's (network "none"
+	// always; ErrInvalidSpec for a weaker spec). If the start fails the
+	// container is removed.
+	StartJob(ctx context.Context, spec JobSpec) (containerID string, err error)
+	// ExecJob runs one command in a kept job's container to completion,
+	// streaming its output to out, and returns its exit status. When ctx
+	// ends first, ExecJob returns at once with an error wrapping ctx's;
+	// the command may still run: remove the container to end it. When the
+	// container stops under the command (a memory kill can take the whole
+	// sandbox down) the result is exit status 137, with OOMKilled if the
+	// engine says so.
+	ExecJob(ctx context.Context, containerID string, spec ExecSpec, out io.Writer) (JobResult, error)
+}
+
+// ExecSpec is one command run in a kept job's container (JobKeeper).
+type ExecSpec struct {
+	User    string   // "uid:gid", never root
+	Cmd     []string // the command
+	WorkDir string   // absolute
+	Env     []string // KEY=VALUE, added to the container's
+}
+
 // Stats is a point-in-time sample of a running container's resource use.
 // CPU and network figures are cumulative since the container's process
 // started, so a rate is the difference of two samples over At's.

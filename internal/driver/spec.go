@@ -95,6 +95,30 @@ func (s JobSpec) Check() error {
 	return nil
 }
 
+// Check applies the rules of a command in a kept job: a numeric non-root
+// user, a command, an absolute clean work directory and KEY=VALUE
+// environment entries. The error wraps ErrInvalidSpec.
+func (s ExecSpec) Check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("exec spec: %w: "+format, append([]any{ErrInvalidSpec}, args...)...)
+	}
+	switch {
+	case len(s.Cmd) == 0:
+		return bad("no command")
+	case s.WorkDir != "" && (!path.IsAbs(s.WorkDir) || path.Clean(s.WorkDir) != s.WorkDir):
+		return bad("work dir %q must be an absolute clean path", s.WorkDir)
+	}
+	for _, kv := range s.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return bad("environment entry %q is not KEY=VALUE", kv)
+		}
+	}
+	if err := checkUser(s.User); err != nil {
+		return bad("%v", err)
+	}
+	return nil
+}
+
 // Check applies the rules of an imported image's settings: a tag that is
 // a valid name (no digest: the engine would refuse it), a numeric non-root
 // "uid:gid", KEY=VALUE environment entries with a portable name, an

@@ -391,6 +391,9 @@ func (h *Host) Close() error {
 		<-s.Done()
 	}
 	h.wg.Wait()
+	if h.builder != nil {
+		h.builder.Close() // the build sandboxes kept up between builds
+	}
 	h.wt.CloseIdleConnections()
 	h.closeLogs()
 	h.releaseStates()

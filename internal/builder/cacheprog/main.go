@@ -11,6 +11,10 @@
 //
 //	cacheprog -w /cache/user -r /cache/shared
 //
+// With -idle it only waits to be killed: it is what keeps a user's build
+// sandbox up between builds (the go command is then run in it, docker-exec
+// style).
+//
 // A get looks in the writable layer first, then in each read-only layer in
 // order; a put always goes to the writable layer. Nothing here can write to
 // a read-only layer (the mount forbids it anyway).
@@ -85,7 +89,13 @@ func main() {
 	var ro multiFlag
 	flag.StringVar(&c.rw, "w", "", "writable cache `dir` (required)")
 	flag.Var(&ro, "r", "read-only cache `dir`, searched after -w (repeatable)")
+	idle := flag.Bool("idle", false, "do nothing until killed: the first process of a build sandbox kept up between builds")
 	flag.Parse()
+	if *idle {
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 	c.ro = ro
 	if c.rw == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: cacheprog -w dir [-r dir]...")

@@ -39,6 +39,8 @@ var checks = []check{
 	{"RunJobOOM", checkJobOOM},
 	{"RunJobCancelRemovesIt", checkJobCancel},
 	{"RunJobRefusesWeakSpecs", checkJobRefusals},
+	{"KeptJobExec", checkKeptJob},
+	{"KeptJobOOM", checkKeptJobOOM},
 	{"BuildImage", checkBuild},
 	{"BuildImageFailure", checkBuildFailure},
 	{"BuildImageRefusals", checkBuildRefusals},
@@ -654,6 +656,91 @@ func checkJobRefusals(k *kit) {
 	}
 	if cs := k.mine(nil); len(cs) != 0 {
 		k.t.Errorf("refused jobs left containers: %+v", cs)
+	}
+}
+
+// keeper returns the driver as a driver.JobKeeper, or skips the check: a
+// driver need not keep jobs (the builder then runs one job per build).
+func (k *kit) keeper() driver.JobKeeper {
+	jk, ok := k.d.(driver.JobKeeper)
+	if !ok {
+		k.t.Skip("the driver does not keep jobs up (driver.JobKeeper)")
+	}
+	return jk
+}
+
+// startKept starts a kept job that sleeps (removed when the check ends).
+func (k *kit) startKept(jk driver.JobKeeper, what string) string {
+	k.t.Helper()
+	id, err := jk.StartJob(k.ctx, k.job(what, "-sleep", "1h"))
+	if err != nil {
+		k.t.Fatalf("StartJob: %v", err)
+	}
+	k.track(id)
+	return id
+}
+
+// checkKeptJob: a kept job stays up between commands; ExecJob returns each
+// command's exit status and output, runs it without a network, refuses a
+// root user, returns when its context ends, and says ErrNotFound for a
+// container that is gone.
+func checkKeptJob(k *kit) {
+	jk := k.keeper()
+	id := k.startKept(jk, "kept")
+	exec := func(ctx context.Context, user string, args ...string) (driver.JobResult, string, error) {
+		var out syncBuffer
+		res, err := jk.ExecJob(ctx, id, driver.ExecSpec{User: user, Cmd: append([]string{"/probe", "-serve=false"}, args...), WorkDir: "/"}, &out)
+		return res, out.String(), err
+	}
+	for round := range 2 {
+		res, out, err := exec(k.ctx, "10001:10001", "-print-ifaces", "-exit", "7")
+		if err != nil || res.ExitCode != 7 {
+			k.t.Fatalf("round %d: ExecJob = %+v, %v (output %q)", round, res, err, out)
+		}
+		if !strings.Contains(out, "ifaces: lo ") || !strings.Contains(out, "exiting with 7") {
+			k.t.Errorf("round %d: output %q", round, out)
+		}
+		if !k.inspect(id).Running {
+			k.t.Fatalf("round %d: the kept job stopped after a command", round)
+		}
+	}
+	if _, out, err := exec(k.ctx, "0:0", "-exit", "0"); !errors.Is(err, driver.ErrInvalidSpec) || out != "" {
+		k.t.Errorf("ExecJob as root = %v (output %q), want ErrInvalidSpec", err, out)
+	}
+	ctx, cancel := context.WithTimeout(k.ctx, 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, _, err := exec(ctx, "10001:10001", "-sleep", "1h"); !errors.Is(err, context.DeadlineExceeded) {
+		k.t.Fatalf("ExecJob past its deadline: %v, want DeadlineExceeded", err)
+	}
+	// Not a timing assertion: the command sleeps an hour.
+	if took := time.Since(start); took > 30*time.Minute {
+		k.t.Errorf("ExecJob returned %v after its deadline", took)
+	}
+	if err := k.d.RemoveContainer(k.ctx, id); err != nil {
+		k.t.Fatal(err)
+	}
+	if _, _, err := exec(k.ctx, "10001:10001", "-exit", "0"); !errors.Is(err, driver.ErrNotFound) {
+		k.t.Errorf("ExecJob in a removed job: %v, want ErrNotFound", err)
+	}
+}
+
+// checkKeptJobOOM: a command over the kept job's memory ends with 137 (it
+// returns even when the memory kill takes the whole sandbox down), and the
+// job, stopped, says it was killed for memory (unless the fixture says the
+// engine may miss it).
+func checkKeptJobOOM(k *kit) {
+	jk := k.keeper()
+	id := k.startKept(jk, "kept-oom")
+	res, err := jk.ExecJob(k.ctx, id, driver.ExecSpec{User: "10001:10001", Cmd: []string{"/probe", "-serve=false", "-eat", "200"}}, &syncBuffer{})
+	if err != nil || res.ExitCode != 137 {
+		k.t.Fatalf("ExecJob of a command over the memory = %+v, %v", res, err)
+	}
+	if err := k.d.StopContainer(k.ctx, id, 0); err != nil {
+		k.t.Fatal(err)
+	}
+	if info := k.inspect(id); !k.fx.UnreliableOOMFlag && !info.OOMKilled {
+		k.t.Errorf("the stopped kept job = %+v, want OOMKilled", info)
 	}
 }
 

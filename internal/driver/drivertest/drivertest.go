@@ -16,7 +16,9 @@
 // demultiplexed text, since, follow, Close); DialContext into the
 // container's loopback and its errors when the container is not running or
 // gone; what a program may write; RunJob (exit code, output, mounts,
-// memory, cancellation removes the job); BuildImage, ImportImage (a layer
+// memory, cancellation removes the job); kept jobs where the driver keeps
+// them (driver.JobKeeper: commands, their exit status and output, memory
+// kills, cancellation); BuildImage, ImportImage (a layer
 // package imagetar wrote: the image's settings, files and owners as its
 // containers see them; a broken layer makes no image; settings an engine
 // could misread are refused), ImageExists and RemoveImage (ErrInUse while a container uses the image

@@ -84,7 +84,7 @@ func fakeGo(dir string) (string, error) {
 }
 
 // goBuild is the build sandbox's `go build` on the fake engine (the
-// engine's Job): of a program, it checks /src/main.go and writes the
+// engine's Job): of a program, it checks /in/src/main.go and writes the
 // placeholder binary to the -o path; the Host's warm-up (-o /dev/null)
 // builds nothing. Compile errors are printed as the go command prints
 // them ("./main.go:3:15: undefined: nope") and exit with status 1.
@@ -107,9 +107,9 @@ func goBuild(ctx context.Context, p *fake.Process) int {
 	if out == "/dev/null" {
 		return 0 // the warm-up: a cache to fill, which the fake has not
 	}
-	src, err := p.ReadFile("/src/main.go")
+	src, err := p.ReadFile("/in/src/main.go")
 	if err != nil {
-		fmt.Fprintf(p.Stderr(), "no Go files in /src: %v\n", err)
+		fmt.Fprintf(p.Stderr(), "no Go files in /in/src: %v\n", err)
 		return 1
 	}
 	name, errs := compile(src)
