@@ -3,6 +3,8 @@ package host_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -64,6 +66,35 @@ func TestReadoptAfterHostRestart(t *testing.T) {
 		}
 		if fmt.Sprint(ticks) != fmt.Sprint(want) {
 			t.Fatalf("captured %q, want %q", ticks, want)
+		}
+		if err := h.Delete(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestUnrecordedFolderRemoved: a create moves the program's folder in
+// place before it writes the record; a Host killed in between left a
+// folder no program owns (found by the e2e kill test). The next Host
+// removes it, and keeps the folders of recorded programs.
+func TestUnrecordedFolderRemoved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := hosttest.NewFake(t, fake.Options{Program: ticker(time.Second)})
+		dir := t.TempDir()
+		h := f.Open(t, dir)
+		id := createProgram(t, h, dockerfileProgram("ivy", "1"))
+		hosttest.Close(t, h)
+		cut := filepath.Join(dir, "programs", "ivy-build-0123456789abcdef01234567-89abcdef")
+		if err := os.MkdirAll(filepath.Join(cut, "src"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(cut, "src", "main.go"), []byte("package main\n"), 0o600)
+		h = f.Open(t, dir)
+		if _, err := os.Stat(cut); !os.IsNotExist(err) {
+			t.Errorf("the unrecorded folder is still there: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "programs", id, "src")); err != nil {
+			t.Errorf("the recorded program's folder: %v", err)
 		}
 		if err := h.Delete(context.Background(), id); err != nil {
 			t.Fatal(err)

@@ -66,6 +66,7 @@ func (h *Host) reconcile(ctx context.Context) error {
 			return err
 		}
 	}
+	h.removeUnrecorded(known)
 	for pid, cs := range byProgram {
 		if known[pid] {
 			continue
@@ -112,4 +113,26 @@ func (h *Host) logSince(id string) time.Time {
 		return t.Add(time.Nanosecond)
 	}
 	return time.Time{}
+}
+
+// removeUnrecorded removes the program folders no record owns: a create
+// moves its folder in place (and mounts its /state) before it writes the
+// record, so a Host killed in between leaves a folder that no program
+// will ever use. It runs before the API serves, when no create is under
+// way.
+func (h *Host) removeUnrecorded(known map[string]bool) {
+	entries, err := os.ReadDir(filepath.Join(h.opts.DataDir, "programs"))
+	if err != nil {
+		h.log.Error("looking for unrecorded program folders", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if known[e.Name()] {
+			continue
+		}
+		h.log.Warn("removing the folder of a program that was never recorded (a create cut short)", "program", e.Name())
+		if err := h.removeProgramDir(e.Name()); err != nil {
+			h.log.Error("removing an unrecorded program folder", "program", e.Name(), "err", err)
+		}
+	}
 }
