@@ -124,4 +124,16 @@ for m in "${targets[@]}"; do
 	check_module "$m"
 done
 
+# Last, alone: the engine restart test stops and starts dockerd, which any
+# other engine test running at the same time would feel.
+if [[ " ${targets[*]} " == *" . "* ]]; then
+	header "module .: the engine restart (dockerd stopped and started under running programs)"
+	if [ "$(id -u)" != 0 ]; then
+		echo "not root: skipping the engine restart test (it restarts dockerd)" >&2
+	else
+		HERSHY_ENGINE_RESTART=1 go test -race -count=1 -timeout 20m -run '^TestEngineRestart$' ./e2e ||
+			die "module .: the engine restart test"
+	fi
+fi
+
 header "all checks passed"

@@ -160,12 +160,12 @@ func (r *runner) run(ctx context.Context) (err error) {
 }
 
 // median returns the middle of ds (the mean of the two middle ones).
-func median(ds []time.Duration) time.Duration {
+func median[T ~int64 | ~float64](ds []T) T {
 	return quantile(ds, 0.5)
 }
 
 // quantile returns the q-quantile of ds (linear between ranks).
-func quantile(ds []time.Duration, q float64) time.Duration {
+func quantile[T ~int64 | ~float64](ds []T, q float64) T {
 	if len(ds) == 0 {
 		return 0
 	}
@@ -177,7 +177,7 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 		return s[len(s)-1]
 	}
 	frac := pos - float64(i)
-	return s[i] + time.Duration(frac*float64(s[i+1]-s[i]))
+	return s[i] + T(frac*float64(s[i+1]-s[i]))
 }
 
 // ms formats a duration in milliseconds, with sensible precision.

@@ -27,6 +27,7 @@ func (h *Host) eventLoop(events <-chan driver.Event, errs <-chan error) {
 			}
 		default:
 		}
+		h.breaks.Add(1)
 		h.recheckHealth() // the engine may be gone: say so now, not in a few seconds
 		select {
 		case <-h.ctx.Done():

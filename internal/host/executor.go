@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/builder"
@@ -84,7 +85,7 @@ func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
 			return "", err
 		}
 	}
-	img, err := h.builder.Build(ctx, builder.Request{
+	req := builder.Request{
 		BuildID:   buildID,
 		Owner:     row.UserID,
 		SourceDir: filepath.Join(h.programDir(id), "src"),
@@ -93,7 +94,20 @@ func (h *Host) build(ctx context.Context, id, buildID string) (string, error) {
 		Progress: func(p builder.Progress) {
 			h.publishProgress(id, BuildProgress{BuildID: buildID, Packages: p.Packages, Elapsed: p.Elapsed, Done: p.Done})
 		},
-	}, lw)
+	}
+	breaks := h.breaks.Load()
+	img, err := h.builder.Build(ctx, req, lw)
+	if err != nil && ctx.Err() == nil && h.engineWentAway(ctx, breaks) {
+		// Not the source's fault: build again once the engine is back
+		// (within the build's own time limit), rather than fail.
+		fmt.Fprintf(lw, "==> the build was interrupted: the container engine went away during it (%s); building again once it answers\n", firstLine(err.Error()))
+		if werr := h.waitForEngine(ctx); werr != nil {
+			err = fmt.Errorf("the build was interrupted: the container engine went away during it and did not answer again within the build's time limit: %w", err)
+		} else {
+			fmt.Fprintf(lw, "==> the engine answers again\n")
+			img, err = h.builder.Build(ctx, req, lw)
+		}
+	}
 	finished := time.Now()
 	rec.FinishedAt, rec.Duration = &finished, finished.Sub(started)
 	if err != nil {
@@ -324,4 +338,39 @@ func haltErr(hctx context.Context, verb string, limit time.Duration, err error) 
 		return fmt.Errorf("the engine did not %s the container within %s: %w", verb, limit, err)
 	}
 	return err
+}
+
+// engineWentAway tells whether a failed build may be the engine's doing:
+// its event stream ended since breaks was read (a restart ends it), or it
+// does not answer now.
+func (h *Host) engineWentAway(ctx context.Context, breaks int64) bool {
+	if h.breaks.Load() != breaks {
+		return true
+	}
+	cctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	defer cancel()
+	return h.driver.Check(cctx) != nil
+}
+
+// waitForEngine waits until the engine answers, or ctx ends.
+func (h *Host) waitForEngine(ctx context.Context) error {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, healthTimeout)
+		err := h.driver.Check(cctx, h.opts.Runtime)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// firstLine is s up to its first line break.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }

@@ -229,6 +229,7 @@ type Host struct {
 	watcher  *http.Client  // reaches WatcherAPIs through the driver
 	checker  *http.Client  // the same, a connection per request (answering.go)
 	probing  atomic.Int64  // readiness probes running now (probeReady shares a budget)
+	breaks   atomic.Int64  // times the engine's event stream ended (an engine restart ends it)
 	launches chan struct{} // a slot per engine launch running now (Options.Launches)
 	halts    chan struct{} // a slot per container being stopped now (Options.Halts)
 	wt       *http.Transport

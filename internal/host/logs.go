@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/logstore"
 )
 
@@ -61,28 +62,64 @@ func (h *Host) startCapture(id, cid string, since time.Time) {
 		defer h.wg.Done()
 		defer close(c.done)
 		defer cancel()
-		rc, err := h.driver.Logs(ctx, cid, since, true)
-		if err != nil {
-			if ctx.Err() == nil {
-				h.log.Warn("following container output", "program", id, "err", err)
-			}
-			return
-		}
-		defer rc.Close()
-		defer context.AfterFunc(ctx, func() { rc.Close() })()
 		// The stream lives as long as the container: a small buffer, since
 		// there is one per running program (output lines are short; a long
 		// one takes a few reads).
-		if _, err := io.CopyBuffer(f, rc, make([]byte, 2<<10)); err != nil && ctx.Err() == nil && !errors.Is(err, io.ErrClosedPipe) {
-			h.log.Warn("capturing container output", "program", id, "err", err)
+		buf := make([]byte, 2<<10)
+		for {
+			h.follow(ctx, id, cid, since, f, buf)
+			f.Flush()
+			// The stream ended: the container exited, or the engine went
+			// away under it (a restart under live-restore keeps the
+			// container running). Follow again, after the last line
+			// stored, for as long as the container runs.
+			if !h.mayStillRun(ctx, cid) {
+				break
+			}
+			since = h.logSince(id)
 		}
-		f.Flush()
 		h.mu.Lock()
 		if h.captures[cid] == c {
 			delete(h.captures, cid)
 		}
 		h.mu.Unlock()
 	}()
+}
+
+// follow copies a container's output from since to f until the stream
+// ends.
+func (h *Host) follow(ctx context.Context, id, cid string, since time.Time, f io.Writer, buf []byte) {
+	rc, err := h.driver.Logs(ctx, cid, since, true)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, driver.ErrNotFound) {
+			h.log.Warn("following container output", "program", id, "err", err)
+		}
+		return
+	}
+	defer rc.Close()
+	defer context.AfterFunc(ctx, func() { rc.Close() })()
+	if _, err := io.CopyBuffer(f, rc, buf); err != nil && ctx.Err() == nil && !errors.Is(err, io.ErrClosedPipe) {
+		h.log.Warn("capturing container output", "program", id, "err", err)
+	}
+}
+
+// mayStillRun waits a second and tells whether a container whose output
+// stream ended may still be running: it runs, or the engine does not
+// answer yet (the capture tries again). False once ctx ends.
+func (h *Host) mayStillRun(ctx context.Context, cid string) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(time.Second):
+	}
+	info, err := h.driver.InspectContainer(ctx, cid)
+	switch {
+	case ctx.Err() != nil, errors.Is(err, driver.ErrNotFound):
+		return false
+	case err != nil:
+		return true
+	}
+	return info.Running
 }
 
 // stopCapture ends a container's capture and waits until its output so far

@@ -3,6 +3,7 @@ package host_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -408,6 +409,7 @@ func TestRaceEngineDies(t *testing.T) {
 		// container id).
 		whileDown func(t *testing.T, d *hosttest.Fake, cid string)
 		longer    bool // the outage outlasts the start timeout
+		after     func(t *testing.T, h *host.Host, p store.Program)
 	}{
 		{name: "while the container starts", hooks: func(crashHere, goOn chan struct{}) fake.Hooks {
 			var once sync.Once
@@ -422,6 +424,26 @@ func TestRaceEngineDies(t *testing.T) {
 				}
 				return nil
 			}}
+		}},
+		{name: "during the build", hooks: func(crashHere, goOn chan struct{}) fake.Hooks {
+			var once sync.Once
+			return fake.Hooks{Before: func(ctx context.Context, c fake.Call) error {
+				if c.Method == "BuildImage" && strings.HasPrefix(c.Ref, "hersh-program-") {
+					once.Do(func() { close(crashHere); <-goOn })
+				}
+				return nil
+			}}
+		}, after: func(t *testing.T, h *host.Host, p store.Program) {
+			// Built again once the engine answered, and the log says why.
+			rc, err := h.BuildLog(context.Background(), p.BuildID, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			b, _ := io.ReadAll(rc)
+			if !strings.Contains(string(b), "the build was interrupted: the container engine went away") {
+				t.Errorf("the build log does not say the build was interrupted:\n%s", b)
+			}
 		}},
 		{name: "during the readiness probe, past the start timeout", longer: true, hooks: func(crashHere, goOn chan struct{}) fake.Hooks {
 			var once sync.Once
@@ -486,6 +508,9 @@ func TestRaceEngineDies(t *testing.T) {
 				if len(cs) != 1 || cs[0].ID != p.ContainerID || !cs[0].Running {
 					t.Fatalf("after the engine came back: containers %+v, record %+v", cs, p)
 				}
+				if tc.after != nil {
+					tc.after(t, h, p)
+				}
 				if tc.whileDown != nil && (p.ContainerID == before.ContainerID || p.RestartCount != 1) {
 					t.Errorf("the exit during the outage was not seen: %+v", p)
 				}
@@ -532,6 +557,45 @@ func TestRaceEventStreamBreaks(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("history %+v lacks the exit", tr)
+		}
+	})
+}
+
+// TestCaptureAfterEngineRestart: the engine goes away under a Ready
+// program and comes back (a dockerd restart under live-restore): its
+// output stream ended with the engine, and the Host follows it again, so
+// what the program prints after is captured, once (found by the e2e
+// engine restart test: the program's logs stopped at the restart).
+func TestCaptureAfterEngineRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := newFakeEngine(t, ticker(time.Second), fake.Hooks{})
+		h := d.Open(t, t.TempDir())
+		id := createProgram(t, h, dockerfileProgram("iris", "1"))
+		if _, err := h.Start(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		before := settle(t, h, id, lifecycle.Ready)
+		time.Sleep(3500 * time.Millisecond)
+		d.Crash(errors.New("dockerd stopped"))
+		time.Sleep(5 * time.Second)
+		d.Restore()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		after := settle(t, h, id, lifecycle.Ready)
+		if after.ContainerID != before.ContainerID {
+			t.Fatalf("the program was restarted: %+v", after)
+		}
+		ticks := hosttest.LogLines(t, h, id, "tick ")
+		if len(ticks) < 12 {
+			t.Fatalf("captured %q: the output after the engine came back is missing", ticks)
+		}
+		for i, l := range ticks {
+			if want := fmt.Sprintf("tick %d", i+1); l != want {
+				t.Fatalf("line %d is %q, want %q (all: %q)", i, l, want, ticks)
+			}
+		}
+		if err := h.Delete(context.Background(), id); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
