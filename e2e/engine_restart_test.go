@@ -104,6 +104,10 @@ func testEngineRestart(t *testing.T, rt string) {
 	if log := building.buildLog(); !strings.Contains(log, "the build was interrupted: the container engine went away") {
 		t.Errorf("the build log does not say the build was interrupted:\n%s", lastLines(log, 30))
 	}
+	// Deleted and stopped, the Host leaves nothing: not even the build
+	// sandbox the engine's restart cut off, which it could not remove then.
+	h.cleanup()
+	h.checkNothingLeft()
 }
 
 // slowGo is a Go file of n small functions: a few seconds of compiling.

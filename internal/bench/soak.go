@@ -152,7 +152,9 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		o.WorkDir = dir
 	}
 	rep := &SoakReport{Started: time.Now(), Options: o, Machine: describeMachine(ctx, engine)}
-	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, "soak %s: "+format+"\n", append([]any{o.Runtime}, a...)...) }
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(o.Log, "soak %s: "+format+"\n", append([]any{o.Runtime}, a...)...)
+	}
 
 	logf("starting the Host")
 	h, err := startHost(ctx, Options{Hershy: o.Hershy, SharedCache: o.SharedCache, WorkDir: o.WorkDir}, o.Runtime, "soak")

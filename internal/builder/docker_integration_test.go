@@ -78,6 +78,7 @@ func TestDockerImageRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { b.Close() })
 	req := storeSource(t, "", helloProgram(probeMain))
 	req.Tag = "hershy-buildtest-" + req.BuildID
 	t.Cleanup(func() { exec.Command("docker", "rmi", "-f", req.Tag).Run() })

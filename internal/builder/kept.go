@@ -52,6 +52,9 @@ type keptSet struct {
 	m      map[string]*keptSandbox
 	closed bool
 	wg     sync.WaitGroup // idle sandboxes being removed
+	// left are sandboxes whose removal failed (the engine was away): they
+	// are tried again at the next build and at Close.
+	left []string
 }
 
 // DefaultKeepSandbox is how long a user's build sandbox stays up after
@@ -161,15 +164,31 @@ func (b *Builder) retireIdle(sb *keptSandbox) {
 	os.RemoveAll(sb.dir)
 }
 
-// removeKept removes a kept sandbox's container; a failure is not the
-// build's (the next Host start removes what is left).
+// removeKept removes a kept sandbox's container. A failure is not the
+// build's: the container is tried again later (retryLeft), and the next
+// Host start removes whatever is still left.
 func (b *Builder) removeKept(id string) {
 	if id == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b.driver.RemoveContainer(ctx, id)
+	if err := b.driver.RemoveContainer(ctx, id); err != nil && !errors.Is(err, driver.ErrNotFound) {
+		b.kept.mu.Lock()
+		b.kept.left = append(b.kept.left, id)
+		b.kept.mu.Unlock()
+	}
+}
+
+// retryLeft tries again to remove the sandboxes whose removal failed.
+func (b *Builder) retryLeft() {
+	b.kept.mu.Lock()
+	left := b.kept.left
+	b.kept.left = nil
+	b.kept.mu.Unlock()
+	for _, id := range left {
+		b.removeKept(id)
+	}
 }
 
 // endKept ends sb after a build that did not succeed (see keptSandbox),
@@ -189,7 +208,11 @@ func (b *Builder) endKept(ctx context.Context, sb *keptSandbox) (oomKilled bool)
 			oomKilled = info.OOMKilled
 		}
 	}
-	b.driver.RemoveContainer(ctx, id)
+	if err := b.driver.RemoveContainer(ctx, id); err != nil && !errors.Is(err, driver.ErrNotFound) {
+		b.kept.mu.Lock()
+		b.kept.left = append(b.kept.left, id)
+		b.kept.mu.Unlock()
+	}
 	return oomKilled
 }
 
@@ -223,6 +246,7 @@ func (b *Builder) startKept(ctx context.Context, sb *keptSandbox, spec driver.Jo
 // runKept runs spec's go command in owner's kept sandbox, starting it if
 // needed; a build that does not succeed ends the sandbox.
 func (b *Builder) runKept(ctx context.Context, sb *keptSandbox, spec driver.JobSpec, out *capture) (driver.JobResult, error) {
+	b.retryLeft()
 	id, err := b.startKept(ctx, sb, spec)
 	if err != nil {
 		return driver.JobResult{}, err
@@ -258,6 +282,7 @@ func (b *Builder) closeKept() {
 		b.removeKept(id)
 	}
 	b.kept.wg.Wait()
+	b.retryLeft()
 }
 
 // Close removes the build sandboxes kept up between builds. Builds still
