@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,6 +64,7 @@ func testEngineRestart(t *testing.T, rt string) {
 	}
 
 	steadyPid, victimPid := containerPid(t, steadyBefore), containerPid(t, victimBefore)
+	late := newHost(t, rt, nil, nil) // started while the engine is down
 	pid := stopEngine(t)
 	t.Logf("dockerd (%d) stopped", pid)
 	// The engine is down: the Host says so.
@@ -75,8 +78,14 @@ func testEngineRestart(t *testing.T, rt string) {
 	if err := syscall.Kill(victimPid, syscall.SIGKILL); err != nil {
 		t.Fatalf("killing the victim's process: %v", err)
 	}
+	// A Host started now stays up and says what it waits for.
+	late.launch()
+	waitStarting(t, late)
 	startEngine(t)
 	waitHealth(t, h, http.StatusOK)
+	// The late Host opens once the engine answers, and works.
+	late.awaitHealthy()
+	late.deploy(t, late.user("carol"), "late", client.SourceRequest{SrcFiles: src}).waitState("Ready", 3*time.Minute)
 
 	// The steady program was never touched.
 	after := steady.waitState("Ready", time.Minute)
@@ -108,6 +117,57 @@ func testEngineRestart(t *testing.T, rt string) {
 	// sandbox the engine's restart cut off, which it could not remove then.
 	h.cleanup()
 	h.checkNothingLeft()
+}
+
+// waitStarting waits until a Host that waits for the engine says so: 503
+// and status "starting" from /healthz, hershy_engine_up 0 on /metrics, and
+// 503 for the API.
+func waitStarting(t *testing.T, h *host) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var body struct {
+			Status string `json:"status"`
+			Engine struct {
+				OK      bool   `json:"ok"`
+				Problem string `json:"problem"`
+			} `json:"engine"`
+		}
+		resp, err := http.Get(h.url() + "/healthz")
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable && body.Status == "starting" && !body.Engine.OK && body.Engine.Problem != "" {
+				break
+			}
+		}
+		select {
+		case <-h.exited:
+			t.Fatalf("a Host started while the engine is down exited:\n%s", h.logTail(20))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz of a Host waiting for the engine: %v %+v", err, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resp, err := http.Get(h.url() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "hershy_engine_up 0") {
+		t.Errorf("/metrics while waiting for the engine:\n%s", b)
+	}
+	resp, err = http.Get(h.url() + "/programs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET /programs while waiting for the engine: %s", resp.Status)
+	}
 }
 
 // slowGo is a Go file of n small functions: a few seconds of compiling.

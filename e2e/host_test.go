@@ -69,6 +69,15 @@ func startHost(t testing.TB, rt string) *host {
 // startHostWith starts a Host with extra serve flags and environment.
 func startHostWith(t testing.TB, rt string, args, env []string) *host {
 	t.Helper()
+	h := newHost(t, rt, args, env)
+	h.start()
+	return h
+}
+
+// newHost prepares a Host (its data directory and address) without
+// starting it.
+func newHost(t testing.TB, rt string, args, env []string) *host {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
@@ -81,7 +90,6 @@ func startHostWith(t testing.TB, rt string, args, env []string) *host {
 	h.addr = ln.Addr().String()
 	ln.Close()
 	t.Cleanup(h.cleanup)
-	h.start()
 	return h
 }
 
@@ -89,6 +97,13 @@ func (h *host) url() string { return "http://" + h.addr }
 
 // start runs `hershy serve` and waits until /healthz answers.
 func (h *host) start() {
+	h.t.Helper()
+	h.launch()
+	h.awaitHealthy()
+}
+
+// launch runs `hershy serve`.
+func (h *host) launch() {
 	h.t.Helper()
 	caches := testenv.GoCaches(h.t)
 	logf, err := os.OpenFile(h.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -111,7 +126,12 @@ func (h *host) start() {
 		logf.Close()
 		close(done)
 	}(h.cmd, h.exited)
+}
 
+// awaitHealthy waits until the launched Host's /healthz answers 200, and
+// reads the admin token.
+func (h *host) awaitHealthy() {
+	h.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(h.url() + "/healthz")

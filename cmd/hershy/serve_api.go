@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/api"
@@ -17,29 +21,14 @@ import (
 )
 
 // serve opens the Host on the data directory and serves the API until ctx
-// ends; the Host is closed after the HTTP server has shut down.
+// ends; the Host is closed after the HTTP server has shut down. The
+// address answers from the start: while the container engine (or the
+// programs' runtime) does not, the Host waits for it and says so there
+// (api.Starting), and opens once it does.
 func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error {
 	dataDir, err := filepath.Abs(o.dataDir)
 	if err != nil {
 		return fmt.Errorf("serve: data directory: %w", err)
-	}
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("serve: listen %s: %w", o.listen, err)
-	}
-	defer ln.Close()
-	engine, err := docker.New()
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	// Fail at once, and say why, when the engine is down or lacks the
-	// runtime: otherwise every program would fail at its first start.
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = engine.Check(cctx, o.runtime)
-	cancel()
-	if err != nil {
-		engine.Close()
-		return fmt.Errorf("serve: %w", err)
 	}
 	if o.buildMemory < 256<<20 {
 		return usageError{fmt.Errorf("--build-memory: at least 256MiB")}
@@ -57,6 +46,44 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	if o.maxLaunches < 1 || o.launchTimeout <= 0 {
 		return usageError{fmt.Errorf("--max-launches and --launch-timeout must be positive")}
 	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("serve: listen %s: %w", o.listen, err)
+	}
+	defer ln.Close()
+	engine, err := docker.New()
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	// One HTTP server for the whole run; what it serves changes once the
+	// Host is open.
+	starting := api.NewStarting(o.runtime, time.Now())
+	var current atomic.Pointer[http.Handler]
+	setHandler := func(h http.Handler) { current.Store(&h) }
+	setHandler(starting)
+	srvCtx, stopServer := context.WithCancel(ctx)
+	defer stopServer()
+	served := make(chan error, 1)
+	go func() {
+		served <- serveHTTP(srvCtx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*current.Load()).ServeHTTP(w, r)
+		}), logger)
+	}()
+	// fail stops the server before the deferred closes run.
+	fail := func(err error) error {
+		stopServer()
+		<-served
+		return err
+	}
+
+	if err := waitForEngine(ctx, engine, o.runtime, starting, logger, a.errOut); err != nil {
+		engine.Close()
+		if ctx.Err() != nil {
+			return fail(nil) // stopped while waiting
+		}
+		return fail(fmt.Errorf("serve: %w", err))
+	}
 	h, err := host.Open(ctx, host.Options{
 		DataDir: dataDir, Runtime: o.runtime, Logger: logger, Quotas: o.quotas,
 		Launches: o.maxLaunches, LaunchTimeout: o.launchTimeout,
@@ -68,7 +95,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		StateBytes: o.stateBytes, MaxStateBytes: o.maxStateBytes, UncappedState: o.uncappedState,
 	}, engine)
 	if err != nil {
-		return fmt.Errorf("serve: opening host: %w", err)
+		return fail(fmt.Errorf("serve: opening host: %w", err))
 	}
 	defer func() {
 		if err := h.Close(); err != nil {
@@ -77,7 +104,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	}()
 	_, path, created, err := h.Tokens().EnsureAdmin(ctx, dataDir)
 	if err != nil {
-		return fmt.Errorf("serve: admin token: %w", err)
+		return fail(fmt.Errorf("serve: admin token: %w", err))
 	}
 	if created {
 		fmt.Fprintf(a.errOut, "Created the admin token in %s (mode 0600)\n", path)
@@ -90,14 +117,50 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		ProxyInFlight: o.proxyInFlight, ProxyHeaderTimeout: o.proxyHeaderTimeout,
 	})
 	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+		return fail(fmt.Errorf("serve: %w", err))
 	}
 	defer handler.Close() // before the Host closes (deferred earlier)
 	dash, err := ui.New(handler, ui.Options{Logger: logger, Version: version})
 	if err != nil {
-		return fmt.Errorf("serve: dashboard: %w", err)
+		return fail(fmt.Errorf("serve: dashboard: %w", err))
 	}
+	setHandler(ui.Mount(handler, dash))
 	fmt.Fprintf(a.errOut, "Hershy Host %s listening on http://%s (data %s, runtime %s); dashboard at http://%s/ui/\n",
 		version, ln.Addr(), dataDir, o.runtime, ln.Addr())
-	return serveHTTP(ctx, ln, ui.Mount(handler, dash), logger)
+	return <-served
+}
+
+// waitForEngine returns once the engine answers and has the runtime, or
+// when ctx ends (its error). Meanwhile it checks every couple of seconds,
+// tells starting of each failed check and says what it waits for: once on
+// out, and in the log at each change.
+func waitForEngine(ctx context.Context, engine *docker.Driver, runtime string, starting *api.Starting, logger *slog.Logger, out io.Writer) error {
+	said := ""
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := engine.Check(cctx, runtime)
+		cancel()
+		if err == nil {
+			if said != "" {
+				logger.Info("the container engine answers; opening the Host")
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		starting.Checked(time.Now(), errors.Is(err, driver.ErrRuntimeMissing))
+		if msg := err.Error(); msg != said {
+			if said == "" {
+				fmt.Fprintf(out, "Waiting for the container engine (%v); the Host opens once it answers, and /healthz says so meanwhile\n", err)
+			}
+			logger.Warn("waiting for the container engine", "err", err)
+			said = msg
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }

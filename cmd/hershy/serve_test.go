@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -49,21 +51,93 @@ func TestDefaultDataDir(t *testing.T) {
 	}
 }
 
-// TestServeRefusesWithoutEngine: with no engine to talk to, serve stops at
-// once with exit code 1 and says so, before it opens the data directory or
-// listens.
-func TestServeRefusesWithoutEngine(t *testing.T) {
+// TestServeWaitsForEngine: with no engine to talk to, serve stays up and
+// says what it waits for (/healthz 503 "starting", hershy_engine_up 0, the
+// API 503) instead of exiting, before it opens the data directory; it
+// stops cleanly when told to. (The e2e engine restart test sees such a
+// Host open once the engine answers.)
+func TestServeWaitsForEngine(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(dir, "no-engine.sock"))
 	t.Setenv("HERSHY_CONFIG", filepath.Join(dir, "none.json"))
 	data := filepath.Join(dir, "data")
-	out, errOut, code := runCLI(t, "serve", "--data", data, "--listen", "127.0.0.1:0", "--runtime", "runc")
-	if code != 1 || !strings.Contains(errOut, "engine does not answer") {
-		t.Fatalf("serve without an engine: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--data", data, "--listen", addr, "--runtime", "runc"}, &out, &errOut)
+	}()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := get("/healthz")
+		if code == http.StatusServiceUnavailable && strings.Contains(body, `"status":"starting"`) && strings.Contains(body, "engine does not answer") {
+			break
+		}
+		select {
+		case c := <-done:
+			t.Fatalf("serve exited (%d) without an engine:\n%s", c, errOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "hershy_engine_up 0") {
+		t.Errorf("/metrics: %d %s", code, body)
+	}
+	if code, body := get("/programs"); code != http.StatusServiceUnavailable || !strings.Contains(body, "the Host is starting") {
+		t.Errorf("/programs: %d %s", code, body)
 	}
 	if _, err := os.Stat(filepath.Join(data, "hershy.db")); !os.IsNotExist(err) {
-		t.Errorf("serve created its database before finding the engine: %v", err)
+		t.Errorf("serve opened its database before the engine answered: %v", err)
 	}
+	cancel()
+	select {
+	case c := <-done:
+		if c != 0 {
+			t.Errorf("serve stopped while waiting: exit %d\n%s", c, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(errOut.String(), "Waiting for the container engine") {
+		t.Errorf("stderr does not say what serve waits for:\n%s", errOut.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestParseByteSize(t *testing.T) {
