@@ -143,7 +143,11 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		return nil, err
 	}
 	defer engine.Close()
-	if o.WorkDir == "" {
+	if o.WorkDir != "" {
+		if err := os.MkdirAll(o.WorkDir, 0o700); err != nil {
+			return nil, err
+		}
+	} else {
 		dir, err := os.MkdirTemp("", "hershy-soak-")
 		if err != nil {
 			return nil, err

@@ -8,6 +8,7 @@
 //	exit N                                           exits with code N
 //	fill MIB                                         writes up to MIB MiB to /state/fill.bin, logs "probe-fill <bytes> <error>"
 //	spew MIB                                         prints MIB MiB of log lines, then "probe-spewed"
+//	eat MIB                                          takes and touches MIB MiB of memory, and keeps it
 //
 // A counter of runs is kept in durable context state and in /state/runs.txt,
 // so the suite can tell that state survived a restart.
@@ -32,6 +33,9 @@ import (
 
 // starts counts the sessions this program has begun, across restarts.
 var starts = hersh.NewKey[int]("starts")
+
+// eaten holds what "eat" took, so it stays taken.
+var eaten [][]byte
 
 func main() {
 	w, err := hersh.New(hersh.Config{}, step)
@@ -95,6 +99,19 @@ func step(c *hersh.Context) error {
 				fmt.Printf("spew %07d %s\n", i, line)
 			}
 			log.Printf("probe-spewed")
+		case "eat":
+			mib, err := strconv.Atoi(arg)
+			if err != nil {
+				return fmt.Errorf("eat: %w", err)
+			}
+			for range mib {
+				b := make([]byte, 1<<20)
+				for i := range b {
+					b[i] = 1
+				}
+				eaten = append(eaten, b)
+			}
+			log.Printf("probe-ate %d", mib)
 		case "exit":
 			code, err := strconv.Atoi(arg)
 			if err != nil {

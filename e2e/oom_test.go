@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/client"
+)
+
+// TestOOMUnderLoad: a program that takes more memory than its limit, while
+// others run, is killed by the kernel; the Host records why, counts the
+// restart and restarts it with the documented back-off (1 s, then 2 s),
+// and the programs around it are not touched.
+func TestOOMUnderLoad(t *testing.T) { forEachRuntime(t, testOOMUnderLoad) }
+
+func testOOMUnderLoad(t *testing.T, rt string) {
+	h := startHost(t, rt)
+	alice := h.user("alice")
+	counter := readSource(t, filepath.Join(examplesDir, "simple-counter"))
+	var load []*program
+	for _, name := range []string{"load-1", "load-2", "load-3"} {
+		load = append(load, h.deploy(t, alice, name, client.SourceRequest{SrcFiles: counter}))
+	}
+	eater := h.deploy(t, alice, "eater", client.SourceRequest{SrcFiles: readSource(t, "testdata/probe"), MemoryBytes: 64 << 20})
+	for _, p := range append(load, eater) {
+		p.waitState("Ready", 3*time.Minute)
+	}
+	for i := 1; i <= 2; i++ {
+		eater.send("eat 200")
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			p := eater.get()
+			if p.RestartCount == i && p.State == "Ready" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after eating past its limit (%d): %s, %d restarts, %s", i, p.State, p.RestartCount, p.ErrorMsg)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// The history says why, each time, and how long the Host waited.
+	var hist struct {
+		Transitions []struct {
+			From, To, Reason string
+			At               time.Time
+		} `json:"transitions"`
+	}
+	req, _ := http.NewRequest(http.MethodGet, h.url()+"/programs/"+eater.id+"/history", nil)
+	code, m := eater.do(req)
+	b, _ := json.Marshal(m)
+	if err := json.Unmarshal(b, &hist); code != http.StatusOK || err != nil {
+		t.Fatalf("history: %d %v", code, err)
+	}
+	tr := hist.Transitions
+	var delays []time.Duration
+	for i, x := range tr {
+		if x.From != "Ready" || x.To != "Error" {
+			continue
+		}
+		// runc: the engine flags the memory kill. runsc: the kill takes
+		// the sandbox down, and the engine may only see exit 137.
+		if !strings.Contains(x.Reason, "killed for exceeding its memory limit") && !(rt == "runsc" && strings.Contains(x.Reason, "code 137")) {
+			t.Errorf("the crash's reason: %q", x.Reason)
+		}
+		for _, y := range tr[i+1:] {
+			if y.From == "Error" && y.To == "Starting" {
+				delays = append(delays, y.At.Sub(x.At))
+				break
+			}
+		}
+	}
+	t.Logf("restart delays after the memory kills: %v", delays)
+	if len(delays) != 2 || delays[0] < 800*time.Millisecond || delays[1] < 1600*time.Millisecond {
+		t.Errorf("restart delays %v, want two, at least 0.8 s then 1.6 s (history %+v)", delays, tr)
+	}
+	if p := eater.get(); p.LastExitCode == nil || *p.LastExitCode != 137 {
+		t.Errorf("last exit code %v, want 137", p.LastExitCode)
+	}
+	for _, p := range load {
+		if got := p.get(); got.State != "Ready" || got.RestartCount != 0 {
+			t.Errorf("%s beside the memory kills: %s, %d restarts", p.name, got.State, got.RestartCount)
+		}
+	}
+}
