@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,39 +42,14 @@ func testOOMUnderLoad(t *testing.T, rt string) {
 		}
 	}
 	// The history says why, each time, and how long the Host waited.
-	var hist struct {
-		Transitions []struct {
-			From, To, Reason string
-			At               time.Time
-		} `json:"transitions"`
-	}
-	req, _ := http.NewRequest(http.MethodGet, h.url()+"/programs/"+eater.id+"/history", nil)
-	code, m := eater.do(req)
-	b, _ := json.Marshal(m)
-	if err := json.Unmarshal(b, &hist); code != http.StatusOK || err != nil {
-		t.Fatalf("history: %d %v", code, err)
-	}
-	tr := hist.Transitions
-	var delays []time.Duration
-	for i, x := range tr {
-		if x.From != "Ready" || x.To != "Error" {
-			continue
-		}
-		// runc: the engine flags the memory kill. runsc: the kill takes
-		// the sandbox down, and the engine may only see exit 137.
-		if !strings.Contains(x.Reason, "killed for exceeding its memory limit") && !(rt == "runsc" && strings.Contains(x.Reason, "code 137")) {
-			t.Errorf("the crash's reason: %q", x.Reason)
-		}
-		for _, y := range tr[i+1:] {
-			if y.From == "Error" && y.To == "Starting" {
-				delays = append(delays, y.At.Sub(x.At))
-				break
-			}
-		}
-	}
+	// runc: the engine flags the memory kill. runsc: the kill takes the
+	// sandbox down, and the engine may only see exit 137.
+	delays := restartDelays(t, eater, func(reason string) bool {
+		return strings.Contains(reason, "killed for exceeding its memory limit") || (rt == "runsc" && strings.Contains(reason, "code 137"))
+	})
 	t.Logf("restart delays after the memory kills: %v", delays)
 	if len(delays) != 2 || delays[0] < 800*time.Millisecond || delays[1] < 1600*time.Millisecond {
-		t.Errorf("restart delays %v, want two, at least 0.8 s then 1.6 s (history %+v)", delays, tr)
+		t.Errorf("restart delays %v, want two, at least 0.8 s then 1.6 s", delays)
 	}
 	if p := eater.get(); p.LastExitCode == nil || *p.LastExitCode != 137 {
 		t.Errorf("last exit code %v, want 137", p.LastExitCode)

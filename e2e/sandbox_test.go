@@ -200,41 +200,47 @@ func checkCrashLoop(t *testing.T, p *program) {
 		t.Errorf("%s after two crashes: restart_count %d", p.name, pr.RestartCount)
 	}
 	// The history shows each crash and the delay before the restart.
+	delays := restartDelays(t, p, func(reason string) bool { return strings.Contains(reason, "code 3") })
+	t.Logf("restart delays after crashes: %v", delays)
+	if len(delays) != 2 || delays[0] < 800*time.Millisecond || delays[1] < 1600*time.Millisecond {
+		t.Errorf("restart delays %v, want two, at least 0.8s then 1.6s", delays)
+	}
+}
+
+// restartDelays reads a program's history: for each crash (Ready to
+// Error, whose reason must satisfy reasonOK) the time until its restart
+// began.
+func restartDelays(t *testing.T, p *program, reasonOK func(string) bool) []time.Duration {
+	t.Helper()
+	type transition struct {
+		From, To, Reason string
+		At               time.Time
+	}
 	var hist struct {
-		Transitions []struct {
-			From, To, Reason string
-			At               time.Time
-		} `json:"transitions"`
+		Transitions []transition `json:"transitions"`
 	}
 	req, _ := http.NewRequest(http.MethodGet, p.h.url()+"/programs/"+p.id+"/history", nil)
 	code, m := p.do(req)
 	b, _ := json.Marshal(m)
-	if err := json.Unmarshal(b, &hist); code != 200 || err != nil {
+	if err := json.Unmarshal(b, &hist); code != http.StatusOK || err != nil {
 		t.Fatalf("history: %d %v", code, err)
 	}
 	tr := hist.Transitions
-	slices.SortFunc(tr, func(a, b struct {
-		From, To, Reason string
-		At               time.Time
-	}) int {
-		return a.At.Compare(b.At)
-	})
+	slices.SortFunc(tr, func(a, b transition) int { return a.At.Compare(b.At) })
 	var delays []time.Duration
 	for i, x := range tr {
-		if x.From == "Ready" && x.To == "Error" {
-			if !strings.Contains(x.Reason, "code 3") {
-				t.Errorf("crash reason %q", x.Reason)
-			}
-			for _, y := range tr[i+1:] {
-				if y.From == "Error" && y.To == "Starting" {
-					delays = append(delays, y.At.Sub(x.At))
-					break
-				}
+		if x.From != "Ready" || x.To != "Error" {
+			continue
+		}
+		if !reasonOK(x.Reason) {
+			t.Errorf("%s: crash reason %q", p.name, x.Reason)
+		}
+		for _, y := range tr[i+1:] {
+			if y.From == "Error" && y.To == "Starting" {
+				delays = append(delays, y.At.Sub(x.At))
+				break
 			}
 		}
 	}
-	t.Logf("restart delays after crashes: %v", delays)
-	if len(delays) != 2 || delays[0] < 800*time.Millisecond || delays[1] < 1600*time.Millisecond {
-		t.Errorf("restart delays %v, want two, at least 0.8s then 1.6s (history %+v)", delays, tr)
-	}
+	return delays
 }

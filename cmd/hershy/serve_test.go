@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -69,7 +68,8 @@ func TestServeWaitsForEngine(t *testing.T) {
 	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	// run writes through a syncWriter; the buffers are read once it returned.
+	var out, errOut bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--data", data, "--listen", addr, "--runtime", "runc"}, &out, &errOut)
@@ -120,24 +120,6 @@ func TestServeWaitsForEngine(t *testing.T) {
 	if !strings.Contains(errOut.String(), "Waiting for the container engine") {
 		t.Errorf("stderr does not say what serve waits for:\n%s", errOut.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestParseByteSize(t *testing.T) {
