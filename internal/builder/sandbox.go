@@ -262,10 +262,10 @@ func (b *Builder) runGo(ctx context.Context, job goJob, log io.Writer) error {
 	case ctx.Err() != nil:
 		err = ctx.Err()
 	case err != nil:
-	case res.Vanished:
-		err = fmt.Errorf("the build sandbox died and the engine did not report its exit (memory limit %d MiB)", spec.Limits.MemoryBytes>>20)
 	case res.OOMKilled:
 		err = fmt.Errorf("the build ran out of memory: it exceeded its memory limit (%d MiB)", spec.Limits.MemoryBytes>>20)
+	case res.Vanished:
+		err = fmt.Errorf("the build sandbox died and the engine did not report its exit (memory limit %d MiB)", spec.Limits.MemoryBytes>>20)
 	case res.ExitCode == 137:
 		// Under runsc the engine does not always flag a memory kill.
 		err = fmt.Errorf("the build was killed (exit status 137), most likely for exceeding its memory limit (%d MiB)", spec.Limits.MemoryBytes>>20)

@@ -75,13 +75,13 @@ func (d *Driver) ExecJob(ctx context.Context, id string, spec driver.ExecSpec, o
 			if ins.Running {
 				// The stream ended but the command did not: the engine
 				// lost it with the container.
-				return d.execDied(ctx, id)
+				return d.execDied(ctx, id, true)
 			}
 			if ins.ExitCode >= 128 && d.stoppedSoon(ctx, id) {
 				// Under runsc a command whose sandbox died (a memory
 				// kill) ends with 128 or so, and the engine may mark the
 				// container stopped a moment later.
-				return d.execDied(ctx, id)
+				return d.execDied(ctx, id, false)
 			}
 			res.ExitCode = ins.ExitCode
 			return res, nil
@@ -99,17 +99,17 @@ func (d *Driver) ExecJob(ctx context.Context, id string, spec driver.ExecSpec, o
 			if stopped || gone >= 2 {
 				att.Close()
 				<-copied
-				return d.execDied(ctx, id)
+				return d.execDied(ctx, id, !stopped)
 			}
 		}
 	}
 }
 
-// execDied is ExecJob's result when the job's container stopped (or its
-// sandbox vanished) under the command: 137, as for a kill, and whether the
-// engine saw a memory kill.
-func (d *Driver) execDied(ctx context.Context, id string) (driver.JobResult, error) {
-	res := driver.JobResult{ExitCode: 137, Vanished: true}
+// execDied is ExecJob's result when the job's container stopped under the
+// command, or its sandbox vanished while the engine still showed it
+// running: 137, as for a kill, and whether the engine saw a memory kill.
+func (d *Driver) execDied(ctx context.Context, id string, vanished bool) (driver.JobResult, error) {
+	res := driver.JobResult{ExitCode: 137, Vanished: vanished}
 	if ins, err := d.cli.ContainerInspect(context.WithoutCancel(ctx), id); err == nil && ins.State != nil {
 		res.OOMKilled = ins.State.OOMKilled
 	}
