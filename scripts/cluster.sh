@@ -56,6 +56,15 @@ took() { awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1fs", b - 
 
 need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 
+# quiet runs a command with its output in the build log, shown if it fails.
+quiet() {
+	mkdir -p "$DIR"
+	if ! "$@" >>"$DIR/build.log" 2>&1; then
+		tail -n 30 "$DIR/build.log" >&2
+		die "$* failed (the whole output is in $DIR/build.log)"
+	fi
+}
+
 # go_env points the Go toolchain at the cluster's own caches, so a build
 # neither fills nor depends on the user's.
 go_env() {
@@ -87,7 +96,7 @@ build_kubernetes() {
 	local cmds="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl" pkgs="" c
 	for c in $cmds; do pkgs="$pkgs k8s.io/kubernetes/cmd/$c"; done
 	# shellcheck disable=SC2086
-	(cd "$mod" && go get $(for c in $cmds; do printf 'k8s.io/kubernetes/cmd/%s@%s ' "$c" "$K8S_VERSION"; done) "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
+	(cd "$mod" && quiet go get $(for c in $cmds; do printf 'k8s.io/kubernetes/cmd/%s@%s ' "$c" "$K8S_VERSION"; done) "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
 	log "kubernetes $K8S_VERSION: compiling (minutes)"
 	local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 	local ld="-s -w"
@@ -119,7 +128,7 @@ build_gvisor() {
 	perl -0pi -e 's/if err := sys\.SetOOMScore\(cmd\.Process\.Pid, oomScoreMax\); err != nil \{\n\t\treturn shim\.BootstrapParams\{\}, fmt\.Errorf\("failed to set OOM Score on shim: %w", err\)\n\t\}/_ = sys.SetOOMScore(cmd.Process.Pid, oomScoreMax) \/\/ hershy cluster: no CAP_SYS_RESOURCE/' "$mgr"
 	grep -q 'hershy cluster: no CAP_SYS_RESOURCE' "$mgr" || die "gvisor: could not make the shim's OOM score call non-fatal"
 	printf 'module hershy.local/cluster/gvisor\n\ngo 1.26\n\nrequire gvisor.dev/gvisor %s\n\nreplace gvisor.dev/gvisor => ./gvisor\n' "$GVISOR_VERSION" >"$mod/go.mod"
-	(cd "$mod" && go get gvisor.dev/gvisor/runsc gvisor.dev/gvisor/shim)
+	(cd "$mod" && quiet go get gvisor.dev/gvisor/runsc gvisor.dev/gvisor/shim)
 	log "gvisor: compiling"
 	(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$BIN/runsc" gvisor.dev/gvisor/runsc)
 	(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$BIN/containerd-shim-runsc-v1.bin" gvisor.dev/gvisor/shim)
@@ -134,7 +143,7 @@ build_registry() {
 	mkdir -p "$mod"
 	printf 'module hershy.local/cluster/registry\n\ngo 1.24.0\n' >"$mod/go.mod"
 	log "registry $REGISTRY_VERSION: fetching and compiling"
-	(cd "$mod" && go get "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION")
+	(cd "$mod" && quiet go get "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION")
 	(cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$BIN/registry" github.com/distribution/distribution/v3/cmd/registry)
 }
 
@@ -147,6 +156,7 @@ fetch_debs() {
 	log "CNI plugins: from Debian's containernetworking-plugins"
 	local tmp
 	tmp=$(mktemp -d)
+	chown _apt "$tmp" 2>/dev/null || true # apt downloads as _apt when it can
 	(cd "$tmp" && apt-get download -qq containernetworking-plugins >/dev/null) ||
 		{ apt-get update -qq && (cd "$tmp" && apt-get download -qq containernetworking-plugins >/dev/null); } ||
 		die "apt-get download containernetworking-plugins failed"
