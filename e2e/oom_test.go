@@ -41,18 +41,16 @@ func testOOMUnderLoad(t *testing.T, rt string) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	// The history says why, each time, and how long the Host waited.
+	// The history says why, each time, and how long the Host waited (the
+	// program's view describes its current run: the exit is history).
 	// runc: the engine flags the memory kill. runsc: the kill takes the
 	// sandbox down, and the engine may only see exit 137.
 	delays := restartDelays(t, eater, func(reason string) bool {
-		return strings.Contains(reason, "killed for exceeding its memory limit") || (rt == "runsc" && strings.Contains(reason, "code 137"))
+		return strings.Contains(reason, "code 137") && (strings.Contains(reason, "OOM killed") || rt == "runsc")
 	})
 	t.Logf("restart delays after the memory kills: %v", delays)
 	if len(delays) != 2 || delays[0] < 800*time.Millisecond || delays[1] < 1600*time.Millisecond {
 		t.Errorf("restart delays %v, want two, at least 0.8 s then 1.6 s", delays)
-	}
-	if p := eater.get(); p.LastExitCode == nil || *p.LastExitCode != 137 {
-		t.Errorf("last exit code %v, want 137", p.LastExitCode)
 	}
 	for _, p := range load {
 		if got := p.get(); got.State != "Ready" || got.RestartCount != 0 {
