@@ -172,7 +172,7 @@ build_pause() {
 	tmp=$(mktemp -d)
 	(cd "$ROOT" && CGO_ENABLED=0 GOWORK= GOFLAGS= go build -trimpath -ldflags "-s -w" -o "$tmp/pause" ./scripts/cluster/pause)
 	printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' >"$tmp/Dockerfile"
-	docker build -q -t "$PAUSE_IMAGE" "$tmp" >/dev/null
+	docker build -q -t "$PAUSE_IMAGE" "$tmp" >"$tmp/out" 2>&1 || { cat "$tmp/out" >&2; die "building the pause image failed"; }
 	docker save "$PAUSE_IMAGE" -o "$DIR/pause.tar"
 	docker rmi "$PAUSE_IMAGE" >/dev/null
 	rm -rf "$tmp"
