@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -42,20 +43,8 @@ marked in the report.`,
 				return err
 			}
 			// A run that failed part way still reports what it measured.
-			w := a.out
-			if out != "" {
-				f, err := os.Create(out)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = f
-			}
-			if err := rep.WriteMarkdown(w, "hershy "+strings.Join(os.Args[1:], " ")); err != nil {
-				return err
-			}
-			if out != "" {
-				fmt.Fprintf(a.errOut, "report written to %s\n", out)
+			if werr := a.writeReport(out, rep.WriteMarkdown); werr != nil {
+				return werr
 			}
 			return err
 		},
@@ -70,4 +59,25 @@ marked in the report.`,
 	f.StringVar(&out, "out", "", "write the report to this file instead of standard output")
 	f.StringVar(&o.WorkDir, "work-dir", "", "keep the Hosts' data directories and logs in this folder (default: a temporary one, removed at the end)")
 	return cmd
+}
+
+// writeReport writes a Markdown report, headed by the command that made
+// it, to the file out (saying so) or, with out empty, to standard output.
+func (a *app) writeReport(out string, write func(w io.Writer, command string) error) error {
+	w := a.out
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	if err := write(w, "hershy "+strings.Join(os.Args[1:], " ")); err != nil {
+		return err
+	}
+	if out != "" {
+		fmt.Fprintf(a.errOut, "report written to %s\n", out)
+	}
+	return nil
 }

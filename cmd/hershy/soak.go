@@ -2,9 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,23 +37,11 @@ root, as serve does).`,
 			if rep == nil {
 				return err
 			}
-			w := a.out
-			if out != "" {
-				f, ferr := os.Create(out)
-				if ferr != nil {
-					return ferr
-				}
-				defer f.Close()
-				w = f
-			}
 			if rep.Series == nil && err == nil {
 				err = errors.New("soak: no sample was taken")
 			}
-			if werr := rep.WriteMarkdown(w, "hershy "+strings.Join(os.Args[1:], " ")); werr != nil {
+			if werr := a.writeReport(out, rep.WriteMarkdown); werr != nil {
 				return werr
-			}
-			if out != "" {
-				fmt.Fprintf(a.errOut, "report written to %s\n", out)
 			}
 			if err == nil && !rep.OK() {
 				err = errors.New("soak: something kept growing, or a program restarted by itself (see the report)")
