@@ -149,7 +149,6 @@ func waitForEngine(ctx context.Context, engine *docker.Driver, runtime string, s
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		starting.Checked(time.Now(), errors.Is(err, driver.ErrRuntimeMissing))
 		if msg := err.Error(); msg != said {
 			if said == "" {
 				fmt.Fprintf(out, "Waiting for the container engine (%v); the Host opens once it answers, and /healthz says so meanwhile\n", err)
@@ -157,6 +156,7 @@ func waitForEngine(ctx context.Context, engine *docker.Driver, runtime string, s
 			logger.Warn("waiting for the container engine", "err", err)
 			said = msg
 		}
+		starting.Checked(time.Now(), errors.Is(err, driver.ErrRuntimeMissing)) // after the words: /healthz then shows a check that was said
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

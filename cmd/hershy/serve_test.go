@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -86,7 +87,17 @@ func TestServeWaitsForEngine(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, body := get("/healthz")
-		if code == http.StatusServiceUnavailable && strings.Contains(body, `"status":"starting"`) && strings.Contains(body, "engine does not answer") {
+		var h struct {
+			Status    string    `json:"status"`
+			CheckedAt time.Time `json:"checked_at"`
+			Engine    struct {
+				Problem string    `json:"problem"`
+				Since   time.Time `json:"since"`
+			} `json:"engine"`
+		}
+		json.Unmarshal([]byte(body), &h)
+		// Until the first check has failed, checked_at is the wait's start.
+		if code == http.StatusServiceUnavailable && h.Status == "starting" && strings.Contains(h.Engine.Problem, "engine does not answer") && h.CheckedAt.After(h.Engine.Since) {
 			break
 		}
 		select {
