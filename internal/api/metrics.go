@@ -154,8 +154,8 @@ func newMetrics(s *server) *metrics {
 			buildDur: prometheus.NewDesc("hershy_build_duration_seconds_sum", "Total duration of recorded builds by status.", []string{"status"}, nil),
 			state:    prometheus.NewDesc("hershy_program_state_bytes", "Bytes a program stores in /state.", []string{"program"}, nil),
 			stateCap: prometheus.NewDesc("hershy_program_state_limit_bytes", "Size cap of a program's /state.", []string{"program"}, nil),
-			engineUp: prometheus.NewDesc("hershy_engine_up", "1 when the container engine answered the Host's last check.", nil, nil),
-			rtUp:     prometheus.NewDesc("hershy_runtime_up", "1 when the programs' runtime could run containers at the Host's last check.", []string{"runtime"}, nil),
+			engineUp: prometheus.NewDesc("hershy_engine_up", engineUpHelp, nil, nil),
+			rtUp:     prometheus.NewDesc("hershy_runtime_up", runtimeUpHelp, []string{"runtime"}, nil),
 			answers:  prometheus.NewDesc("hershy_program_watcher_answering", "1 when a Ready program's WatcherAPI answered the Host's last check.", []string{"program"}, nil),
 		},
 		newUsageCollector(s))

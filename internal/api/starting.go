@@ -39,6 +39,13 @@ func (s *Starting) Checked(at time.Time, runtimeMissing bool) {
 	s.mu.Unlock()
 }
 
+// The health gauges' help, the same while starting as once open
+// (metrics.go).
+const (
+	engineUpHelp  = "1 when the container engine answered the Host's last check."
+	runtimeUpHelp = "1 when the programs' runtime could run containers at the Host's last check."
+)
+
 const startingProblem = "the container engine does not answer: the Host opens, and starts supervising programs, once it does"
 
 func (s *Starting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -62,8 +69,8 @@ func (s *Starting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			up = 1
 		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		fmt.Fprintf(w, "# HELP hershy_engine_up 1 when the container engine answered the Host's last check.\n# TYPE hershy_engine_up gauge\nhershy_engine_up %d\n", up)
-		fmt.Fprintf(w, "# HELP hershy_runtime_up 1 when the programs' runtime could run containers at the Host's last check.\n# TYPE hershy_runtime_up gauge\nhershy_runtime_up{runtime=%q} 0\n", s.runtime)
+		fmt.Fprintf(w, "# HELP hershy_engine_up %s\n# TYPE hershy_engine_up gauge\nhershy_engine_up %d\n", engineUpHelp, up)
+		fmt.Fprintf(w, "# HELP hershy_runtime_up %s\n# TYPE hershy_runtime_up gauge\nhershy_runtime_up{runtime=%q} 0\n", runtimeUpHelp, s.runtime)
 	default:
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "the Host is starting: "+problem)

@@ -707,6 +707,17 @@ func checkKeptJob(k *kit) {
 	if _, out, err := exec(k.ctx, "0:0", "-exit", "0"); !errors.Is(err, driver.ErrInvalidSpec) || out != "" {
 		k.t.Errorf("ExecJob as root = %v (output %q), want ErrInvalidSpec", err, out)
 	}
+	for what, spec := range map[string]driver.ExecSpec{
+		"no command":       {User: "10001:10001"},
+		"relative workdir": {User: "10001:10001", Cmd: []string{"/probe", "-exit", "0"}, WorkDir: "in/src"},
+		"not KEY=VALUE":    {User: "10001:10001", Cmd: []string{"/probe", "-exit", "0"}, Env: []string{"=x"}},
+		"named user":       {User: "builder", Cmd: []string{"/probe", "-exit", "0"}},
+	} {
+		var out syncBuffer
+		if _, err := jk.ExecJob(k.ctx, id, spec, &out); !errors.Is(err, driver.ErrInvalidSpec) || out.String() != "" {
+			k.t.Errorf("%s: ExecJob = %v (output %q), want ErrInvalidSpec", what, err, out.String())
+		}
+	}
 	ctx, cancel := context.WithTimeout(k.ctx, 2*time.Second)
 	defer cancel()
 	start := time.Now()
