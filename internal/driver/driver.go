@@ -273,12 +273,25 @@ type JobResult struct {
 	Vanished bool
 }
 
-// Mount is a bind mount from the Host's filesystem.
+// Mount is a bind mount from the Host's filesystem, or a volume the
+// engine keeps by name (Kind).
 type Mount struct {
-	Source   string
+	Source   string // a path on the Host, or the volume's name
 	Target   string
 	ReadOnly bool
+	Kind     MountKind
 }
+
+// MountKind says what a Mount's Source is. The Docker driver mounts Host
+// folders (the Host and the engine share a machine); the Kubernetes driver
+// mounts only what lives in the cluster (a Pod's node is not the Host).
+type MountKind string
+
+const (
+	MountBind   MountKind = ""       // Source is a folder on the Host
+	MountClaim  MountKind = "claim"  // Source names a PersistentVolumeClaim
+	MountSecret MountKind = "secret" // Source names a Secret, mounted read-only
+)
 
 // Limits are the container's resource limits.
 type Limits struct {

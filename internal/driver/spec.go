@@ -172,6 +172,8 @@ func (s ImportSpec) Check() error {
 var (
 	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	labelKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+	// volumeName is a DNS label, which every engine accepts as a name.
+	volumeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
 // plainText refuses invalid UTF-8 and control characters (line breaks,
@@ -249,8 +251,14 @@ func checkMounts(ms []Mount) error {
 	for _, m := range ms {
 		src, dst := m.Source, m.Target
 		switch {
-		case !path.IsAbs(src) || path.Clean(src) != src:
+		case m.Kind != MountBind && m.Kind != MountClaim && m.Kind != MountSecret:
+			return fmt.Errorf("mount kind %q is unknown", m.Kind)
+		case m.Kind == MountBind && (!path.IsAbs(src) || path.Clean(src) != src):
 			return fmt.Errorf("mount source %q must be an absolute clean path", src)
+		case m.Kind != MountBind && !volumeName.MatchString(src):
+			return fmt.Errorf("mount source %q: a %s's name of lowercase letters, digits and '-' is required", src, m.Kind)
+		case m.Kind == MountSecret && !m.ReadOnly:
+			return fmt.Errorf("secret mount %q must be read-only", dst)
 		case !path.IsAbs(dst) || path.Clean(dst) != dst || dst == "/":
 			return fmt.Errorf("mount target %q must be an absolute clean path below /", dst)
 		case dst == "/tmp" || strings.HasPrefix(dst, "/tmp/") || ReservedTarget(dst):
@@ -273,4 +281,16 @@ func ReservedTarget(dst string) bool {
 		}
 	}
 	return false
+}
+
+// BindOnly refuses, with ErrInvalidSpec, a mount that is not of a Host
+// folder: for an engine on the Host's machine, which keeps no volumes of
+// its own for the Host.
+func BindOnly(ms []Mount) error {
+	for _, m := range ms {
+		if m.Kind != MountBind {
+			return fmt.Errorf("%w: mount of %s: this engine mounts Host folders only, not a %s", ErrInvalidSpec, m.Target, m.Kind)
+		}
+	}
+	return nil
 }

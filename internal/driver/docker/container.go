@@ -98,6 +98,9 @@ func containerConfig(spec driver.ContainerSpec, img imageFacts) (*container.Conf
 	if err := spec.Check(); err != nil {
 		return nil, nil, nil, fmt.Errorf("docker: %w", err)
 	}
+	if err := driver.BindOnly(spec.Mounts); err != nil {
+		return nil, nil, nil, fmt.Errorf("docker: %w", err)
+	}
 	rtName := driver.SpecRuntime(spec.Runtime)
 	lim := spec.Limits
 	mounts := bindMounts(spec.Mounts)

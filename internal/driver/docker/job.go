@@ -141,6 +141,9 @@ func jobConfig(spec driver.JobSpec) (*container.Config, *container.HostConfig, e
 	if err := spec.Check(); err != nil {
 		return nil, nil, fmt.Errorf("docker: %w", err)
 	}
+	if err := driver.BindOnly(spec.Mounts); err != nil {
+		return nil, nil, fmt.Errorf("docker: %w", err)
+	}
 	rtName := driver.SpecRuntime(spec.Runtime)
 	lim := spec.Limits
 	mounts := bindMounts(spec.Mounts)

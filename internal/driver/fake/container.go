@@ -137,6 +137,9 @@ func (d *Driver) create(spec driver.ContainerSpec) (string, error) {
 	if err := spec.Check(); err != nil {
 		return "", fmt.Errorf("fake: %w", err)
 	}
+	if err := driver.BindOnly(spec.Mounts); err != nil {
+		return "", fmt.Errorf("fake: %w", err)
+	}
 	if err := checkSources(spec.Mounts); err != nil {
 		return "", fmt.Errorf("fake: create container %s: %w", spec.Name, err)
 	}

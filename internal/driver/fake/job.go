@@ -33,6 +33,9 @@ func (d *Driver) runJob(ctx context.Context, spec driver.JobSpec, out io.Writer)
 	if err := spec.Check(); err != nil {
 		return res, fmt.Errorf("fake: %w", err)
 	}
+	if err := driver.BindOnly(spec.Mounts); err != nil {
+		return res, fmt.Errorf("fake: %w", err)
+	}
 	if err := checkSources(spec.Mounts); err != nil {
 		return res, fmt.Errorf("fake: create job %s: %w", spec.Name, err)
 	}
