@@ -89,6 +89,26 @@ type Fixture struct {
 	// the ids of every container it created, to look for what the engine
 	// may have left behind (processes, mounts).
 	Leftovers func(t *testing.T, containerIDs []string)
+	// RemotePids says the engine runs containers on other machines, so
+	// ContainerInfo.Pid is 0 even while a container runs (Kubernetes).
+	RemotePids bool
+	// LogsPerRun says a container started again keeps only its new run's
+	// output (Kubernetes: a Pod per run).
+	LogsPerRun bool
+	// FlatImages says the engine cannot tell which images were built on an
+	// image (a registry), so RemoveImage of a base image whose child a
+	// container uses may succeed.
+	FlatImages bool
+	// SampledStats says Stats reports the node's last sample, taken every
+	// few seconds, and no task count (Kubernetes: the kubelet's summary):
+	// the kit waits for a sample that shows what the probe touched, and
+	// accepts 0 tasks.
+	SampledStats bool
+	// Volume, if set, makes the writable (or read-only) volume a check
+	// mounts at target, and returns it with the folder on this machine
+	// that holds its files ("" when they cannot be read from here). Unset,
+	// the kit bind-mounts a temporary folder.
+	Volume func(t *testing.T, target string, readOnly bool) (m driver.Mount, dir string)
 	// Parallel runs the checks in parallel with each other.
 	Parallel bool
 	// Timeout bounds each wait of a check (an event, an exit, an answer).
@@ -400,6 +420,24 @@ func (k *kit) nextEvent(evs <-chan driver.Event, errs <-chan error, id string) (
 			return driver.Event{}, false
 		}
 	}
+}
+
+// volume is a volume for target (Fixture.Volume), and its folder here.
+func (k *kit) volume(target string, readOnly bool) (driver.Mount, string) {
+	k.t.Helper()
+	if k.fx.Volume != nil {
+		return k.fx.Volume(k.t, target, readOnly)
+	}
+	dir := k.tempDir()
+	return driver.Mount{Source: dir, Target: target, ReadOnly: readOnly}, dir
+}
+
+// pid reports whether a container's pid is what its state says.
+func (k *kit) pidOK(info driver.ContainerInfo) bool {
+	if k.fx.RemotePids || !info.Running {
+		return info.Pid == 0
+	}
+	return info.Pid > 0
 }
 
 // tempDir is a folder every user may write (the probe runs as 10001).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/driver"
@@ -39,6 +40,22 @@ func (d *Driver) CreateContainer(ctx context.Context, spec driver.ContainerSpec)
 			return "", err
 		}
 	}
+	// The image's labels are the container's too, as with Docker, except
+	// the Host's own (driver.LabelPrefix), which an image cannot set.
+	imgLabels, err := d.reg.labels(ctx, image)
+	if err != nil {
+		return "", err
+	}
+	merged := map[string]string{}
+	for k, v := range imgLabels {
+		if !strings.HasPrefix(k, driver.LabelPrefix) {
+			merged[k] = v
+		}
+	}
+	for k, v := range spec.Labels {
+		merged[k] = v
+	}
+	spec.Labels = merged
 	pod, err := podFor(spec, image, class, d.opts.StopGrace)
 	if err != nil {
 		return "", err

@@ -150,8 +150,10 @@ type forwardAddr string
 func (a forwardAddr) Network() string { return "portforward" }
 func (a forwardAddr) String() string  { return string(a) }
 
-func (c *forwardConn) LocalAddr() net.Addr  { return forwardAddr("host") }
-func (c *forwardConn) RemoteAddr() net.Addr { return forwardAddr("127.0.0.1:" + strconv.Itoa(int(c.port))) }
+func (c *forwardConn) LocalAddr() net.Addr { return forwardAddr("host") }
+func (c *forwardConn) RemoteAddr() net.Addr {
+	return forwardAddr("127.0.0.1:" + strconv.Itoa(int(c.port)))
+}
 
 // Deadlines are not supported by the streams; the Host bounds its calls
 // with contexts and closes the connection.
@@ -160,4 +162,3 @@ func (c *forwardConn) SetReadDeadline(time.Time) error  { return errNoDeadline }
 func (c *forwardConn) SetWriteDeadline(time.Time) error { return errNoDeadline }
 
 var errNoDeadline = errors.New("kubernetes: a forwarded connection has no deadlines")
-

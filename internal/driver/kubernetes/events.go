@@ -37,7 +37,9 @@ func transition(was seen, p *corev1.Pod, deleted bool, now time.Time) ([]driver.
 	}
 	if s.exited && !was.died {
 		if s.oom {
-			out = append(out, ev(driver.EventOOM, s.finishedAt))
+			e := ev(driver.EventOOM, s.finishedAt)
+			e.OOMKilled = true
+			out = append(out, e)
 		}
 		e := ev(driver.EventDie, s.finishedAt)
 		e.ExitCode, e.OOMKilled = s.exitCode, s.oom
@@ -62,11 +64,9 @@ func (d *Driver) Events(ctx context.Context) (<-chan driver.Event, <-chan error)
 	errs := make(chan error, 1)
 	go func() {
 		defer close(out)
-		err := d.events(ctx, out)
-		if ctx.Err() != nil {
-			err = ctx.Err()
+		if err := d.events(ctx, out); err != nil && ctx.Err() == nil {
+			errs <- err // the caller's own end is no error
 		}
-		errs <- err
 		close(errs)
 	}()
 	return out, errs

@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -86,7 +87,7 @@ func (d *Driver) RemoveImage(ctx context.Context, ref string) error {
 	}
 	for _, p := range pods.Items {
 		for _, c := range p.Spec.Containers {
-			if c.Image == pinned || c.Image == ref {
+			if sameImage(c.Image, pinned) {
 				return fmt.Errorf("kubernetes: remove image %s: %w: Pod %s uses it", ref, driver.ErrInUse, p.Name)
 			}
 		}
@@ -154,8 +155,14 @@ func (r *registry) remote(tag string) (string, error) {
 // another reference).
 func (r *registry) localTag(ref string) string {
 	named, err := reference.ParseNormalizedNamed(ref)
-	if err != nil || reference.Domain(named) != r.host {
+	if err != nil {
 		return ""
+	}
+	if reference.Domain(named) != r.host {
+		if _, ok := named.(reference.Digested); ok {
+			return ""
+		}
+		return ref // the Builder's own tag
 	}
 	tagged, ok := named.(reference.Tagged)
 	if !ok {
@@ -173,7 +180,17 @@ func (r *registry) split(ref string) (repo, which string, err error) {
 		return "", "", fmt.Errorf("kubernetes: image %q: %w", ref, err)
 	}
 	if reference.Domain(named) != r.host {
-		return "", "", fmt.Errorf("kubernetes: image %q: %w: not in the registry %s", ref, driver.ErrNotFound, r.host)
+		// A tag of the Builder's: where the driver pushes it.
+		if _, ok := named.(reference.Digested); ok {
+			return "", "", fmt.Errorf("kubernetes: image %q: %w: not in the registry %s", ref, driver.ErrNotFound, r.host)
+		}
+		remote, err := r.remote(ref)
+		if err != nil {
+			return "", "", err
+		}
+		if named, err = reference.ParseNormalizedNamed(remote); err != nil {
+			return "", "", fmt.Errorf("kubernetes: image %q: %w", ref, err)
+		}
 	}
 	repo = reference.Path(named)
 	switch v := named.(type) {
@@ -222,10 +239,10 @@ func (r *registry) resolve(ctx context.Context, ref string) (string, error) {
 	if digest == "" {
 		return "", fmt.Errorf("kubernetes: registry: no digest for %s", ref)
 	}
-	if i := strings.Index(ref, "@"); i >= 0 {
-		ref = ref[:i]
+	if which == digest {
+		return r.host + "/" + repo + "@" + digest, nil
 	}
-	return ref + "@" + digest, nil
+	return r.host + "/" + repo + ":" + which + "@" + digest, nil
 }
 
 // delete removes a pinned reference's manifest.
@@ -245,6 +262,70 @@ func (r *registry) delete(ctx context.Context, pinned string) error {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusNotFound {
 		return fmt.Errorf("kubernetes: registry: delete %s: %s", pinned, resp.Status)
+	}
+	return nil
+}
+
+// sameImage reports whether two pinned references name one image: the same
+// repository and digest, whatever the tag.
+func sameImage(a, b string) bool {
+	na, err1 := reference.ParseNormalizedNamed(a)
+	nb, err2 := reference.ParseNormalizedNamed(b)
+	if err1 != nil || err2 != nil {
+		return a == b
+	}
+	da, ok1 := na.(reference.Digested)
+	db, ok2 := nb.(reference.Digested)
+	return ok1 && ok2 && na.Name() == nb.Name() && da.Digest() == db.Digest()
+}
+
+// labels reads an image's labels from its configuration in the registry
+// (a Docker or OCI manifest; an index is refused: the Builder pushes one
+// platform).
+func (r *registry) labels(ctx context.Context, pinned string) (map[string]string, error) {
+	repo, which, err := r.split(pinned)
+	if err != nil {
+		return nil, err
+	}
+	var manifest struct {
+		MediaType string `json:"mediaType"`
+		Config    struct {
+			Digest string `json:"digest"`
+		} `json:"config"`
+	}
+	if err := r.getJSON(ctx, "/v2/"+repo+"/manifests/"+which, &manifest); err != nil {
+		return nil, err
+	}
+	if manifest.Config.Digest == "" {
+		return nil, fmt.Errorf("kubernetes: image %s: a manifest of one image is required (got %q)", pinned, manifest.MediaType)
+	}
+	var config struct {
+		Config struct {
+			Labels map[string]string `json:"Labels"`
+		} `json:"config"`
+	}
+	if err := r.getJSON(ctx, "/v2/"+repo+"/blobs/"+manifest.Config.Digest, &config); err != nil {
+		return nil, err
+	}
+	return config.Config.Labels, nil
+}
+
+func (r *registry) getJSON(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.scheme+"://"+r.host+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", manifestTypes)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("kubernetes: registry: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("kubernetes: registry: GET %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(v); err != nil {
+		return fmt.Errorf("kubernetes: registry: GET %s: %w", path, err)
 	}
 	return nil
 }

@@ -83,4 +83,3 @@ func untimestamp(r io.Reader, w io.Writer, since time.Time) error {
 		}
 	}
 }
-

@@ -77,11 +77,15 @@ func podFor(spec driver.ContainerSpec, image string, class *string, grace time.D
 	if err != nil {
 		return nil, err
 	}
-	labels := map[string]string{}
+	given := map[string]string{driver.LabelManaged: "true"}
 	for k, v := range spec.Labels {
+		given[k] = v
+	}
+	labels := map[string]string{}
+	for k, v := range given {
 		labels[labelKey(k)] = labelValue(v)
 	}
-	all, _ := json.Marshal(spec.Labels)
+	all, _ := json.Marshal(given)
 	lim, _ := json.Marshal(map[string]int64{"pids": spec.Limits.Pids, "logBytes": spec.Limits.LogBytes})
 	var env []corev1.EnvVar
 	for _, kv := range spec.Env {
@@ -238,6 +242,11 @@ func stateOf(p *corev1.Pod) podState {
 		s.exited = true
 		s.exitCode = int(t.ExitCode)
 		s.oom = t.Reason == "OOMKilled"
+		if s.oom && s.exitCode != 137 {
+			// A memory kill is a SIGKILL; gVisor's sandbox dies with it
+			// and the runtime reports 128 (status unknown).
+			s.exitCode = 137
+		}
 		s.startedAt, s.finishedAt = t.StartedAt.Time, t.FinishedAt.Time
 		if s.finishedAt.IsZero() {
 			s.finishedAt = p.DeletionTimestamp.Time
