@@ -165,6 +165,12 @@ fetch_debs() {
 	rm -rf "$tmp"
 }
 
+# build_provisioner builds the volume provisioner of the StorageClass
+# hershy-local (scripts/cluster/provisioner), from this repository.
+build_provisioner() {
+	(cd "$ROOT" && quiet go build -trimpath -o "$BIN/hershy-provisioner" ./scripts/cluster/provisioner)
+}
+
 # build_pause makes the pods' sandbox image (scripts/cluster/pause) FROM
 # scratch, saved as a tarball for containerd to import.
 build_pause() {
@@ -190,6 +196,7 @@ cmd_build() {
 	build_gvisor
 	build_registry
 	build_pause
+	build_provisioner
 	log "built in $(took): $(ls "$BIN" | tr '\n' ' ')"
 }
 
@@ -315,6 +322,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   disable_apparmor = true
   netns_mounts_under_state_dir = true
   restrict_oom_score_adj = true
+  # An image's VOLUME would otherwise be a writable folder on the node,
+  # past the read-only root.
+  ignore_image_defined_volumes = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -362,7 +372,7 @@ EOF
 
 cmd_up() {
 	need_root
-	[ -x "$BIN/kubelet" ] && [ -x "$BIN/registry" ] && [ -f "$DIR/pause.tar" ] || die "not built: run scripts/cluster.sh build first"
+	[ -x "$BIN/kubelet" ] && [ -x "$BIN/registry" ] && [ -x "$BIN/hershy-provisioner" ] && [ -f "$DIR/pause.tar" ] || die "not built: run scripts/cluster.sh build first"
 	if [ -f "$RUN/apiserver.pid" ] && kill -0 "$(cat "$RUN/apiserver.pid")" 2>/dev/null; then
 		die "already up (scripts/cluster.sh down first)"
 	fi
@@ -423,6 +433,22 @@ kind: RuntimeClass
 metadata: {name: gvisor-host}
 handler: runsc-host
 EOF
+	# Programs' /state: a claim of hershy-local gets a loop-mounted ext4
+	# filesystem of its size on this machine (the provisioner).
+	"$BIN/kubectl" apply -f - >/dev/null <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: hershy-local
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: hershy.org/local
+reclaimPolicy: Delete
+allowVolumeExpansion: true
+volumeBindingMode: Immediate
+EOF
+	rm -rf "$DIR/volumes"
+	mkdir -p "$DIR/volumes"
+	start provisioner "$BIN/hershy-provisioner" -kubeconfig "$PKI/admin.kubeconfig" -root "$DIR/volumes"
 	log "node Ready ($(took))"
 	mkdir -p "$DIR/registry-data"
 	printf 'version: 0.1\nlog: {level: warn}\nstorage:\n  filesystem: {rootdirectory: %s}\n  delete: {enabled: true}\nhttp:\n  addr: %s\n' \
@@ -459,7 +485,7 @@ cmd_down() {
 		KUBECONFIG=$PKI/admin.kubeconfig "$BIN/kubectl" delete pods --all --all-namespaces --wait=true --timeout=90s >/dev/null 2>&1 || true
 	fi
 	local c
-	for c in kubelet controller-manager scheduler apiserver etcd containerd registry; do
+	for c in kubelet provisioner controller-manager scheduler apiserver etcd containerd registry; do
 		stop_pid "$c"
 	done
 	# Shims of this containerd (found by its socket) still alive.
@@ -471,6 +497,15 @@ cmd_down() {
 	for m in $(awk -v d="$DIR/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r); do
 		umount "$m" 2>/dev/null || umount -l "$m" || true
 	done
+	# The volumes' loop devices, then their files.
+	local img dev
+	for img in "$DIR"/volumes/*/state.img; do
+		[ -f "$img" ] || continue
+		for dev in $(losetup -j "$img" -O NAME -n 2>/dev/null); do
+			losetup -d "$dev" 2>/dev/null || true
+		done
+	done
+	rm -rf "$DIR/volumes"
 	ip link del "$BRIDGE" 2>/dev/null || true
 	for c in /sys/fs/cgroup/*/kubepods; do
 		[ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
@@ -489,7 +524,7 @@ cmd_down() {
 
 cmd_status() {
 	local c up=0
-	for c in etcd apiserver controller-manager scheduler containerd kubelet registry; do
+	for c in etcd apiserver controller-manager scheduler containerd kubelet provisioner registry; do
 		if [ -f "$RUN/$c.pid" ] && kill -0 "$(cat "$RUN/$c.pid")" 2>/dev/null; then
 			printf '%-20s running (pid %s)\n' "$c" "$(cat "$RUN/$c.pid")"
 			up=$((up + 1))

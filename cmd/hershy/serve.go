@@ -41,6 +41,19 @@ type serveOpts struct {
 	maxFollows, maxAdminFollows        int   // open log streams per user, for the admin
 	proxyInFlight                      int   // proxied requests open per program
 	proxyHeaderTimeout                 time.Duration
+	cluster                            clusterOpts // --engine kubernetes
+}
+
+// clusterOpts choose and reach a Kubernetes cluster to run programs on
+// (--engine kubernetes); the Host still builds on the local Docker engine.
+type clusterOpts struct {
+	engine        string // "docker" or "kubernetes"
+	kubeconfig    string
+	namespace     string
+	registry      string
+	runtimeClass  string // the RuntimeClass of --runtime ("-": the node's default)
+	storageClass  string
+	directKubelet bool
 }
 
 func defaultDataDir() string {
@@ -104,6 +117,14 @@ func (a *app) serveCmd() *cobra.Command {
 	f.IntVar(&o.maxAdminFollows, "max-follows-admin", api.DefaultMaxAdminFollows, "log streams the admin may have open at once")
 	f.IntVar(&o.proxyInFlight, "proxy-in-flight", api.DefaultProxyInFlight, "proxied WatcherAPI requests one program may have open at once; more get 429")
 	f.DurationVar(&o.proxyHeaderTimeout, "proxy-header-timeout", api.DefaultProxyHeaderTimeout, "how long a program's WatcherAPI has to begin an answer before the caller gets 504")
+	c := &o.cluster
+	f.StringVar(&c.engine, "engine", "docker", "where programs run: docker (this machine's engine) or kubernetes (a cluster; builds stay on this machine's Docker)")
+	f.StringVar(&c.kubeconfig, "kubeconfig", "", "kubernetes: the kubeconfig file (default $KUBECONFIG; empty: the Host runs in the cluster)")
+	f.StringVar(&c.namespace, "namespace", "hershy", "kubernetes: the namespace programs run in (it must exist)")
+	f.StringVar(&c.registry, "registry", "", "kubernetes: where images are pushed and nodes pull from, e.g. 127.0.0.1:5000/hershy")
+	f.StringVar(&c.runtimeClass, "runtime-class", "", "kubernetes: the RuntimeClass of --runtime (default gvisor for runsc; for runc the node's default handler)")
+	f.StringVar(&c.storageClass, "storage-class", "", "kubernetes: the StorageClass of programs' /state claims (default: the cluster's default class)")
+	f.BoolVar(&c.directKubelet, "kubelet-direct", false, "kubernetes: read resource figures from each node's kubelet, not through the API server's node proxy (a single node on loopback needs it)")
 	return cmd
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/hershyorg/hershy/internal/builder"
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/driver/docker"
+	"github.com/hershyorg/hershy/internal/driver/kubernetes"
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/ui"
 )
@@ -51,9 +53,9 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		return fmt.Errorf("serve: listen %s: %w", o.listen, err)
 	}
 	defer ln.Close()
-	engine, err := docker.New()
+	engine, err := openEngine(o)
 	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+		return usageError{fmt.Errorf("serve: %w", err)}
 	}
 
 	// One HTTP server for the whole run; what it serves changes once the
@@ -134,7 +136,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 // when ctx ends (its error). Meanwhile it checks every couple of seconds,
 // tells starting of each failed check and says what it waits for: once on
 // out, and in the log at each change.
-func waitForEngine(ctx context.Context, engine *docker.Driver, runtime string, starting *api.Starting, logger *slog.Logger, out io.Writer) error {
+func waitForEngine(ctx context.Context, engine driver.Driver, runtime string, starting *api.Starting, logger *slog.Logger, out io.Writer) error {
 	said := ""
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -163,4 +165,55 @@ func waitForEngine(ctx context.Context, engine *docker.Driver, runtime string, s
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// openEngine makes the driver programs run on: this machine's Docker
+// engine, or a Kubernetes cluster that images built on this machine's
+// Docker are pushed to.
+func openEngine(o serveOpts) (driver.Driver, error) {
+	local, err := docker.New()
+	if err != nil {
+		return nil, err
+	}
+	c := o.cluster
+	switch c.engine {
+	case "docker":
+		return local, nil
+	case "kubernetes":
+	default:
+		local.Close()
+		return nil, fmt.Errorf("--engine %q: docker or kubernetes", c.engine)
+	}
+	if c.registry == "" {
+		local.Close()
+		return nil, errors.New("--engine kubernetes needs --registry: where the nodes pull images from")
+	}
+	class := c.runtimeClass
+	if class == "" && o.runtime == driver.RuntimeRunsc {
+		class = "gvisor"
+	}
+	kubeconfig := c.kubeconfig
+	if kubeconfig == "" {
+		kubeconfig = os.Getenv("KUBECONFIG")
+	}
+	k, err := kubernetes.New(kubernetes.Options{
+		Kubeconfig: kubeconfig, Namespace: c.namespace, Registry: c.registry, Builder: local,
+		RuntimeClasses: map[string]string{o.runtime: class}, StorageClass: c.storageClass, DirectKubelet: c.directKubelet,
+	})
+	if err != nil {
+		local.Close()
+		return nil, err
+	}
+	return &clusterEngine{Driver: k, local: local}, nil
+}
+
+// clusterEngine closes the local engine with the cluster's driver.
+type clusterEngine struct {
+	*kubernetes.Driver
+	local *docker.Driver
+}
+
+func (c *clusterEngine) Close() error {
+	c.Driver.Close()
+	return c.local.Close()
 }

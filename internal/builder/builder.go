@@ -59,6 +59,10 @@ import (
 
 // Options tune a Builder. A zero field takes its default.
 type Options struct {
+	// Jobs is the engine the build sandbox runs on (its image, its jobs,
+	// the kept sandboxes), when programs run on another (a cluster): the
+	// Host's own. Default: the driver New is given.
+	Jobs driver.Driver
 	// GoTimeout bounds the compile of a Go build (the sandboxed go build).
 	// Default 10 minutes.
 	GoTimeout time.Duration
@@ -174,6 +178,7 @@ type Request struct {
 // same tag run one after the other (the second then reuses the image).
 type Builder struct {
 	driver    driver.Driver
+	jobs      driver.Driver // the build sandbox's engine (Options.Jobs, else driver)
 	opts      Options
 	dataDir   string
 	workDir   string
@@ -220,10 +225,13 @@ func New(dataDir string, driver driver.Driver, opts Options) (*Builder, error) {
 		return nil, err
 	}
 	b := &Builder{
-		driver: driver, opts: opts, dataDir: dataDir,
+		driver: driver, jobs: driver, opts: opts, dataDir: dataDir,
 		workDir:  filepath.Join(dataDir, "work"),
 		cacheDir: filepath.Join(dataDir, "cache"),
 		queue:    newQueue(opts.MaxConcurrent),
+	}
+	if opts.Jobs != nil {
+		b.jobs = opts.Jobs
 	}
 	for _, d := range []string{dataDir, b.cacheDir, filepath.Join(b.cacheDir, "users"), filepath.Join(b.cacheDir, "helper")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -504,12 +512,17 @@ var errImageTimeout = errors.New("image build timeout")
 
 // buildImage asks the driver to build spec, within ImageTimeout.
 func (b *Builder) buildImage(ctx context.Context, spec driver.ImageSpec, lw *logLimiter) (string, error) {
+	return b.buildImageOn(ctx, b.driver, spec, lw)
+}
+
+// buildImageOn is buildImage on engine d.
+func (b *Builder) buildImageOn(ctx context.Context, d driver.Driver, spec driver.ImageSpec, lw *logLimiter) (string, error) {
 	lw.notef("image build %s (timeout %s)", spec.Tag, b.opts.ImageTimeout)
 	start := time.Now()
 	ictx, cancel := context.WithTimeoutCause(ctx, b.opts.ImageTimeout, errImageTimeout)
 	defer cancel()
 	out := newCapture(lw, b.opts.MaxOutput)
-	id, err := b.driver.BuildImage(ictx, spec, out)
+	id, err := d.BuildImage(ictx, spec, out)
 	if err != nil {
 		if ictx.Err() != nil && context.Cause(ictx) == errImageTimeout && ctx.Err() == nil {
 			err = fmt.Errorf("timed out after %s: %w (%v)", b.opts.ImageTimeout, context.DeadlineExceeded, err)

@@ -70,7 +70,7 @@ func (sb *keptSandbox) out() string { return filepath.Join(sb.dir, "out") }
 // build (that build then runs in a one-shot sandbox, rather than wait or
 // share the sandbox's limits).
 func (b *Builder) takeKept(owner string) *keptSandbox {
-	if _, ok := b.driver.(driver.JobKeeper); !ok || b.opts.KeepSandbox < 0 {
+	if _, ok := b.jobs.(driver.JobKeeper); !ok || b.opts.KeepSandbox < 0 {
 		return nil
 	}
 	b.kept.mu.Lock()
@@ -173,7 +173,7 @@ func (b *Builder) removeKept(id string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := b.driver.RemoveContainer(ctx, id); err != nil && !errors.Is(err, driver.ErrNotFound) {
+	if err := b.jobs.RemoveContainer(ctx, id); err != nil && !errors.Is(err, driver.ErrNotFound) {
 		b.kept.mu.Lock()
 		b.kept.left = append(b.kept.left, id)
 		b.kept.mu.Unlock()
@@ -203,12 +203,12 @@ func (b *Builder) endKept(ctx context.Context, sb *keptSandbox) (oomKilled bool)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := b.driver.StopContainer(ctx, id, 0); err == nil {
-		if info, err := b.driver.InspectContainer(ctx, id); err == nil {
+	if err := b.jobs.StopContainer(ctx, id, 0); err == nil {
+		if info, err := b.jobs.InspectContainer(ctx, id); err == nil {
 			oomKilled = info.OOMKilled
 		}
 	}
-	if err := b.driver.RemoveContainer(ctx, id); err != nil && !errors.Is(err, driver.ErrNotFound) {
+	if err := b.jobs.RemoveContainer(ctx, id); err != nil && !errors.Is(err, driver.ErrNotFound) {
 		b.kept.mu.Lock()
 		b.kept.left = append(b.kept.left, id)
 		b.kept.mu.Unlock()
@@ -229,7 +229,7 @@ func (b *Builder) startKept(ctx context.Context, sb *keptSandbox, spec driver.Jo
 	spec.Cmd = []string{sbHelper, "-idle"}
 	spec.Env = nil
 	spec.WorkDir = ""
-	id, err := b.driver.(driver.JobKeeper).StartJob(ctx, spec)
+	id, err := b.jobs.(driver.JobKeeper).StartJob(ctx, spec)
 	if err != nil {
 		return "", err
 	}
@@ -251,7 +251,7 @@ func (b *Builder) runKept(ctx context.Context, sb *keptSandbox, spec driver.JobS
 	if err != nil {
 		return driver.JobResult{}, err
 	}
-	res, err := b.driver.(driver.JobKeeper).ExecJob(ctx, id, driver.ExecSpec{
+	res, err := b.jobs.(driver.JobKeeper).ExecJob(ctx, id, driver.ExecSpec{
 		User: spec.User, Cmd: spec.Cmd, WorkDir: spec.WorkDir, Env: spec.Env,
 	}, out)
 	if err != nil || res.ExitCode != 0 {

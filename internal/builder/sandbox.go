@@ -85,7 +85,7 @@ func (b *Builder) sandbox(ctx context.Context, lw *logLimiter) (string, error) {
 	}
 	ver := b.helperVersion()
 	tag := "hershy-build-sandbox:" + ver
-	ok, err := b.driver.ImageExists(ctx, tag)
+	ok, err := b.jobs.ImageExists(ctx, tag)
 	if err != nil {
 		return "", fmt.Errorf("build: looking for the build sandbox image: %w", err)
 	}
@@ -108,7 +108,7 @@ func (b *Builder) sandbox(ctx context.Context, lw *logLimiter) (string, error) {
 		}
 		spec := driver.ImageSpec{ContextDir: dir, Dockerfile: "Dockerfile", Tag: tag,
 			Labels: map[string]string{driver.LabelManaged: "true", driver.LabelJob: "build"}}
-		if _, err := b.buildImage(ctx, spec, lw); err != nil {
+		if _, err := b.buildImageOn(ctx, b.jobs, spec, lw); err != nil {
 			return "", err
 		}
 	}
@@ -254,7 +254,7 @@ func (b *Builder) runGo(ctx context.Context, job goJob, log io.Writer) error {
 	if job.kept != nil {
 		res, err = b.runKept(ctx, job.kept, spec, out)
 	} else {
-		res, err = b.driver.RunJob(ctx, spec, out)
+		res, err = b.jobs.RunJob(ctx, spec, out)
 	}
 	switch {
 	case ctx.Err() != nil && context.Cause(ctx) == errGoTimeout:

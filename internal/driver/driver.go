@@ -178,6 +178,33 @@ type JobKeeper interface {
 	ExecJob(ctx context.Context, containerID string, spec ExecSpec, out io.Writer) (JobResult, error)
 }
 
+// VolumeKeeper is what a driver offers when a program's /state and
+// secrets must live in the engine's world rather than in the Host's data
+// directory (Kubernetes: a Pod's node is not the Host). The Host then
+// mounts them with driver.MountClaim and driver.MountSecret instead of Host
+// folders, and keeps no /state of its own. Names are DNS labels.
+type VolumeKeeper interface {
+	// EnsureVolume makes the volume with room for bytes, or grows it
+	// (a volume never shrinks: that is ErrInvalidSpec). Its data outlives
+	// every container.
+	EnsureVolume(ctx context.Context, name string, bytes int64, labels map[string]string) error
+	// RemoveVolume removes a volume and its data; a missing one is no error.
+	RemoveVolume(ctx context.Context, name string) error
+	// PutSecret sets a secret's files (name to content), replacing what it
+	// held. Containers see a change when they start.
+	PutSecret(ctx context.Context, name string, files map[string][]byte, labels map[string]string) error
+	// RemoveSecret removes a secret; a missing one is no error.
+	RemoveSecret(ctx context.Context, name string) error
+}
+
+// BuildEngine is what a driver offers when programs run elsewhere (a
+// cluster) while builds run on this machine: the engine the build
+// sandbox's image and jobs belong to, so they are neither pushed nor
+// scheduled on the cluster.
+type BuildEngine interface {
+	BuildEngine() Driver
+}
+
 // ExecSpec is one command run in a kept job's container (JobKeeper).
 type ExecSpec struct {
 	User    string   // "uid:gid", never root

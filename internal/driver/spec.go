@@ -172,8 +172,8 @@ func (s ImportSpec) Check() error {
 var (
 	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	labelKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
-	// volumeName is a DNS label, which every engine accepts as a name.
-	volumeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// volumeName is a DNS name without dots, which every engine accepts.
+	volumeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,251}[a-z0-9])?$`)
 )
 
 // plainText refuses invalid UTF-8 and control characters (line breaks,

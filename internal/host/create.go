@@ -154,7 +154,7 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, 
 	// The cap is fixed now: a later change of the Host's default does not
 	// move it.
 	stateBytes := req.Options.StateBytes
-	if stateBytes == 0 && h.states != nil {
+	if stateBytes == 0 && (h.states != nil || h.volumes != nil) {
 		stateBytes = h.opts.StateBytes
 	}
 	if err := h.ensureState(ctx, store.Program{ID: id, Options: store.Options{StateBytes: stateBytes}}); err != nil {

@@ -55,6 +55,11 @@ func (h *Host) purge(ctx context.Context, id string) error {
 		delete(h.files, id)
 	}
 	h.mu.Unlock()
+	if h.volumes != nil {
+		if err := h.removeVolumes(ctx, id); err != nil {
+			return fmt.Errorf("removing the engine's volumes: %w", err)
+		}
+	}
 	if err := h.removeProgramDir(id); err != nil {
 		return fmt.Errorf("removing storage: %w", err)
 	}

@@ -157,10 +157,19 @@ func (h *Host) spec(row store.Program, image string) driver.ContainerSpec {
 			driver.LabelBuild:    row.BuildID,
 			driver.LabelInstance: h.instance,
 		},
-		Mounts:  append([]driver.Mount{{Source: filepath.Join(h.programDir(row.ID), "state"), Target: "/state"}}, h.secretMounts(row.ID)...),
+		Mounts:  h.mounts(row.ID),
 		Network: row.Options.Network,
 		Limits:  lim,
 	}
+}
+
+// mounts are the program's /state and secrets: folders of the data
+// directory, or the engine's volumes.
+func (h *Host) mounts(id string) []driver.Mount {
+	if h.volumes != nil {
+		return volumeMounts(id)
+	}
+	return append([]driver.Mount{{Source: filepath.Join(h.programDir(id), "state"), Target: "/state"}}, h.secretMounts(id)...)
 }
 
 // launch is the DoLaunch effect: remove any old container of the program,

@@ -220,7 +220,8 @@ type Host struct {
 	// source folder's swap, a /state resize) must not interleave. Updates
 	// are rare; a resize of a stopped program's /state holds it longest.
 	updateMu sync.Mutex
-	states   *statefs.Manager // the programs' /state filesystems (nil: uncapped)
+	states   *statefs.Manager // the programs' /state filesystems (nil: uncapped, or volumes)
+	volumes  driver.VolumeKeeper // the engine's volumes for /state and secrets (nil: the Host's own)
 	saveMu   sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
 	usageMu  sync.Mutex
 	usage    map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
@@ -258,7 +259,7 @@ type Host struct {
 // Open starts a Host on opts.DataDir with driver: it takes the directory's
 // lock, opens the store, reconciles with the engine, and starts one
 // supervisor per program and the engine event loop.
-func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error) {
+func Open(ctx context.Context, opts Options, engine driver.Driver) (*Host, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -268,16 +269,21 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 			return nil, fmt.Errorf("host: data directory: %w", err)
 		}
 	}
-	states, err := openStates(o)
-	if err != nil {
-		return nil, err
+	// An engine that keeps programs' volumes itself (Kubernetes) holds
+	// /state: no filesystem of the Host's is needed.
+	volumes, _ := engine.(driver.VolumeKeeper)
+	var states *statefs.Manager
+	if volumes == nil {
+		if states, err = openStates(o); err != nil {
+			return nil, err
+		}
 	}
 	lock, err := lockDir(o.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{
-		opts: o, log: o.Logger, driver: driver, lock: lock, states: states,
+		opts: o, log: o.Logger, driver: engine, lock: lock, states: states, volumes: volumes,
 		machine:   lifecycle.Machine{Backoff: o.Backoff},
 		sups:      map[string]*supervisor.Supervisor{},
 		rows:      map[string]store.Program{},
@@ -310,7 +316,10 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 		bo.Runtime = o.Runtime // builds run under the programs' sandbox runtime
 	}
 	bo.Instance = h.instance
-	h.builder, err = builder.New(o.DataDir, driver, bo)
+	if be, ok := engine.(driver.BuildEngine); ok {
+		bo.Jobs = be.BuildEngine()
+	}
+	h.builder, err = builder.New(o.DataDir, engine, bo)
 	if err != nil {
 		return nil, err
 	}
@@ -318,14 +327,14 @@ func Open(ctx context.Context, opts Options, driver driver.Driver) (*Host, error
 	if err := os.MkdirAll(filepath.Join(o.DataDir, "tmp"), 0o700); err != nil {
 		return nil, err
 	}
-	h.wt = newWatcherTransport(driver)
+	h.wt = newWatcherTransport(engine)
 	h.watcher = &http.Client{Transport: h.wt}
 	h.checker = newChecker(h.wt)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 
 	// Subscribe to engine events before reconciling, so no exit between the
 	// two is missed.
-	events, errs := driver.Events(h.ctx)
+	events, errs := engine.Events(h.ctx)
 	if err := h.reconcile(ctx); err != nil {
 		h.cancel()
 		return nil, fmt.Errorf("host: reconcile: %w", err)

@@ -53,7 +53,7 @@ func (h *Host) checkStateBytes(n int64) error {
 	if n == 0 {
 		return nil
 	}
-	if h.states == nil {
+	if h.states == nil && h.volumes == nil {
 		return fmt.Errorf("%w: state_bytes: this Host runs with uncapped /state (--uncapped-state)", ErrInvalid)
 	}
 	if n < statefs.MinBytes || n > h.opts.MaxStateBytes {
@@ -74,6 +74,9 @@ func (h *Host) stateLimit(row store.Program) int64 {
 // ensureState mounts the program's /state filesystem (creating it, or
 // moving an old plain directory into it, when missing).
 func (h *Host) ensureState(ctx context.Context, row store.Program) error {
+	if h.volumes != nil {
+		return h.ensureVolumes(ctx, row)
+	}
 	if h.states == nil {
 		return nil
 	}

@@ -79,6 +79,15 @@ func (h *Host) Update(ctx context.Context, id string, req UpdateRequest) (_ stor
 			}
 		}
 	}()
+	if newState && h.volumes != nil {
+		// An engine's volume grows (and never shrinks) at once; it is
+		// not put back if the rest of the update fails.
+		grown := row
+		grown.Options.StateBytes = req.StateBytes
+		if err := h.ensureVolumes(ctx, grown); err != nil {
+			return store.Program{}, err
+		}
+	}
 	if newState && h.states != nil {
 		old := h.stateLimit(row)
 		if err := h.resizeState(ctx, id, req.StateBytes); err != nil {

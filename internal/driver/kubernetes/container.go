@@ -24,8 +24,8 @@ func (d *Driver) CreateContainer(ctx context.Context, spec driver.ContainerSpec)
 	if err := spec.Check(); err != nil {
 		return "", fmt.Errorf("kubernetes: %w", err)
 	}
-	if errs := validation.IsDNS1123Subdomain(spec.Name); len(errs) != 0 || len(spec.Name) > 63 {
-		return "", fmt.Errorf("kubernetes: %w: name %q: a DNS label is required", driver.ErrInvalidSpec, spec.Name)
+	if errs := validation.IsDNS1123Subdomain(spec.Name); len(errs) != 0 {
+		return "", fmt.Errorf("kubernetes: %w: name %q: a DNS name is required", driver.ErrInvalidSpec, spec.Name)
 	}
 	class, err := d.runtimeClass(spec.Runtime)
 	if err != nil {

@@ -72,6 +72,9 @@ type Options struct {
 	// kubelet gives a program it stops for reasons of its own (node
 	// shutdown). StopContainer uses its own. Default 10 s.
 	StopGrace time.Duration
+	// StorageClass is the class of the programs' /state claims; empty
+	// means the cluster's default class.
+	StorageClass string
 	// DirectKubelet reads each node's resource figures from its kubelet
 	// (https://NODE:10250, with the kubeconfig's credentials) instead of
 	// through the API server's node proxy. The API server will not proxy
@@ -220,6 +223,10 @@ func notFound(what string, err error) error {
 
 // The build side is the Builder's: images are made on the Host, then
 // pushed (image.go).
+
+// BuildEngine is the Builder (driver.BuildEngine): build sandboxes run
+// there.
+func (d *Driver) BuildEngine() driver.Driver { return d.builder }
 
 // RunJob runs a build job on the Builder. The driver keeps no job up
 // (it is no driver.JobKeeper): a kept job's container would be the

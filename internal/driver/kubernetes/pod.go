@@ -81,10 +81,7 @@ func podFor(spec driver.ContainerSpec, image string, class *string, grace time.D
 	for k, v := range spec.Labels {
 		given[k] = v
 	}
-	labels := map[string]string{}
-	for k, v := range given {
-		labels[labelKey(k)] = labelValue(v)
-	}
+	labels := kubeLabels(given)
 	all, _ := json.Marshal(given)
 	lim, _ := json.Marshal(map[string]int64{"pids": spec.Limits.Pids, "logBytes": spec.Limits.LogBytes})
 	var env []corev1.EnvVar
