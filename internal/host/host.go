@@ -220,9 +220,9 @@ type Host struct {
 	// source folder's swap, a /state resize) must not interleave. Updates
 	// are rare; a resize of a stopped program's /state holds it longest.
 	updateMu sync.Mutex
-	states   *statefs.Manager // the programs' /state filesystems (nil: uncapped, or volumes)
+	states   *statefs.Manager    // the programs' /state filesystems (nil: uncapped, or volumes)
 	volumes  driver.VolumeKeeper // the engine's volumes for /state and secrets (nil: the Host's own)
-	saveMu   sync.Mutex       // one read-modify-write of a program's row at a time (save, updateOptions)
+	saveMu   sync.Mutex          // one read-modify-write of a program's row at a time (save, updateOptions)
 	usageMu  sync.Mutex
 	usage    map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
 	samples  sampler            // the resource history's state (stats.go)
