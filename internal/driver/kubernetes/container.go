@@ -132,15 +132,37 @@ func (d *Driver) remake(ctx context.Context, old *corev1.Pod) error {
 	return nil
 }
 
-// waitStarted watches a Pod until its program runs or has ended.
+// waitStarted watches a Pod until its program runs or has ended. If ctx
+// ends first, the error says what the Pod waited for (a node with room,
+// its volume, its image).
 func (d *Driver) waitStarted(ctx context.Context, id string) error {
-	return d.waitPod(ctx, id, func(p *corev1.Pod) (bool, error) {
+	why := ""
+	err := d.waitPod(ctx, id, func(p *corev1.Pod) (bool, error) {
 		s := stateOf(p)
 		if s.failure != "" {
 			return false, fmt.Errorf("kubernetes: start %s: %s", id, s.failure)
 		}
+		why = pendingReason(p)
 		return s.running || s.exited, nil
 	})
+	if err != nil && ctx.Err() != nil && why != "" {
+		return fmt.Errorf("kubernetes: start %s: %w (the Pod waits: %s)", id, err, why)
+	}
+	return err
+}
+
+// pendingReason says why a Pod does not run yet, from its conditions and
+// its container's waiting state.
+func pendingReason(p *corev1.Pod) string {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+			return c.Reason + ": " + c.Message
+		}
+	}
+	if cs := programStatus(p); cs != nil && cs.State.Waiting != nil {
+		return cs.State.Waiting.Reason + ": " + cs.State.Waiting.Message
+	}
+	return string(p.Status.Phase)
 }
 
 // waitPod watches Pod id until done says so (or fails). A Pod that

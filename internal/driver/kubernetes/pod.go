@@ -92,6 +92,11 @@ func podFor(spec driver.ContainerSpec, image string, class *string, grace time.D
 	mem := resource.NewQuantity(spec.Limits.MemoryBytes, resource.BinarySI)
 	cpu := resource.NewMilliQuantity(max(1, int64(spec.Limits.CPUs*1000)), resource.DecimalSI)
 	res := corev1.ResourceList{corev1.ResourceMemory: *mem, corev1.ResourceCPU: *cpu}
+	// The memory a program may use is reserved (the Host's quotas count
+	// it); its CPU is a cap, as with Docker, not a reservation: a tenth of
+	// it is asked for, so a node's cores are not spent on idle programs.
+	req := corev1.ResourceList{corev1.ResourceMemory: *mem,
+		corev1.ResourceCPU: *resource.NewMilliQuantity(max(1, cpu.MilliValue()/10), resource.DecimalSI)}
 	tmp := resource.NewQuantity(tmpBytes, resource.BinarySI)
 	mounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
 	volumes := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{
@@ -132,7 +137,7 @@ func podFor(spec driver.ContainerSpec, image string, class *string, grace time.D
 				Image:           image,
 				ImagePullPolicy: corev1.PullIfNotPresent,
 				Env:             env,
-				Resources:       corev1.ResourceRequirements{Limits: res, Requests: res},
+				Resources:       corev1.ResourceRequirements{Limits: res, Requests: req},
 				VolumeMounts:    mounts,
 				SecurityContext: &corev1.SecurityContext{
 					ReadOnlyRootFilesystem:   &yes,

@@ -1,0 +1,347 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hershyorg/hershy/internal/client"
+	"github.com/hershyorg/hershy/internal/driver"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// testClusterKubeconfig is where scripts/cluster.sh up leaves the admin's.
+const testClusterKubeconfig = "/var/cache/hershy-cluster/pki/admin.kubeconfig"
+
+// cluster is the test cluster a Host runs programs on: this test's
+// namespace (enforcing the restricted Pod Security level) and registry
+// path.
+type cluster struct {
+	cs       kubernetes.Interface
+	config   string
+	ns       string
+	registry string
+}
+
+// openCluster returns the test cluster, or skips when it is not up;
+// HERSHY_KUBECONFIG set (CI sets it after scripts/cluster.sh up) makes
+// its absence fail the test.
+func openCluster(t *testing.T) *cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	path, required := os.Getenv("HERSHY_KUBECONFIG"), true
+	if path == "" {
+		path, required = testClusterKubeconfig, false
+	}
+	fail := func(err error) {
+		if required {
+			t.Fatalf("HERSHY_KUBECONFIG is set and the cluster is not usable: %v", err)
+		}
+		t.Skipf("no test cluster (%v): run scripts/cluster.sh up, or set HERSHY_KUBECONFIG", err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		fail(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		fail(err)
+	}
+	ctx := context.Background()
+	if _, err := cs.Discovery().ServerVersion(); err != nil {
+		fail(err)
+	}
+	c := &cluster{cs: cs, config: path, ns: "hershy-e2e-" + nonce(), registry: "127.0.0.1:5000/e2e-" + nonce()}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: c.ns, Labels: map[string]string{
+			"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
+		}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		cs.CoreV1().Namespaces().Delete(context.Background(), c.ns, metav1.DeleteOptions{})
+	})
+	return c
+}
+
+// hostArgs are the serve flags of a Host that runs programs on the
+// cluster under gVisor (the handler on the Pod's own network stack, so
+// the API server's port-forward reaches the WatcherAPI).
+func (c *cluster) hostArgs() []string {
+	return []string{"--engine", "kubernetes", "--kubeconfig", c.config, "--namespace", c.ns,
+		"--registry", c.registry, "--runtime-class", "gvisor-host", "--kubelet-direct"}
+}
+
+// pod is the program's Pod now (nil when there is none).
+func (c *cluster) pod(t *testing.T, p *program) *corev1.Pod {
+	t.Helper()
+	l, err := c.cs.CoreV1().Pods(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: driver.LabelProgram + "=" + p.id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Items) == 0 {
+		return nil
+	}
+	return &l.Items[0]
+}
+
+// TestCluster runs the programs' lifecycle on a real Kubernetes cluster
+// under gVisor, through a Host started with --engine kubernetes: deploys
+// through the API and the CLI (Go source, and a Dockerfile on the Host's
+// image), every WatcherAPI route through the proxy, each program only
+// through its own route, messages, /state across stop and start, restart,
+// a Host restart (the Pods re-adopted, not replaced) and an upgrade, the
+// Pods' hardening as the API server holds it, the sandbox seen from
+// inside, crash back-off, and delete leaving nothing in the cluster or
+// the registry.
+func TestCluster(t *testing.T) {
+	c := openCluster(t)
+	began := time.Now()
+	phase := func(name string) { t.Logf("%7.1fs %s", time.Since(began).Seconds(), name) }
+	h := startHostWith(t, driver.RuntimeRunsc, c.hostArgs(), nil)
+	s := &suite{h: h, alice: h.user("alice"), bob: h.user("bob")}
+
+	phase("deploy: simple-counter and trading-long through the API, watcher-server through hershy deploy")
+	s.counter = h.deploy(t, s.alice, "simple-counter", client.SourceRequest{SrcFiles: readSource(t, filepath.Join(examplesDir, "simple-counter"))})
+	s.trading = h.deploy(t, s.alice, "trading-long", client.SourceRequest{
+		SrcFiles: readSource(t, filepath.Join(examplesDir, "trading-long")),
+		Env:      map[string]string{"TRADING_FEED_INTERVAL": "200ms", "TRADING_STATS_INTERVAL": "3s"},
+	})
+	s.server = s.cliDeploy(t, filepath.Join(examplesDir, "watcher-server"))
+	for _, p := range []*program{s.counter, s.trading, s.server} {
+		p.waitState("Ready", 3*time.Minute)
+	}
+	phase("deploy: the Dockerfile variant of simple-counter, built on this machine and pushed")
+	s.dockerV = s.deployDockerVariant(t)
+	all := []*program{s.counter, s.server, s.trading, s.dockerV}
+
+	phase("the Pods' hardening, and every WatcherAPI route through the proxy")
+	for _, p := range all {
+		c.checkPod(t, p)
+		checkRoutes(t, p)
+	}
+	phase("each program only through its own route")
+	s.checkIsolation(t)
+	phase("messages steer the programs")
+	s.checkMessages(t)
+
+	phase("/state across stop and start")
+	s.checkDurable(t, func() {
+		for _, p := range all {
+			p.action("stop", "Stopped")
+			if pod := c.pod(t, p); pod != nil {
+				t.Errorf("%s: Pod %s still there after the stop", p.name, pod.Name)
+			}
+		}
+		for _, p := range all {
+			p.action("start", "Ready")
+		}
+	})
+	phase("/state across restart")
+	s.checkDurable(t, func() {
+		for _, p := range all {
+			p.action("restart", "Ready")
+		}
+	})
+	phase("/state across a Host restart")
+	pods := map[string]string{}
+	for _, p := range all {
+		pods[p.id] = string(c.pod(t, p).UID)
+	}
+	h.restart()
+	for _, p := range all {
+		p.waitState("Ready", 2*time.Minute)
+		// Re-adopted by its labels, not replaced: the same Pod serves.
+		if pod := c.pod(t, p); pod == nil || string(pod.UID) != pods[p.id] {
+			t.Errorf("%s: not the same Pod after the Host restart", p.name)
+		}
+	}
+	s.checkDurable(t, func() {
+		for _, p := range all {
+			p.action("restart", "Ready")
+		}
+	})
+	phase("/state across a source upgrade")
+	s.checkUpgrade(t)
+
+	phase("the sandbox seen from inside, and crash back-off")
+	probe := h.deploy(t, s.alice, "probe", client.SourceRequest{SrcFiles: readSource(t, "testdata/probe")})
+	probe.waitState("Ready", 3*time.Minute)
+	r := probe.check([]string{"/probe.txt", "/state/probe.txt", "/run/secrets/probe.txt"}, nil)
+	if r.Write["/probe.txt"] == "ok" || r.Write["/run/secrets/probe.txt"] == "ok" {
+		t.Errorf("the probe wrote outside /state: %v", r.Write)
+	}
+	if r.Write["/state/probe.txt"] != "ok" {
+		t.Errorf("the probe cannot write /state: %s", r.Write["/state/probe.txt"])
+	}
+	if r.UID == 0 {
+		t.Error("the probe runs as root")
+	}
+	checkCrashLoop(t, probe)
+
+	phase("delete leaves nothing behind")
+	for _, p := range append(all, probe) {
+		c.checkDelete(t, p)
+	}
+	c.checkEmpty(t)
+	phase("done")
+}
+
+// checkPod checks the program's Pod as the API server holds it: gVisor,
+// the hardening, the limits, /state a claim, secrets a read-only Secret,
+// no port, no service account token.
+func (c *cluster) checkPod(t *testing.T, p *program) {
+	t.Helper()
+	pod := c.pod(t, p)
+	if pod == nil {
+		t.Fatalf("%s: no Pod", p.name)
+	}
+	s := pod.Spec
+	ct := s.Containers[0]
+	sc := ct.SecurityContext
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if s.RuntimeClassName == nil || *s.RuntimeClassName != "gvisor-host" {
+		bad("runtime class %v", s.RuntimeClassName)
+	}
+	if s.RestartPolicy != corev1.RestartPolicyNever {
+		bad("restart policy %s", s.RestartPolicy)
+	}
+	if s.AutomountServiceAccountToken == nil || *s.AutomountServiceAccountToken || s.HostNetwork || s.HostPID || s.HostIPC {
+		bad("a service account token or a host namespace")
+	}
+	if s.SecurityContext == nil || s.SecurityContext.RunAsUser == nil || *s.SecurityContext.RunAsUser == 0 ||
+		s.SecurityContext.SeccompProfile == nil || s.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		bad("pod security context %+v", s.SecurityContext)
+	}
+	if sc == nil || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+		bad("container security context %+v", sc)
+	}
+	if len(ct.Ports) != 0 {
+		bad("ports %v", ct.Ports)
+	}
+	if ct.Resources.Limits.Memory().IsZero() || ct.Resources.Limits.Cpu().IsZero() {
+		bad("limits %v", ct.Resources.Limits)
+	}
+	mounts := map[string]string{}
+	for _, m := range ct.VolumeMounts {
+		for _, v := range s.Volumes {
+			switch {
+			case v.Name != m.Name:
+			case v.PersistentVolumeClaim != nil:
+				mounts[m.MountPath] = "claim"
+			case v.Secret != nil && m.ReadOnly:
+				mounts[m.MountPath] = "secret"
+			case v.EmptyDir != nil:
+				mounts[m.MountPath] = "tmp"
+			default:
+				mounts[m.MountPath] = "other " + v.Name
+			}
+		}
+	}
+	if mounts["/state"] != "claim" || mounts["/run/secrets"] != "secret" || mounts["/tmp"] != "tmp" || len(mounts) != 3 {
+		bad("mounts %v", mounts)
+	}
+	if len(problems) > 0 {
+		t.Errorf("%s: Pod %s: %s", p.name, pod.Name, strings.Join(problems, "; "))
+	}
+}
+
+// checkDelete deletes a program and checks that the cluster holds nothing
+// of it: no Pod, claim or Secret, and its image's tag gone from the
+// registry.
+func (c *cluster) checkDelete(t *testing.T, p *program) {
+	t.Helper()
+	ctx := context.Background()
+	last := p.get()
+	if err := p.c.DeleteProgram(ctx, p.id); err != nil {
+		t.Fatalf("%s: delete: %v", p.name, err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(150 * time.Millisecond) {
+		if _, err := p.c.GetProgram(ctx, p.id); client.IsStatus(err, http.StatusNotFound) {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%s: still there a minute after delete: %v", p.name, err)
+		}
+	}
+	sel := metav1.ListOptions{LabelSelector: driver.LabelProgram + "=" + p.id}
+	if l, err := c.cs.CoreV1().Pods(c.ns).List(ctx, sel); err != nil || len(l.Items) != 0 {
+		t.Errorf("%s: Pods after delete: %d %v", p.name, len(l.Items), err)
+	}
+	if l, err := c.cs.CoreV1().PersistentVolumeClaims(c.ns).List(ctx, sel); err != nil || len(l.Items) != 0 {
+		t.Errorf("%s: claims after delete: %d %v", p.name, len(l.Items), err)
+	}
+	if l, err := c.cs.CoreV1().Secrets(c.ns).List(ctx, sel); err != nil || len(l.Items) != 0 {
+		t.Errorf("%s: Secrets after delete: %d %v", p.name, len(l.Items), err)
+	}
+	if tags := c.tags(t, "hersh-program-"+last.BuildID); len(tags) != 0 && !c.buildInUse(t, last.BuildID) {
+		t.Errorf("%s: its image is still in the registry: %v", p.name, tags)
+	}
+}
+
+// buildInUse: another program still runs the build (its image stays).
+func (c *cluster) buildInUse(t *testing.T, buildID string) bool {
+	l, err := c.cs.CoreV1().Pods(c.ns).List(context.Background(), metav1.ListOptions{LabelSelector: driver.LabelBuild + "=" + buildID})
+	return err == nil && len(l.Items) > 0
+}
+
+// tags lists a repository's tags in the registry.
+func (c *cluster) tags(t *testing.T, repo string) []string {
+	t.Helper()
+	host, prefix, _ := strings.Cut(c.registry, "/")
+	resp, err := http.Get("http://" + host + "/v2/" + prefix + "/" + repo + "/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	var l struct {
+		Tags []string `json:"tags"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		t.Fatalf("registry tags of %s: %v", repo, err)
+	}
+	return l.Tags
+}
+
+// checkEmpty: nothing of the Host's is left in its namespace, and every
+// volume a claim of it had is gone too.
+func (c *cluster) checkEmpty(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		pods, err1 := c.cs.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{})
+		claims, err2 := c.cs.CoreV1().PersistentVolumeClaims(c.ns).List(ctx, metav1.ListOptions{})
+		vols, err3 := c.cs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+		left := 0
+		for _, v := range vols.Items {
+			if v.Spec.ClaimRef != nil && v.Spec.ClaimRef.Namespace == c.ns {
+				left++
+			}
+		}
+		if err1 == nil && err2 == nil && err3 == nil && len(pods.Items) == 0 && len(claims.Items) == 0 && left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("left in the cluster a minute after the last delete: %d Pods, %d claims, %d volumes (%v %v %v)",
+				len(pods.Items), len(claims.Items), left, err1, err2, err3)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
