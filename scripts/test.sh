@@ -110,6 +110,33 @@ need_browser() {
 	"$ROOT/scripts/setup-browser.sh"
 }
 
+# The Kubernetes driver's tests (its conformance kit and e2e TestCluster)
+# run against a real single-node cluster on loopback: build it (about 11
+# minutes the first time, seconds with its cache in
+# /var/cache/hershy-cluster), start it, and stop it when the suite ends.
+# HERSHY_KUBECONFIG makes those tests fail, not skip, without it.
+cluster_started=
+need_cluster() {
+	header "test cluster (Kubernetes)"
+	if [ "$(id -u)" != 0 ]; then
+		echo "not root: skipping the test cluster; the Kubernetes driver's tests skip" >&2
+		return 0
+	fi
+	"$ROOT/scripts/cluster.sh" build
+	if ! "$ROOT/scripts/cluster.sh" status | grep -q '^apiserver .*running'; then
+		"$ROOT/scripts/cluster.sh" up
+		cluster_started=1
+	fi
+	export HERSHY_KUBECONFIG=${HERSHY_CLUSTER:-/var/cache/hershy-cluster}/pki/admin.kubeconfig
+}
+stop_cluster() {
+	if [ -n "$cluster_started" ]; then
+		header "test cluster: down"
+		"$ROOT/scripts/cluster.sh" down || true
+	fi
+}
+trap stop_cluster EXIT
+
 if [ $# -gt 0 ]; then
 	targets=("$@")
 else
@@ -120,6 +147,7 @@ for m in "${targets[@]}"; do
 	if [ "$m" = . ]; then
 		need_engine
 		need_browser
+		need_cluster
 	fi
 	check_module "$m"
 done

@@ -67,6 +67,12 @@ func (d *Driver) CreateContainer(ctx context.Context, spec driver.ContainerSpec)
 		}
 		return "", fmt.Errorf("kubernetes: create %s: %w", spec.Name, err)
 	}
+	// The policy is in place before the gate lifts: the program never
+	// runs without it.
+	if err := d.ensurePolicy(ctx, p); err != nil {
+		d.release(context.WithoutCancel(ctx), p.Name)
+		return "", err
+	}
 	return p.Name, nil
 }
 
@@ -125,9 +131,18 @@ func (d *Driver) remake(ctx context.Context, old *corev1.Pod) error {
 		Spec: *old.Spec.DeepCopy(),
 	}
 	p.Spec.NodeName = ""
-	p.Spec.SchedulingGates = nil
-	if _, err := d.cs.CoreV1().Pods(d.ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+	// Gated until its policy is in place, as at create.
+	p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: startGate}}
+	made, err := d.cs.CoreV1().Pods(d.ns).Create(ctx, p, metav1.CreateOptions{})
+	if err != nil {
 		return fmt.Errorf("kubernetes: start %s again: %w", old.Name, err)
+	}
+	if err := d.ensurePolicy(ctx, made); err != nil {
+		return err
+	}
+	patch := []byte(`{"spec":{"schedulingGates":null}}`)
+	if _, err := d.cs.CoreV1().Pods(d.ns).Patch(ctx, old.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return notFound("start "+old.Name, err)
 	}
 	return nil
 }

@@ -82,6 +82,7 @@ func podFor(spec driver.ContainerSpec, image string, class *string, grace time.D
 		given[k] = v
 	}
 	labels := kubeLabels(given)
+	labels[podLabel] = labelValue(spec.Name)
 	all, _ := json.Marshal(given)
 	lim, _ := json.Marshal(map[string]int64{"pids": spec.Limits.Pids, "logBytes": spec.Limits.LogBytes})
 	var env []corev1.EnvVar
@@ -115,7 +116,8 @@ func podFor(spec driver.ContainerSpec, image string, class *string, grace time.D
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        spec.Name,
 			Labels:      labels,
-			Annotations: map[string]string{labelsAnnotation: string(all), limitsAnnotation: string(lim)},
+			Annotations: map[string]string{labelsAnnotation: string(all), limitsAnnotation: string(lim),
+				networkAnnotation: strconv.FormatBool(spec.Network)},
 			Finalizers:  []string{keepFinalizer},
 		},
 		Spec: corev1.PodSpec{

@@ -239,3 +239,35 @@ func TestRegistryNames(t *testing.T) {
 		t.Error("one digest under two tags is one image")
 	}
 }
+
+// TestPolicy: a program without network gets no traffic in or out; one
+// granted network reaches public addresses only.
+func TestPolicy(t *testing.T) {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "u", Labels: map[string]string{podLabel: "p"}}}
+	np := policyFor(p, false)
+	if len(np.Spec.PolicyTypes) != 2 || len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 0 {
+		t.Errorf("without network: %+v, want both directions denied", np.Spec)
+	}
+	if np.Spec.PodSelector.MatchLabels[podLabel] != "p" || len(np.OwnerReferences) != 1 || np.OwnerReferences[0].UID != "u" {
+		t.Errorf("the policy must select and be owned by its Pod: %+v", np.ObjectMeta)
+	}
+	np = policyFor(p, true)
+	if len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 1 {
+		t.Fatalf("with network: %+v, want egress only", np.Spec)
+	}
+	except := map[string]bool{}
+	for _, peer := range np.Spec.Egress[0].To {
+		if peer.IPBlock == nil || peer.PodSelector != nil || peer.NamespaceSelector != nil {
+			t.Errorf("egress peer %+v: only address blocks", peer)
+			continue
+		}
+		for _, e := range peer.IPBlock.Except {
+			except[e] = true
+		}
+	}
+	for _, cidr := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8", "fc00::/7"} {
+		if !except[cidr] {
+			t.Errorf("egress reaches %s", cidr)
+		}
+	}
+}
