@@ -114,11 +114,11 @@ func podFor(spec driver.ContainerSpec, image string, class *string, grace time.D
 	no, yes := false, true
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        spec.Name,
-			Labels:      labels,
+			Name:   spec.Name,
+			Labels: labels,
 			Annotations: map[string]string{labelsAnnotation: string(all), limitsAnnotation: string(lim),
 				networkAnnotation: strconv.FormatBool(spec.Network)},
-			Finalizers:  []string{keepFinalizer},
+			Finalizers: []string{keepFinalizer},
 		},
 		Spec: corev1.PodSpec{
 			SchedulingGates:               []corev1.PodSchedulingGate{{Name: startGate}},
