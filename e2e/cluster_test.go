@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -343,5 +345,59 @@ func (c *cluster) checkEmpty(t *testing.T) {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestClusterNetwork runs the sandbox test's network checks on the
+// cluster: probes without network, with network, and another user's
+// probe listening on its Pod's address. Neither probe reaches the Host's
+// API or a service of the machine listening on every interface (on any of
+// its addresses, the cluster bridge's among them), nor the other user's
+// program; the one granted network has a route out. The dials are made by
+// the programs inside their sandboxes; the test itself only talks to the
+// Host on 127.0.0.1.
+func TestClusterNetwork(t *testing.T) {
+	c := openCluster(t)
+	h := startHostWith(t, driver.RuntimeRunsc, c.hostArgs(), nil)
+	alice, bob := h.user("alice"), h.user("bob")
+	files := readSource(t, "testdata/probe")
+	yes := true
+	none := h.deploy(t, alice, "probe-none", client.SourceRequest{SrcFiles: files})
+	egress := h.deploy(t, alice, "probe-egress", client.SourceRequest{SrcFiles: files, Network: &yes})
+	peer := h.deploy(t, bob, "probe-peer", client.SourceRequest{SrcFiles: files, Network: &yes})
+	for _, p := range []*program{none, egress, peer} {
+		p.waitState("Ready", 3*time.Minute)
+	}
+	_, port, _ := net.SplitHostPort(h.addr)
+	wide, accepted := wideListener(t)
+	targets := []string{"127.0.0.1:" + port}
+	for _, a := range hostAddrs(t) {
+		targets = append(targets, net.JoinHostPort(a, port), net.JoinHostPort(a, wide))
+	}
+	peer.ask("listen 9000", "probe-listen 9000: ok")
+	peerAddr := net.JoinHostPort(c.pod(t, peer).Status.PodIP, "9000")
+	for _, tc := range []struct {
+		p       *program
+		network bool
+	}{{none, false}, {egress, true}} {
+		r := tc.p.check(nil, append(slices.Clone(targets), peerAddr))
+		t.Logf("%s: %+v", tc.p.name, r)
+		for addr, res := range r.Dial {
+			if res == "ok" {
+				t.Errorf("%s reached %s", tc.p.name, addr)
+			}
+		}
+		if len(r.Dial) != len(targets)+1 {
+			t.Errorf("%s: %d dial results, want %d", tc.p.name, len(r.Dial), len(targets)+1)
+		}
+		if tc.network && (len(r.Interfaces) < 2 || !r.DefaultRoute) {
+			t.Errorf("%s: granted network but has interfaces %v, default route %v", tc.p.name, r.Interfaces, r.DefaultRoute)
+		}
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the machine's service on all interfaces accepted %d connections from Pods", n)
+	}
+	if r := peer.check(nil, []string{peerAddr}); r.Dial[peerAddr] != "ok" {
+		t.Errorf("the peer cannot reach its own listener %s: %s", peerAddr, r.Dial[peerAddr])
 	}
 }

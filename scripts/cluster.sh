@@ -169,6 +169,7 @@ fetch_debs() {
 # hershy-local (scripts/cluster/provisioner), from this repository.
 build_provisioner() {
 	(cd "$ROOT" && quiet go build -trimpath -o "$BIN/hershy-provisioner" ./scripts/cluster/provisioner)
+	(cd "$ROOT" && quiet go build -trimpath -o "$BIN/hershy-netpol" ./scripts/cluster/netpol)
 }
 
 # build_pause makes the pods' sandbox image (scripts/cluster/pause) FROM
@@ -340,8 +341,8 @@ EOF
 	mkdir -p "$DIR/cni/net.d"
 	cat >"$DIR/cni/net.d/10-hershy.conflist" <<EOF
 {"cniVersion": "1.0.0", "name": "hershy-cluster", "plugins": [
-  {"type": "bridge", "bridge": "$BRIDGE", "isGateway": false, "ipMasq": false,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_SUBNET"}]], "dataDir": "$DIR/cni/ipam"}}]}
+  {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_SUBNET"}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$DIR/cni/ipam"}}]}
 EOF
 }
 
@@ -372,7 +373,7 @@ EOF
 
 cmd_up() {
 	need_root
-	[ -x "$BIN/kubelet" ] && [ -x "$BIN/registry" ] && [ -x "$BIN/hershy-provisioner" ] && [ -f "$DIR/pause.tar" ] || die "not built: run scripts/cluster.sh build first"
+	[ -x "$BIN/kubelet" ] && [ -x "$BIN/registry" ] && [ -x "$BIN/hershy-provisioner" ] && [ -x "$BIN/hershy-netpol" ] && [ -f "$DIR/pause.tar" ] || die "not built: run scripts/cluster.sh build first"
 	if [ -f "$RUN/apiserver.pid" ] && kill -0 "$(cat "$RUN/apiserver.pid")" 2>/dev/null; then
 		die "already up (scripts/cluster.sh down first)"
 	fi
@@ -449,6 +450,8 @@ EOF
 	rm -rf "$DIR/volumes"
 	mkdir -p "$DIR/volumes"
 	start provisioner "$BIN/hershy-provisioner" -kubeconfig "$PKI/admin.kubeconfig" -root "$DIR/volumes"
+	# NetworkPolicies: the bridge plugin enforces none (scripts/cluster/netpol).
+	start netpol "$BIN/hershy-netpol" -kubeconfig "$PKI/admin.kubeconfig" -pod-subnet "$POD_SUBNET"
 	log "node Ready ($(took))"
 	mkdir -p "$DIR/registry-data"
 	printf 'version: 0.1\nlog: {level: warn}\nstorage:\n  filesystem: {rootdirectory: %s}\n  delete: {enabled: true}\nhttp:\n  addr: %s\n' \
@@ -485,9 +488,10 @@ cmd_down() {
 		KUBECONFIG=$PKI/admin.kubeconfig "$BIN/kubectl" delete pods --all --all-namespaces --wait=true --timeout=90s >/dev/null 2>&1 || true
 	fi
 	local c
-	for c in kubelet provisioner controller-manager scheduler apiserver etcd containerd registry; do
+	for c in kubelet provisioner netpol controller-manager scheduler apiserver etcd containerd registry; do
 		stop_pid "$c"
 	done
+	[ -x "$BIN/hershy-netpol" ] && "$BIN/hershy-netpol" -cleanup || true
 	# Shims of this containerd (found by its socket) still alive.
 	local pid
 	for pid in $(pgrep -f -- "-address $DIR/containerd/containerd.sock" || true); do
@@ -524,7 +528,7 @@ cmd_down() {
 
 cmd_status() {
 	local c up=0
-	for c in etcd apiserver controller-manager scheduler containerd kubelet provisioner registry; do
+	for c in etcd apiserver controller-manager scheduler containerd kubelet provisioner netpol registry; do
 		if [ -f "$RUN/$c.pid" ] && kill -0 "$(cat "$RUN/$c.pid")" 2>/dev/null; then
 			printf '%-20s running (pid %s)\n' "$c" "$(cat "$RUN/$c.pid")"
 			up=$((up + 1))

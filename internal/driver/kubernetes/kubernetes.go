@@ -75,6 +75,10 @@ type Options struct {
 	// StorageClass is the class of the programs' /state claims; empty
 	// means the cluster's default class.
 	StorageClass string
+	// DenyCIDRs are addresses no program granted network may reach, besides
+	// the private ranges and the nodes' own addresses: the Host's machine
+	// when it is not a node, a service of your network on a public address.
+	DenyCIDRs []string
 	// DirectKubelet reads each node's resource figures from its kubelet
 	// (https://NODE:10250, with the kubeconfig's credentials) instead of
 	// through the API server's node proxy. The API server will not proxy

@@ -3,6 +3,8 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 
 	"github.com/hershyorg/hershy/internal/driver"
 	corev1 "k8s.io/api/core/v1"
@@ -34,10 +36,11 @@ var privateCIDRs = []string{
 	"0.0.0.0/8",      // "this network"
 }
 
-var privateCIDRs6 = []string{"fc00::/7", "fe80::/10", "::1/128", "::ffff:0:0/96"}
+var privateCIDRs6 = []string{"fc00::/7", "fe80::/10", "::1/128"}
 
-// policyFor is the NetworkPolicy of Pod p.
-func policyFor(p *corev1.Pod, network bool) *networkingv1.NetworkPolicy {
+// policyFor is the NetworkPolicy of Pod p. deny are more addresses a
+// program granted network may not reach (the nodes', the Host's).
+func policyFor(p *corev1.Pod, network bool, deny []string) *networkingv1.NetworkPolicy {
 	np := &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   p.Name,
@@ -52,12 +55,40 @@ func policyFor(p *corev1.Pod, network bool) *networkingv1.NetworkPolicy {
 		},
 	}
 	if network {
+		v4, v6 := slices.Clone(privateCIDRs), slices.Clone(privateCIDRs6)
+		for _, cidr := range deny {
+			if p, err := netip.ParsePrefix(cidr); err == nil && p.Addr().Is4() {
+				v4 = append(v4, p.Masked().String())
+			} else if err == nil {
+				v6 = append(v6, p.Masked().String())
+			}
+		}
 		np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{To: []networkingv1.NetworkPolicyPeer{
-			{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: privateCIDRs}},
-			{IPBlock: &networkingv1.IPBlock{CIDR: "::/0", Except: privateCIDRs6}},
+			{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: v4}},
+			{IPBlock: &networkingv1.IPBlock{CIDR: "::/0", Except: v6}},
 		}}}
 	}
 	return np
+}
+
+// denied are the addresses no program may reach besides the private
+// ranges: every node's own (a node on a public address would otherwise be
+// reachable, and its kubelet with it) and Options.DenyCIDRs (the Host's
+// machine, when it is not a node).
+func (d *Driver) denied(ctx context.Context) ([]string, error) {
+	nodes, err := d.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: the nodes' addresses: %w", err)
+	}
+	out := slices.Clone(d.opts.DenyCIDRs)
+	for _, n := range nodes.Items {
+		for _, a := range n.Status.Addresses {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				out = append(out, netip.PrefixFrom(ip, ip.BitLen()).String())
+			}
+		}
+	}
+	return out, nil
 }
 
 // networkAnnotation records the spec's Network on the Pod, so a Pod made
@@ -66,7 +97,15 @@ const networkAnnotation = "hershy.org/network"
 
 // ensurePolicy makes Pod p's NetworkPolicy.
 func (d *Driver) ensurePolicy(ctx context.Context, p *corev1.Pod) error {
-	np := policyFor(p, p.Annotations[networkAnnotation] == "true")
+	network := p.Annotations[networkAnnotation] == "true"
+	var deny []string
+	if network {
+		var err error
+		if deny, err = d.denied(ctx); err != nil {
+			return err
+		}
+	}
+	np := policyFor(p, network, deny)
 	_, err := d.cs.NetworkingV1().NetworkPolicies(d.ns).Create(ctx, np, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		// A policy of an earlier Pod of this name, not yet collected.

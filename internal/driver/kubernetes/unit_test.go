@@ -244,14 +244,14 @@ func TestRegistryNames(t *testing.T) {
 // granted network reaches public addresses only.
 func TestPolicy(t *testing.T) {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "u", Labels: map[string]string{podLabel: "p"}}}
-	np := policyFor(p, false)
+	np := policyFor(p, false, nil)
 	if len(np.Spec.PolicyTypes) != 2 || len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 0 {
 		t.Errorf("without network: %+v, want both directions denied", np.Spec)
 	}
 	if np.Spec.PodSelector.MatchLabels[podLabel] != "p" || len(np.OwnerReferences) != 1 || np.OwnerReferences[0].UID != "u" {
 		t.Errorf("the policy must select and be owned by its Pod: %+v", np.ObjectMeta)
 	}
-	np = policyFor(p, true)
+	np = policyFor(p, true, []string{"192.0.2.2/32", "2001:db8::1/128"})
 	if len(np.Spec.Ingress) != 0 || len(np.Spec.Egress) != 1 {
 		t.Fatalf("with network: %+v, want egress only", np.Spec)
 	}
@@ -265,7 +265,7 @@ func TestPolicy(t *testing.T) {
 			except[e] = true
 		}
 	}
-	for _, cidr := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8", "fc00::/7"} {
+	for _, cidr := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8", "fc00::/7", "192.0.2.2/32", "2001:db8::1/128"} {
 		if !except[cidr] {
 			t.Errorf("egress reaches %s", cidr)
 		}
