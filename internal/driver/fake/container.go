@@ -137,11 +137,29 @@ func (d *Driver) create(spec driver.ContainerSpec) (string, error) {
 	if err := spec.Check(); err != nil {
 		return "", fmt.Errorf("fake: %w", err)
 	}
-	if err := driver.BindOnly(spec.Mounts); err != nil {
-		return "", fmt.Errorf("fake: %w", err)
-	}
-	if err := checkSources(spec.Mounts); err != nil {
-		return "", fmt.Errorf("fake: create container %s: %w", spec.Name, err)
+	d.mu.Lock()
+	kept := d.volumeDir
+	d.mu.Unlock()
+	mounts := append([]driver.Mount(nil), spec.Mounts...)
+	if kept == nil {
+		if err := driver.BindOnly(spec.Mounts); err != nil {
+			return "", fmt.Errorf("fake: %w", err)
+		}
+		if err := checkSources(spec.Mounts); err != nil {
+			return "", fmt.Errorf("fake: create container %s: %w", spec.Name, err)
+		}
+	} else {
+		for i, m := range mounts {
+			if m.Kind == driver.MountBind {
+				return "", fmt.Errorf("fake: %w: mount of %s: this engine mounts no Host folder", driver.ErrInvalidSpec, m.Target)
+			}
+			dir, ok := kept(m)
+			if !ok {
+				return "", fmt.Errorf("fake: mount of %s: %s %s: %w", m.Target, m.Kind, m.Source, driver.ErrNotFound)
+			}
+			// What the container's processes see: the volume's folder.
+			mounts[i] = driver.Mount{Source: dir, Target: m.Target, ReadOnly: m.ReadOnly || m.Kind == driver.MountSecret}
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -157,7 +175,7 @@ func (d *Driver) create(spec driver.ContainerSpec) (string, error) {
 		return "", err
 	}
 	c.runtime, c.user = driver.SpecRuntime(spec.Runtime), spec.User
-	c.env, c.mounts = mergeEnv(img, spec.Env), append([]driver.Mount(nil), spec.Mounts...)
+	c.env, c.mounts = mergeEnv(img, spec.Env), mounts
 	if base := img.importedBase(); base != nil {
 		c.args = slices.Clone(base.spec.Entrypoint)
 	}

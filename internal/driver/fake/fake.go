@@ -90,6 +90,10 @@ type Driver struct {
 	pids    int
 	ports   int // ephemeral ports of dialled connections
 
+	// volumeDir, set by WithVolumes, gives the folder of a kept volume a
+	// mount names; nil: an engine of Host folders only.
+	volumeDir func(driver.Mount) (string, bool)
+
 	images     map[string]*image // id -> image
 	tags       map[string]*image // normalised tag -> image
 	programs   map[string]Program

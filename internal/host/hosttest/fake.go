@@ -166,3 +166,20 @@ func CappedState(t testing.TB) func(*host.Options) {
 
 // ProgramDir is a program's folder in a Host's data directory.
 func ProgramDir(dataDir, id string) string { return filepath.Join(dataDir, "programs", id) }
+
+// OpenVolumes opens a Host, as Open does, on f made an engine that keeps
+// programs' volumes and secrets itself (fake.WithVolumes: the Kubernetes
+// driver's way), and returns that engine too.
+func (f *Fake) OpenVolumes(t testing.TB, dir string, more ...func(*host.Options)) (*host.Host, *fake.Volumes) {
+	t.Helper()
+	v := fake.WithVolumes(f.Driver, t.TempDir())
+	o := Options(t, dir, driver.RuntimeRunc)
+	o.Build = builder.Options{GoBinary: f.goBinary, SharedCacheDir: f.shared, GoProxy: "off"}
+	o.StateBytes, o.MaxStateBytes = 16<<20, 64<<20
+	for _, m := range more {
+		m(&o)
+	}
+	h := open(t, o, v)
+	f.waitWarm(t)
+	return h, v
+}
