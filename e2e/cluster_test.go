@@ -193,8 +193,19 @@ func TestCluster(t *testing.T) {
 	}
 	checkCrashLoop(t, probe)
 
-	phase("delete leaves nothing behind")
-	for _, p := range append(all, probe) {
+	phase("delete keeps /state when asked (hershy rm --keep-state), and otherwise leaves nothing behind")
+	if out, errOut, err := h.cli(s.alice.token, "rm", "--keep-state", probe.id); err != nil {
+		t.Fatalf("hershy rm --keep-state: %v\n%s%s", err, out, errOut)
+	}
+	claims := c.cs.CoreV1().PersistentVolumeClaims(c.ns)
+	if _, err := claims.Get(context.Background(), "hersh-state-"+probe.id, metav1.GetOptions{}); err != nil {
+		t.Errorf("the /state kept on request: %v", err)
+	}
+	if pod := c.pod(t, probe); pod != nil {
+		t.Errorf("the Pod of a deleted program is left: %s", pod.Name)
+	}
+	claims.Delete(context.Background(), "hersh-state-"+probe.id, metav1.DeleteOptions{})
+	for _, p := range all {
 		c.checkDelete(t, p)
 	}
 	c.checkEmpty(t)

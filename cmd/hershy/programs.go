@@ -238,7 +238,8 @@ func awaitProgram(ctx context.Context, c *client.Client, id string, minSeq uint6
 }
 
 func (a *app) rmCmd() *cobra.Command {
-	return &cobra.Command{
+	var keepState bool
+	cmd := &cobra.Command{
 		Use:     "rm ID",
 		Aliases: []string{"delete"},
 		Short:   "Stop and delete a program",
@@ -248,7 +249,11 @@ func (a *app) rmCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.DeleteProgram(cmd.Context(), args[0]); err != nil {
+			del := c.DeleteProgram
+			if keepState {
+				del = c.DeleteProgramKeepState
+			}
+			if err := del(cmd.Context(), args[0]); err != nil {
 				return fmt.Errorf("rm %s: %w", args[0], err)
 			}
 			if a.jsonOut() {
@@ -258,6 +263,8 @@ func (a *app) rmCmd() *cobra.Command {
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&keepState, "keep-state", false, "keep the program's /state volume (hersh-state-ID) on the cluster; a Host on --engine kubernetes only")
+	return cmd
 }
 
 func (a *app) logsCmd() *cobra.Command {

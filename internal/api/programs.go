@@ -249,7 +249,7 @@ func (s *server) deleteProgram(w http.ResponseWriter, r *http.Request, p princip
 	if !ok {
 		return
 	}
-	if err := s.h.Delete(r.Context(), row.ID); err != nil {
+	if err := s.h.DeleteWith(r.Context(), row.ID, host.DeleteOptions{KeepState: isTrue(r.URL.Query().Get("keep_state"))}); err != nil {
 		s.fail(w, err)
 		return
 	}

@@ -234,6 +234,12 @@ func (c *Client) DeleteProgram(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/programs/"+url.PathEscape(id), nil, nil)
 }
 
+// DeleteProgramKeepState removes a program but keeps its /state volume
+// (a Host on a cluster only).
+func (c *Client) DeleteProgramKeepState(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/programs/"+url.PathEscape(id)+"?keep_state=true", nil, nil)
+}
+
 // Start builds if needed and runs a program.
 func (c *Client) Start(ctx context.Context, id string) (*ActionResponse, error) {
 	return c.action(ctx, id, "start")

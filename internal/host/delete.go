@@ -11,9 +11,30 @@ import (
 // program uses it, its storage and its record. It returns once all of that
 // is gone.
 func (h *Host) Delete(ctx context.Context, id string) error {
+	return h.DeleteWith(ctx, id, DeleteOptions{})
+}
+
+// DeleteOptions change what a delete removes.
+type DeleteOptions struct {
+	// KeepState keeps the program's /state volume in the engine (its name
+	// is stateVolume's). Only an engine that keeps volumes can: on the
+	// Host's own disk /state goes with the program's folder.
+	KeepState bool
+}
+
+// DeleteWith is Delete with options.
+func (h *Host) DeleteWith(ctx context.Context, id string, o DeleteOptions) error {
+	if o.KeepState && h.volumes == nil {
+		return fmt.Errorf("%w: keep_state: this Host keeps /state in its data directory, which goes with the program; only a Host whose engine keeps volumes (--engine kubernetes) can keep it", ErrInvalid)
+	}
 	s, err := h.sup(id)
 	if err != nil {
 		return err
+	}
+	if o.KeepState {
+		h.keepState.Store(id, true)
+	} else {
+		h.keepState.Delete(id)
 	}
 	if _, err := s.Do(ctx, lifecycle.Delete{}, nil); err != nil {
 		return err
@@ -56,7 +77,8 @@ func (h *Host) purge(ctx context.Context, id string) error {
 	}
 	h.mu.Unlock()
 	if h.volumes != nil {
-		if err := h.removeVolumes(ctx, id); err != nil {
+		_, keep := h.keepState.Load(id)
+		if err := h.removeVolumes(ctx, id, keep); err != nil {
 			return fmt.Errorf("removing the engine's volumes: %w", err)
 		}
 	}
@@ -73,6 +95,7 @@ func (h *Host) purge(ctx context.Context, id string) error {
 	delete(h.usage, id)
 	h.usageMu.Unlock()
 	h.forgetStats(id)
+	h.keepState.Delete(id)
 	// The image and build log go with the record, unless another program
 	// uses the build.
 	h.collectBuildsLogged(ctx)

@@ -222,10 +222,13 @@ type Host struct {
 	updateMu sync.Mutex
 	states   *statefs.Manager    // the programs' /state filesystems (nil: uncapped, or volumes)
 	volumes  driver.VolumeKeeper // the engine's volumes for /state and secrets (nil: the Host's own)
-	saveMu   sync.Mutex          // one read-modify-write of a program's row at a time (save, updateOptions)
-	usageMu  sync.Mutex
-	usage    map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
-	samples  sampler            // the resource history's state (stats.go)
+	// keepState holds the programs whose delete keeps their /state volume
+	// (DeleteOptions.KeepState), from the request to the purge.
+	keepState sync.Map
+	saveMu    sync.Mutex // one read-modify-write of a program's row at a time (save, updateOptions)
+	usageMu   sync.Mutex
+	usage     map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
+	samples   sampler            // the resource history's state (stats.go)
 
 	watcher  *http.Client  // reaches WatcherAPIs through the driver
 	checker  *http.Client  // the same, a connection per request (answering.go)

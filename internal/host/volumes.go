@@ -74,10 +74,15 @@ func (h *Host) secretFiles(id string) (map[string][]byte, error) {
 	return files, nil
 }
 
-// removeVolumes removes the program's volume and secret from the engine.
-func (h *Host) removeVolumes(ctx context.Context, id string) error {
+// removeVolumes removes the program's secret from the engine, and its
+// volume unless keepState.
+func (h *Host) removeVolumes(ctx context.Context, id string, keepState bool) error {
 	if err := h.volumes.RemoveSecret(ctx, secretsVolume(id)); err != nil {
 		return err
+	}
+	if keepState {
+		h.log.Info("keeping the program's /state volume", "program", id, "volume", stateVolume(id))
+		return nil
 	}
 	return h.volumes.RemoveVolume(ctx, stateVolume(id))
 }

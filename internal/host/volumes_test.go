@@ -86,4 +86,29 @@ func testEngineVolumes(t *testing.T) {
 	if n, m := v.Count(); n != 0 || m != 0 {
 		t.Errorf("after delete: %d volumes, %d secrets left", n, m)
 	}
+
+	// Kept on request: the volume stays, the secret goes.
+	kept := createProgram(t, h, host.CreateRequest{UserID: "alice", Files: hosttest.CounterSource(0)})
+	if err := h.DeleteWith(ctx, kept, host.DeleteOptions{KeepState: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.Volume("hersh-state-" + kept); !ok {
+		t.Error("the volume kept on request is gone")
+	}
+	if _, ok := v.Secret("hersh-secrets-" + kept); ok {
+		t.Error("the secret of a program deleted keeping its state is still there")
+	}
+}
+
+// On the Host's own disk /state goes with the program: keeping it is
+// refused, and the program is not deleted.
+func TestKeepStateNeedsEngineVolumes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := hosttest.OpenFake(t)
+		id := createProgram(t, h, host.CreateRequest{UserID: "alice", Files: hosttest.CounterSource(0)})
+		if err := h.DeleteWith(context.Background(), id, host.DeleteOptions{KeepState: true}); !errors.Is(err, host.ErrInvalid) {
+			t.Fatalf("keep_state on the Host's disk: %v, want ErrInvalid", err)
+		}
+		stateOf(t, h, id) // still there
+	})
 }
