@@ -35,8 +35,8 @@ type cluster struct {
 }
 
 // openCluster returns the test cluster, or skips when it is not up;
-// HERSHY_KUBECONFIG set (CI sets it after scripts/cluster.sh up) makes
-// its absence fail the test.
+// HERSHY_KUBECONFIG set (scripts/test.sh sets it after
+// scripts/cluster.sh up) or CI set makes its absence fail the test.
 func openCluster(t *testing.T) *cluster {
 	t.Helper()
 	if testing.Short() {
@@ -44,11 +44,11 @@ func openCluster(t *testing.T) *cluster {
 	}
 	path, required := os.Getenv("HERSHY_KUBECONFIG"), true
 	if path == "" {
-		path, required = testClusterKubeconfig, false
+		path, required = testClusterKubeconfig, os.Getenv("CI") != ""
 	}
 	fail := func(err error) {
 		if required {
-			t.Fatalf("HERSHY_KUBECONFIG is set and the cluster is not usable: %v", err)
+			t.Fatalf("the test cluster is required (HERSHY_KUBECONFIG or CI set) and not usable: %v (scripts/cluster.sh build && scripts/cluster.sh up)", err)
 		}
 		t.Skipf("no test cluster (%v): run scripts/cluster.sh up, or set HERSHY_KUBECONFIG", err)
 	}

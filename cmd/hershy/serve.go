@@ -51,9 +51,10 @@ type clusterOpts struct {
 	kubeconfig    string
 	namespace     string
 	registry      string
-	runtimeClass  string // the RuntimeClass of --runtime ("-": the node's default)
+	runtimeClass  string // the RuntimeClass of --runtime (default: gvisor for runsc, the node's own for runc)
 	storageClass  string
 	directKubelet bool
+	denyCIDRs     []string
 }
 
 func defaultDataDir() string {
@@ -124,6 +125,7 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&c.registry, "registry", "", "kubernetes: where images are pushed and nodes pull from, e.g. 127.0.0.1:5000/hershy")
 	f.StringVar(&c.runtimeClass, "runtime-class", "", "kubernetes: the RuntimeClass of --runtime (default gvisor for runsc; for runc the node's default handler)")
 	f.StringVar(&c.storageClass, "storage-class", "", "kubernetes: the StorageClass of programs' /state claims (default: the cluster's default class)")
+	f.StringSliceVar(&c.denyCIDRs, "deny-cidr", nil, "kubernetes: addresses (CIDR) no program granted network may reach, besides the private ranges and the nodes' own: the Host's machine when it is not a node (repeatable)")
 	f.BoolVar(&c.directKubelet, "kubelet-direct", false, "kubernetes: read resource figures from each node's kubelet, not through the API server's node proxy (a single node on loopback needs it)")
 	return cmd
 }

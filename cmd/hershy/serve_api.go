@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -188,6 +189,12 @@ func openEngine(o serveOpts) (driver.Driver, error) {
 		local.Close()
 		return nil, errors.New("--engine kubernetes needs --registry: where the nodes pull images from")
 	}
+	for _, cidr := range c.denyCIDRs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			local.Close()
+			return nil, fmt.Errorf("--deny-cidr %q: %w", cidr, err)
+		}
+	}
 	class := c.runtimeClass
 	if class == "" && o.runtime == driver.RuntimeRunsc {
 		class = "gvisor"
@@ -199,6 +206,7 @@ func openEngine(o serveOpts) (driver.Driver, error) {
 	k, err := kubernetes.New(kubernetes.Options{
 		Kubeconfig: kubeconfig, Namespace: c.namespace, Registry: c.registry, Builder: local,
 		RuntimeClasses: map[string]string{o.runtime: class}, StorageClass: c.storageClass, DirectKubelet: c.directKubelet,
+		DenyCIDRs: c.denyCIDRs,
 	})
 	if err != nil {
 		local.Close()

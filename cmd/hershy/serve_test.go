@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/driver"
 )
 
 func TestServeHTTPShutsDownOnCancel(t *testing.T) {
@@ -165,4 +167,43 @@ func TestServeQuotaFlags(t *testing.T) {
 	if err := cmd.ParseFlags([]string{"--max-user-memory", "lots"}); err == nil {
 		t.Error("--max-user-memory lots accepted")
 	}
+}
+
+// TestOpenEngineRefusals: the cluster's flags are checked before anything
+// is reached.
+func TestOpenEngineRefusals(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {token: x}}]\n"), 0o600)
+	for name, tc := range map[string]struct {
+		c    clusterOpts
+		want string
+	}{
+		"unknown engine":    {clusterOpts{engine: "nomad"}, `--engine "nomad"`},
+		"no registry":       {clusterOpts{engine: "kubernetes", namespace: "h", kubeconfig: kubeconfig}, "needs --registry"},
+		"bad deny CIDR":     {clusterOpts{engine: "kubernetes", namespace: "h", kubeconfig: kubeconfig, registry: "127.0.0.1:5000/h", denyCIDRs: []string{"10.0.0.1"}}, "--deny-cidr"},
+		"registry w/o host": {clusterOpts{engine: "kubernetes", namespace: "h", kubeconfig: kubeconfig, registry: "hershy"}, "a host"},
+		"missing config":    {clusterOpts{engine: "kubernetes", namespace: "h", kubeconfig: kubeconfig + ".missing", registry: "127.0.0.1:5000/h"}, "configuration"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, err := openEngine(serveOpts{runtime: "runsc", cluster: tc.c})
+			if err == nil {
+				e.Close()
+				t.Fatalf("accepted: want an error saying %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q, want it to say %q", err, tc.want)
+			}
+		})
+	}
+	e, err := openEngine(serveOpts{runtime: "runsc", cluster: clusterOpts{engine: "kubernetes", namespace: "h", kubeconfig: kubeconfig, registry: "127.0.0.1:5000/h"}})
+	if err != nil {
+		t.Fatalf("a valid cluster set-up: %v", err)
+	}
+	if _, ok := e.(driver.VolumeKeeper); !ok {
+		t.Error("the cluster engine does not keep volumes")
+	}
+	if _, ok := e.(driver.BuildEngine); !ok {
+		t.Error("the cluster engine does not build on this machine")
+	}
+	e.Close()
 }

@@ -59,13 +59,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// kubeconfig is the cluster the tests use: HERSHY_KUBECONFIG (which makes
-// the cluster required), or the test cluster's when it is up.
+// kubeconfig is the cluster the tests use: HERSHY_KUBECONFIG, or the test
+// cluster's when it is up. HERSHY_KUBECONFIG or CI set makes the cluster
+// required: its absence fails the tests instead of skipping them.
 func kubeconfig() (path string, required bool) {
 	if p := os.Getenv("HERSHY_KUBECONFIG"); p != "" {
 		return p, true
 	}
-	return defaultKubeconfig, false
+	return defaultKubeconfig, os.Getenv("CI") != ""
 }
 
 // testDriver returns the driver on this run's namespace, or skips when no
@@ -75,7 +76,7 @@ func testDriver(t *testing.T) *Driver {
 	setupOnce.Do(func() { setupErr = setup() })
 	if setupErr != nil {
 		if _, required := kubeconfig(); required {
-			t.Fatalf("HERSHY_KUBECONFIG is set and the cluster is not usable: %v", setupErr)
+			t.Fatalf("the test cluster is required (HERSHY_KUBECONFIG or CI set) and not usable: %v (scripts/cluster.sh build && scripts/cluster.sh up)", setupErr)
 		}
 		t.Skipf("no test cluster (%v): run scripts/cluster.sh up, or set HERSHY_KUBECONFIG", setupErr)
 	}
