@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -115,19 +114,7 @@ func TestCluster(t *testing.T) {
 	h := startHostWith(t, driver.RuntimeRunsc, c.hostArgs(), nil)
 	s := &suite{h: h, alice: h.user("alice"), bob: h.user("bob")}
 
-	phase("deploy: simple-counter and trading-long through the API, watcher-server through hershy deploy")
-	s.counter = h.deploy(t, s.alice, "simple-counter", client.SourceRequest{SrcFiles: readSource(t, filepath.Join(examplesDir, "simple-counter"))})
-	s.trading = h.deploy(t, s.alice, "trading-long", client.SourceRequest{
-		SrcFiles: readSource(t, filepath.Join(examplesDir, "trading-long")),
-		Env:      map[string]string{"TRADING_FEED_INTERVAL": "200ms", "TRADING_STATS_INTERVAL": "3s"},
-	})
-	s.server = s.cliDeploy(t, filepath.Join(examplesDir, "watcher-server"))
-	for _, p := range []*program{s.counter, s.trading, s.server} {
-		p.waitState("Ready", 3*time.Minute)
-	}
-	phase("deploy: the Dockerfile variant of simple-counter, built on this machine and pushed")
-	s.dockerV = s.deployDockerVariant(t)
-	all := []*program{s.counter, s.server, s.trading, s.dockerV}
+	all := s.deployExamples(t, phase)
 
 	phase("the Pods' hardening, and every WatcherAPI route through the proxy")
 	for _, p := range all {
@@ -139,44 +126,17 @@ func TestCluster(t *testing.T) {
 	phase("messages steer the programs")
 	s.checkMessages(t)
 
-	phase("/state across stop and start")
-	s.checkDurable(t, func() {
-		for _, p := range all {
-			p.action("stop", "Stopped")
-			if pod := c.pod(t, p); pod != nil {
-				t.Errorf("%s: Pod %s still there after the stop", p.name, pod.Name)
-			}
+	podUID := func(p *program) string {
+		if pod := c.pod(t, p); pod != nil {
+			return string(pod.UID)
 		}
-		for _, p := range all {
-			p.action("start", "Ready")
-		}
-	})
-	phase("/state across restart")
-	s.checkDurable(t, func() {
-		for _, p := range all {
-			p.action("restart", "Ready")
-		}
-	})
-	phase("/state across a Host restart")
-	pods := map[string]string{}
-	for _, p := range all {
-		pods[p.id] = string(c.pod(t, p).UID)
+		return "no Pod"
 	}
-	h.restart()
-	for _, p := range all {
-		p.waitState("Ready", 2*time.Minute)
-		// Re-adopted by its labels, not replaced: the same Pod serves.
-		if pod := c.pod(t, p); pod == nil || string(pod.UID) != pods[p.id] {
-			t.Errorf("%s: not the same Pod after the Host restart", p.name)
-		}
-	}
-	s.checkDurable(t, func() {
-		for _, p := range all {
-			p.action("restart", "Ready")
+	s.checkDurablePhases(t, phase, all, podUID, func(p *program) {
+		if pod := c.pod(t, p); pod != nil {
+			t.Errorf("%s: Pod %s still there after the stop", p.name, pod.Name)
 		}
 	})
-	phase("/state across a source upgrade")
-	s.checkUpgrade(t)
 
 	phase("the sandbox seen from inside, and crash back-off")
 	probe := h.deploy(t, s.alice, "probe", client.SourceRequest{SrcFiles: readSource(t, "testdata/probe")})

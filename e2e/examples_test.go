@@ -41,21 +41,7 @@ func testExamples(t *testing.T, rt string) {
 	h := startHost(t, rt)
 	s := &suite{h: h, alice: h.user("alice"), bob: h.user("bob")}
 
-	phase("deploy: simple-counter, trading-long through the API, watcher-server through hershy deploy")
-	s.counter = h.deploy(t, s.alice, "simple-counter", client.SourceRequest{SrcFiles: readSource(t, filepath.Join(examplesDir, "simple-counter"))})
-	s.trading = h.deploy(t, s.alice, "trading-long", client.SourceRequest{
-		SrcFiles: readSource(t, filepath.Join(examplesDir, "trading-long")),
-		Env:      map[string]string{"TRADING_FEED_INTERVAL": "200ms", "TRADING_STATS_INTERVAL": "3s"},
-	})
-	s.server = s.cliDeploy(t, filepath.Join(examplesDir, "watcher-server"))
-	for _, p := range []*program{s.counter, s.trading, s.server} {
-		p.waitState("Ready", 3*time.Minute)
-	}
-
-	phase("deploy: the Dockerfile variant of simple-counter, layered on the image the Host built")
-	s.dockerV = s.deployDockerVariant(t)
-
-	all := []*program{s.counter, s.server, s.trading, s.dockerV}
+	all := s.deployExamples(t, phase)
 	phase("the sandbox contract (engine view) and every WatcherAPI route through the proxy")
 	for _, p := range all {
 		testenv.CheckContract(t, h.engine, p.get().ContainerID, testenv.Contract{
@@ -67,41 +53,7 @@ func testExamples(t *testing.T, rt string) {
 
 	phase("messages steer the programs")
 	s.checkMessages(t)
-
-	phase("/state across stop and start")
-	s.checkDurable(t, func() {
-		for _, p := range all {
-			p.action("stop", "Stopped")
-		}
-		for _, p := range all {
-			p.action("start", "Ready")
-		}
-	})
-	phase("/state across restart")
-	s.checkDurable(t, func() {
-		for _, p := range all {
-			p.action("restart", "Ready")
-		}
-	})
-	phase("/state across a Host restart")
-	containers := map[string]string{}
-	for _, p := range all {
-		containers[p.id] = p.get().ContainerID
-	}
-	h.restart()
-	for _, p := range all {
-		// Re-adopted, not restarted: the same container is still serving.
-		if got := p.waitState("Ready", 2*time.Minute).ContainerID; got != containers[p.id] {
-			t.Errorf("%s: container %s after the Host restart, was %s", p.name, got, containers[p.id])
-		}
-	}
-	s.checkDurable(t, func() {
-		for _, p := range all {
-			p.action("restart", "Ready")
-		}
-	})
-	phase("/state across a source upgrade")
-	s.checkUpgrade(t)
+	s.checkDurablePhases(t, phase, all, func(p *program) string { return p.get().ContainerID }, nil)
 
 	phase("delete leaves nothing behind")
 	// The base first: its image stays while the variant runs on an image
@@ -116,6 +68,70 @@ func testExamples(t *testing.T, rt string) {
 	}
 	h.checkNothingLeft()
 	phase("done")
+}
+
+// deployExamples deploys the examples: simple-counter and trading-long
+// through the API, watcher-server through hershy deploy, then the
+// Dockerfile variant of simple-counter on the image the Host built. It
+// returns them once Ready.
+func (s *suite) deployExamples(t *testing.T, phase func(string)) []*program {
+	t.Helper()
+	phase("deploy: simple-counter, trading-long through the API, watcher-server through hershy deploy")
+	s.counter = s.h.deploy(t, s.alice, "simple-counter", client.SourceRequest{SrcFiles: readSource(t, filepath.Join(examplesDir, "simple-counter"))})
+	s.trading = s.h.deploy(t, s.alice, "trading-long", client.SourceRequest{
+		SrcFiles: readSource(t, filepath.Join(examplesDir, "trading-long")),
+		Env:      map[string]string{"TRADING_FEED_INTERVAL": "200ms", "TRADING_STATS_INTERVAL": "3s"},
+	})
+	s.server = s.cliDeploy(t, filepath.Join(examplesDir, "watcher-server"))
+	for _, p := range []*program{s.counter, s.trading, s.server} {
+		p.waitState("Ready", 3*time.Minute)
+	}
+	phase("deploy: the Dockerfile variant of simple-counter, layered on the image the Host built")
+	s.dockerV = s.deployDockerVariant(t)
+	return []*program{s.counter, s.server, s.trading, s.dockerV}
+}
+
+// checkDurablePhases checks /state across stop and start, restart, a Host
+// restart and a source upgrade. identity names what serves a program (a
+// container, a Pod): the Host restart must re-adopt it, not replace it.
+// stopped, if set, checks each program once stopped.
+func (s *suite) checkDurablePhases(t *testing.T, phase func(string), all []*program, identity func(*program) string, stopped func(*program)) {
+	t.Helper()
+	phase("/state across stop and start")
+	s.checkDurable(t, func() {
+		for _, p := range all {
+			p.action("stop", "Stopped")
+			if stopped != nil {
+				stopped(p)
+			}
+		}
+		for _, p := range all {
+			p.action("start", "Ready")
+		}
+	})
+	restartAll := func() {
+		for _, p := range all {
+			p.action("restart", "Ready")
+		}
+	}
+	phase("/state across restart")
+	s.checkDurable(t, restartAll)
+	phase("/state across a Host restart")
+	was := map[string]string{}
+	for _, p := range all {
+		was[p.id] = identity(p)
+	}
+	s.h.restart()
+	for _, p := range all {
+		p.waitState("Ready", 2*time.Minute)
+		// Re-adopted, not restarted: the same container is still serving.
+		if got := identity(p); got != was[p.id] {
+			t.Errorf("%s: %s serves after the Host restart, %s did before", p.name, got, was[p.id])
+		}
+	}
+	s.checkDurable(t, restartAll)
+	phase("/state across a source upgrade")
+	s.checkUpgrade(t)
 }
 
 // cliDeploy deploys dir with `hershy deploy`, as the README shows.
