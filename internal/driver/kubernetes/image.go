@@ -41,12 +41,6 @@ func (d *Driver) ImportImage(ctx context.Context, spec driver.ImportSpec, rootfs
 	return d.push(ctx, id, spec.Tag)
 }
 
-// PushImage pushes a local image of the Builder's under tag (as
-// BuildImage does), for images made another way (tests, the examples).
-func (d *Driver) PushImage(ctx context.Context, localRef, tag string) (string, error) {
-	return d.push(ctx, localRef, tag)
-}
-
 func (d *Driver) push(ctx context.Context, id, tag string) (string, error) {
 	remote, err := d.reg.remote(tag)
 	if err != nil {
