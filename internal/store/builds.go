@@ -131,9 +131,12 @@ func execOne(ctx context.Context, tx *sql.Tx, q string, args ...any) error {
 }
 
 // UnusedBuilds returns the ids of the builds no program has as its current
-// build: a replaced source's old build, or a deleted program's.
+// build and no kept release names: a replaced source's old build once its
+// release is dropped, or a deleted program's.
 func (s *Store) UnusedBuilds(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT build_id FROM builds WHERE build_id NOT IN (SELECT build_id FROM programs) ORDER BY build_id`)
+	rows, err := s.r.QueryContext(ctx, `SELECT build_id FROM builds
+		WHERE build_id NOT IN (SELECT build_id FROM programs) AND build_id NOT IN (SELECT build_id FROM releases)
+		ORDER BY build_id`)
 	if err != nil {
 		return nil, wrap("list unused builds", err)
 	}

@@ -110,6 +110,21 @@ CREATE TABLE program_stats (
 	PRIMARY KEY (program_id, resolution, at)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 3: releases: each source a program was given (and each rollback),
+	// numbered per program. A kept release keeps its build's image.
+	`
+CREATE TABLE releases (
+	program_id TEXT    NOT NULL REFERENCES programs (program_id) ON DELETE CASCADE,
+	number     INTEGER NOT NULL CHECK (number > 0),
+	build_id   TEXT    NOT NULL,
+	created_at INTEGER NOT NULL,
+	created_by TEXT    NOT NULL,
+	digest     TEXT    NOT NULL,
+	note       TEXT    NOT NULL DEFAULT '',
+	PRIMARY KEY (program_id, number)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX releases_build ON releases (build_id);
+`,
 }
 
 // migrate applies pending migrations, one transaction each. The version is
