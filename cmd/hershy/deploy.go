@@ -18,7 +18,7 @@ import (
 
 type deployOpts struct {
 	programID, userID, restartPolicy string
-	network, noStart                 bool
+	network, noStart, force          bool
 	memory, stateBytes               int64
 	cpus                             float64
 	env                              []string
@@ -45,6 +45,7 @@ func (a *app) deployCmd() *cobra.Command {
 	f.StringVar(&o.restartPolicy, "restart", "", "restart policy (e.g. no, on-failure, always)")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "environment variable NAME=VALUE (repeatable)")
 	f.BoolVar(&o.noStart, "no-start", false, "only store the source")
+	f.BoolVar(&o.force, "force", false, "with --program: restart even when the source is the one the program runs")
 	f.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up waiting for Ready after this long")
 	return cmd
 }
@@ -92,8 +93,14 @@ func (a *app) deploy(cmd *cobra.Command, dir string, o deployOpts) error {
 			return fmt.Errorf("deploy: program %s: %w", id, err)
 		}
 		wasRunning = p.State == "Ready" || p.State == "Starting" || p.State == "Building"
-		if _, err := c.UpdateSource(ctx, id, req); err != nil {
+		up, err := c.UpdateSource(ctx, id, req)
+		if err != nil {
 			return fmt.Errorf("deploy: updating source of %s: %w", id, err)
+		}
+		// The source the program already runs: nothing to do.
+		if up.BuildID == p.BuildID && p.State == "Ready" && !o.force && !o.noStart {
+			fmt.Fprintf(a.errOut, "Unchanged: %s already runs this source (build %s); nothing was restarted (--force restarts it)\n", id, p.BuildID)
+			return a.deployResult(ctx, c, id)
 		}
 		fmt.Fprintf(a.errOut, "Updated source of %s\n", id)
 	} else {

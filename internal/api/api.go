@@ -108,6 +108,8 @@ var routes = []route{
 	{"PUT", "/programs/{id}/source", user, (*server).replaceSource},
 	{"GET", "/programs/{id}/source", user, (*server).getSource},
 	{"GET", "/programs/{id}/history", user, (*server).history},
+	{"GET", "/programs/{id}/releases", user, (*server).releases},
+	{"POST", "/programs/{id}/rollback", user, (*server).rollback},
 	{"GET", "/programs/{id}/stats", user, (*server).programStats},
 	{"PUT", "/programs/{id}/restart-policy", user, (*server).setRestartPolicy},
 	{"GET", "/programs/{id}/build-log", user, (*server).buildLog},

@@ -176,7 +176,7 @@ func (s *server) createProgram(w http.ResponseWriter, r *http.Request, p princip
 		return
 	}
 	row, err := s.h.Create(r.Context(), host.CreateRequest{
-		UserID: uid, Dockerfile: b.Dockerfile, Files: source.Files(b.SrcFiles),
+		UserID: uid, By: p.UserID, Dockerfile: b.Dockerfile, Files: source.Files(b.SrcFiles),
 		Options: host.ProgramOptions{
 			Network: b.Network, MemoryBytes: b.MemoryBytes, CPUs: b.CPUs,
 			RestartPolicy: b.RestartPolicy, Env: b.Env, StateBytes: b.StateBytes,

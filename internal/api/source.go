@@ -41,7 +41,7 @@ func (s *server) replaceSource(w http.ResponseWriter, r *http.Request, p princip
 		files = source.Files{}
 	}
 	next, err := s.h.Update(r.Context(), row.ID, host.UpdateRequest{
-		Dockerfile: b.Dockerfile, Files: files, StateBytes: b.StateBytes, RestartPolicy: b.RestartPolicy,
+		Dockerfile: b.Dockerfile, Files: files, StateBytes: b.StateBytes, RestartPolicy: b.RestartPolicy, By: p.UserID,
 	})
 	if err != nil {
 		s.fail(w, err)

@@ -20,6 +20,7 @@ import (
 // files, or a Go module without Dockerfile) and per-program options.
 type CreateRequest struct {
 	UserID     string
+	By         string // the user asking, recorded with the first release ("": UserID)
 	Dockerfile string
 	Files      source.Files
 	Options    ProgramOptions
@@ -177,6 +178,13 @@ func (h *Host) Create(ctx context.Context, req CreateRequest) (_ store.Program, 
 	}
 	h.supervise(row)
 	h.observe(Change{ProgramID: id, UserID: row.UserID, At: row.CreatedAt, Next: row.Program, Row: row})
+	by := req.By
+	if by == "" {
+		by = req.UserID
+	}
+	if _, err := h.addRelease(ctx, id, buildID, by, "", req.Dockerfile, req.Files); err != nil {
+		h.log.Warn("recording the first release", "program", id, "err", err)
+	}
 	return row, nil
 }
 

@@ -76,6 +76,9 @@ type Options struct {
 	// (default DefaultStateBytes); MaxStateBytes the most a program may
 	// ask for (default DefaultMaxStateBytes).
 	StateBytes, MaxStateBytes int64
+	// KeepReleases is how many releases each program keeps, with their
+	// sources and images, for rollback (default DefaultKeepReleases).
+	KeepReleases int
 	// UncappedState leaves /state a plain directory with no size cap, for
 	// development without root or loop devices. Never in production: a
 	// program can then fill the Host's disk.
@@ -167,6 +170,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.StateBytes <= 0 {
 		o.StateBytes = DefaultStateBytes
+	}
+	if o.KeepReleases <= 0 {
+		o.KeepReleases = DefaultKeepReleases
 	}
 	if o.MaxStateBytes <= 0 {
 		o.MaxStateBytes = max(DefaultMaxStateBytes, o.StateBytes)

@@ -27,12 +27,20 @@ type UpdateRequest struct {
 	StateBytes int64
 	// RestartPolicy is a new restart policy: always, on-failure or never.
 	RestartPolicy string
+	// By is the user asking, recorded with a new release ("": the owner).
+	By string
 }
 
 // Update applies req to program id as one change: every part is checked
 // before any is applied, and a part that fails undoes the ones applied
 // before it, so the program is left either fully updated or as it was.
-func (h *Host) Update(ctx context.Context, id string, req UpdateRequest) (_ store.Program, err error) {
+func (h *Host) Update(ctx context.Context, id string, req UpdateRequest) (store.Program, error) {
+	return h.update(ctx, id, req, "", false)
+}
+
+// update is Update, recording a new source as a release with note (a
+// rollback records one even when the source is the current one: always).
+func (h *Host) update(ctx context.Context, id string, req UpdateRequest, note string, always bool) (_ store.Program, err error) {
 	defer func() { err = h.relErr(err) }()
 	h.updateMu.Lock()
 	defer h.updateMu.Unlock()
@@ -126,6 +134,16 @@ func (h *Host) Update(ctx context.Context, id string, req UpdateRequest) (_ stor
 		}
 	}
 	os.RemoveAll(filepath.Join(h.programDir(id), "src.old")) // the replaced source, kept for an undo
+	if req.Files != nil && (buildID != row.BuildID || always) {
+		by := req.By
+		if by == "" {
+			by = row.UserID
+		}
+		if _, err := h.addRelease(ctx, id, buildID, by, note, req.Dockerfile, req.Files); err != nil {
+			h.log.Warn("recording a release", "program", id, "err", err)
+		}
+		h.collectBuildsLogged(ctx)
+	}
 	return h.current(ctx, id)
 }
 

@@ -199,3 +199,16 @@ func IsGoModule(dockerfile string, files Files) bool {
 	_, hasGoMod := files[GoModName]
 	return dockerfile == "" && !hasDockerfile && hasGoMod
 }
+
+// sourceDigestDomain separates source digests from build ids.
+const sourceDigestDomain = "hershy source digest v1\x00"
+
+// Digest is a source's content digest, "sha256:<64 hex digits>", over the
+// same encoding as BuildID but without the owner: two users' identical
+// sources have one digest. A release records it.
+func Digest(dockerfile string, files Files) string {
+	h := sha256.New()
+	h.Write([]byte(sourceDigestDomain))
+	writeSource(h, dockerfile, files)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
