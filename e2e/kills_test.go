@@ -422,6 +422,12 @@ func (k *killRun) checkOwned(oldBuilds []string) {
 		if pr, err := kp.p.c.GetProgram(context.Background(), kp.p.id); err == nil {
 			builds[pr.BuildID] = true
 		}
+		// A kept release keeps its build's image, for a rollback.
+		if rs, err := kp.p.c.Releases(context.Background(), kp.p.id); err == nil {
+			for _, r := range rs {
+				builds[r.BuildID] = true
+			}
+		}
 	}
 	perProgram := map[string]int{}
 	for _, c := range k.containers() {

@@ -41,6 +41,7 @@ type serveOpts struct {
 	maxFollows, maxAdminFollows        int   // open log streams per user, for the admin
 	proxyInFlight                      int   // proxied requests open per program
 	proxyHeaderTimeout                 time.Duration
+	keepReleases                       int         // releases kept per program
 	cluster                            clusterOpts // --engine kubernetes
 }
 
@@ -118,6 +119,7 @@ func (a *app) serveCmd() *cobra.Command {
 	f.IntVar(&o.maxAdminFollows, "max-follows-admin", api.DefaultMaxAdminFollows, "log streams the admin may have open at once")
 	f.IntVar(&o.proxyInFlight, "proxy-in-flight", api.DefaultProxyInFlight, "proxied WatcherAPI requests one program may have open at once; more get 429")
 	f.DurationVar(&o.proxyHeaderTimeout, "proxy-header-timeout", api.DefaultProxyHeaderTimeout, "how long a program's WatcherAPI has to begin an answer before the caller gets 504")
+	f.IntVar(&o.keepReleases, "keep-releases", host.DefaultKeepReleases, "releases each program keeps, with their sources and images, for hershy rollback")
 	c := &o.cluster
 	f.StringVar(&c.engine, "engine", "docker", "where programs run: docker (this machine's engine) or kubernetes (a cluster; builds stay on this machine's Docker)")
 	f.StringVar(&c.kubeconfig, "kubeconfig", "", "kubernetes: the kubeconfig file (default $KUBECONFIG; empty: the Host runs in the cluster)")

@@ -46,6 +46,9 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	case keep == 0:
 		keep = -1 // the builder's "off"
 	}
+	if o.keepReleases < 1 {
+		return usageError{fmt.Errorf("--keep-releases must be at least 1")}
+	}
 	if o.maxLaunches < 1 || o.launchTimeout <= 0 {
 		return usageError{fmt.Errorf("--max-launches and --launch-timeout must be positive")}
 	}
@@ -96,6 +99,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 			GoTimeout: o.buildTimeout, MaxConcurrent: o.maxBuilds, KeepSandbox: keep,
 		},
 		StateBytes: o.stateBytes, MaxStateBytes: o.maxStateBytes, UncappedState: o.uncappedState,
+		KeepReleases: o.keepReleases,
 	}, engine)
 	if err != nil {
 		return fail(fmt.Errorf("serve: opening host: %w", err))
