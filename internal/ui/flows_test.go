@@ -238,3 +238,41 @@ func TestAdminHealth(t *testing.T) {
 		t.Errorf("no words for what is down: %q", got["engine"])
 	}
 }
+
+// TestReleasesPage: the program page lists the releases, newest first,
+// and a rollback from it starts the program on the earlier one.
+func TestReleasesPage(t *testing.T) {
+	e := newEnv(t, false)
+	id := e.deploy("alice")
+	ctx := context.Background()
+	first, _ := e.h.Get(ctx, id)
+	src, err := e.h.Source(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src["extra.txt"] = "release 2\n"
+	if _, err := e.h.ReplaceSource(ctx, id, "", src); err != nil {
+		t.Fatal(err)
+	}
+	b := e.signedIn(e.alice)
+	page := b.get("/ui/programs/" + id)
+	i1, i2 := strings.Index(page.body, "Roll back to release 1"), strings.Index(page.body, "current</span>")
+	if i1 < 0 || i2 < 0 || i2 > i1 || strings.Contains(page.body, "Roll back to release 2") {
+		t.Fatalf("the releases on the page:\n%.3000s", page.body[max(0, strings.Index(page.body, "Releases")):])
+	}
+	a := b.post("/ui/programs/"+id+"/rollback", url.Values{"csrf": {b.csrf}, "to": {"1"}})
+	if a.code() != http.StatusSeeOther {
+		t.Fatalf("rollback: %d %.300s", a.code(), a.body)
+	}
+	hosttest.WaitState(t, e.h, id, lifecycle.Ready, 30*time.Second)
+	if p, _ := e.h.Get(ctx, id); p.BuildID != first.BuildID {
+		t.Errorf("after the rollback the build is %s, want release 1's %s", p.BuildID, first.BuildID)
+	}
+	if page := b.get("/ui/programs/" + id); !strings.Contains(page.body, "rollback to 1") {
+		t.Error("the page does not show the rollback's release")
+	}
+	// Without the session's CSRF token, nothing is rolled back.
+	if a := b.post("/ui/programs/"+id+"/rollback", url.Values{"to": {"2"}}); a.code() == http.StatusSeeOther {
+		t.Error("a rollback without the CSRF token was accepted")
+	}
+}

@@ -64,6 +64,16 @@ type transition struct {
 	At     time.Time `json:"at"`
 }
 
+type release struct {
+	Number    int       `json:"number"`
+	BuildID   string    `json:"build_id"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by"`
+	Digest    string    `json:"digest"`
+	Note      string    `json:"note"`
+	Current   bool      `json:"current"`
+}
+
 type secret struct {
 	Name      string    `json:"name"`
 	UpdatedAt time.Time `json:"updated_at"`

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -50,10 +51,33 @@ func (h *Handler) programPage(w http.ResponseWriter, r *http.Request, req *reque
 		Secrets []secret `json:"secrets"`
 	}
 	secErr := req.api.get(ctx, programPath(p.ProgramID, "/secrets"), &secs)
+	var rels struct {
+		Releases []release `json:"releases"`
+	}
+	relErr := req.api.get(ctx, programPath(p.ProgramID, "/releases"), &rels)
 	h.render(w, r, req, http.StatusOK, "program", p.ProgramID, map[string]any{
 		"P": p, "Tab": "overview", "History": ts, "HistoryErr": errText(histErr),
 		"Secrets": secs.Secrets, "SecretsErr": errText(secErr), "EnvNames": sortedKeys(p.Options.Env),
+		"Releases": rels.Releases, "ReleasesErr": errText(relErr),
 	})
+}
+
+// rollback puts the program back on an earlier release (the form's "to").
+func (h *Handler) rollback(w http.ResponseWriter, r *http.Request, req *request) {
+	id := r.PathValue("id")
+	to, err := strconv.Atoi(r.PostForm.Get("to"))
+	if err != nil || to < 1 {
+		h.back(w, r, req, programURL(id)+"#releases", fmt.Errorf("choose a release to roll back to"), "")
+		return
+	}
+	ctx, cancel := pageCtx(r)
+	defer cancel()
+	var res struct {
+		Release release `json:"release"`
+	}
+	err = req.api.call(ctx, http.MethodPost, programPath(id, "/rollback"), map[string]int{"to": to}, &res)
+	h.back(w, r, req, programURL(id)+"#releases", err,
+		fmt.Sprintf("Rolled back to release %d: now release %d, starting.", to, res.Release.Number))
 }
 
 func errText(err error) string {

@@ -124,6 +124,7 @@ func (h *Handler) routes() {
 	page("POST /ui/deploy", h.deploy)
 	page("GET /ui/programs/{id}", h.programPage)
 	page("POST /ui/programs/{id}/{verb}", h.programAction)
+	page("POST /ui/programs/{id}/rollback", h.rollback)
 	page("GET /ui/programs/{id}/delete", h.deletePage)
 	page("POST /ui/programs/{id}/delete", h.deleteProgram)
 	page("POST /ui/programs/{id}/source", h.uploadVersion)
