@@ -110,6 +110,8 @@ var routes = []route{
 	{"GET", "/programs/{id}/history", user, (*server).history},
 	{"GET", "/programs/{id}/releases", user, (*server).releases},
 	{"POST", "/programs/{id}/rollback", user, (*server).rollback},
+	{"GET", "/programs/{id}/state", user, (*server).exportState},
+	{"PUT", "/programs/{id}/state", user, (*server).importState},
 	{"GET", "/programs/{id}/stats", user, (*server).programStats},
 	{"PUT", "/programs/{id}/restart-policy", user, (*server).setRestartPolicy},
 	{"GET", "/programs/{id}/build-log", user, (*server).buildLog},
