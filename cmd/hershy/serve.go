@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/hershyorg/hershy/internal/api"
 	"github.com/hershyorg/hershy/internal/builder"
@@ -26,6 +27,7 @@ var version = "dev"
 
 type serveOpts struct {
 	dataDir, listen, runtime, logLevel string
+	logFormat, configFile              string
 	proxyPorts                         string // per-program WatcherAPI ports, e.g. 9000-9999 ("" off)
 	goSharedCache                      string // shared layer of the build cache ("" under the data directory)
 	goProxy                            string // module proxies for programs' dependencies
@@ -41,8 +43,9 @@ type serveOpts struct {
 	maxFollows, maxAdminFollows        int   // open log streams per user, for the admin
 	proxyInFlight                      int   // proxied requests open per program
 	proxyHeaderTimeout                 time.Duration
-	keepReleases                       int         // releases kept per program
-	cluster                            clusterOpts // --engine kubernetes
+	keepReleases                       int               // releases kept per program
+	cluster                            clusterOpts       // --engine kubernetes
+	cliGiven                           map[string]string // the command line's flags, for the reload on SIGHUP
 }
 
 // clusterOpts choose and reach a Kubernetes cluster to run programs on
@@ -76,6 +79,10 @@ func (a *app) serveCmd() *cobra.Command {
 		Short: "Run the Hershy Host (HTTP API) until SIGINT or SIGTERM",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.cliGiven = givenFlags(cmd.Flags()) // before the file sets more
+			if err := applyConfig(cmd.Flags(), o.configFile); err != nil {
+				return usageError{err}
+			}
 			if o.runtime != "runsc" && o.runtime != "runc" {
 				return usageError{fmt.Errorf("--runtime %q: want runsc or runc", o.runtime)}
 			}
@@ -89,15 +96,33 @@ func (a *app) serveCmd() *cobra.Command {
 			if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
 				return usageError{fmt.Errorf("--log-level: %w", err)}
 			}
-			logger := slog.New(slog.NewTextHandler(a.errOut, &slog.HandlerOptions{Level: lvl}))
+			var handler slog.Handler
+			switch o.logFormat {
+			case "text":
+				handler = slog.NewTextHandler(a.errOut, &slog.HandlerOptions{Level: lvl})
+			case "json":
+				handler = slog.NewJSONHandler(a.errOut, &slog.HandlerOptions{Level: lvl})
+			default:
+				return usageError{fmt.Errorf("--log-format %q: want text or json", o.logFormat)}
+			}
+			logger := slog.New(handler)
 			return a.serve(cmd.Context(), o, logger)
 		},
 	}
 	f := cmd.Flags()
+	serveFlags(f, &o)
+	f.StringVar(&o.configFile, "config", os.Getenv("HERSHY_SERVE_CONFIG"), "a JSON file of settings, each named as its flag (e.g. {\"max-programs\": 50}); flags given here override it; re-read on SIGHUP for the quotas (env HERSHY_SERVE_CONFIG)")
+	return cmd
+}
+
+// serveFlags defines serve's settings on f (also for the reload on SIGHUP,
+// which reads them again from the config file).
+func serveFlags(f *pflag.FlagSet, o *serveOpts) {
 	f.StringVar(&o.dataDir, "data", defaultDataDir(), "data directory (env HERSHY_DATA)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:18080", "listen address")
 	f.StringVar(&o.runtime, "runtime", "runsc", "container runtime: runsc (gVisor) or runc")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text, or json (one object a line, for a log collector)")
 	f.StringVar(&o.goSharedCache, "go-shared-cache", "", "shared, read-only layer of programs' build cache: the standard library and the framework, compiled by the Host (default DATA/cache/go-shared)")
 	f.StringVar(&o.goProxy, "go-proxy", "", "module proxies programs' dependencies are fetched through, GOPROXY syntax; \"direct\" is never used (default $GOPROXY, else https://proxy.golang.org)")
 	o.buildMemory = 2 << 30
@@ -129,7 +154,6 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&c.storageClass, "storage-class", "", "kubernetes: the StorageClass of programs' /state claims (default: the cluster's default class)")
 	f.StringSliceVar(&c.denyCIDRs, "deny-cidr", nil, "kubernetes: addresses (CIDR) no program granted network may reach, besides the private ranges and the nodes' own: the Host's machine when it is not a node (repeatable)")
 	f.BoolVar(&c.directKubelet, "kubelet-direct", false, "kubernetes: read resource figures from each node's kubelet, not through the API server's node proxy (a single node on loopback needs it)")
-	return cmd
 }
 
 // byteSize is a flag holding a byte count written as a number with an

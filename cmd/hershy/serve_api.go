@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/api"
@@ -83,7 +85,13 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		return err
 	}
 
-	if err := waitForEngine(ctx, engine, o.runtime, starting, logger, a.errOut); err != nil {
+	// With JSON logs every line is a record: what serve tells people goes
+	// to the log instead.
+	people := a.errOut
+	if o.logFormat == "json" {
+		people = io.Discard
+	}
+	if err := waitForEngine(ctx, engine, o.runtime, starting, logger, people); err != nil {
 		engine.Close()
 		if ctx.Err() != nil {
 			return fail(nil) // stopped while waiting
@@ -113,11 +121,44 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	if err != nil {
 		return fail(fmt.Errorf("serve: admin token: %w", err))
 	}
-	if created {
+	switch {
+	case o.logFormat == "json":
+		logger.Info("admin token", "path", path, "created", created)
+	case created:
 		fmt.Fprintf(a.errOut, "Created the admin token in %s (mode 0600)\n", path)
-	} else {
+	default:
 		fmt.Fprintf(a.errOut, "Admin token: %s\n", path)
 	}
+	// SIGHUP: the quotas are read again (the command line's flags, then
+	// the config file), and the admin token file checked again (a lost or
+	// revoked one is made anew). Other tokens are read from the database
+	// at each request: a new or revoked one counts at once.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-srvCtx.Done():
+				return
+			case <-hup:
+			}
+			q, err := reloadQuotas(o.cliGiven, o.configFile)
+			if err == nil {
+				_, err = h.SetQuotas(q)
+			}
+			if err != nil {
+				logger.Error("SIGHUP: the quotas stay as they were", "err", err)
+				continue
+			}
+			if _, path, created, err := h.Tokens().EnsureAdmin(srvCtx, dataDir); err != nil {
+				logger.Error("SIGHUP: admin token", "err", err)
+			} else if created {
+				logger.Info("SIGHUP: made a new admin token", "path", path)
+			}
+			logger.Info("SIGHUP: reloaded")
+		}
+	}()
 	handler, err := api.New(h, api.Options{
 		DataDir: dataDir, Version: version, Logger: logger, ProxyBase: "http://" + ln.Addr().String(),
 		MaxFollows: o.maxFollows, MaxAdminFollows: o.maxAdminFollows, PortRange: o.proxyPorts,
@@ -132,8 +173,13 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		return fail(fmt.Errorf("serve: dashboard: %w", err))
 	}
 	setHandler(ui.Mount(handler, dash))
-	fmt.Fprintf(a.errOut, "Hershy Host %s listening on http://%s (data %s, runtime %s); dashboard at http://%s/ui/\n",
-		version, ln.Addr(), dataDir, o.runtime, ln.Addr())
+	if o.logFormat == "json" {
+		logger.Info("listening", "version", version, "addr", ln.Addr().String(), "data", dataDir, "runtime", o.runtime,
+			"dashboard", "http://"+ln.Addr().String()+"/ui/")
+	} else {
+		fmt.Fprintf(a.errOut, "Hershy Host %s listening on http://%s (data %s, runtime %s); dashboard at http://%s/ui/\n",
+			version, ln.Addr(), dataDir, o.runtime, ln.Addr())
+	}
 	return <-served
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hershyorg/hershy/internal/driver"
+	"github.com/spf13/pflag"
 )
 
 func TestServeHTTPShutsDownOnCancel(t *testing.T) {
@@ -206,4 +207,51 @@ func TestOpenEngineRefusals(t *testing.T) {
 		t.Error("the cluster engine does not build on this machine")
 	}
 	e.Close()
+}
+
+// TestServeConfig: the config file sets what the command line does not,
+// the command line wins, and a misspelt or ill-typed setting is refused;
+// on a reload the quotas are read again the same way.
+func TestServeConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "serve.json")
+		os.WriteFile(p, []byte(body), 0o600)
+		return p
+	}
+	var o serveOpts
+	f := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	serveFlags(f, &o)
+	if err := f.Parse([]string{"--max-programs", "7"}); err != nil {
+		t.Fatal(err)
+	}
+	given := givenFlags(f)
+	cfg := write(`{"max-programs": 50, "max-user-memory": "1GiB", "listen": "127.0.0.1:9999", "log-format": "json", "deny-cidr": ["192.0.2.0/24", "198.51.100.7/32"], "uncapped-state": true}`)
+	if err := applyConfig(f, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if o.quotas.MaxPrograms != 7 || o.quotas.MaxUserMemory != 1<<30 || o.listen != "127.0.0.1:9999" || o.logFormat != "json" ||
+		len(o.cluster.denyCIDRs) != 2 || !o.uncappedState {
+		t.Errorf("settings after the file: %+v", o)
+	}
+	for body, want := range map[string]string{
+		`{"max-programz": 5}`:           "unknown setting",
+		`{"max-programs": "many"}`:      "max-programs",
+		`{"max-programs": [1, 2]}`:      "one value",
+		`{"config": "/etc/other.json"}`: "unknown setting",
+		`not json`:                      "--config",
+	} {
+		var o serveOpts
+		f := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		serveFlags(f, &o)
+		if err := applyConfig(f, write(body)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %s: %v, want an error saying %q", body, err, want)
+		}
+	}
+	// The reload: the command line's 7 still wins; the file's new memory counts.
+	write(`{"max-programs": 50, "max-user-memory": "2GiB"}`)
+	q, err := reloadQuotas(given, cfg)
+	if err != nil || q.MaxPrograms != 7 || q.MaxUserMemory != 2<<30 {
+		t.Errorf("reloaded quotas %+v, %v", q, err)
+	}
 }

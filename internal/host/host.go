@@ -231,6 +231,8 @@ type Host struct {
 	// keepState holds the programs whose delete keeps their /state volume
 	// (DeleteOptions.KeepState), from the request to the purge.
 	keepState sync.Map
+	// liveQuotas, once SetQuotas has run, replaces opts.Quotas.
+	liveQuotas atomic.Pointer[Quotas]
 	saveMu    sync.Mutex // one read-modify-write of a program's row at a time (save, updateOptions)
 	usageMu   sync.Mutex
 	usage     map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)

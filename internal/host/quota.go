@@ -133,7 +133,7 @@ func (h *Host) memoryOf(r store.Program) int64 {
 // checkMemoryOption refuses (ErrQuota) a per-program memory limit above the
 // operator's maximum.
 func (h *Host) checkMemoryOption(mem int64) error {
-	if max := h.opts.Quotas.programMemory(); mem > max {
+	if max := h.quotas().programMemory(); mem > max {
 		return fmt.Errorf("%w: memory_bytes %s is above this Host's limit of %s per program", ErrQuota, formatBytes(mem), formatBytes(max))
 	}
 	return nil
@@ -152,7 +152,7 @@ func (h *Host) checkProgramCount(user string) error {
 		}
 	}
 	h.mu.Unlock()
-	if max := h.opts.Quotas.MaxPrograms; n >= max {
+	if max := h.quotas().MaxPrograms; n >= max {
 		return fmt.Errorf("%w: user %s has %d programs, the most this Host allows; delete one first", ErrQuota, user, n)
 	}
 	return nil
@@ -186,7 +186,7 @@ func (h *Host) checkUserMemory(id string) error {
 		}
 	}
 	h.mu.Unlock()
-	need, max := h.memoryOf(row), h.opts.Quotas.MaxUserMemory
+	need, max := h.memoryOf(row), h.quotas().MaxUserMemory
 	if used+need > max {
 		return fmt.Errorf("%w: program %s needs %s, and the running programs of user %s already reserve %s of %s; stop one first",
 			ErrQuota, id, formatBytes(need), row.UserID, formatBytes(used), formatBytes(max))
@@ -224,4 +224,29 @@ func formatBytes(n int64) string {
 		s = s[:len(s)-2]
 	}
 	return s + " " + []string{"KiB", "MiB", "GiB", "TiB", "PiB"}[i]
+}
+
+// quotas are the limits in force: the options', or SetQuotas' last.
+func (h *Host) quotas() Quotas {
+	if q := h.liveQuotas.Load(); q != nil {
+		return *q
+	}
+	return h.opts.Quotas
+}
+
+// Quotas returns the limits in force.
+func (h *Host) Quotas() Quotas { return h.quotas() }
+
+// SetQuotas changes the operator's limits while the Host runs (hershy
+// serve on SIGHUP), with the defaults and checks of Options.Quotas. A
+// program already past a lowered limit keeps what it has; the next
+// request that would go past it is refused.
+func (h *Host) SetQuotas(q Quotas) (Quotas, error) {
+	q, err := q.withDefaults(h.opts.Limits.MemoryBytes)
+	if err != nil {
+		return Quotas{}, err
+	}
+	h.liveQuotas.Store(&q)
+	h.log.Info("quotas set", "max_programs", q.MaxPrograms, "max_program_memory", q.MaxProgramMemory, "max_user_memory", q.MaxUserMemory)
+	return q, nil
 }
