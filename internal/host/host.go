@@ -233,10 +233,10 @@ type Host struct {
 	keepState sync.Map
 	// liveQuotas, once SetQuotas has run, replaces opts.Quotas.
 	liveQuotas atomic.Pointer[Quotas]
-	saveMu    sync.Mutex // one read-modify-write of a program's row at a time (save, updateOptions)
-	usageMu   sync.Mutex
-	usage     map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
-	samples   sampler            // the resource history's state (stats.go)
+	saveMu     sync.Mutex // one read-modify-write of a program's row at a time (save, updateOptions)
+	usageMu    sync.Mutex
+	usage      map[string]usageAt // recent /state usage per program, for lists (StateUsageRecent)
+	samples    sampler            // the resource history's state (stats.go)
 
 	watcher  *http.Client  // reaches WatcherAPIs through the driver
 	checker  *http.Client  // the same, a connection per request (answering.go)
