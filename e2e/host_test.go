@@ -282,6 +282,16 @@ func (h *host) user(userID string) *user {
 }
 
 // cli runs the hershy command against this Host with token.
+// mustCLI runs the hershy CLI as cli does, failing the test if it fails.
+func (h *host) mustCLI(token string, args ...string) (stdout, stderr string) {
+	h.t.Helper()
+	out, errOut, err := h.cli(token, args...)
+	if err != nil {
+		h.t.Fatalf("hershy %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out, errOut
+}
+
 func (h *host) cli(token string, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -23,11 +23,7 @@ func testReleases(t *testing.T, rt string) {
 	dir := testenv.WriteFiles(t, readSource(t, filepath.Join(examplesDir, "simple-counter")))
 	cli := func(args ...string) (string, string) {
 		t.Helper()
-		out, errOut, err := h.cli(s.alice.token, args...)
-		if err != nil {
-			t.Fatalf("hershy %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
-		}
-		return out, errOut
+		return h.mustCLI(s.alice.token, args...)
 	}
 	out, _ := cli("deploy", dir)
 	p := &program{t: t, h: h, c: s.alice, name: "simple-counter", id: field(out, "Program")}

@@ -21,15 +21,9 @@ func testStateMove(t *testing.T, rt string) {
 	h := startHost(t, rt)
 	s := &suite{h: h, alice: h.user("alice")}
 	dir := testenv.WriteFiles(t, readSource(t, filepath.Join(examplesDir, "simple-counter")))
-	run := func(args ...string) (string, string, error) {
-		return h.cli(s.alice.token, args...)
-	}
 	must := func(args ...string) string {
 		t.Helper()
-		out, errOut, err := run(args...)
-		if err != nil {
-			t.Fatalf("hershy %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
-		}
+		out, _ := h.mustCLI(s.alice.token, args...)
 		return out
 	}
 	src := &program{t: t, h: h, c: s.alice, name: "source", id: field(must("deploy", dir), "Program")}
@@ -46,7 +40,7 @@ func testStateMove(t *testing.T, rt string) {
 	}
 
 	dst := &program{t: t, h: h, c: s.alice, name: "destination", id: field(must("deploy", "--no-start", dir), "Program")}
-	if _, errOut, err := run("state", "import", src.id, archive); err == nil || !strings.Contains(errOut, "stop it") {
+	if _, errOut, err := h.cli(s.alice.token, "state", "import", src.id, archive); err == nil || !strings.Contains(errOut, "stop it") {
 		t.Errorf("an import into a running program: %v %s", err, errOut)
 	}
 	if got := must("state", "import", dst.id, archive); !strings.Contains(got, "/state imported") {
