@@ -21,7 +21,7 @@ func TestSystemdUnit(t *testing.T) {
 		}
 		t.Skip("no systemd-analyze")
 	}
-	b, err := os.ReadFile(filepath.Join("..", "..", "dist", "hershy.service"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "init", "systemd", "hershy.service"))
 	if err != nil {
 		t.Fatal(err)
 	}
