@@ -247,10 +247,17 @@ func checkRoutes(t *testing.T, p *program) {
 		if v := vs["variables"].(map[string]any); len(v) < 2 {
 			t.Errorf("watcher-server: varState has %d variables: %v", len(v), v)
 		}
-		for _, k := range []string{"effectResults", "contextLogs"} {
-			if len(asSlice(logs[k])) == 0 {
-				t.Errorf("watcher-server: logs: no %s", k)
+		// Its first context change may come a moment after Ready (a fast
+		// deploy under runc checks within a second of it): ask again.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if len(asSlice(logs["effectResults"])) > 0 && len(asSlice(logs["contextLogs"])) > 0 {
+				break
 			}
+			if time.Now().After(deadline) {
+				t.Errorf("watcher-server: logs: effectResults %v, contextLogs %v: want both", logs["effectResults"], logs["contextLogs"])
+				break
+			}
+			_, logs = p.watcher(http.MethodGet, "/watcher/logs?type=all&limit=50", nil)
 		}
 	}
 }
