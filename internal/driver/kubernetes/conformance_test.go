@@ -18,12 +18,12 @@ func TestConformance(t *testing.T) {
 		t.Run(rt, func(t *testing.T) {
 			drivertest.Run(t, func(t *testing.T) drivertest.Fixture {
 				return drivertest.Fixture{
-					Driver:            d,
-					Runtime:           rt,
-					ProbeImage:        probeTag,
-					ProbeBinary:       probeBin,
-					Prefix:            "kit-" + testRun,
-					Labels:            map[string]string{driver.LabelInstance: testRun},
+					Driver:      d,
+					Runtime:     rt,
+					ProbeImage:  probeTag,
+					ProbeBinary: probeBin,
+					Prefix:      "kit-" + testRun,
+					Labels:      map[string]string{driver.LabelInstance: testRun},
 					// gVisor's sandbox dies with a memory kill; and the build
 					// jobs this driver runs are the Docker engine's, whose OOM
 					// flag under runc was once missing under load in CI (exit
