@@ -3,11 +3,13 @@ package api
 import (
 	"net/http"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/store"
 )
 
 // maxBulk is how many requests that hold a whole program source in memory
-// (uploads of up to 32 MiB of JSON, more once decoded, and source reads)
-// the API serves at once. The others wait their turn: without the bound a
+// (uploads of up to 32 MiB of JSON, more once decoded, and source reads),
+// or copy a whole /state (exports and imports), the API serves at once. The others wait their turn: without the bound a
 // user's hundred parallel uploads would take gigabytes from the Host, as a
 // hundred parallel log reads once did.
 const maxBulk = 4
@@ -30,4 +32,14 @@ func (s *server) bulk(w http.ResponseWriter, r *http.Request) (release func(), o
 		writeError(w, http.StatusServiceUnavailable, "too many source uploads and reads at once; try again")
 		return nil, false
 	}
+}
+
+// programBulk is program then bulk: the request's program, and a turn
+// held until release.
+func (s *server) programBulk(w http.ResponseWriter, r *http.Request, p principal) (row store.Program, release func(), ok bool) {
+	if row, ok = s.program(w, r, p); !ok {
+		return row, nil, false
+	}
+	release, ok = s.bulk(w, r)
+	return row, release, ok
 }

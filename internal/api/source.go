@@ -63,11 +63,7 @@ func sameEnv(a, b map[string]string) bool {
 }
 
 func (s *server) getSource(w http.ResponseWriter, r *http.Request, p principal) {
-	row, ok := s.program(w, r, p)
-	if !ok {
-		return
-	}
-	release, ok := s.bulk(w, r)
+	row, release, ok := s.programBulk(w, r, p)
 	if !ok {
 		return
 	}

@@ -12,11 +12,7 @@ import (
 // program that does not run (host.ExportState, host.ImportState).
 
 func (s *server) exportState(w http.ResponseWriter, r *http.Request, p principal) {
-	row, ok := s.program(w, r, p)
-	if !ok {
-		return
-	}
-	release, ok := s.bulk(w, r)
+	row, release, ok := s.programBulk(w, r, p)
 	if !ok {
 		return
 	}
@@ -56,11 +52,7 @@ func (s *server) importState(w http.ResponseWriter, r *http.Request, p principal
 		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/gzip (a .tar.gz of /state)")
 		return
 	}
-	row, ok := s.program(w, r, p)
-	if !ok {
-		return
-	}
-	release, ok := s.bulk(w, r)
+	row, release, ok := s.programBulk(w, r, p)
 	if !ok {
 		return
 	}

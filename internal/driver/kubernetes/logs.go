@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -55,30 +56,39 @@ func (l *logReader) Close() error {
 }
 
 // untimestamp copies lines "TIMESTAMP TEXT" from r to w as "TEXT", leaving
-// out those stamped before since.
+// out those stamped before since. A program's line may be of any length:
+// it is copied in pieces of the reader's buffer, so the Host holds at most
+// that much of it (the stamp is in the first piece, which decides for the
+// rest).
 func untimestamp(r io.Reader, w io.Writer, since time.Time) error {
 	br := bufio.NewReaderSize(r, 64<<10)
+	inLine, keep := false, true // within a long line; whether it is copied
 	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			stamp, text, ok := bytes.Cut(line, []byte(" "))
+		piece, err := br.ReadSlice('\n')
+		text := piece
+		if !inLine && len(piece) > 0 {
+			stamp, rest, ok := bytes.Cut(piece, []byte(" "))
 			at, perr := time.Parse(time.RFC3339Nano, string(stamp))
 			switch {
 			case !ok || perr != nil:
-				text = line // not stamped: the kubelet's own note
+				keep = true // not stamped: the kubelet's own note
 			case at.Before(since):
-				text = nil
-			}
-			if len(text) > 0 {
-				if _, werr := w.Write(text); werr != nil {
-					return werr
-				}
+				keep = false
+			default:
+				keep, text = true, rest
 			}
 		}
-		if err == io.EOF {
+		if keep && len(text) > 0 {
+			if _, werr := w.Write(text); werr != nil {
+				return werr
+			}
+		}
+		inLine = errors.Is(err, bufio.ErrBufferFull)
+		switch {
+		case inLine:
+		case err == io.EOF:
 			return nil
-		}
-		if err != nil {
+		case err != nil:
 			return fmt.Errorf("kubernetes: logs: %w", err)
 		}
 	}

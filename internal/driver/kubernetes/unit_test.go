@@ -3,6 +3,8 @@ package kubernetes
 import (
 	"bytes"
 	"errors"
+	"io"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -271,3 +273,47 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 }
+
+// endless is a program's output line of n bytes that never ends.
+type endless struct{ n int }
+
+func (e *endless) Read(b []byte) (int, error) {
+	if e.n == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(b), e.n)
+	for i := range b[:k] {
+		b[i] = 'x'
+	}
+	e.n -= k
+	return k, nil
+}
+
+// TestUntimestampLongLine: a 64 MiB line (a hostile program's output) is
+// copied whole, in pieces: the Host does not hold it in memory at once.
+func TestUntimestampLongLine(t *testing.T) {
+	const size = 64 << 20
+	for _, tc := range []struct {
+		since time.Time
+		want  int64
+	}{{time.Time{}, size}, {time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), 0}} {
+		in := io.MultiReader(strings.NewReader("2026-01-01T00:00:00Z "), &endless{n: size})
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		n := &countWriter{}
+		if err := untimestamp(in, n, tc.since); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		if n.n != tc.want {
+			t.Errorf("since %v: copied %d bytes, want %d", tc.since, n.n, tc.want)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+			t.Errorf("reading a %d MiB line allocated %d MiB", size>>20, alloc>>20)
+		}
+	}
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(b []byte) (int, error) { c.n += int64(len(b)); return len(b), nil }
