@@ -37,9 +37,9 @@ func (r LoopRule) Check() error {
 // program that keeps crashing raises a new crash_loop each window, not one
 // per crash. Not safe for concurrent use.
 type CrashLoops struct {
-	crashes map[string][]time.Time     // program -> crash times, oldest first
-	fired   map[loopKey]time.Time      // last loop alert per webhook and program
-	keep    time.Duration              // how long crashes are remembered
+	crashes map[string][]time.Time // program -> crash times, oldest first
+	fired   map[loopKey]time.Time  // last loop alert per webhook and program
+	keep    time.Duration          // how long crashes are remembered
 }
 
 type loopKey struct{ webhook, program string }

@@ -125,6 +125,38 @@ CREATE TABLE releases (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX releases_build ON releases (build_id);
 `,
+	// 4: webhooks (alerts of programs' events, per user) and their
+	// delivery log. A webhook's secret signs its deliveries, so it is kept
+	// as given, not hashed.
+	`
+CREATE TABLE webhooks (
+	webhook_id          TEXT    NOT NULL PRIMARY KEY,
+	user_id             TEXT    NOT NULL,
+	program_id          TEXT    NOT NULL DEFAULT '',
+	url                 TEXT    NOT NULL,
+	secret              TEXT    NOT NULL,
+	events              TEXT    NOT NULL DEFAULT '',
+	crash_loop_crashes  INTEGER NOT NULL,
+	crash_loop_window_s INTEGER NOT NULL,
+	created_at          INTEGER NOT NULL
+) STRICT;
+CREATE INDEX webhooks_user ON webhooks (user_id, created_at);
+
+CREATE TABLE webhook_deliveries (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	webhook_id  TEXT    NOT NULL REFERENCES webhooks (webhook_id) ON DELETE CASCADE,
+	event_id    TEXT    NOT NULL,
+	kind        TEXT    NOT NULL,
+	program_id  TEXT    NOT NULL DEFAULT '',
+	attempt     INTEGER NOT NULL,
+	at          INTEGER NOT NULL,
+	status      INTEGER NOT NULL DEFAULT 0,
+	error       TEXT    NOT NULL DEFAULT '',
+	took_ns     INTEGER NOT NULL DEFAULT 0,
+	outcome     TEXT    NOT NULL
+) STRICT;
+CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, id);
+`,
 }
 
 // migrate applies pending migrations, one transaction each. The version is
