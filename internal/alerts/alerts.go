@@ -37,7 +37,8 @@ const (
 	OOMKilled Kind = "oom_killed"
 	// BuildFailed: the program's source did not build.
 	BuildFailed Kind = "build_failed"
-	// StateNearlyFull: the program's /state passed FullAt of its cap.
+	// StateNearlyFull: the program's /state passed FullAt of what it can
+	// hold.
 	StateNearlyFull Kind = "state_nearly_full"
 	// Ping: a test delivery the user asked for.
 	Ping Kind = "ping"
@@ -98,8 +99,10 @@ type Event struct {
 	// crash_loop: the crashes counted, and the window they fell in.
 	Crashes       int     `json:"crashes,omitempty"`
 	WindowSeconds float64 `json:"window_seconds,omitempty"`
-	// state_nearly_full: bytes used and the cap.
+	// state_nearly_full: bytes used, bytes the program can still write,
+	// and the cap (the filesystem keeps some of it for itself).
 	StateUsed  int64 `json:"state_used_bytes,omitempty"`
+	StateAvail int64 `json:"state_available_bytes,omitempty"`
 	StateLimit int64 `json:"state_limit_bytes,omitempty"`
 }
 

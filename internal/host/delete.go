@@ -85,6 +85,11 @@ func (h *Host) purge(ctx context.Context, id string) error {
 	if err := h.removeProgramDir(id); err != nil {
 		return fmt.Errorf("removing storage: %w", err)
 	}
+	hooks, err := h.store.DeleteProgramWebhooks(ctx, id)
+	if err != nil {
+		return err
+	}
+	h.forgetWebhooks(hooks...)
 	if err := h.store.DeleteProgram(ctx, id); err != nil {
 		return err
 	}

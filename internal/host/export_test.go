@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/hershyorg/hershy/internal/driver"
@@ -65,3 +66,7 @@ func (h *Host) UsageKept(id string) bool {
 func (h *Host) StoredStats(ctx context.Context, id string, r stats.Resolution) ([]stats.Sample, error) {
 	return h.store.ListStats(ctx, id, r, time.Time{})
 }
+
+// SetAlertTransport sends the Host's webhook deliveries through rt (an
+// in-memory receiver), in place of the network.
+func (h *Host) SetAlertTransport(rt http.RoundTripper) { h.alerts.sender.Client.Transport = rt }

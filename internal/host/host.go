@@ -94,6 +94,8 @@ type Options struct {
 	// AnswerEvery is how often each Ready program's WatcherAPI is asked
 	// whether it is ready still (default DefaultAnswerEvery; see Answering).
 	AnswerEvery time.Duration
+	// Alerts configure webhook alerts.
+	Alerts AlertOptions
 }
 
 // DefaultLaunches is the default of Options.Launches. A thousand programs
@@ -177,6 +179,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxStateBytes <= 0 {
 		o.MaxStateBytes = max(DefaultMaxStateBytes, o.StateBytes)
 	}
+	o.Alerts = o.Alerts.withDefaults()
 	if o.Stats == (stats.Policy{}) {
 		o.Stats = stats.DefaultPolicy
 	}
@@ -202,6 +205,7 @@ func (o Options) withDefaults() (Options, error) {
 // containers keep running and are re-adopted by the next Host).
 type Host struct {
 	opts     Options
+	alerts   *alerter
 	log      *slog.Logger
 	store    *store.Store
 	tokens   *tokens.Tokens
@@ -342,6 +346,11 @@ func Open(ctx context.Context, opts Options, engine driver.Driver) (*Host, error
 	h.watcher = &http.Client{Transport: h.wt}
 	h.checker = newChecker(h.wt)
 	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.alerts = newAlerter(o.Alerts)
+	if err := h.startAlerts(ctx); err != nil {
+		h.cancel()
+		return nil, fmt.Errorf("host: webhooks: %w", err)
+	}
 
 	// Subscribe to engine events before reconciling, so no exit between the
 	// two is missed.
@@ -363,6 +372,9 @@ func Open(ctx context.Context, opts Options, engine driver.Driver) (*Host, error
 	go h.healthLoop()
 	h.every(persistRetry, h.persistUnsaved, h.persistUnsaved)
 	h.every(h.opts.AnswerEvery, func() { h.checkAnswers(h.ctx) }, nil)
+	if h.states != nil { // a cluster's volumes are not read here
+		h.every(h.opts.Alerts.StateEvery, h.checkStateAlerts, nil)
+	}
 	h.wg.Add(1)
 	go h.eventLoop(events, errs)
 	h.wg.Add(1)
@@ -416,6 +428,7 @@ func (h *Host) Close() error {
 		h.builder.Close() // the build sandboxes kept up between builds
 	}
 	h.wt.CloseIdleConnections()
+	h.alerts.sender.Close()
 	h.closeLogs()
 	h.releaseStates()
 	return h.closeResources()

@@ -33,6 +33,9 @@ const (
 type StateUsage struct {
 	Used  int64
 	Limit int64
+	// Avail is what the program can still write: less than Limit-Used,
+	// as the filesystem keeps some of its size for itself.
+	Avail int64
 }
 
 // openStates checks that this machine can cap /state and returns the
@@ -147,7 +150,7 @@ func (h *Host) StateUsage(row store.Program) (u StateUsage, ok bool) {
 	if err != nil {
 		return StateUsage{Limit: h.stateLimit(row)}, true
 	}
-	return StateUsage{Used: su.Used, Limit: su.Limit}, true
+	return StateUsage{Used: su.Used, Limit: su.Limit, Avail: su.Avail}, true
 }
 
 // usageFresh is how old a /state usage figure a list may show. Reading one
