@@ -257,6 +257,8 @@ func openEngine(o serveOpts) (driver.Driver, error) {
 		Kubeconfig: kubeconfig, Namespace: c.namespace, Registry: c.registry, Builder: local,
 		RuntimeClasses: map[string]string{o.runtime: class}, StorageClass: c.storageClass, DirectKubelet: c.directKubelet,
 		DenyCIDRs: c.denyCIDRs,
+		// This very binary is the helper that copies /state volumes.
+		StateHelper: "/proc/self/exe",
 	})
 	if err != nil {
 		local.Close()

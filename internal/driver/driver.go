@@ -20,6 +20,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/hershyorg/hershy/internal/statearchive"
 )
 
 // Labels put on every image and container the Host creates, so that
@@ -361,3 +363,34 @@ const (
 	EventDie   EventKind = "die" // exited (ExitCode set)
 	EventOOM   EventKind = "oom" // the kernel killed it for memory; a die follows
 )
+
+// StateCopier is what a driver that keeps volumes (VolumeKeeper) offers to
+// copy a volume's files out and in, as statearchive's archive: the Host
+// cannot reach a volume that lives in the engine's world, so the engine
+// reads and writes it in a sandbox of its own. The archive is checked
+// there, entry by entry, with package statearchive's rules; the Host
+// checks it too before it sends it when it can. Nothing may run with the
+// volume meanwhile: the caller stops the program first.
+type StateCopier interface {
+	// ExportVolume writes the volume's regular files and folders to w as
+	// statearchive.Write does. An error after the first byte leaves w
+	// with a truncated archive.
+	ExportVolume(ctx context.Context, spec VolumeCopy, w io.Writer) error
+	// ImportVolume extracts the archive r beside the volume's files
+	// (statearchive.Extract, spec.Limit as the cap), then calls commit and,
+	// if it returns nil, replaces the volume's files with the archive's.
+	// Until then, and whatever fails, the volume keeps its files. An
+	// archive refused is an error wrapping statearchive.ErrRefused; a
+	// commit's error is returned as it is.
+	ImportVolume(ctx context.Context, spec VolumeCopy, r io.Reader, commit func() error) (statearchive.Result, error)
+}
+
+// VolumeCopy names a volume to copy and the sandbox the copy runs in: the
+// program's own user and runtime, so the files stay the program's.
+type VolumeCopy struct {
+	Volume  string            // the volume's name (a MountClaim's Source)
+	User    string            // "uid:gid", never root
+	Runtime string            // RuntimeRunsc or RuntimeRunc
+	Labels  map[string]string // put on what the copy makes (LabelManaged and the instance's)
+	Limit   int64             // ImportVolume: the cap of the files' bytes
+}

@@ -1,54 +1,73 @@
 package host
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
-	"syscall"
-	"time"
+	"strconv"
 
 	"github.com/hershyorg/hershy/internal/builder"
+	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/statearchive"
 )
 
-// A program's /state as an archive: a gzip'd tar of its regular files and
-// folders, names relative to /state. Export takes a consistent copy: the
-// program does not run while it is read (a running one is stopped for it,
-// which also makes the framework write its durable file, and started
-// again). Import replaces /state of a program that does not run, with an
-// archive checked entry by entry first: regular files and folders only,
-// clean relative names, within the /state cap. It is how a program's state
-// moves between Hosts.
-
-// Import limits, besides the program's /state cap.
-const (
-	maxStateEntries = 100_000
-	maxStateName    = 1024
-)
+// A program's /state as an archive (package statearchive: a gzip'd tar of
+// its regular files and folders, names relative to /state). Export takes a
+// consistent copy: the program does not run while it is read (a running
+// one is stopped for it, which also makes the framework write its durable
+// file, and started again). Import replaces /state of a program that does
+// not run, with an archive checked entry by entry first: regular files and
+// folders only, clean relative names, within the /state cap. It is how a
+// program's state moves between Hosts, and between engines.
+//
+// Where /state lives decides who reads and writes it: a /state on this
+// machine's disk is the Host's to walk; a cluster's volume is the engine's
+// (driver.StateCopier), which copies it in a sandbox of its own with the
+// same package's checks, the Host checking an import as it sends it.
 
 // ImportResult says what an import wrote.
-type ImportResult struct {
-	Files int
-	Bytes int64
+type ImportResult = statearchive.Result
+
+// stateDir is the program's /state on this machine.
+func (h *Host) stateDir(id string) string {
+	return filepath.Join(h.programDir(id), "state")
 }
 
-// stateDir is the program's /state on this machine, or an error when the
-// engine keeps it (a cluster's volume).
-func (h *Host) stateDir(id string) (string, error) {
-	if h.volumes != nil {
-		return "", fmt.Errorf("%w: this Host's engine keeps /state (a cluster volume); export and import run on a Host whose /state is on its own disk", ErrInvalid)
+// stateCopier is the engine's copier of /state volumes, or an error when
+// the engine keeps /state but cannot copy it.
+func (h *Host) stateCopier() (driver.StateCopier, error) {
+	c, ok := h.driver.(driver.StateCopier)
+	if !ok {
+		return nil, fmt.Errorf("%w: this Host's engine keeps /state (a cluster volume) and cannot copy it out or in", ErrInvalid)
 	}
-	return filepath.Join(h.programDir(id), "state"), nil
+	return c, nil
+}
+
+// volumeCopy is what the engine's copier is told of the program's /state:
+// its volume, made (or grown) first, since a program that never started
+// has none yet; and the program's own user and runtime.
+func (h *Host) volumeCopy(ctx context.Context, id string, limit int64) (driver.VolumeCopy, error) {
+	row, err := h.store.GetProgram(ctx, id)
+	if err != nil {
+		return driver.VolumeCopy{}, err
+	}
+	if err := h.volumes.EnsureVolume(ctx, stateVolume(id), h.stateLimit(row), h.volumeLabels(id)); err != nil {
+		if errors.Is(err, driver.ErrInvalidSpec) {
+			return driver.VolumeCopy{}, fmt.Errorf("%w: /state: %v", ErrInvalid, err)
+		}
+		return driver.VolumeCopy{}, fmt.Errorf("/state: %w", err)
+	}
+	return driver.VolumeCopy{
+		Volume:  stateVolume(id),
+		User:    strconv.Itoa(builder.ProgramUID) + ":" + strconv.Itoa(builder.ProgramGID),
+		Runtime: h.opts.Runtime,
+		Labels:  map[string]string{driver.LabelManaged: "true", driver.LabelInstance: h.instance, driver.LabelJob: "state"},
+		Limit:   limit,
+	}, nil
 }
 
 // notRunning reports whether the program has no container that could
@@ -86,9 +105,12 @@ func (h *Host) waitState(ctx context.Context, id string, ok func(lifecycle.Progr
 // program is stopped for the copy and started again after it. Links,
 // devices and other special files are left out (and counted in the log).
 func (h *Host) ExportState(ctx context.Context, id string, w io.Writer) error {
-	dir, err := h.stateDir(id)
-	if err != nil {
-		return err
+	var copier driver.StateCopier
+	if h.volumes != nil {
+		var err error
+		if copier, err = h.stateCopier(); err != nil {
+			return err
+		}
 	}
 	s, err := h.sup(id)
 	if err != nil {
@@ -108,82 +130,40 @@ func (h *Host) ExportState(ctx context.Context, id string, w io.Writer) error {
 	if err := h.waitState(ctx, id, notRunning); err != nil {
 		return err
 	}
-	zw := gzip.NewWriter(w)
-	tw := tar.NewWriter(zw)
-	skipped := 0
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	if copier != nil {
+		spec, err := h.volumeCopy(ctx, id, 0)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
-		switch {
-		case rel == ".":
-			return nil
-		case rel == "lost+found" && d.IsDir(), strings.HasPrefix(rel, ".hershy-import-"):
-			return filepath.SkipDir // the filesystem's own; an import cut short
+		if err := copier.ExportVolume(ctx, spec, w); err != nil {
+			return fmt.Errorf("exporting /state: %w", err)
 		}
-		name := filepath.ToSlash(rel)
-		switch {
-		case d.IsDir():
-			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o700, ModTime: modTime(d)})
-		case d.Type().IsRegular():
-			return exportFile(tw, p, name)
-		default:
-			skipped++
-			return nil
-		}
-	})
+		return nil
+	}
+	skipped, err := statearchive.Write(w, h.stateDir(id))
 	if err != nil {
 		return fmt.Errorf("exporting /state: %s", h.RelPaths(err.Error()))
 	}
 	if skipped > 0 {
 		h.log.Info("state export left out special files (links, devices)", "program", id, "count", skipped)
 	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return zw.Close()
-}
-
-func modTime(d fs.DirEntry) time.Time {
-	if info, err := d.Info(); err == nil {
-		return info.ModTime()
-	}
-	return time.Time{}
-}
-
-// exportFile adds one regular file, opened without following a link (the
-// program is stopped, but its files are still its own).
-func exportFile(tw *tar.Writer, p, name string) error {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !info.Mode().IsRegular() {
-		return nil
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: int64(info.Mode().Perm() & 0o700), Size: info.Size(), ModTime: info.ModTime()}); err != nil {
-		return err
-	}
-	_, err = io.CopyN(tw, f, info.Size())
-	return err
+	return nil
 }
 
 // ImportState replaces the /state of a program that does not run with the
-// gzip'd tar r. Every entry is checked before /state changes: regular
-// files and folders only, clean relative names, at most maxStateEntries,
-// and in all no more than the program's /state cap. The new files belong
-// to the program's user. Until the last entry is in, the old /state stays;
-// /state needs room for both meanwhile.
+// gzip'd tar r. Every entry is checked before /state changes (see package
+// statearchive): regular files and folders only, clean relative names, at
+// most statearchive.MaxEntries, and in all no more than the program's
+// /state cap. The new files belong to the program's user. Until the last
+// entry is in, the old /state stays; /state needs room for both meanwhile.
+// A program started meanwhile keeps its /state (ErrConflict).
 func (h *Host) ImportState(ctx context.Context, id string, r io.Reader) (ImportResult, error) {
-	dir, err := h.stateDir(id)
-	if err != nil {
-		return ImportResult{}, err
+	var copier driver.StateCopier
+	if h.volumes != nil {
+		var err error
+		if copier, err = h.stateCopier(); err != nil {
+			return ImportResult{}, err
+		}
 	}
 	s, err := h.sup(id)
 	if err != nil {
@@ -197,134 +177,107 @@ func (h *Host) ImportState(ctx context.Context, id string, r io.Reader) (ImportR
 		return ImportResult{}, err
 	}
 	limit := h.stateLimit(row)
-	if h.states == nil {
+	if h.states == nil && h.volumes == nil {
 		limit = h.opts.MaxStateBytes // uncapped /state: the Host's maximum still bounds an import
+	}
+	stillStopped := func() error {
+		if p := s.Program(); !notRunning(p) {
+			return fmt.Errorf("%w: the program started during the import; nothing was changed", ErrConflict)
+		}
+		return nil
+	}
+	if copier != nil {
+		return h.importVolume(ctx, copier, id, limit, r, stillStopped)
 	}
 	// Into a fresh folder of /state's own filesystem (so the swap is a
 	// rename), which nothing but this import writes.
-	var b [6]byte
-	rand.Read(b[:])
-	tmp := filepath.Join(dir, ".hershy-import-"+hex.EncodeToString(b[:]))
+	dir := h.stateDir(id)
+	tmp := filepath.Join(dir, statearchive.TempPrefix+statearchive.NewToken())
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return ImportResult{}, fmt.Errorf("importing /state: %s", h.RelPaths(err.Error()))
 	}
 	defer os.RemoveAll(tmp)
-	res, err := extractState(r, tmp, limit)
+	res, err := statearchive.Extract(r, tmp, limit, builder.ProgramUID, builder.ProgramGID)
 	if err != nil {
-		return ImportResult{}, fmt.Errorf("%w: importing /state: %w", ErrInvalid, err)
+		return ImportResult{}, fmt.Errorf("%w: importing /state: %s", ErrInvalid, h.RelPaths(err.Error()))
 	}
-	if p := s.Program(); !notRunning(p) {
-		return ImportResult{}, fmt.Errorf("%w: the program started during the import; nothing was changed", ErrConflict)
-	}
-	// The swap: the old entries go (a link among them is removed, not
-	// followed), the new ones move in.
-	old, err := os.ReadDir(dir)
-	if err != nil {
+	if err := stillStopped(); err != nil {
 		return ImportResult{}, err
 	}
-	for _, e := range old {
-		if e.Name() == filepath.Base(tmp) || e.Name() == "lost+found" {
-			continue
-		}
-		// An import cut short before (a killed Host) is removed with the rest.
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return ImportResult{}, fmt.Errorf("importing /state: clearing the old state: %s", h.RelPaths(err.Error()))
-		}
-	}
-	fresh, err := os.ReadDir(tmp)
-	if err != nil {
-		return ImportResult{}, err
-	}
-	for _, e := range fresh {
-		if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-			return ImportResult{}, fmt.Errorf("importing /state: %s", h.RelPaths(err.Error()))
-		}
+	if err := statearchive.Swap(dir, tmp); err != nil {
+		return ImportResult{}, fmt.Errorf("importing /state: %s", h.RelPaths(err.Error()))
 	}
 	h.log.Info("imported /state", "program", id, "files", res.Files, "bytes", res.Bytes)
 	return res, nil
 }
 
-// extractState writes the archive's entries under dir, refusing any entry
-// that is not a regular file or a folder with a clean relative name, more
-// than maxStateEntries entries, and more than limit bytes in all.
-func extractState(r io.Reader, dir string, limit int64) (ImportResult, error) {
-	var res ImportResult
-	zr, err := gzip.NewReader(r)
+// importVolume sends the archive to the engine's copier, checking it on
+// the way with the same rules the copier applies in its sandbox: a
+// hostile archive is refused here as soon as its entry passes (the
+// copier's stream is then cut), and the copier's commit waits for this
+// check's verdict, so the volume changes only for an archive both sides
+// passed.
+func (h *Host) importVolume(ctx context.Context, copier driver.StateCopier, id string, limit int64, r io.Reader, stillStopped func() error) (ImportResult, error) {
+	spec, err := h.volumeCopy(ctx, id, limit)
 	if err != nil {
-		return res, fmt.Errorf("not a gzip stream: %w", err)
+		return ImportResult{}, err
 	}
-	tr := tar.NewReader(zr)
-	entries := 0
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return res, nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	checked := make(chan struct{})
+	var checkErr error
+	go func() {
+		defer close(checked)
+		if _, checkErr = statearchive.Check(pr, limit); checkErr != nil {
+			cancel() // the copier's stream is cut
+			pr.CloseWithError(checkErr)
+			return
 		}
-		if err != nil {
-			return res, fmt.Errorf("reading the archive: %w", err)
+		pr.Close()
+	}()
+	commit := func() error {
+		<-checked
+		if checkErr != nil {
+			return checkErr
 		}
-		if entries++; entries > maxStateEntries {
-			return res, fmt.Errorf("more than %d entries", maxStateEntries)
-		}
-		name, err := stateEntryName(hdr.Name)
-		if err != nil {
-			return res, err
-		}
-		target := filepath.Join(dir, filepath.FromSlash(name))
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return res, err
-			}
-		case tar.TypeReg:
-			if hdr.Size < 0 || res.Bytes+hdr.Size > limit {
-				return res, fmt.Errorf("%s: the archive holds more than the /state cap of %d bytes", name, limit)
-			}
-			if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
-				return res, err
-			}
-			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, os.FileMode(hdr.Mode)&0o700|0o600)
-			if err != nil {
-				return res, fmt.Errorf("%s: %w", name, err)
-			}
-			n, err := io.Copy(f, io.LimitReader(tr, hdr.Size))
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return res, fmt.Errorf("%s: %w", name, err)
-			}
-			res.Files++
-			res.Bytes += n
-			if err := os.Chown(target, builder.ProgramUID, builder.ProgramGID); err != nil && !errors.Is(err, os.ErrPermission) {
-				return res, err
-			}
-			continue
-		default:
-			return res, fmt.Errorf("%s: only regular files and folders may be imported (type %q)", name, hdr.Typeflag)
-		}
-		if err := os.Chown(target, builder.ProgramUID, builder.ProgramGID); err != nil && !errors.Is(err, os.ErrPermission) {
-			return res, err
-		}
+		return stillStopped()
 	}
+	res, err := copier.ImportVolume(ctx, spec, &checkedReader{r: r, w: pw}, commit)
+	pw.CloseWithError(errors.New("the import ended"))
+	<-checked
+	if checkErr != nil {
+		return ImportResult{}, fmt.Errorf("%w: importing /state: %s", ErrInvalid, checkErr)
+	}
+	switch {
+	case errors.Is(err, statearchive.ErrRefused):
+		return ImportResult{}, fmt.Errorf("%w: importing /state: %w", ErrInvalid, err)
+	case errors.Is(err, ErrConflict):
+		return ImportResult{}, err
+	case err != nil:
+		return ImportResult{}, fmt.Errorf("importing /state: %w", err)
+	}
+	h.log.Info("imported /state", "program", id, "files", res.Files, "bytes", res.Bytes)
+	return res, nil
 }
 
-// stateEntryName checks an entry's name: relative, clean once a folder's
-// trailing slash is dropped, no "..", no control characters, not too long.
-func stateEntryName(n string) (string, error) {
-	name := strings.TrimSuffix(n, "/")
-	switch {
-	case name == "" || len(name) > maxStateName:
-		return "", fmt.Errorf("entry %q: a name of 1 to %d bytes is required", n, maxStateName)
-	case strings.HasPrefix(name, "/") || path.Clean(name) != name || name == ".." || strings.HasPrefix(name, "../"):
-		return "", fmt.Errorf("entry %q: a clean relative name inside /state is required", n)
-	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }):
-		return "", fmt.Errorf("entry %q: control characters and backslashes are not allowed", n)
-	}
-	for _, part := range strings.Split(name, "/") {
-		if part == ".." || part == "." {
-			return "", fmt.Errorf("entry %q: a clean relative name inside /state is required", n)
+// checkedReader hands what it reads from r to the check's pipe w before
+// returning it (and closes w at r's end): a read returns only bytes the
+// check has taken, and the check's refusal once it has refused.
+type checkedReader struct {
+	r io.Reader
+	w *io.PipeWriter
+}
+
+func (c *checkedReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	if n > 0 {
+		if _, werr := c.w.Write(b[:n]); werr != nil {
+			return 0, werr
 		}
 	}
-	return name, nil
+	if errors.Is(err, io.EOF) {
+		c.w.Close()
+	}
+	return n, err
 }

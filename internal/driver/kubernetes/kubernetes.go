@@ -85,6 +85,11 @@ type Options struct {
 	// to a loopback address, so a single-node cluster on loopback needs
 	// it.
 	DirectKubelet bool
+	// StateHelper is the path of the Host's own binary, statically linked
+	// (the Host passes /proc/self/exe): its hidden state-helper command
+	// copies a program's /state volume out and in, in a helper Pod
+	// (driver.StateCopier). Empty: /state is not copied.
+	StateHelper string
 }
 
 // Pusher is what the Builder offers to send an image to a registry:
@@ -106,6 +111,9 @@ type Driver struct {
 
 	statsMu sync.Mutex
 	summary map[string]*nodeSummary // node name -> its last summary
+
+	helperMu  sync.Mutex
+	helperRef string // the state helper's pinned image, once pushed
 
 	kubeletOnce sync.Once
 	kubelet     *http.Client // DirectKubelet's client

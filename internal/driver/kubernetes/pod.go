@@ -111,7 +111,7 @@ func podFor(spec driver.ContainerSpec, image string, class *string, grace time.D
 		mounts = append(mounts, corev1.VolumeMount{Name: v.Name, MountPath: m.Target, ReadOnly: m.ReadOnly})
 	}
 	graceSec := int64(grace / time.Second)
-	no, yes := false, true
+	no := false
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   spec.Name,
@@ -127,31 +127,46 @@ func podFor(spec driver.ContainerSpec, image string, class *string, grace time.D
 			AutomountServiceAccountToken:  &no,
 			EnableServiceLinks:            &no,
 			TerminationGracePeriodSeconds: &graceSec,
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot:   &yes,
-				RunAsUser:      &uid,
-				RunAsGroup:     &gid,
-				FSGroup:        &gid,
-				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
+			SecurityContext:               podSecurity(uid, gid),
 			Containers: []corev1.Container{{
-				Name:            container,
-				Image:           image,
-				ImagePullPolicy: corev1.PullIfNotPresent,
-				Env:             env,
-				Resources:       corev1.ResourceRequirements{Limits: res, Requests: req},
-				VolumeMounts:    mounts,
-				SecurityContext: &corev1.SecurityContext{
-					ReadOnlyRootFilesystem:   &yes,
-					AllowPrivilegeEscalation: &no,
-					RunAsNonRoot:             &yes,
-					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-				},
+				Name:                     container,
+				Image:                    image,
+				ImagePullPolicy:          corev1.PullIfNotPresent,
+				Env:                      env,
+				Resources:                corev1.ResourceRequirements{Limits: res, Requests: req},
+				VolumeMounts:             mounts,
+				SecurityContext:          containerSecurity(),
 				TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 			}},
 			Volumes: volumes,
 		},
 	}, nil
+}
+
+// podSecurity is the Pod-level half of the restricted level's hardening,
+// shared by program Pods and the state helper's: a numeric non-root user
+// and group (also the group of the volumes' files), seccomp RuntimeDefault.
+func podSecurity(uid, gid int64) *corev1.PodSecurityContext {
+	yes := true
+	return &corev1.PodSecurityContext{
+		RunAsNonRoot:   &yes,
+		RunAsUser:      &uid,
+		RunAsGroup:     &gid,
+		FSGroup:        &gid,
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// containerSecurity is the container-level half: a read-only root, no
+// privilege escalation, every capability dropped.
+func containerSecurity() *corev1.SecurityContext {
+	no, yes := false, true
+	return &corev1.SecurityContext{
+		ReadOnlyRootFilesystem:   &yes,
+		AllowPrivilegeEscalation: &no,
+		RunAsNonRoot:             &yes,
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
 }
 
 // volumeFor renders one mount. The driver makes no Host folder visible to
