@@ -70,7 +70,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.actionCmd("stop", "Stop a program gracefully"),
 		a.actionCmd("restart", "Stop then start a program"),
 		a.rmCmd(), a.logsCmd(), a.sendCmd(), a.statusCmd(), a.watchCmd(), a.tokenCmd(),
-		a.sourceCmd(), a.statsCmd(), a.benchCmd(), a.soakCmd(), a.releasesCmd(), a.rollbackCmd(), a.stateCmd(),
+		a.sourceCmd(), a.statsCmd(), a.benchCmd(), a.soakCmd(), a.releasesCmd(), a.rollbackCmd(), a.stateCmd(), a.webhookCmd(),
 	)
 	return root
 }

@@ -44,6 +44,8 @@ type serveOpts struct {
 	proxyInFlight                      int   // proxied requests open per program
 	proxyHeaderTimeout                 time.Duration
 	keepReleases                       int               // releases kept per program
+	webhookAllow                       []string          // CIDRs webhooks may reach besides public addresses
+	maxWebhooks                        int               // webhooks per user
 	cluster                            clusterOpts       // --engine kubernetes
 	cliGiven                           map[string]string // the command line's flags, for the reload on SIGHUP
 }
@@ -145,6 +147,8 @@ func serveFlags(f *pflag.FlagSet, o *serveOpts) {
 	f.IntVar(&o.proxyInFlight, "proxy-in-flight", api.DefaultProxyInFlight, "proxied WatcherAPI requests one program may have open at once; more get 429")
 	f.DurationVar(&o.proxyHeaderTimeout, "proxy-header-timeout", api.DefaultProxyHeaderTimeout, "how long a program's WatcherAPI has to begin an answer before the caller gets 504")
 	f.IntVar(&o.keepReleases, "keep-releases", host.DefaultKeepReleases, "releases each program keeps, with their sources and images, for hershy rollback")
+	f.StringSliceVar(&o.webhookAllow, "webhook-allow", nil, "addresses (CIDR) webhooks may reach besides public ones, e.g. 127.0.0.1/32 for a receiver on this machine or 10.0.0.0/8 for one on your network (repeatable); the Host's own ports stay refused")
+	f.IntVar(&o.maxWebhooks, "max-webhooks", host.DefaultMaxWebhooks, "webhooks one user may have")
 	c := &o.cluster
 	f.StringVar(&c.engine, "engine", "docker", "where programs run: docker (this machine's engine) or kubernetes (a cluster; builds stay on this machine's Docker)")
 	f.StringVar(&c.kubeconfig, "kubeconfig", "", "kubernetes: the kubeconfig file (default $KUBECONFIG; empty: the Host runs in the cluster)")

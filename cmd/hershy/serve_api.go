@@ -12,10 +12,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/alerts"
 	"github.com/hershyorg/hershy/internal/api"
 	"github.com/hershyorg/hershy/internal/builder"
 	"github.com/hershyorg/hershy/internal/driver"
@@ -51,6 +53,10 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 	if o.keepReleases < 1 {
 		return usageError{fmt.Errorf("--keep-releases must be at least 1")}
 	}
+	alertOpts, err := o.alertOptions()
+	if err != nil {
+		return usageError{err}
+	}
 	if o.maxLaunches < 1 || o.launchTimeout <= 0 {
 		return usageError{fmt.Errorf("--max-launches and --launch-timeout must be positive")}
 	}
@@ -59,6 +65,9 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 		return fmt.Errorf("serve: listen %s: %w", o.listen, err)
 	}
 	defer ln.Close()
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
+		alertOpts.HostPorts = append(alertOpts.HostPorts, alerts.PortRange{Lo: ap.Port(), Hi: ap.Port()})
+	}
 	engine, err := openEngine(o)
 	if err != nil {
 		return usageError{fmt.Errorf("serve: %w", err)}
@@ -107,7 +116,7 @@ func (a *app) serve(ctx context.Context, o serveOpts, logger *slog.Logger) error
 			GoTimeout: o.buildTimeout, MaxConcurrent: o.maxBuilds, KeepSandbox: keep,
 		},
 		StateBytes: o.stateBytes, MaxStateBytes: o.maxStateBytes, UncappedState: o.uncappedState,
-		KeepReleases: o.keepReleases,
+		KeepReleases: o.keepReleases, Alerts: alertOpts,
 	}, engine)
 	if err != nil {
 		return fail(fmt.Errorf("serve: opening host: %w", err))
@@ -276,4 +285,28 @@ type clusterEngine struct {
 func (c *clusterEngine) Close() error {
 	c.Driver.Close()
 	return c.local.Close()
+}
+
+// alertOptions reads the webhook flags. The Host's own ports (the API's,
+// added once it listens, and the proxy ports) are refused to webhooks.
+func (o *serveOpts) alertOptions() (host.AlertOptions, error) {
+	a := host.AlertOptions{MaxWebhooks: o.maxWebhooks}
+	if o.maxWebhooks < 1 {
+		return a, fmt.Errorf("--max-webhooks must be at least 1")
+	}
+	for _, s := range o.webhookAllow {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return a, fmt.Errorf("--webhook-allow %q: want an address range, e.g. 127.0.0.1/32: %v", s, err)
+		}
+		a.Allow = append(a.Allow, p.Masked())
+	}
+	if o.proxyPorts != "" {
+		lo, hi, err := api.ParsePortRange(o.proxyPorts)
+		if err != nil {
+			return a, fmt.Errorf("--proxy-ports: %w", err)
+		}
+		a.HostPorts = append(a.HostPorts, alerts.PortRange{Lo: uint16(lo), Hi: uint16(hi)})
+	}
+	return a, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +96,32 @@ func TestCheckURL(t *testing.T) {
 	allowed := NewGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
 	if _, err := allowed.CheckURL("http://127.0.0.1:9/hook"); err != nil {
 		t.Errorf("loopback the operator allowed: %v", err)
+	}
+	// The Host's own ports stay refused on loopback, allowed or not.
+	allowed.DenyHostPorts(PortRange{18080, 18080}, PortRange{9000, 9999})
+	for _, bad := range []string{"http://127.0.0.1:18080/programs", "http://localhost:9500/", "http://127.0.0.2:9000/"} {
+		if _, err := allowed.CheckURL(bad); err == nil {
+			t.Errorf("CheckURL(%q) accepted the Host's own port", bad)
+		}
+	}
+	if _, err := allowed.CheckURL("http://127.0.0.1:8999/hook"); err != nil {
+		t.Errorf("a port next to the Host's: %v", err)
+	}
+}
+
+// TestDeliverRefusesHostPort is the attack on the Host itself: an
+// operator allowed loopback (for a local receiver), and a webhook names
+// the Host's own API port through a name, so only the dial sees it.
+func TestDeliverRefusesHostPort(t *testing.T) {
+	r := newReceiver(t)
+	ap := netip.MustParseAddrPort(r.Listener.Addr().String())
+	g := NewGuard([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	g.DenyHostPorts(PortRange{ap.Port(), ap.Port()})
+	s := NewSender(g)
+	t.Cleanup(s.Close)
+	as, ok := deliver(s, "http://localhost:"+strconv.Itoa(int(ap.Port()))+"/programs")
+	if ok || r.count() != 0 || len(as) != 1 || !strings.Contains(as[0].Err, "the Host's own") {
+		t.Fatalf("delivered %v, the Host's port got %d requests; attempts %+v", ok, r.count(), as)
 	}
 }
 

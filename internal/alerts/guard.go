@@ -21,7 +21,13 @@ type Guard struct {
 	// self lists this machine's addresses; net.InterfaceAddrs by default,
 	// read at each check since addresses come and go.
 	self func() []netip.Addr
+	// hostPorts are the Host's own ports (its API, its proxy ports): no
+	// delivery reaches them on this machine, allowed or not.
+	hostPorts []PortRange
 }
+
+// PortRange is a range of ports, both ends included.
+type PortRange struct{ Lo, Hi uint16 }
 
 // NewGuard makes a guard that also lets through the allowed prefixes
 // (the operator's --webhook-allow).
@@ -53,6 +59,42 @@ var denied = func() []netip.Prefix {
 	}
 	return out
 }()
+
+// DenyHostPorts refuses deliveries to these ports on this machine's own
+// addresses (loopback and its interfaces) even where Allow lets the
+// address through: a webhook must not drive the Host's own API.
+func (g *Guard) DenyHostPorts(ports ...PortRange) {
+	g.hostPorts = append(g.hostPorts, ports...)
+}
+
+// local reports whether a is an address of this machine.
+func (g *Guard) local(a netip.Addr) bool {
+	if a.IsLoopback() || a.IsUnspecified() {
+		return true
+	}
+	if g.self != nil {
+		for _, s := range g.self() {
+			if s.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CheckAddrPort is Check, and also refuses the Host's own ports on this
+// machine.
+func (g *Guard) CheckAddrPort(ap netip.AddrPort) error {
+	a := ap.Addr().Unmap()
+	if len(g.hostPorts) > 0 && g.local(a) {
+		for _, r := range g.hostPorts {
+			if ap.Port() >= r.Lo && ap.Port() <= r.Hi {
+				return &RefusedError{Addr: a, Why: fmt.Sprintf("port %d is the Host's own", ap.Port())}
+			}
+		}
+	}
+	return g.Check(a)
+}
 
 // RefusedError is a delivery's address the guard refused.
 type RefusedError struct {
@@ -117,7 +159,7 @@ func (g *Guard) control(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("webhook dial to %q: %w", address, err)
 	}
-	return g.Check(ap.Addr())
+	return g.CheckAddrPort(ap)
 }
 
 func interfaceAddrs() []netip.Addr {
@@ -168,8 +210,16 @@ func (g *Guard) CheckURL(raw string) (string, error) {
 		}
 	}
 	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	port := uint16(80)
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		n, _ := strconv.Atoi(p)
+		port = uint16(n)
+	}
 	if a, err := netip.ParseAddr(host); err == nil {
-		if err := g.Check(a); err != nil {
+		if err := g.CheckAddrPort(netip.AddrPortFrom(a, port)); err != nil {
 			return "", err
 		}
 	} else if numericName(host) {
@@ -177,7 +227,7 @@ func (g *Guard) CheckURL(raw string) (string, error) {
 		// addresses in inet_aton's forms; no real name ends so.
 		return "", fmt.Errorf("the URL's host %q looks like an address in a non-standard form; write the address plainly", host)
 	} else if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		if err := g.Check(netip.MustParseAddr("127.0.0.1")); err != nil {
+		if err := g.CheckAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)); err != nil {
 			return "", err
 		}
 	}

@@ -121,6 +121,13 @@ var routes = []route{
 	{"DELETE", "/programs/{id}/secrets/{name}", user, (*server).deleteSecret},
 	{"", "/programs/{id}/proxy/{path...}", user, (*server).proxy},
 
+	{"POST", "/webhooks", user, (*server).createWebhook},
+	{"GET", "/webhooks", user, (*server).listWebhooks},
+	{"GET", "/webhooks/{id}", user, (*server).getWebhook},
+	{"DELETE", "/webhooks/{id}", user, (*server).deleteWebhook},
+	{"GET", "/webhooks/{id}/deliveries", user, (*server).webhookDeliveries},
+	{"POST", "/webhooks/{id}/ping", user, (*server).pingWebhook},
+
 	{"POST", "/tokens", admin, (*server).createToken},
 	{"GET", "/tokens", admin, (*server).listTokens},
 	{"DELETE", "/tokens/{id}", admin, (*server).revokeToken},

@@ -27,6 +27,10 @@ import (
 // is logged). The ports follow the Host's changes (host.Host.Subscribe)
 // and close with the API (Server.Close).
 
+// ParsePortRange checks a --proxy-ports value: "LOW-HIGH", two ports in
+// 1024-65535, LOW <= HIGH.
+func ParsePortRange(s string) (low, high int, err error) { return parsePortRange(s) }
+
 // parsePortRange parses "LOW-HIGH": two ports in 1024-65535, LOW <= HIGH.
 func parsePortRange(s string) (low, high int, err error) {
 	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")

@@ -28,6 +28,9 @@ type AlertOptions struct {
 	// Allow lets deliveries reach these addresses besides public ones
 	// (loopback, a private network): the operator's --webhook-allow.
 	Allow []netip.Prefix
+	// HostPorts are the Host's own ports (its API, its proxy ports): no
+	// delivery reaches them on this machine, whatever Allow says.
+	HostPorts []alerts.PortRange
 	// Attempts, RetryBase and RetryMax are the delivery's retries (zero:
 	// the alerts package's defaults).
 	Attempts            int
@@ -78,6 +81,7 @@ type alerter struct {
 
 func newAlerter(o AlertOptions) *alerter {
 	g := alerts.NewGuard(o.Allow)
+	g.DenyHostPorts(o.HostPorts...)
 	s := alerts.NewSender(g)
 	if o.Attempts > 0 {
 		s.Attempts = o.Attempts
