@@ -110,6 +110,18 @@ need_browser() {
 	"$ROOT/scripts/setup-browser.sh"
 }
 
+# The OpenAPI description's lint test runs Spectral and Redocly CLI: install
+# them when missing (idempotent, into a cache outside the tree). Without
+# Node.js the test skips, except in CI, where it fails.
+need_lint() {
+	header "OpenAPI linters"
+	if ! command -v node >/dev/null 2>&1 && [ -z "${CI:-}" ]; then
+		echo "no node on PATH: skipping the linters' set-up; the OpenAPI lint test skips" >&2
+		return 0
+	fi
+	"$ROOT/scripts/setup-lint.sh"
+}
+
 # The Kubernetes driver's tests (its conformance kit and e2e TestCluster)
 # run against a real single-node cluster on loopback: build it (about 11
 # minutes the first time, seconds with its cache in
@@ -147,6 +159,7 @@ for m in "${targets[@]}"; do
 	if [ "$m" = . ]; then
 		need_engine
 		need_browser
+		need_lint
 		need_cluster
 	fi
 	check_module "$m"
