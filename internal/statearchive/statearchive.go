@@ -20,6 +20,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -38,6 +39,9 @@ const (
 	MaxEntries = 100_000
 	MaxName    = 1024
 )
+
+// entryLimit is MaxEntries, lowered by tests.
+var entryLimit = MaxEntries
 
 // TempPrefix starts the name of the folder an import writes into, inside
 // /state, before the swap. Export leaves such folders out (an import cut
@@ -186,6 +190,7 @@ func walk(r io.Reader, limit int64, put func(hdr *tar.Header, name string, conte
 	}
 	tr := tar.NewReader(zr)
 	entries := 0
+	seen := names{}
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -198,11 +203,14 @@ func walk(r io.Reader, limit int64, put func(hdr *tar.Header, name string, conte
 		if err != nil {
 			return res, refused("reading the archive: %v", err)
 		}
-		if entries++; entries > MaxEntries {
-			return res, refused("more than %d entries", MaxEntries)
+		if entries++; entries > entryLimit {
+			return res, refused("more than %d entries", entryLimit)
 		}
 		name, err := EntryName(hdr.Name)
 		if err != nil {
+			return res, err
+		}
+		if err := seen.add(name, hdr.Typeflag == tar.TypeDir); err != nil {
 			return res, err
 		}
 		switch hdr.Typeflag {
@@ -230,6 +238,28 @@ func walk(r io.Reader, limit int64, put func(hdr *tar.Header, name string, conte
 			return res, refused("%s: only regular files and folders may be imported (type %q)", name, hdr.Typeflag)
 		}
 	}
+}
+
+// names are an archive's names so far (hashed: 100,000 names of 1 KiB
+// would hold 100 MB), each a folder or not, so that the check refuses
+// what Extract could not write: a file given twice, or a name used as a
+// file and as a folder.
+type names map[[sha256.Size]byte]bool
+
+func (n names) add(name string, dir bool) error {
+	for i := range len(name) {
+		if name[i] == '/' {
+			if isDir, ok := n[sha256.Sum256([]byte(name[:i]))]; ok && !isDir {
+				return refused("%s: %s is a file", name, name[:i])
+			}
+		}
+	}
+	key := sha256.Sum256([]byte(name))
+	if isDir, ok := n[key]; ok && !(isDir && dir) {
+		return refused("%s: given twice", name)
+	}
+	n[key] = dir
+	return nil
 }
 
 type countReader struct {
