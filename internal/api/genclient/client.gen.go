@@ -339,16 +339,16 @@ type Program struct {
 	Runtime string `json:"runtime"`
 
 	// Seq Grows with every action the Host takes for the program (a build, a launch, a probe, a halt, a timer). A view or event whose seq is at least the seq an action's answer gave reflects that action or later: wait for Ready with it after a start or restart.
-	Seq int `json:"seq"`
+	Seq int64 `json:"seq"`
 
 	// State A program's lifecycle state
 	State State `json:"state"`
 
 	// StateBytesLimit Size cap of the program's /state in bytes; absent when the Host runs with --uncapped-state
-	StateBytesLimit *int `json:"state_bytes_limit,omitempty"`
+	StateBytesLimit *int64 `json:"state_bytes_limit,omitempty"`
 
 	// StateBytesUsed Bytes the program stores in /state (its filesystem's used blocks); absent when the Host runs with --uncapped-state
-	StateBytesUsed *int      `json:"state_bytes_used,omitempty"`
+	StateBytesUsed *int64    `json:"state_bytes_used,omitempty"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	UserId         string    `json:"user_id"`
 
@@ -359,7 +359,7 @@ type Program struct {
 // ProgramBody A program's source and options (POST /programs, PUT /programs/{id}/source). Unknown fields are a 400.
 type ProgramBody struct {
 	// Cpus CPU limit in cores; 0 or absent: the Host's default
-	Cpus *float32 `json:"cpus,omitempty"`
+	Cpus *float64 `json:"cpus,omitempty"`
 
 	// Dockerfile A Dockerfile to build with (checked against the Host's allowlist); absent: src_files must be a Go module (go.mod at the root)
 	Dockerfile *string `json:"dockerfile,omitempty"`
@@ -368,7 +368,7 @@ type ProgramBody struct {
 	Env *map[string]string `json:"env,omitempty"`
 
 	// MemoryBytes Memory limit in bytes: at least 32 MiB, at most the Host's per-program limit (403 above it); 0 or absent: the Host default (256 MiB)
-	MemoryBytes *int `json:"memory_bytes,omitempty"`
+	MemoryBytes *int64 `json:"memory_bytes,omitempty"`
 
 	// Network Grant outbound network access (default none)
 	Network *bool `json:"network,omitempty"`
@@ -380,7 +380,7 @@ type ProgramBody struct {
 	SrcFiles *map[string]string `json:"src_files,omitempty"`
 
 	// StateBytes Size cap of the program's /state in bytes (at least 8 MiB, at most the Host's maximum, hershy serve --max-state-bytes; 0 or absent: the Host's default). Writes past it fail inside the program with ENOSPC. On PUT /programs/{id}/source a different value resizes /state: raising it may need, and lowering it always needs, the program stopped (409 otherwise); lowering it below what the program stores is a 400.
-	StateBytes *int `json:"state_bytes,omitempty"`
+	StateBytes *int64 `json:"state_bytes,omitempty"`
 
 	// UserId The owner: absent for the caller; another user's only for the admin (403 otherwise)
 	UserId *string `json:"user_id,omitempty"`
@@ -421,7 +421,7 @@ type ProgramList struct {
 // ProgramOptions The options the program was created with
 type ProgramOptions struct {
 	// Cpus 0: the Host's default
-	Cpus float32 `json:"cpus"`
+	Cpus float64 `json:"cpus"`
 
 	// Env The environment variables' names; every value shows as ***
 	Env *map[string]string `json:"env,omitempty"`
@@ -549,7 +549,7 @@ type Stats struct {
 	ProgramId   string          `json:"program_id"`
 	Resolution  StatsResolution `json:"resolution"`
 	Samples     []StatsSample   `json:"samples"`
-	StepSeconds float32         `json:"step_seconds"`
+	StepSeconds float64         `json:"step_seconds"`
 }
 
 // StatsResolution defines model for Stats.Resolution.
@@ -560,19 +560,19 @@ type StatsSample struct {
 	At time.Time `json:"at"`
 
 	// CpuPercent percent of one core over the step before at
-	CpuPercent float32 `json:"cpu_percent"`
+	CpuPercent float64 `json:"cpu_percent"`
 
 	// MemoryBytes working set
-	MemoryBytes      int `json:"memory_bytes"`
-	MemoryLimitBytes int `json:"memory_limit_bytes"`
+	MemoryBytes      int64 `json:"memory_bytes"`
+	MemoryLimitBytes int64 `json:"memory_limit_bytes"`
 
 	// NetRxBytes cumulative since the container started, loopback excluded
-	NetRxBytes      int `json:"net_rx_bytes"`
-	NetTxBytes      int `json:"net_tx_bytes"`
-	Pids            int `json:"pids"`
-	Restarts        int `json:"restarts"`
-	StateBytesLimit int `json:"state_bytes_limit"`
-	StateBytesUsed  int `json:"state_bytes_used"`
+	NetRxBytes      int64 `json:"net_rx_bytes"`
+	NetTxBytes      int64 `json:"net_tx_bytes"`
+	Pids            int64 `json:"pids"`
+	Restarts        int   `json:"restarts"`
+	StateBytesLimit int64 `json:"state_bytes_limit"`
+	StateBytesUsed  int64 `json:"state_bytes_used"`
 }
 
 // Token defines model for Token.
