@@ -46,6 +46,7 @@ type serveOpts struct {
 	keepReleases                       int               // releases kept per program
 	webhookAllow                       []string          // CIDRs webhooks may reach besides public addresses
 	maxWebhooks                        int               // webhooks per user
+	stateAlertEvery                    time.Duration     // how often /state is read for state_nearly_full
 	cluster                            clusterOpts       // --engine kubernetes
 	cliGiven                           map[string]string // the command line's flags, for the reload on SIGHUP
 }
@@ -149,6 +150,7 @@ func serveFlags(f *pflag.FlagSet, o *serveOpts) {
 	f.IntVar(&o.keepReleases, "keep-releases", host.DefaultKeepReleases, "releases each program keeps, with their sources and images, for hershy rollback")
 	f.StringSliceVar(&o.webhookAllow, "webhook-allow", nil, "addresses (CIDR) webhooks may reach besides public ones, e.g. 127.0.0.1/32 for a receiver on this machine or 10.0.0.0/8 for one on your network (repeatable); the Host's own ports stay refused")
 	f.IntVar(&o.maxWebhooks, "max-webhooks", host.DefaultMaxWebhooks, "webhooks one user may have")
+	f.DurationVar(&o.stateAlertEvery, "state-alert-every", host.DefaultStateAlertEvery, "how often each program's /state is read for the state_nearly_full alert (90% of what it can hold)")
 	c := &o.cluster
 	f.StringVar(&c.engine, "engine", "docker", "where programs run: docker (this machine's engine) or kubernetes (a cluster; builds stay on this machine's Docker)")
 	f.StringVar(&c.kubeconfig, "kubeconfig", "", "kubernetes: the kubeconfig file (default $KUBECONFIG; empty: the Host runs in the cluster)")

@@ -290,9 +290,9 @@ func (c *clusterEngine) Close() error {
 // alertOptions reads the webhook flags. The Host's own ports (the API's,
 // added once it listens, and the proxy ports) are refused to webhooks.
 func (o *serveOpts) alertOptions() (host.AlertOptions, error) {
-	a := host.AlertOptions{MaxWebhooks: o.maxWebhooks}
-	if o.maxWebhooks < 1 {
-		return a, fmt.Errorf("--max-webhooks must be at least 1")
+	a := host.AlertOptions{MaxWebhooks: o.maxWebhooks, StateEvery: o.stateAlertEvery}
+	if o.maxWebhooks < 1 || o.stateAlertEvery <= 0 {
+		return a, fmt.Errorf("--max-webhooks and --state-alert-every must be positive")
 	}
 	for _, s := range o.webhookAllow {
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
