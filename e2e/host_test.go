@@ -187,9 +187,11 @@ func (h *host) restart() {
 }
 
 // cleanup deletes what the test left (so no container outlives it), stops
-// the Host, and shows the Host's log when the test failed.
+// the Host, checks that nothing of it is left on the engine, and shows the
+// Host's log when the test failed.
 func (h *host) cleanup() {
-	if h.cmd != nil && h.admin != nil {
+	deleted := h.cmd != nil && h.admin != nil
+	if deleted {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		if l, err := h.admin.ListPrograms(ctx, client.ListOptions{Limit: 1000}); err == nil {
 			for _, p := range l.Programs {
@@ -210,6 +212,12 @@ func (h *host) cleanup() {
 	}
 	if h.cmd != nil {
 		h.stop()
+	}
+	// Every program was deleted through the Host and the Host has
+	// stopped: a container or image of it still on the engine is a leak
+	// (say, a container created by a start the stop cut short).
+	if deleted && !h.t.Failed() {
+		h.checkNothingLeft()
 	}
 	if h.t.Failed() {
 		h.t.Logf("hershy serve log (%s, last lines):\n%s", h.rt, h.logTail(150))
