@@ -261,23 +261,32 @@ func (h *Host) sweepLaunch(id, gen string) {
 	go func() {
 		defer h.wg.Done()
 		labels := map[string]string{driver.LabelProgram: id, driver.LabelGeneration: gen, driver.LabelManaged: "true"}
-		for _, wait := range sweepAfter {
-			select {
-			case <-h.ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			cs, err := h.driver.ListContainers(h.ctx, labels)
+		sweep := func(ctx context.Context) bool {
+			cs, err := h.driver.ListContainers(ctx, labels)
 			if err != nil {
-				continue
+				return false
 			}
 			for _, c := range cs {
 				h.stopCapture(c.ID)
-				if err := h.driver.RemoveContainer(h.ctx, c.ID); err != nil && !errors.Is(err, driver.ErrNotFound) {
+				if err := h.driver.RemoveContainer(ctx, c.ID); err != nil && !errors.Is(err, driver.ErrNotFound) {
 					h.log.Error("removing the container of a failed create", "program", id, "container", c.ID, "err", err)
 				}
 			}
-			if len(cs) > 0 {
+			return len(cs) > 0
+		}
+		for _, wait := range sweepAfter {
+			select {
+			case <-h.ctx.Done():
+				// The Host is closing: one last look, or a create the
+				// engine finished late would outlive the Host unseen (a
+				// next Host reconciles it, but there may be none).
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), 10*time.Second)
+				defer cancel()
+				sweep(ctx)
+				return
+			case <-time.After(wait):
+			}
+			if sweep(h.ctx) {
 				return
 			}
 		}

@@ -237,3 +237,38 @@ func TestHaltDeadline(t *testing.T) {
 		noContainers(t, d, stuck)
 	})
 }
+
+// TestCloseSweepsLateCreate: a Host that closes while the engine still
+// works on a create (the request cancelled, the reply lost, the container
+// made anyway) removes that container before it is done closing, though
+// no later sweep of its will run: a test's Host, or a Host that is not
+// started again, would otherwise leave it on the engine for good.
+func TestCloseSweepsLateCreate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		entered := make(chan struct{})
+		var once sync.Once
+		d := newFakeEngine(t, nil, fake.Hooks{
+			Before: func(ctx context.Context, c fake.Call) error {
+				if c.Method == "CreateContainer" {
+					once.Do(func() { close(entered) })
+					<-ctx.Done() // the engine is slow: the Host gives up first
+				}
+				return nil // ... and the engine makes the container anyway
+			},
+			After: func(ctx context.Context, c fake.Call, err error) error {
+				if c.Method == "CreateContainer" && err == nil {
+					return ctx.Err() // the reply never reached the Host
+				}
+				return err
+			},
+		})
+		h := d.Open(t, t.TempDir())
+		id := createProgram(t, h, dockerfileProgram("alice", "1"))
+		startProgram(t, h, id)
+		<-entered
+		hosttest.Close(t, h)
+		if cs := hosttest.ContainersOf(t, d, id); len(cs) != 0 {
+			t.Fatalf("containers left after the Host closed: %+v", cs)
+		}
+	})
+}
