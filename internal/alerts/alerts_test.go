@@ -1,33 +1,16 @@
 package alerts
 
 import (
-	"fmt"
-	"os"
-	"runtime"
 	"testing"
 	"time"
 
+	"github.com/hershyorg/hershy/internal/leakcheck"
 	"github.com/hershyorg/hershy/internal/lifecycle"
 )
 
 // TestMain fails the package when goroutines outlive its tests (servers,
 // senders' connections).
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "%d goroutine(s) outlived the tests (%d before):\n%s\n", n-before, before, buf[:runtime.Stack(buf, true)])
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func code(n int) *int { return &n }
 
