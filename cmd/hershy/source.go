@@ -30,10 +30,10 @@ func (a *app) sourceCmd() *cobra.Command {
 			if len(args) == 2 {
 				// The same checks as an upload: the answer names the paths
 				// written on this machine.
-				if err := source.ValidateSource(src.Dockerfile, files, source.Limits{}); err != nil {
+				if err := source.ValidateSource("", files, source.Limits{}); err != nil {
 					return fmt.Errorf("source: the Host sent an unusable tree: %w", err)
 				}
-				if err := source.WriteTree(args[1], src.Dockerfile, files); err != nil {
+				if err := source.WriteTree(args[1], "", files); err != nil {
 					return fmt.Errorf("source: %w", err)
 				}
 				fmt.Fprintf(a.errOut, "wrote %d files to %s\n", len(files), args[1])

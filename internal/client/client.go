@@ -159,8 +159,7 @@ type ActionResponse struct {
 // Source answers GET /programs/{id}/source.
 type Source struct {
 	ProgramID   string            `json:"program_id"`
-	Files       map[string]string `json:"files"`
-	Dockerfile  string            `json:"dockerfile,omitempty"`
+	Files       map[string]string `json:"files"` // a Dockerfile source's Dockerfile is the file "Dockerfile"
 	RetrievedAt string            `json:"retrieved_at,omitempty"`
 }
 
