@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	}
 	hershyBin = filepath.Join(dir, "hershy")
 	build := exec.Command("go", "build", "-o", hershyBin, "github.com/hershyorg/hershy/cmd/hershy")
+	// Static, as a Host on a cluster needs itself to be: its own binary is
+	// the state helper its helper Pods run (internal/statearchive).
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building hershy: %v\n", err)
