@@ -17,6 +17,36 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for AlertEventType.
+const (
+	AlertEventTypeBuildFailed     AlertEventType = "build_failed"
+	AlertEventTypeCrashLoop       AlertEventType = "crash_loop"
+	AlertEventTypeCrashed         AlertEventType = "crashed"
+	AlertEventTypeOomKilled       AlertEventType = "oom_killed"
+	AlertEventTypePing            AlertEventType = "ping"
+	AlertEventTypeStateNearlyFull AlertEventType = "state_nearly_full"
+)
+
+// Valid indicates whether the value is a known member of the AlertEventType enum.
+func (e AlertEventType) Valid() bool {
+	switch e {
+	case AlertEventTypeBuildFailed:
+		return true
+	case AlertEventTypeCrashLoop:
+		return true
+	case AlertEventTypeCrashed:
+		return true
+	case AlertEventTypeOomKilled:
+		return true
+	case AlertEventTypePing:
+		return true
+	case AlertEventTypeStateNearlyFull:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DeliveryOutcome.
 const (
 	Delivered DeliveryOutcome = "delivered"
@@ -281,6 +311,45 @@ type ActionResult struct {
 	// State A program's lifecycle state
 	State State `json:"state"`
 }
+
+// AlertEvent The body of a webhook delivery. Only the fields of its type are set. Its Hershy-Signature header is t=UNIX,v1=HEX, HEX the hex HMAC-SHA256 (keyed with the webhook's secret) of UNIX, a '.', and this body as sent.
+type AlertEvent struct {
+	At time.Time `json:"at"`
+
+	// Crashes crash_loop: the crashes within the window
+	Crashes *int `json:"crashes,omitempty"`
+
+	// ExitCode crashed, oom_killed: the container's exit code
+	ExitCode *int `json:"exit_code,omitempty"`
+
+	// Id The event's id, the same in every retry of its delivery (also in the Hershy-Delivery header)
+	Id string `json:"id"`
+
+	// Message What the Host says about it, e.g. the program's error
+	Message   *string `json:"message,omitempty"`
+	ProgramId *string `json:"program_id,omitempty"`
+
+	// StateAvailableBytes state_nearly_full: bytes the program can still write
+	StateAvailableBytes *int64 `json:"state_available_bytes,omitempty"`
+
+	// StateLimitBytes state_nearly_full: the /state cap
+	StateLimitBytes *int64 `json:"state_limit_bytes,omitempty"`
+
+	// StateUsedBytes state_nearly_full: bytes /state holds
+	StateUsedBytes *int64 `json:"state_used_bytes,omitempty"`
+
+	// Type What happened (also in the Hershy-Event header); ping is a test delivery
+	Type AlertEventType `json:"type"`
+
+	// UserId The program's owner
+	UserId *string `json:"user_id,omitempty"`
+
+	// WindowSeconds crash_loop: the webhook's window
+	WindowSeconds *float64 `json:"window_seconds,omitempty"`
+}
+
+// AlertEventType What happened (also in the Hershy-Event header); ping is a test delivery
+type AlertEventType string
 
 // CrashLoop When crashes make a crash loop: crashes within window_seconds (default 3 in 600 s)
 type CrashLoop struct {
@@ -938,6 +1007,18 @@ type ListDeliveriesParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// DeliverAlertParams defines parameters for DeliverAlert.
+type DeliverAlertParams struct {
+	// HershySignature t=UNIX,v1=HEX: the body's HMAC-SHA256 with the time, keyed with the webhook's secret
+	HershySignature string `json:"Hershy-Signature"`
+
+	// HershyEvent The event's type
+	HershyEvent string `json:"Hershy-Event"`
+
+	// HershyDelivery The event's id
+	HershyDelivery string `json:"Hershy-Delivery"`
+}
+
 // CreateProgramJSONRequestBody defines body for CreateProgram for application/json ContentType.
 type CreateProgramJSONRequestBody = ProgramBody
 
@@ -967,6 +1048,9 @@ type CreateTokenJSONRequestBody = TokenBody
 
 // CreateWebhookJSONRequestBody defines body for CreateWebhook for application/json ContentType.
 type CreateWebhookJSONRequestBody = WebhookBody
+
+// DeliverAlertJSONRequestBody defines body for DeliverAlert for application/json ContentType.
+type DeliverAlertJSONRequestBody = AlertEvent
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -12777,4 +12861,162 @@ func ParseWhoamiResponse(rsp *http.Response) (*WhoamiResponse, error) {
 	}
 
 	return response, nil
+}
+
+// CallbackInitiator sends OpenAPI callback requests to target URLs.
+// Modeled on the generated Client, but with no stored Server -- the full
+// target URL is provided per-call by the caller (typically discovered
+// from a callback expression on the parent operation's request body,
+// e.g. `{$request.body#/callbackUrl}`).
+type CallbackInitiator struct {
+	// Doer for performing requests, typically a *http.Client with any
+	// customized settings, such as certificate chains.
+	Client HttpRequestDoer
+
+	// A list of callbacks for modifying requests which are generated before sending over
+	// the network.
+	RequestEditors []RequestEditorFn
+}
+
+// CallbackInitiatorOption allows setting custom parameters during construction.
+type CallbackInitiatorOption func(*CallbackInitiator) error
+
+// NewCallbackInitiator creates a new CallbackInitiator with reasonable defaults.
+func NewCallbackInitiator(opts ...CallbackInitiatorOption) (*CallbackInitiator, error) {
+	initiator := CallbackInitiator{}
+	for _, o := range opts {
+		if err := o(&initiator); err != nil {
+			return nil, err
+		}
+	}
+	if initiator.Client == nil {
+		initiator.Client = &http.Client{}
+	}
+	return &initiator, nil
+}
+
+// WithCallbackHTTPClient allows overriding the default Doer, which is
+// automatically created using http.Client. This is useful for tests.
+func WithCallbackHTTPClient(doer HttpRequestDoer) CallbackInitiatorOption {
+	return func(p *CallbackInitiator) error {
+		p.Client = doer
+		return nil
+	}
+}
+
+// WithCallbackRequestEditorFn allows setting up a callback function, which
+// will be called right before sending the callback request. This can be
+// used to mutate the request, e.g. to add signature headers.
+func WithCallbackRequestEditorFn(fn RequestEditorFn) CallbackInitiatorOption {
+	return func(p *CallbackInitiator) error {
+		p.RequestEditors = append(p.RequestEditors, fn)
+		return nil
+	}
+}
+
+func (p *CallbackInitiator) applyCallbackEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
+	for _, r := range p.RequestEditors {
+		if err := r(ctx, req); err != nil {
+			return err
+		}
+	}
+	for _, r := range additionalEditors {
+		if err := r(ctx, req); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CallbackInitiatorInterface is the interface specification for the callback initiator.
+type CallbackInitiatorInterface interface {
+	// DeliverAlertWithBody fires the alert callback with any body
+	DeliverAlertWithBody(ctx context.Context, targetURL string, params *DeliverAlertParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	DeliverAlert(ctx context.Context, targetURL string, params *DeliverAlertParams, body DeliverAlertJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+func (p *CallbackInitiator) DeliverAlertWithBody(ctx context.Context, targetURL string, params *DeliverAlertParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeliverAlertCallbackRequestWithBody(targetURL, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyCallbackEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+func (p *CallbackInitiator) DeliverAlert(ctx context.Context, targetURL string, params *DeliverAlertParams, body DeliverAlertJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeliverAlertCallbackRequest(targetURL, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := p.applyCallbackEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return p.Client.Do(req)
+}
+
+// NewDeliverAlertCallbackRequest builds a application/json POST request for the alert callback
+func NewDeliverAlertCallbackRequest(targetURL string, params *DeliverAlertParams, body DeliverAlertJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewDeliverAlertCallbackRequestWithBody(targetURL, params, "application/json", bodyReader)
+}
+
+// NewDeliverAlertCallbackRequestWithBody builds a POST request for the alert callback with any body
+func NewDeliverAlertCallbackRequestWithBody(targetURL string, params *DeliverAlertParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+	_ = err
+
+	reqURL, err := url.Parse(targetURL)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, reqURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		var headerParam0 string
+
+		headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Hershy-Signature", params.HershySignature, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Hershy-Signature", headerParam0)
+
+		var headerParam1 string
+
+		headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Hershy-Event", params.HershyEvent, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Hershy-Event", headerParam1)
+
+		var headerParam2 string
+
+		headerParam2, err = runtime.StyleParamWithOptions("simple", false, "Hershy-Delivery", params.HershyDelivery, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+		if err != nil {
+			return nil, err
+		}
+
+		req.Header.Set("Hershy-Delivery", headerParam2)
+
+	}
+	return req, nil
 }
