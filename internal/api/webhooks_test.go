@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -116,4 +118,43 @@ func TestWebhooks(t *testing.T) {
 	e.do("DELETE", "/webhooks/"+hook.ID, e.tokA, "", 204, nil)
 	resp, b = e.req("GET", "/webhooks/"+hook.ID, e.tokA, "")
 	checkError(t, "a deleted webhook", resp, b, 404)
+}
+
+// TestAlertEventDocumented: the description's AlertEvent, what a webhook's
+// receiver is told to expect, has exactly the fields a delivery carries,
+// and every kind.
+func TestAlertEventDocumented(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Enum []string `json:"enum"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openapiJSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	props := doc.Components.Schemas["AlertEvent"].Properties
+	ty := reflect.TypeFor[alerts.Event]()
+	sent := map[string]bool{}
+	for i := range ty.NumField() {
+		name, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ",")
+		sent[name] = true
+		if _, ok := props[name]; !ok {
+			t.Errorf("a delivery's field %s is not in AlertEvent", name)
+		}
+	}
+	for name := range props {
+		if !sent[name] {
+			t.Errorf("AlertEvent documents %s, which no delivery has", name)
+		}
+	}
+	kinds := props["type"].Enum
+	for _, k := range append(alerts.Kinds, alerts.Ping) {
+		if !slices.Contains(kinds, string(k)) {
+			t.Errorf("AlertEvent's type lacks %s", k)
+		}
+	}
 }
