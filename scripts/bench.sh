@@ -25,7 +25,7 @@ command -v go >/dev/null 2>&1 || { echo "bench: Go 1.25 or newer is required" >&
 
 echo "==> building hershy"
 mkdir -p "$ROOT/bin"
-GOWORK=off go build -o "$ROOT/bin/hershy" ./cmd/hershy
+GOWORK=off CGO_ENABLED=0 go build -o "$ROOT/bin/hershy" ./cmd/hershy # static: a cluster Host runs itself as its state helper
 
 echo "==> hershy bench $*"
 "$ROOT/bin/hershy" bench --out "$ROOT/bench-report.md" "$@"

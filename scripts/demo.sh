@@ -32,7 +32,7 @@ command -v go >/dev/null 2>&1 || { echo "demo: Go 1.25 or newer is required" >&2
 
 echo "==> building hershy"
 mkdir -p "$ROOT/bin" "$DATA"
-GOWORK=off go build -o "$ROOT/bin/hershy" ./cmd/hershy
+GOWORK=off CGO_ENABLED=0 go build -o "$ROOT/bin/hershy" ./cmd/hershy # static: a cluster Host runs itself as its state helper
 HERSHY="$ROOT/bin/hershy"
 
 echo "==> starting the Host (log: $DATA/host.log)"

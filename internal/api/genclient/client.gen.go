@@ -1419,14 +1419,14 @@ type ClientInterface interface {
 
 	// ExportState Export a program's /state
 	//
-	// A gzip'd tar of /state's regular files and folders (links and special files are left out). A running program is stopped for the copy, which also has the framework write its durable file, and started again after it. Only on a Host whose /state is on its own disk (400 on a cluster). The archive is written as it is read: an error after its first bytes ends the stream early (a truncated archive), not a shortened one that looks whole. Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
+	// A gzip'd tar of /state's regular files and folders (links and special files are left out). A running program is stopped for the copy, which also has the framework write its durable file, and started again after it. On a cluster Host a short-lived helper Pod, on the program's claim, copies the volume. The archive is written as it is read: an error after its first bytes ends the stream early (a truncated archive), not a shortened one that looks whole. Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
 	//
 	// Corresponds with GET /programs/{id}/state (the `ExportState` operationId).
 	ExportState(ctx context.Context, id ProgramID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ImportStateWithBody Import /state into a program that does not run
 	//
-	// Replaces /state with a gzip'd tar. Every entry is checked before /state changes: regular files and folders only, clean relative names, at most 100000 entries and the program's /state cap in all. 409 while the program runs. Only on a Host whose /state is on its own disk. The body is at most 4 GiB (413). Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
+	// Replaces /state with a gzip'd tar. Every entry is checked before /state changes: regular files and folders only, clean relative names, at most 100000 entries and the program's /state cap in all. 409 while the program runs. On a cluster Host a short-lived helper Pod extracts it into the program's claim, with the same checks. The body is at most 4 GiB (413). Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2210,7 +2210,7 @@ func (c *Client) StartProgram(ctx context.Context, id ProgramID, reqEditors ...R
 
 // ExportState Export a program's /state
 //
-// A gzip'd tar of /state's regular files and folders (links and special files are left out). A running program is stopped for the copy, which also has the framework write its durable file, and started again after it. Only on a Host whose /state is on its own disk (400 on a cluster). The archive is written as it is read: an error after its first bytes ends the stream early (a truncated archive), not a shortened one that looks whole. Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
+// A gzip'd tar of /state's regular files and folders (links and special files are left out). A running program is stopped for the copy, which also has the framework write its durable file, and started again after it. On a cluster Host a short-lived helper Pod, on the program's claim, copies the volume. The archive is written as it is read: an error after its first bytes ends the stream early (a truncated archive), not a shortened one that looks whole. Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
 //
 // Corresponds with GET /programs/{id}/state (the `ExportState` operationId).
 func (c *Client) ExportState(ctx context.Context, id ProgramID, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2227,7 +2227,7 @@ func (c *Client) ExportState(ctx context.Context, id ProgramID, reqEditors ...Re
 
 // ImportStateWithBody Import /state into a program that does not run
 //
-// Replaces /state with a gzip'd tar. Every entry is checked before /state changes: regular files and folders only, clean relative names, at most 100000 entries and the program's /state cap in all. 409 while the program runs. Only on a Host whose /state is on its own disk. The body is at most 4 GiB (413). Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
+// Replaces /state with a gzip'd tar. Every entry is checked before /state changes: regular files and folders only, clean relative names, at most 100000 entries and the program's /state cap in all. 409 while the program runs. On a cluster Host a short-lived helper Pod extracts it into the program's claim, with the same checks. The body is at most 4 GiB (413). Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
 //
 // Takes any type of body and a specified content type.
 //
@@ -4820,7 +4820,7 @@ type ClientWithResponsesInterface interface {
 
 	// ExportStateWithResponse Export a program's /state
 	//
-	// A gzip'd tar of /state's regular files and folders (links and special files are left out). A running program is stopped for the copy, which also has the framework write its durable file, and started again after it. Only on a Host whose /state is on its own disk (400 on a cluster). The archive is written as it is read: an error after its first bytes ends the stream early (a truncated archive), not a shortened one that looks whole. Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
+	// A gzip'd tar of /state's regular files and folders (links and special files are left out). A running program is stopped for the copy, which also has the framework write its durable file, and started again after it. On a cluster Host a short-lived helper Pod, on the program's claim, copies the volume. The archive is written as it is read: an error after its first bytes ends the stream early (a truncated archive), not a shortened one that looks whole. Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4829,7 +4829,7 @@ type ClientWithResponsesInterface interface {
 
 	// ImportStateWithBodyWithResponse Import /state into a program that does not run
 	//
-	// Replaces /state with a gzip'd tar. Every entry is checked before /state changes: regular files and folders only, clean relative names, at most 100000 entries and the program's /state cap in all. 409 while the program runs. Only on a Host whose /state is on its own disk. The body is at most 4 GiB (413). Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
+	// Replaces /state with a gzip'd tar. Every entry is checked before /state changes: regular files and folders only, clean relative names, at most 100000 entries and the program's /state cap in all. 409 while the program runs. On a cluster Host a short-lived helper Pod extracts it into the program's claim, with the same checks. The body is at most 4 GiB (413). Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9272,7 +9272,7 @@ func (c *ClientWithResponses) StartProgramWithResponse(ctx context.Context, id P
 
 // ExportStateWithResponse Export a program's /state
 //
-// A gzip'd tar of /state's regular files and folders (links and special files are left out). A running program is stopped for the copy, which also has the framework write its durable file, and started again after it. Only on a Host whose /state is on its own disk (400 on a cluster). The archive is written as it is read: an error after its first bytes ends the stream early (a truncated archive), not a shortened one that looks whole. Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
+// A gzip'd tar of /state's regular files and folders (links and special files are left out). A running program is stopped for the copy, which also has the framework write its durable file, and started again after it. On a cluster Host a short-lived helper Pod, on the program's claim, copies the volume. The archive is written as it is read: an error after its first bytes ends the stream early (a truncated archive), not a shortened one that looks whole. Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -9287,7 +9287,7 @@ func (c *ClientWithResponses) ExportStateWithResponse(ctx context.Context, id Pr
 
 // ImportStateWithBodyWithResponse Import /state into a program that does not run
 //
-// Replaces /state with a gzip'd tar. Every entry is checked before /state changes: regular files and folders only, clean relative names, at most 100000 entries and the program's /state cap in all. 409 while the program runs. Only on a Host whose /state is on its own disk. The body is at most 4 GiB (413). Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
+// Replaces /state with a gzip'd tar. Every entry is checked before /state changes: regular files and folders only, clean relative names, at most 100000 entries and the program's /state cap in all. 409 while the program runs. On a cluster Host a short-lived helper Pod extracts it into the program's claim, with the same checks. The body is at most 4 GiB (413). Requests that send or read a whole source or /state are served a few at a time (four at once); one that waits over a minute for its turn is answered 503.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
