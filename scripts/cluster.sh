@@ -510,6 +510,9 @@ cmd_down() {
 		done
 	done
 	rm -rf "$DIR/volumes"
+	# The registry holds only what tests pushed (programs' images, the
+	# Hosts' state helpers): a new start begins empty.
+	rm -rf "$DIR/registry-data"
 	ip link del "$BRIDGE" 2>/dev/null || true
 	for c in /sys/fs/cgroup/*/kubepods; do
 		[ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
