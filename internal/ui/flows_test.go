@@ -6,9 +6,11 @@ import (
 	"html"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,5 +276,64 @@ func TestReleasesPage(t *testing.T) {
 	// Without the session's CSRF token, nothing is rolled back.
 	if a := b.post("/ui/programs/"+id+"/rollback", url.Values{"to": {"2"}}); a.code() == http.StatusSeeOther {
 		t.Error("a rollback without the CSRF token was accepted")
+	}
+}
+
+// TestWebhooksPage: a user adds a webhook from the Alerts page and sees its
+// secret once; a test event sent from the page reaches the receiver and
+// its delivery shows; another user neither sees nor removes it; a refused
+// URL is said on the page; without the CSRF token nothing is added.
+func TestWebhooksPage(t *testing.T) {
+	var got atomic.Int32
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
+	defer recv.Close()
+	e := newEnv(t, false)
+	b := e.signedIn(e.alice)
+	if page := b.get("/ui/webhooks"); page.code() != 200 || !strings.Contains(page.body, "No webhook yet") {
+		t.Fatalf("empty alerts page: %d %.500s", page.code(), page.body)
+	}
+	a := b.post("/ui/webhooks", url.Values{"csrf": {b.csrf}, "url": {recv.URL + "/h"}, "events": {"crashed", "oom_killed"}, "crashes": {"4"}, "window_minutes": {"15"}})
+	secret := regexp.MustCompile(`value="(whsec_[0-9a-f]+)"`).FindStringSubmatch(a.body)
+	id := regexp.MustCompile(`Webhook (wh_[0-9a-f]+) added`).FindStringSubmatch(a.body)
+	if a.code() != 200 || secret == nil || id == nil {
+		t.Fatalf("add: %d %.2000s", a.code(), a.body)
+	}
+	page := b.get("/ui/webhooks")
+	if strings.Contains(page.body, secret[1]) || !strings.Contains(page.body, "crashed, oom_killed") || !strings.Contains(page.body, "4 in 15m0s") {
+		t.Fatalf("the page after the add (the secret must not show again): %.3000s", page.body)
+	}
+	if a := b.post("/ui/webhooks/"+id[1]+"/ping", url.Values{"csrf": {b.csrf}}); a.code() != http.StatusSeeOther {
+		t.Fatalf("ping: %d %.300s", a.code(), a.body)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(page.body, "st-ready\">delivered"); page = b.get("/ui/webhooks") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery on the page: %.3000s", page.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got.Load() != 1 {
+		t.Errorf("the receiver got %d requests", got.Load())
+	}
+
+	bob := e.signedIn(e.bob)
+	if page := bob.get("/ui/webhooks"); strings.Contains(page.body, id[1]) {
+		t.Error("bob sees alice's webhook")
+	}
+	bob.post("/ui/webhooks/"+id[1]+"/delete", url.Values{"csrf": {bob.csrf}})
+	if page := b.get("/ui/webhooks"); !strings.Contains(page.body, `id="hook-`+id[1]) {
+		t.Fatal("bob removed alice's webhook")
+	}
+	b.post("/ui/webhooks", url.Values{"csrf": {b.csrf}, "url": {"http://10.0.0.1/h"}})
+	if page := b.get("/ui/webhooks"); !strings.Contains(page.body, "refused") {
+		t.Errorf("a private address: the page does not say it was refused: %.2000s", page.body)
+	}
+	if a := b.post("/ui/webhooks", url.Values{"url": {recv.URL + "/csrf"}}); a.code() == 200 && strings.Contains(a.body, "added") {
+		t.Error("an add without the CSRF token was accepted")
+	}
+	if a := b.post("/ui/webhooks/"+id[1]+"/delete", url.Values{"csrf": {b.csrf}}); a.code() != http.StatusSeeOther {
+		t.Fatalf("delete: %d", a.code())
+	}
+	if page := b.get("/ui/webhooks"); strings.Contains(page.body, `id="hook-`+id[1]) || !strings.Contains(page.body, "No webhook yet") {
+		t.Error("the webhook is still on the page after its removal")
 	}
 }
