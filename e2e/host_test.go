@@ -51,6 +51,10 @@ type host struct {
 
 	args []string // extra hershy serve flags
 	env  []string // extra environment of hershy serve (before the test's own)
+	// afterStop runs once the Host has deleted its programs and stopped,
+	// before the check that nothing of it is left: for what a test made
+	// on the engine itself on top of the Host's images.
+	afterStop []func()
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -216,6 +220,9 @@ func (h *host) cleanup() {
 	// Every program was deleted through the Host and the Host has
 	// stopped: a container or image of it still on the engine is a leak
 	// (say, a container created by a start the stop cut short).
+	for _, fn := range h.afterStop {
+		fn()
+	}
 	if deleted && !h.t.Failed() {
 		h.checkNothingLeft()
 	}

@@ -248,19 +248,26 @@ func TestSecurityImageSettings(t *testing.T) { forEachRuntime(t, testSecurityIma
 
 func testSecurityImageSettings(t *testing.T, rt string) {
 	base := "hershy-e2e-base-" + nonce()
-	// Registered before the Host's own cleanups, so it runs after them:
-	// once the programs built on the base image are deleted, the image
-	// (and its builder's intermediate images) can go.
-	t.Cleanup(func() { exec.Command("docker", "rmi", base).Run() })
 	h := startHost(t, rt)
 	alice := h.user("alice")
 	probe := h.deploy(t, alice, "probe", client.SourceRequest{SrcFiles: readSource(t, "testdata/probe")})
 	probe.waitState("Ready", 3*time.Minute)
+	// Once the programs built on the base image are deleted, the image
+	// (and its builder's intermediate images) can go, and then the probe's
+	// image, which the Host kept while the base stood on it.
+	probeImage := imageOf(t, probe)
+	h.afterStop = append(h.afterStop, func() {
+		exec.Command("docker", "rmi", base).Run()
+		exec.Command("docker", "rmi", probeImage).Run()
+	})
 
 	// The operator loads a base image made from it, with the settings.
 	ctxDir := t.TempDir()
-	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+imageOf(t, probe)+
-		"\nVOLUME /data\nHEALTHCHECK --interval=1s --timeout=1s CMD [\"/app\"]\nLABEL "+driver.LabelProgram+"=someone-else\n"), 0o644)
+	// Its first LABEL makes it (and the builder's intermediate images) the
+	// operator's, not this Host's instance's, as the probe's image was: the
+	// end's check for leftovers of the Host must not count them.
+	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+probeImage+
+		"\nLABEL "+driver.LabelInstance+"=operator\nVOLUME /data\nHEALTHCHECK --interval=1s --timeout=1s CMD [\"/app\"]\nLABEL "+driver.LabelProgram+"=someone-else\n"), 0o644)
 	ctx := context.Background()
 	// As the operator would: with the engine's own tools, not the Host.
 	build := exec.Command("docker", "build", "-q", "--network", "none", "-t", base, ctxDir)

@@ -142,6 +142,21 @@ func testDashboard(t *testing.T, rt string) {
 	b.WaitVisible(".hl")
 	b.Screenshot("source")
 
+	// Alerts: a webhook added in the browser shows its secret once, and
+	// goes with its Remove button.
+	b.Navigate(ui + "webhooks")
+	b.WaitText("main", "No webhook yet")
+	b.Fill("#hook-url", "https://hooks.example.com/hershy")
+	b.Click("#hook-form button[type=submit]")
+	b.WaitVisible("#new-secret")
+	if s := b.Value("#new-secret"); !strings.HasPrefix(s, "whsec_") {
+		t.Fatalf("the new webhook's secret: %q", s)
+	}
+	b.Screenshot("alerts")
+	b.Navigate(ui + "webhooks")
+	b.Click(`button[aria-label^="Remove webhook"]`)
+	b.WaitText("main", "No webhook yet")
+
 	// The admin's pages.
 	adm := browsertest.New(t, browsertest.Options{})
 	signIn(adm, ui, h.admin.Token)
