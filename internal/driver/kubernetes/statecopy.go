@@ -332,6 +332,11 @@ func (d *Driver) helperImage(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("kubernetes: state helper image: %w", err)
 	}
+	// The registry holds it now; the builder's copy (the binary's size,
+	// one per Host binary) would only pile up on this machine's engine.
+	if err := d.builder.RemoveImage(ctx, tag); err != nil && !errors.Is(err, driver.ErrNotFound) {
+		return "", fmt.Errorf("kubernetes: state helper image: removing the local copy: %w", err)
+	}
 	again := sha256.New()
 	if _, err := io.Copy(again, io.NewSectionReader(f, 0, 1<<62)); err != nil || hex.EncodeToString(again.Sum(nil)) != sum {
 		return "", errors.New("kubernetes: state helper image: the binary changed while it was sent")
