@@ -3,7 +3,6 @@ package host_test
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/statearchive/archivetest"
 )
 
 // TestStateExportImport: an export of a running program stops it for the
@@ -42,7 +42,7 @@ func TestStateExportImport(t *testing.T) {
 			t.Errorf("after the export the program is %s, want it started again", p.State)
 		}
 		// The program's own durable file (hersh-context.json) besides ours.
-		names := strings.Join(archiveNames(t, archive.Bytes()), " ")
+		names := strings.Join(archivetest.Names(t, archive.Bytes()), " ")
 		if !strings.HasPrefix(names, "book/ book/orders counter.json") || strings.Contains(names, "planted") {
 			t.Errorf("archive entries %v", names)
 		}
@@ -94,7 +94,7 @@ func TestStateImportRefusals(t *testing.T) {
 				{Name: "d/", Typeflag: tar.TypeDir}, {Name: "d/x", Typeflag: tar.TypeSymlink, Linkname: "/"},
 			},
 		} {
-			_, err := h.ImportState(ctx, id, bytes.NewReader(makeArchive(t, entries)))
+			_, err := h.ImportState(ctx, id, bytes.NewReader(archivetest.Make(t, entries...)))
 			if !errors.Is(err, host.ErrInvalid) {
 				t.Errorf("%s: %v, want ErrInvalid", name, err)
 			}
@@ -109,43 +109,4 @@ func TestStateImportRefusals(t *testing.T) {
 			t.Errorf("not an archive: %v", err)
 		}
 	})
-}
-
-// makeArchive writes a gzip'd tar of the headers, each regular file
-// filled with zeros (a bomb compresses to little).
-func makeArchive(t *testing.T, hdrs []tar.Header) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	for _, h := range hdrs {
-		h.Mode = 0o600
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			tw.Write(make([]byte, h.Size))
-		}
-	}
-	tw.Close()
-	zw.Close()
-	return buf.Bytes()
-}
-
-func archiveNames(t *testing.T, b []byte) []string {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	var names []string
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			break
-		}
-		names = append(names, h.Name)
-	}
-	return names
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hershyorg/hershy/internal/host"
 	"github.com/hershyorg/hershy/internal/host/hosttest"
 	"github.com/hershyorg/hershy/internal/lifecycle"
+	"github.com/hershyorg/hershy/internal/statearchive/archivetest"
 )
 
 // TestStateVolumesExportImport: on an engine that keeps /state
@@ -40,7 +41,7 @@ func TestStateVolumesExportImport(t *testing.T) {
 		if p := settle(t, h, src, lifecycle.Ready); p.State != lifecycle.Ready {
 			t.Errorf("after the export the program is %s, want it started again", p.State)
 		}
-		if names := strings.Join(archiveNames(t, archive.Bytes()), " "); !strings.Contains(names, "counter.json") {
+		if names := strings.Join(archivetest.Names(t, archive.Bytes()), " "); !strings.Contains(names, "counter.json") {
 			t.Errorf("archive entries %v", names)
 		}
 
@@ -52,7 +53,7 @@ func TestStateVolumesExportImport(t *testing.T) {
 			t.Errorf("imported file: %q", b)
 		}
 		before, _ := os.ReadDir(volume(dst))
-		hostile := makeArchive(t, []tar.Header{{Name: "ok", Typeflag: tar.TypeReg, Size: 1}, {Name: "../../escaped", Typeflag: tar.TypeReg, Size: 1}})
+		hostile := archivetest.Make(t, tar.Header{Name: "ok", Typeflag: tar.TypeReg, Size: 1}, tar.Header{Name: "../../escaped", Typeflag: tar.TypeReg, Size: 1})
 		if _, err := h.ImportState(ctx, dst, bytes.NewReader(hostile)); !errors.Is(err, host.ErrInvalid) {
 			t.Errorf("a traversal: %v, want ErrInvalid", err)
 		}

@@ -3,34 +3,14 @@ package statearchive
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// makeArchive writes a gzip'd tar of the headers, each regular file
-// filled with zeros (a bomb compresses to little).
-func makeArchive(t *testing.T, hdrs []tar.Header) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	for _, h := range hdrs {
-		h.Mode = 0o600
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			tw.Write(make([]byte, h.Size))
-		}
-	}
-	tw.Close()
-	zw.Close()
-	return buf.Bytes()
-}
+	"github.com/hershyorg/hershy/internal/statearchive/archivetest"
+)
 
 func TestEntryName(t *testing.T) {
 	for _, tc := range []struct {
@@ -95,7 +75,7 @@ func TestRefusals(t *testing.T) {
 	const limit = 16 << 20
 	for name, hdrs := range hostile {
 		t.Run(name, func(t *testing.T) {
-			archive := makeArchive(t, hdrs)
+			archive := archivetest.Make(t, hdrs...)
 			if _, err := Check(bytes.NewReader(archive), limit); !errors.Is(err, ErrRefused) {
 				t.Errorf("Check: %v, want ErrRefused", err)
 			}
@@ -118,8 +98,8 @@ func TestRefusals(t *testing.T) {
 	}
 	for name, b := range map[string][]byte{
 		"not gzip":   []byte("not gzip"),
-		"cut short":  cut(makeArchive(t, []tar.Header{{Name: "a", Typeflag: tar.TypeReg, Size: 100 << 10}})),
-		"trailing":   append(makeArchive(t, []tar.Header{{Name: "a", Typeflag: tar.TypeReg, Size: 1}}), "junk"...),
+		"cut short":  cut(archivetest.Make(t, tar.Header{Name: "a", Typeflag: tar.TypeReg, Size: 100 << 10})),
+		"trailing":   append(archivetest.Make(t, tar.Header{Name: "a", Typeflag: tar.TypeReg, Size: 1}), "junk"...),
 		"empty file": nil,
 	} {
 		if _, err := Check(bytes.NewReader(b), limit); !errors.Is(err, ErrRefused) {
@@ -140,10 +120,10 @@ func TestEntryLimit(t *testing.T) {
 	for i := range hdrs {
 		hdrs[i] = tar.Header{Name: "d/", Typeflag: tar.TypeDir}
 	}
-	if _, err := Check(bytes.NewReader(makeArchive(t, hdrs)), 1); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "entries") {
+	if _, err := Check(bytes.NewReader(archivetest.Make(t, hdrs...)), 1); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "entries") {
 		t.Errorf("Check of %d entries: %v", len(hdrs), err)
 	}
-	if _, err := Check(bytes.NewReader(makeArchive(t, hdrs[:entryLimit])), 1); err != nil {
+	if _, err := Check(bytes.NewReader(archivetest.Make(t, hdrs[:entryLimit]...)), 1); err != nil {
 		t.Errorf("Check of %d entries: %v", entryLimit, err)
 	}
 }
@@ -205,7 +185,7 @@ func TestRoundTrip(t *testing.T) {
 func TestHelper(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "old"), []byte("x"), 0o600)
-	archive := makeArchive(t, []tar.Header{{Name: "d/", Typeflag: tar.TypeDir}, {Name: "d/new", Typeflag: tar.TypeReg, Size: 3}})
+	archive := archivetest.Make(t, tar.Header{Name: "d/", Typeflag: tar.TypeDir}, tar.Header{Name: "d/new", Typeflag: tar.TypeReg, Size: 3})
 	run := func(stdin []byte, args ...string) (int, string, string) {
 		var out, errOut bytes.Buffer
 		code := RunHelper(args, bytes.NewReader(stdin), &out, &errOut)
@@ -242,7 +222,7 @@ func TestHelper(t *testing.T) {
 		t.Error("discard left the import's folder")
 	}
 
-	code, _, errOut := run(makeArchive(t, hostile["traversal"]), "import", dir, NewToken(), "1024")
+	code, _, errOut := run(archivetest.Make(t, hostile["traversal"]...), "import", dir, NewToken(), "1024")
 	if code != HelperRefused || !strings.Contains(errOut, "clean relative name") {
 		t.Errorf("a traversal: %d %q", code, errOut)
 	}

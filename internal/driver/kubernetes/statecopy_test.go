@@ -17,6 +17,7 @@ import (
 
 	"github.com/hershyorg/hershy/internal/driver"
 	"github.com/hershyorg/hershy/internal/statearchive"
+	"github.com/hershyorg/hershy/internal/statearchive/archivetest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -169,7 +170,7 @@ func testStateCopy(t *testing.T, d *Driver, rt string) {
 		t.Fatalf("export: %v", err)
 	}
 	t.Logf("export: %v", time.Since(began))
-	if got := strings.Join(entries(t, out.Bytes()), " "); got != "book/ book/orders counter.json" {
+	if got := strings.Join(archivetest.Names(t, out.Bytes()), " "); got != "book/ book/orders counter.json" {
 		t.Errorf("exported entries: %s", got)
 	}
 
@@ -202,7 +203,7 @@ func testStateCopy(t *testing.T, d *Driver, rt string) {
 		"link":      {Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/etc"},
 		"over cap":  {Name: "big", Typeflag: tar.TypeReg, Size: 2 << 20},
 	} {
-		_, err := d.ImportVolume(ctx, spec, bytes.NewReader(rawArchive(t, hdr)), func() error { return nil })
+		_, err := d.ImportVolume(ctx, spec, bytes.NewReader(archivetest.Make(t, hdr)), func() error { return nil })
 		if !errors.Is(err, statearchive.ErrRefused) {
 			t.Errorf("%s: %v, want ErrRefused", name, err)
 		}
@@ -248,39 +249,4 @@ func tarGz(t *testing.T, files map[string]string) []byte {
 	tw.Close()
 	zw.Close()
 	return buf.Bytes()
-}
-
-func rawArchive(t *testing.T, h tar.Header) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	h.Mode = 0o600
-	if err := tw.WriteHeader(&h); err != nil {
-		t.Fatal(err)
-	}
-	if h.Typeflag == tar.TypeReg {
-		tw.Write(make([]byte, h.Size))
-	}
-	tw.Close()
-	zw.Close()
-	return buf.Bytes()
-}
-
-func entries(t *testing.T, b []byte) []string {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	var names []string
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			break
-		}
-		names = append(names, h.Name)
-	}
-	return names
 }
