@@ -272,6 +272,11 @@ func (h *Host) sweepLaunch(id, gen string) {
 					h.log.Error("removing the container of a failed create", "program", id, "container", c.ID, "err", err)
 				}
 			}
+			if len(cs) > 0 {
+				// A delete meanwhile had to keep the image this container
+				// stood on: collect it now.
+				h.collectBuildsLogged(ctx)
+			}
 			return len(cs) > 0
 		}
 		for _, wait := range sweepAfter {

@@ -272,3 +272,72 @@ func TestCloseSweepsLateCreate(t *testing.T) {
 		}
 	})
 }
+
+// TestDeleteDuringLateCreate: a program deleted while the engine still
+// works on its container's create leaves nothing. The engine makes the
+// container after the delete's halt has looked (so the halt misses it)
+// and before the delete collects the image (which it must keep, in use):
+// the launch's sweep removes the container, and then collects the image.
+func TestDeleteDuringLateCreate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		entered, listed, created, collected := make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
+		var once, listOnce, createOnce, collectOnce sync.Once
+		inDelete := func() bool {
+			select {
+			case <-entered:
+				return true
+			default:
+				return false
+			}
+		}
+		d := newFakeEngine(t, nil, fake.Hooks{
+			Before: func(ctx context.Context, c fake.Call) error {
+				switch c.Method {
+				case "CreateContainer":
+					once.Do(func() { close(entered) })
+					<-ctx.Done() // the delete cancels the launch
+					<-listed     // the engine finishes after the halt looked
+				case "RemoveImage":
+					if inDelete() {
+						<-created
+					}
+				case "ListContainers":
+					select {
+					case <-created: // the launch's sweep looks after the delete's collection
+						<-collected
+					default:
+					}
+				}
+				return nil
+			},
+			After: func(ctx context.Context, c fake.Call, err error) error {
+				switch {
+				case c.Method == "ListContainers" && inDelete():
+					listOnce.Do(func() { close(listed) })
+				case c.Method == "RemoveImage" && inDelete():
+					collectOnce.Do(func() { close(collected) })
+				case c.Method == "CreateContainer" && err == nil:
+					createOnce.Do(func() { close(created) })
+					return ctx.Err() // the reply never reached the Host
+				}
+				return err
+			},
+		})
+		h := d.Open(t, t.TempDir())
+		id := createProgram(t, h, dockerfileProgram("alice", "1"))
+		startProgram(t, h, id)
+		<-entered
+		build := stateOf(t, h, id).BuildID
+		if err := h.Delete(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute) // the sweep's passes
+		synctest.Wait()
+		if cs := hosttest.ContainersOf(t, d, id); len(cs) != 0 {
+			t.Fatalf("containers left: %+v", cs)
+		}
+		if imageExists(t, d, host.ImageTag(build)) {
+			t.Fatal("the deleted program's image is left")
+		}
+	})
+}
