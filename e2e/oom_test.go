@@ -29,17 +29,7 @@ func testOOMUnderLoad(t *testing.T, rt string) {
 	}
 	for i := 1; i <= 2; i++ {
 		eater.send("eat 200")
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			p := eater.get()
-			if p.RestartCount == i && p.State == "Ready" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("after eating past its limit (%d): %s, %d restarts, %s", i, p.State, p.RestartCount, p.ErrorMsg)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitRestarted(t, eater, i)
 	}
 	// The history says why, each time, and how long the Host waited (the
 	// program's view describes its current run: the exit is history).

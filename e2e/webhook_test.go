@@ -56,25 +56,31 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 }
 
 // wait waits until an event of kind about program arrives and returns it.
-func (r *hookReceiver) wait(kind alerts.Kind, program string, timeout time.Duration, also ...alerts.Kind) alerts.Event {
+func (r *hookReceiver) wait(kind alerts.Kind, program string, timeout time.Duration) alerts.Event {
+	r.t.Helper()
+	return r.waitFor(string(kind)+" of "+program, timeout, func(ev alerts.Event) bool {
+		return ev.Kind == kind && ev.ProgramID == program
+	})
+}
+
+// waitFor waits until an event that match accepts arrives and returns it.
+func (r *hookReceiver) waitFor(what string, timeout time.Duration, match func(alerts.Event) bool) alerts.Event {
 	r.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		r.mu.Lock()
+		var got []string
 		for _, ev := range r.events {
-			if (ev.Kind == kind || (len(also) > 0 && ev.Kind == also[0])) && ev.ProgramID == program {
+			if match(ev) {
 				r.mu.Unlock()
 				return ev
 			}
-		}
-		got := make([]string, 0, len(r.events))
-		for _, ev := range r.events {
 			got = append(got, string(ev.Kind)+" "+ev.ProgramID)
 		}
 		bad := r.bad
 		r.mu.Unlock()
 		if time.Now().After(deadline) {
-			r.t.Fatalf("no %s alert of %s after %s; received %v; refused %v", kind, program, timeout, got, bad)
+			r.t.Fatalf("no alert %s after %s; received %v; refused %v", what, timeout, got, bad)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -133,25 +139,12 @@ func testWebhookAlerts(t *testing.T, rt string) {
 	// A memory kill. Under runsc the engine may see only the exit code
 	// 137 (the kill takes the sandbox down): then it is a crash with 137.
 	p.send("eat 200")
-	var oom alerts.Event
-	if rt == "runc" {
-		oom = recv.wait(alerts.OOMKilled, p.id, 2*time.Minute)
-	} else {
-		deadline := time.Now().Add(2 * time.Minute)
-		for oom.ID == "" {
-			recv.mu.Lock()
-			for _, ev := range recv.events {
-				if ev.ProgramID == p.id && (ev.Kind == alerts.OOMKilled || (ev.Kind == alerts.Crashed && ev.ExitCode != nil && *ev.ExitCode == 137)) {
-					oom = ev
-				}
-			}
-			recv.mu.Unlock()
-			if time.Now().After(deadline) {
-				t.Fatal("no alert of the memory kill")
-			}
-			time.Sleep(100 * time.Millisecond)
+	oom := recv.waitFor("of the memory kill", 2*time.Minute, func(ev alerts.Event) bool {
+		if ev.ProgramID != p.id {
+			return false
 		}
-	}
+		return ev.Kind == alerts.OOMKilled || (rt == "runsc" && ev.Kind == alerts.Crashed && ev.ExitCode != nil && *ev.ExitCode == 137)
+	})
 	if oom.ExitCode == nil || *oom.ExitCode != 137 {
 		t.Errorf("memory kill alert %+v", oom)
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -296,4 +297,48 @@ func TestDeliverCancelled(t *testing.T) {
 	if s.Deliver(ctx, r.URL, "k", Event{ID: "e", Kind: Ping}, func(a Attempt) { as = append(as, a) }) || len(as) != 1 {
 		t.Fatalf("attempts after cancel: %+v", as)
 	}
+}
+
+// TestDeliverBoundsTheAnswer: a hostile receiver's answer costs the Host
+// little. A body of a gigabyte is read for its first maxAnswer bytes and
+// the connection dropped; headers past 16 KiB fail the attempt.
+func TestDeliverBoundsTheAnswer(t *testing.T) {
+	t.Run("endless body", func(t *testing.T) {
+		var served atomic.Int64
+		r := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			io.Copy(io.Discard, req.Body)
+			w.WriteHeader(http.StatusOK)
+			chunk := make([]byte, 64<<10)
+			for range (1 << 30) / len(chunk) {
+				n, err := w.Write(chunk)
+				served.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		}))
+		t.Cleanup(r.Close)
+		s, _ := testSender(t)
+		if as, ok := deliver(s, r.URL); !ok {
+			t.Fatalf("attempts %+v", as)
+		}
+		r.Close() // waits for the handler: its count is final
+		// Socket buffers hold some megabytes past what was read; a
+		// gigabyte means the body was read whole.
+		if n := served.Load(); n > 64<<20 {
+			t.Fatalf("the receiver got %d MiB of its answer out", n>>20)
+		}
+	})
+	t.Run("huge headers", func(t *testing.T) {
+		r := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			w.Header().Set("X-Pad", strings.Repeat("a", 100<<10))
+			w.WriteHeader(http.StatusOK)
+		}))
+		t.Cleanup(r.Close)
+		s, _ := testSender(t)
+		s.Attempts = 1
+		if as, ok := deliver(s, r.URL); ok || len(as) != 1 || !strings.Contains(as[0].Err, "header") {
+			t.Fatalf("delivered %v; attempts %+v", ok, as)
+		}
+	})
 }

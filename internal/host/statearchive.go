@@ -37,9 +37,13 @@ func (h *Host) stateDir(id string) string {
 	return filepath.Join(h.programDir(id), "state")
 }
 
-// stateCopier is the engine's copier of /state volumes, or an error when
-// the engine keeps /state but cannot copy it.
+// stateCopier is the engine's copier of /state volumes; nil when /state is
+// on this machine's disk, an error when the engine keeps /state but
+// cannot copy it.
 func (h *Host) stateCopier() (driver.StateCopier, error) {
+	if h.volumes == nil {
+		return nil, nil
+	}
 	c, ok := h.driver.(driver.StateCopier)
 	if !ok {
 		return nil, fmt.Errorf("%w: this Host's engine keeps /state (a cluster volume) and cannot copy it out or in", ErrInvalid)
@@ -105,12 +109,9 @@ func (h *Host) waitState(ctx context.Context, id string, ok func(lifecycle.Progr
 // program is stopped for the copy and started again after it. Links,
 // devices and other special files are left out (and counted in the log).
 func (h *Host) ExportState(ctx context.Context, id string, w io.Writer) error {
-	var copier driver.StateCopier
-	if h.volumes != nil {
-		var err error
-		if copier, err = h.stateCopier(); err != nil {
-			return err
-		}
+	copier, err := h.stateCopier()
+	if err != nil {
+		return err
 	}
 	s, err := h.sup(id)
 	if err != nil {
@@ -158,12 +159,9 @@ func (h *Host) ExportState(ctx context.Context, id string, w io.Writer) error {
 // entry is in, the old /state stays; /state needs room for both meanwhile.
 // A program started meanwhile keeps its /state (ErrConflict).
 func (h *Host) ImportState(ctx context.Context, id string, r io.Reader) (ImportResult, error) {
-	var copier driver.StateCopier
-	if h.volumes != nil {
-		var err error
-		if copier, err = h.stateCopier(); err != nil {
-			return ImportResult{}, err
-		}
+	copier, err := h.stateCopier()
+	if err != nil {
+		return ImportResult{}, err
 	}
 	s, err := h.sup(id)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -55,23 +56,34 @@ func (d *Driver) DialContext(ctx context.Context, id, addr string) (net.Conn, er
 	return d.forward(ctx, id, uint16(port))
 }
 
+// upgrade opens a SPDY connection to a Pod's subresource (u: portforward
+// or exec) speaking protocol, for the streams the caller creates. A
+// cancelled ctx is the error, rather than the upgrade's own.
+func (d *Driver) upgrade(ctx context.Context, u *url.URL, protocol string) (httpstream.Connection, error) {
+	rt, upgrader, err := spdy.RoundTripperFor(d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	conn, _, err := spdy.Negotiate(upgrader, &http.Client{Transport: rt}, req, protocol)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return conn, nil
+}
+
 // forward opens one port-forward connection to the Pod with one stream
 // pair (data and error) for port.
 func (d *Driver) forward(ctx context.Context, id string, port uint16) (net.Conn, error) {
-	rt, upgrader, err := spdy.RoundTripperFor(d.cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes: dial: %w", err)
-	}
 	u := d.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(d.ns).Name(id).SubResource("portforward").URL()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	conn, err := d.upgrade(ctx, u, portForwardProtocol)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: dial: %w", err)
-	}
-	conn, _, err := spdy.Negotiate(upgrader, &http.Client{Transport: rt}, req, portForwardProtocol)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("kubernetes: dial %s: %w", id, ctx.Err())
-		}
 		return nil, fmt.Errorf("kubernetes: dial %s: %w", id, err)
 	}
 	h := http.Header{}

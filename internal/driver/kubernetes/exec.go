@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/httpstream"
-	"k8s.io/client-go/transport/spdy"
 )
 
 // execProtocol is the exec subresource's stream protocol: one SPDY stream
@@ -48,19 +47,8 @@ func (d *Driver) exec(ctx context.Context, pod, ctr string, cmd []string, stdin 
 	for _, a := range cmd {
 		req = req.Param("command", a)
 	}
-	rt, upgrader, err := spdy.RoundTripperFor(d.cfg)
+	conn, err := d.upgrade(ctx, req.URL(), execProtocol)
 	if err != nil {
-		return execResult{}, fmt.Errorf("kubernetes: exec: %w", err)
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, req.URL().String(), nil)
-	if err != nil {
-		return execResult{}, fmt.Errorf("kubernetes: exec: %w", err)
-	}
-	conn, _, err := spdy.Negotiate(upgrader, &http.Client{Transport: rt}, hreq, execProtocol)
-	if err != nil {
-		if ctx.Err() != nil {
-			return execResult{}, fmt.Errorf("kubernetes: exec in %s: %w", pod, ctx.Err())
-		}
 		return execResult{}, fmt.Errorf("kubernetes: exec in %s: %w", pod, err)
 	}
 	defer conn.Close()
